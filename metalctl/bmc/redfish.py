@@ -1,0 +1,250 @@
+"""Redfish inventory through sushy (DMTF DSP0266 1.x; schema bundle 2023.x).
+
+The only module that imports sushy. sushy errors are translated here into the
+:mod:`metalctl.errors` BMC tree, by exception class (the original requests
+exception travels as ``__context__`` of sushy's ConnectionError).
+
+Budget notes: sushy's defaults (``server_side_retries=10`` × 3 s) make one BMC
+that answers 500 cost ~30 s, and its transport retry count treats 0 as 3
+(``retries = self._server_side_retries or 3``), so we always pass 1 explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import requests
+import sushy
+from sushy import exceptions as sushy_exc
+
+from metalctl.bmc import probe
+from metalctl.budget import Budget
+from metalctl.credentials import Credential, CredentialSet
+from metalctl.errors import (
+    BmcAuthFailed,
+    BmcError,
+    BmcProtocolError,
+    BmcTimeout,
+    BmcTLSError,
+    BmcUnreachable,
+)
+from metalctl.model.hardware import CpuFacts, DiskFacts, Hardware, NicFacts
+from metalctl.model.node import DiscoveryRecord, Protocol, Status
+
+LOG = logging.getLogger(__name__)
+SOURCE = "redfish"
+
+
+def translate(exc: Exception, address: str) -> BmcError:
+    """Map a sushy exception to metalctl's BMC error classes."""
+    if isinstance(exc, sushy_exc.AccessError):
+        return BmcAuthFailed(address=address, reason=f"HTTP {exc.status_code}: access denied")
+    if isinstance(exc, sushy_exc.ServerSideError):
+        return BmcProtocolError(address=address, reason=f"HTTP {exc.status_code} from {_path(exc)}")
+    if isinstance(exc, sushy_exc.HTTPError):
+        return BmcProtocolError(address=address, reason=f"HTTP {exc.status_code} from {_path(exc)}")
+    if isinstance(exc, sushy_exc.ConnectionError):
+        cause = exc.__context__
+        if isinstance(cause, requests.exceptions.SSLError):
+            return BmcTLSError(address=address, reason="TLS verification failed")
+        if isinstance(cause, requests.exceptions.Timeout):
+            return BmcTimeout(address=address, reason="Redfish request timed out")
+        return BmcUnreachable(address=address, reason="connection lost")
+    if isinstance(exc, sushy_exc.SushyError):
+        return BmcProtocolError(address=address, reason=type(exc).__name__)
+    return BmcProtocolError(address=address, reason=f"{type(exc).__name__}: {exc}")
+
+
+def _path(exc: sushy_exc.HTTPError) -> str:
+    url = getattr(exc, "url", "") or ""
+    return url.split("://", 1)[-1].split("/", 1)[-1] if url else "?"
+
+
+def connect(base_url: str, address: str, cred: Credential, verify: bool | str,
+            budget: Budget) -> sushy.Sushy:
+    """Open an authenticated sushy root.
+
+    Raises:
+        BmcError: translated from sushy (auth failure, TLS, timeout, 5xx).
+    """
+    try:
+        root = sushy.Sushy(
+            base_url,
+            username=cred.username,
+            password=cred.password.reveal(),
+            verify=verify,
+            server_side_retries=max(budget.attempts - 1, 1),
+            server_side_retries_delay=budget.backoff_s,
+            read_timeout=budget.read_timeout_s,
+            connect_timeout=budget.connect_timeout_s,
+        )
+        # Authentication is lazy in sushy; touch an authenticated resource now so a
+        # wrong password fails here, per credential, not later mid-inventory.
+        root.get_system_collection()
+    except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
+        raise translate(exc, address) from None
+    return root
+
+
+def login(base_url: str, address: str, creds: CredentialSet, verify: bool | str,
+          budget: Budget) -> tuple[sushy.Sushy, Credential]:
+    """Try each credential of the set in order; return the first that works.
+
+    Raises:
+        BmcAuthFailed: every credential was rejected (the message names the set, never
+            a password).
+        BmcError: a non-auth failure stops the attempts at once.
+    """
+    for cred in creds.entries:
+        try:
+            return connect(base_url, address, cred, verify, budget), cred
+        except BmcAuthFailed:
+            LOG.debug("BMC %s: user %s rejected", address, cred.username)
+    raise BmcAuthFailed(address=address,
+                        reason=f"all {len(creds.entries)} credential(s) of set "
+                               f"{creds.name!r} rejected")
+
+
+def discover(address: str, port: int, scheme: str, creds: CredentialSet,
+             verify: bool | str, budget: Budget) -> list[DiscoveryRecord]:
+    """Probe, log in and read every ComputerSystem behind one Redfish service.
+
+    Returns one record per system (status ``ok``).
+
+    Raises:
+        BmcError: the service is absent, unreachable or refuses every credential.
+    """
+    host = f"[{address}]" if ":" in address else address
+    default = 443 if scheme == "https" else 80
+    base_url = f"{scheme}://{host}" + ("" if port == default else f":{port}")
+    with probe.warnings_silenced(verify):
+        presence = probe.probe_redfish(base_url, address, verify, budget)
+        root, cred = login(base_url, address, creds, verify, budget)
+        vendor = presence.vendor or _json(root).get("Vendor")
+        records = []
+        try:
+            members = root.get_system_collection().get_members()
+        except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
+            raise translate(exc, address) from None
+        firmware = _manager_firmware(root)
+        for system in members:
+            started = time.monotonic()
+            records.append(_record(address, port, scheme, system, vendor, firmware, creds.name,
+                                   started))
+    LOG.debug("BMC %s: %d system(s) via %s", address, len(records), cred.username)
+    return records
+
+
+def _json(resource: Any) -> dict[str, Any]:
+    try:
+        return resource.json or {}
+    except Exception:  # noqa: BLE001 - optional raw view; absence is not an error
+        return {}
+
+
+def _optional(what: str, address: str, fn: Any) -> Any:
+    """Read an optional part of the schema; log and return None when the BMC lacks it.
+
+    Many BMCs (and sushy-tools' fake driver) do not serve Processors, Memory or
+    Storage; DSP0266 makes them optional, so absence is 'unknown', not failure.
+    """
+    try:
+        return fn()
+    except (sushy_exc.SushyError, requests.exceptions.RequestException, KeyError,
+            TypeError, ValueError) as exc:
+        LOG.debug("BMC %s: %s unavailable: %s", address, what, type(exc).__name__)
+        return None
+
+
+def _manager_firmware(root: sushy.Sushy) -> str | None:
+    def read() -> str | None:
+        managers = root.get_manager_collection().get_members()
+        return managers[0].firmware_version if managers else None
+    return _optional("Managers", "", read)
+
+
+def _enum(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _cpu(address: str, system: Any) -> CpuFacts:
+    procs = _optional("Processors", address, lambda: system.processors.get_members())
+    summary = _json(system).get("ProcessorSummary") or {}
+    if procs:
+        cpus = [p for p in procs if _enum(p.processor_type) in (None, "CPU")]
+        cores = [p.total_cores for p in cpus if p.total_cores is not None]
+        threads = [p.total_threads for p in cpus if p.total_threads is not None]
+        return CpuFacts(
+            sockets=len(cpus),
+            cores=sum(cores) if len(cores) == len(cpus) else None,
+            threads=sum(threads) if len(threads) == len(cpus) else None,
+            model=next((p.model for p in cpus if p.model), None),
+            arch=_enum(next((p.processor_architecture for p in cpus), None)),
+            source=SOURCE,
+        )
+    if summary:
+        return CpuFacts(sockets=summary.get("Count"), cores=summary.get("CoreCount"),
+                        threads=summary.get("LogicalProcessorCount"),
+                        model=summary.get("Model"), source=SOURCE)
+    return CpuFacts()
+
+
+def _nics(address: str, system: Any) -> tuple[NicFacts, ...]:
+    members = _optional("EthernetInterfaces", address,
+                        lambda: system.ethernet_interfaces.get_members()) or []
+    nics = []
+    for nic in members:
+        mac = nic.permanent_mac_address or nic.mac_address
+        if not mac:
+            continue
+        nics.append(NicFacts(mac=mac.lower(), name=nic.identity,
+                             link_speed_mbps=nic.speed_mbps,
+                             link_status=_enum(getattr(nic.status, "state", None)),
+                             source=SOURCE))
+    return tuple(nics)
+
+
+def _disks(address: str, system: Any) -> tuple[DiskFacts, ...]:
+    def via_storage() -> list[DiskFacts]:
+        out = []
+        for storage in system.storage.get_members():
+            for drive in storage.drives:
+                out.append(DiskFacts(name=drive.name, model=drive.model,
+                                     serial=drive.serial_number, media_type=_enum(drive.media_type),
+                                     size_gib=_gib(drive.capacity_bytes), source=SOURCE))
+        return out
+
+    def via_simple() -> list[DiskFacts]:
+        return [DiskFacts(name=d.name, model=d.model, size_gib=_gib(d.capacity_bytes),
+                          source=SOURCE)
+                for s in system.simple_storage.get_members() for d in s.devices]
+
+    return tuple(_optional("Storage", address, via_storage)
+                 or _optional("SimpleStorage", address, via_simple) or ())
+
+
+def _gib(size: int | None) -> float | None:
+    return round(size / 2**30, 1) if size else None
+
+
+def _record(address: str, port: int, scheme: str, system: Any, vendor: str | None,
+            firmware: str | None, creds_name: str, started: float) -> DiscoveryRecord:
+    memory = _optional("MemorySummary", address, lambda: system.memory_summary)
+    boot = _optional("Boot", address, lambda: system.boot)
+    hardware = Hardware(cpu=_cpu(address, system),
+                        memory_gib=getattr(memory, "size_gib", None),
+                        nics=_nics(address, system), disks=_disks(address, system))
+    return DiscoveryRecord(
+        address=address, port=port, protocol=Protocol.REDFISH, status=Status.OK,
+        scheme=scheme, system_id=system.path, uuid=(system.uuid or "").lower() or None,
+        name=system.name, vendor=vendor or system.manufacturer,
+        manufacturer=system.manufacturer, model=system.model, serial=system.serial_number,
+        power_state=_enum(system.power_state), bios_version=system.bios_version,
+        boot_mode=_enum(getattr(boot, "mode", None)), bmc_firmware=firmware,
+        hardware=hardware, credentials=creds_name,
+        duration_s=round(time.monotonic() - started, 3),
+    )

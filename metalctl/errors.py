@@ -1,0 +1,139 @@
+"""metalctl's exception tree.
+
+Every error metalctl raises is a :class:`MetalctlError`. Messages are templates
+filled from keyword arguments (as sushy and virtualbmc do) and the arguments stay
+available as attributes, so callers can act on them without parsing text.
+Third-party exceptions are translated into this tree at one boundary per peer
+(``bmc/redfish.py``, ``bmc/ipmi.py``, ``ironic.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MetalctlError(Exception):
+    """Base class of every metalctl error."""
+
+    message = "metalctl error"
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        text = message if message is not None else self.message
+        if kwargs and message is None:
+            text = text % kwargs
+        self.text = text
+        super().__init__(text)
+
+
+class InputError(MetalctlError):
+    """Bad user input: a file, a field in it, and why it is wrong."""
+
+    message = "%(path)s: %(field)s: %(reason)s"
+
+    def __init__(self, path: str, field: str, reason: str) -> None:
+        super().__init__(path=str(path), field=field, reason=reason)
+
+
+class CredentialsError(InputError):
+    """A named credential set is missing, unreadable or unsafe."""
+
+
+class StoreError(MetalctlError):
+    """The local SQLite store cannot be opened or written."""
+
+    message = "store %(path)s: %(reason)s"
+
+
+# --- BMC ---------------------------------------------------------------------------------
+
+
+class BmcError(MetalctlError):
+    """A BMC did not do what was asked."""
+
+    message = "BMC %(address)s: %(reason)s"
+    status = "protocol-error"
+
+
+class BmcUnreachable(BmcError):
+    """Nothing answers at the address (connection refused, no IPMI reply)."""
+
+    status = "no-bmc"
+
+
+class BmcAuthFailed(BmcError):
+    """Every credential set tried was rejected."""
+
+    status = "auth-failed"
+
+
+class BmcTLSError(BmcError):
+    """TLS handshake or certificate verification failed."""
+
+    status = "tls-error"
+
+
+class BmcTimeout(BmcError):
+    """The BMC accepted a connection or packet but did not answer in time."""
+
+    status = "timeout"
+
+
+class BmcProtocolError(BmcError):
+    """The BMC answered, but not as the protocol says (5xx, malformed payloads)."""
+
+    status = "protocol-error"
+
+
+# --- Ironic --------------------------------------------------------------------------------
+
+
+class IronicError(MetalctlError):
+    """Ironic refused or failed a request."""
+
+    message = "Ironic: %(reason)s"
+
+
+class IronicUnavailable(IronicError):
+    """Ironic's API cannot be reached or answered 5xx/503."""
+
+
+class IronicConflict(IronicError):
+    """Ironic answered 409 (duplicate name/MAC, node locked)."""
+
+
+class AmbiguousMatch(IronicError):
+    """A node's data matches several existing Ironic nodes; refusing to guess."""
+
+    message = "%(node)s matches several Ironic nodes: %(candidates)s"
+
+
+# --- Hosts (later stages) ------------------------------------------------------------------
+
+
+class HostError(MetalctlError):
+    """An SSH-managed host failed."""
+
+    message = "host %(host)s: %(reason)s"
+
+
+class SshHostKeyMismatch(HostError):
+    """The host key differs from known_hosts."""
+
+
+class HostDropped(HostError):
+    """The SSH connection was lost mid-run."""
+
+
+class ProfileUnsatisfiable(MetalctlError):
+    """A profile asks for more than the node's hardware has."""
+
+    message = "node %(node)s: needs %(need)s; %(have)s"
+
+
+class LabError(MetalctlError):
+    """The emulated lab could not be started or inspected."""
+
+    message = "lab: %(reason)s"

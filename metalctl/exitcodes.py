@@ -1,0 +1,26 @@
+"""Process exit codes: what a script calling metalctl can rely on."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of every metalctl verb (also listed in ``--help`` and the README)."""
+
+    OK = 0
+    #: at least one node/host/address failed; the others were processed
+    FAILED = 1
+    #: audit findings at or above ``--fail-on``
+    FINDINGS = 2
+    #: invalid input (file, field, range, MAC, credentials); nothing was changed
+    INVALID_INPUT = 3
+    #: a peer everything depends on (Ironic, the lab) is unavailable
+    PEER_UNAVAILABLE = 4
+    INTERRUPTED = 130
+
+
+EPILOG = (
+    "exit codes: 0 ok; 1 some node/address failed; 2 findings at/above --fail-on; "
+    "3 invalid input (nothing changed); 4 peer unavailable (e.g. Ironic); 130 interrupted"
+)

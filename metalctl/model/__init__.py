@@ -1,0 +1,1 @@
+"""Pure data records shared by every stage; no I/O here."""

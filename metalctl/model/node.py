@@ -1,0 +1,175 @@
+"""Discovery records and the node lifecycle every stage writes to.
+
+A node moves ``discovered → enrolled → profiled → installed → hardened →
+audited → handed-off``; each step is recorded as an :class:`Event` (when, which
+stage, what changed, any error) in the store. Once a node is in Ironic, Ironic
+is the source of truth for its provisioning state; metalctl only mirrors it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from metalctl.model.hardware import Hardware
+
+
+class Lifecycle(str, enum.Enum):
+    """metalctl's pipeline stages, in order."""
+
+    DISCOVERED = "discovered"
+    ENROLLED = "enrolled"
+    PROFILED = "profiled"
+    INSTALLED = "installed"
+    HARDENED = "hardened"
+    AUDITED = "audited"
+    HANDED_OFF = "handed-off"
+
+    @property
+    def rank(self) -> int:
+        return list(Lifecycle).index(self)
+
+
+class Status(str, enum.Enum):
+    """Outcome of probing one address (or one system behind it)."""
+
+    OK = "ok"
+    NO_BMC = "no-bmc"
+    AUTH_FAILED = "auth-failed"
+    TLS_ERROR = "tls-error"
+    TIMEOUT = "timeout"
+    PROTOCOL_ERROR = "protocol-error"
+
+
+class Protocol(str, enum.Enum):
+    REDFISH = "redfish"
+    IPMI = "ipmi"
+
+
+@dataclass(frozen=True)
+class BmcEndpoint:
+    """Where a BMC answers. ``scheme`` is ``https``/``http`` for Redfish, ``None`` for IPMI."""
+
+    address: str
+    port: int
+    protocol: Protocol
+    scheme: str | None = None
+
+    @property
+    def url(self) -> str:
+        """Redfish base URL (no trailing slash); IPMI endpoints render as ``ipmi://addr:port``."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        if self.protocol is Protocol.IPMI:
+            return f"ipmi://{host}:{self.port}"
+        default = 443 if self.scheme == "https" else 80
+        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
+
+
+@dataclass(frozen=True)
+class DiscoveryRecord:
+    """One system found behind a BMC, or one address with its failure outcome.
+
+    ``key`` identifies the system across runs: ``<bmc url>/<system id>`` for
+    Redfish (one BMC may serve several systems), ``ipmi://addr:port`` for IPMI.
+    """
+
+    address: str
+    port: int | None
+    protocol: Protocol | None
+    status: Status
+    error: str | None = None
+    scheme: str | None = None
+    system_id: str | None = None
+    uuid: str | None = None
+    name: str | None = None
+    vendor: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    power_state: str | None = None
+    bios_version: str | None = None
+    boot_mode: str | None = None
+    bmc_firmware: str | None = None
+    hardware: Hardware = field(default_factory=Hardware)
+    credentials: str | None = None  # the *name* of the credential set that worked
+    duration_s: float | None = None
+
+    @property
+    def endpoint(self) -> BmcEndpoint | None:
+        if self.protocol is None or self.port is None:
+            return None
+        return BmcEndpoint(self.address, self.port, self.protocol, self.scheme)
+
+    @property
+    def key(self) -> str:
+        ep = self.endpoint
+        base = ep.url if ep else self.address
+        return f"{base}{self.system_id}" if self.protocol is Protocol.REDFISH else base
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``metalctl discover -o json`` (keys pinned by a test)."""
+        hw = self.hardware.to_dict()
+        return {
+            "address": self.address,
+            "port": self.port,
+            "protocol": self.protocol.value if self.protocol else None,
+            "status": self.status.value,
+            "error": self.error,
+            "system_id": self.system_id,
+            "uuid": self.uuid,
+            "name": self.name,
+            "vendor": self.vendor,
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+            "serial": self.serial,
+            "power_state": self.power_state,
+            "bios_version": self.bios_version,
+            "boot_mode": self.boot_mode,
+            "bmc_firmware": self.bmc_firmware,
+            "cpu": hw["cpu"],
+            "memory_gib": hw["memory_gib"],
+            "nics": hw["nics"],
+            "disks": hw["disks"],
+            "numa_nodes": hw["numa_nodes"],
+            "bmc_url": self.endpoint.url if self.endpoint else None,
+            "credentials": self.credentials,
+            "key": self.key,
+            "duration_s": self.duration_s,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DiscoveryRecord:
+        hw = Hardware.from_dict(
+            {k: d.get(k) for k in ("cpu", "memory_gib", "nics", "disks", "numa_nodes")}
+        )
+        scheme = None
+        if d.get("bmc_url") and "://" in d["bmc_url"]:
+            scheme = d["bmc_url"].split("://", 1)[0]
+            scheme = None if scheme == "ipmi" else scheme
+        return cls(
+            address=d["address"],
+            port=d.get("port"),
+            protocol=Protocol(d["protocol"]) if d.get("protocol") else None,
+            status=Status(d["status"]),
+            error=d.get("error"),
+            scheme=scheme,
+            hardware=hw,
+            **{k: d.get(k) for k in (
+                "system_id", "uuid", "name", "vendor", "manufacturer", "model", "serial",
+                "power_state", "bios_version", "boot_mode", "bmc_firmware", "credentials",
+                "duration_s",
+            )},
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded step of a node's lifecycle."""
+
+    node_key: str
+    stage: str
+    action: str
+    at: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None

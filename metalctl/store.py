@@ -1,0 +1,192 @@
+"""The local store: one SQLite file holding node records and their lifecycle events.
+
+Default path ``~/.local/state/metalctl/metalctl.db``; set ``--store`` or
+``$METALCTL_STORE``. Writes are serialised through one connection and a lock
+(fleet work is I/O-bound on peers, not on this file). The store never holds
+credentials: records carry only the *name* of the credential set that worked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from metalctl.errors import StoreError
+from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    name TEXT,
+    ironic_uuid TEXT,
+    record TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    node_key TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    action TEXT NOT NULL,
+    at TEXT NOT NULL,
+    changes TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS events_node ON events(node_key, id);
+CREATE TABLE IF NOT EXISTS scans (
+    address TEXT NOT NULL,
+    port INTEGER,
+    status TEXT NOT NULL,
+    error TEXT,
+    at TEXT NOT NULL,
+    PRIMARY KEY (address, port)
+);
+"""
+
+
+def default_path() -> Path:
+    if os.environ.get("METALCTL_STORE"):
+        return Path(os.environ["METALCTL_STORE"])
+    return Path.home() / ".local" / "state" / "metalctl" / "metalctl.db"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """Node records and lifecycle events. Construct, then :meth:`open`."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path else default_path()
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> Store:
+        """Create the file (mode 0600) and schema if needed.
+
+        Raises:
+            StoreError: the file cannot be created or is not a metalctl store.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self.path.touch(mode=0o600)
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise StoreError(path=str(self.path), reason=str(exc)) from None
+        self._conn = conn
+        return self
+
+    def close(self) -> None:
+        if self._conn:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Store:
+        return self.open() if self._conn is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if self._conn is None:
+            raise StoreError(path=str(self.path), reason="store is not open")
+        with self._lock, self._conn:
+            return self._conn.execute(sql, args).fetchall()
+
+    # --- nodes --------------------------------------------------------------------------
+
+    def save_discovered(self, record: DiscoveryRecord) -> str:
+        """Insert or refresh a discovered system; keeps a later lifecycle state.
+
+        Returns the action recorded: ``discovered`` (new) or ``rediscovered``.
+        """
+        existing = self._exec("SELECT state, record FROM nodes WHERE key = ?", (record.key,))
+        data = record.to_dict()
+        if existing:
+            before = json.loads(existing[0][1])
+            changes = {
+                k: {"from": before.get(k), "to": v}
+                for k, v in data.items()
+                if k not in ("duration_s",) and before.get(k) != v
+            }
+            self._exec(
+                "UPDATE nodes SET record = ?, updated_at = ? WHERE key = ?",
+                (json.dumps(data), now(), record.key),
+            )
+            self.add_event(Event(record.key, "discover", "rediscovered", now(), changes))
+            return "rediscovered"
+        self._exec(
+            "INSERT INTO nodes (key, state, record, updated_at) VALUES (?, ?, ?, ?)",
+            (record.key, Lifecycle.DISCOVERED.value, json.dumps(data), now()),
+        )
+        self.add_event(Event(record.key, "discover", "discovered", now(), {}))
+        return "discovered"
+
+    def save_scan(self, address: str, port: int | None, status: str, error: str | None) -> None:
+        """Remember the outcome for an address that yielded no system."""
+        self._exec(
+            "INSERT OR REPLACE INTO scans (address, port, status, error, at) VALUES (?,?,?,?,?)",
+            (address, port, status, error, now()),
+        )
+
+    def set_state(
+        self, key: str, state: Lifecycle, *, name: str | None = None,
+        ironic_uuid: str | None = None,
+    ) -> None:
+        """Move a node to ``state`` (never backwards) and record its Ironic identity."""
+        rows = self._exec("SELECT state FROM nodes WHERE key = ?", (key,))
+        if not rows:
+            return
+        current = Lifecycle(rows[0][0])
+        new = state if state.rank > current.rank else current
+        self._exec(
+            "UPDATE nodes SET state = ?, name = COALESCE(?, name), "
+            "ironic_uuid = COALESCE(?, ironic_uuid), updated_at = ? WHERE key = ?",
+            (new.value, name, ironic_uuid, now(), key),
+        )
+
+    def nodes(self, state: Lifecycle | None = None) -> list[dict[str, Any]]:
+        """All node rows (``key``, ``state``, ``name``, ``ironic_uuid``, ``record``)."""
+        sql = "SELECT key, state, name, ironic_uuid, record, updated_at FROM nodes"
+        args: tuple[Any, ...] = ()
+        if state:
+            sql += " WHERE state = ?"
+            args = (state.value,)
+        rows = self._exec(sql + " ORDER BY key", args)
+        return [
+            {"key": k, "state": s, "name": n, "ironic_uuid": u, "record": json.loads(r),
+             "updated_at": t}
+            for k, s, n, u, r, t in rows
+        ]
+
+    def discovered_records(self) -> list[DiscoveryRecord]:
+        return [DiscoveryRecord.from_dict(n["record"]) for n in self.nodes()]
+
+    # --- events -------------------------------------------------------------------------
+
+    def add_event(self, event: Event) -> None:
+        self._exec(
+            "INSERT INTO events (node_key, stage, action, at, changes, error) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (event.node_key, event.stage, event.action, event.at,
+             json.dumps(event.changes, default=str), event.error),
+        )
+
+    def events(self, key: str | None = None) -> Iterator[Event]:
+        sql = "SELECT node_key, stage, action, at, changes, error FROM events"
+        args: tuple[Any, ...] = ()
+        if key:
+            sql += " WHERE node_key = ?"
+            args = (key,)
+        for k, st, a, at, ch, err in self._exec(sql + " ORDER BY id", args):
+            yield Event(k, st, a, at, json.loads(ch), err)
