@@ -1,0 +1,151 @@
+"""A Redfish BMC in front of a private libvirtd with defined (never started) domains.
+
+sushy-tools' libvirt driver gives what the fake driver lacks: Processors,
+MemorySummary, Storage (a real qcow2 disk), EthernetInterfaces and a BIOS
+resource with pending settings. The libvirtd is private (own /etc/libvirt,
+/run/libvirt, /var/lib/libvirt through bind mounts in a mount namespace, recipe
+1b of reference/lab-host-recipes.md), so the machine's own libvirt is untouched.
+It listens on its UNIX socket only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from metalctl.errors import LabError
+from metalctl.lab import peers
+
+if TYPE_CHECKING:
+    from metalctl.lab.rack import LabState, RackSpec
+
+DOMAIN = """<domain type='qemu'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='GiB'>{memory_gib}</memory>
+  <vcpu>{vcpus}</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='network'/><boot dev='hd'/></os>
+  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model>
+    <topology sockets='2' dies='1' cores='{cores}' threads='2'/>
+    <numa>
+      <cell id='0' cpus='0-{half_last}' memory='{half_gib}' unit='GiB'/>
+      <cell id='1' cpus='{half}-{last}' memory='{half_gib}' unit='GiB'/>
+    </numa>
+  </cpu>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='user'><mac address='{mac0}'/><model type='virtio'/></interface>
+    <interface type='user'><mac address='{mac1}'/><model type='virtio'/></interface>
+  </devices>
+</domain>
+"""
+
+
+def socket_path(directory: Path) -> Path:
+    return directory / "libvirt" / "run" / "libvirt-sock"
+
+
+def uri(directory: Path) -> str:
+    return f"qemu:///system?socket={socket_path(directory)}"
+
+
+def _start_libvirtd(directory: Path, state: LabState) -> tuple[int, Path]:
+    from metalctl.lab.rack import _spawn
+
+    lv = directory / "libvirt"
+    if lv.exists():
+        shutil.rmtree(lv)
+    for sub in ("run", "lib/qemu", "lib/images", "cache", "log"):
+        (lv / sub).mkdir(parents=True)
+    shutil.copytree("/etc/libvirt", lv / "etc")
+    for stale in (lv / "etc" / "qemu").glob("*.xml"):
+        stale.unlink()
+    (lv / "etc" / "libvirtd.conf").write_text(
+        'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\n'
+        f'log_outputs = "3:file:{lv}/log/libvirtd.log"\n')
+    qemu_conf = lv / "etc" / "qemu.conf"
+    # stdio to files: no virtlogd needed. root: the private state dirs are root's, and
+    # QEMU's capability probe (run as libvirt-qemu by default) cannot write there, which
+    # leaves every capabilities call (and so any domain redefine) hanging.
+    qemu_conf.write_text(qemu_conf.read_text()
+                         + '\nstdio_handler = "file"\nuser = "root"\ngroup = "root"\n')
+    script = (
+        "mkdir -p /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; "
+        f"mount --bind {lv}/etc /etc/libvirt; mount --bind {lv}/run /run/libvirt; "
+        f"mount --bind {lv}/lib /var/lib/libvirt; mount --bind {lv}/cache /var/cache/libvirt; "
+        f"mount --bind {lv}/log /var/log/libvirt; "
+        f"exec /usr/sbin/libvirtd --pid-file {lv}/run/libvirtd.pid"
+    )
+    log = directory / "libvirtd.log"
+    pid = _spawn(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-euc",
+                  script], log)
+    state.pids["libvirtd"] = pid
+    deadline = time.monotonic() + 20
+    while not socket_path(directory).exists():
+        if time.monotonic() > deadline:
+            raise LabError(reason=f"private libvirtd did not create its socket; see {log}")
+        time.sleep(0.1)
+    return pid, log
+
+
+def _virsh(directory: Path, *args: str) -> str:
+    proc = subprocess.run(["virsh", "-c", uri(directory), *args], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise LabError(reason=f"virsh {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _define_domains(spec: RackSpec, directory: Path) -> None:
+    images = directory / "libvirt" / "images"
+    images.mkdir(exist_ok=True)
+    for i in range(spec.libvirt_domains):
+        disk = images / f"lab-kvm-{i}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "40G"],
+                       check=True, capture_output=True)
+        cores = 4
+        vcpus = 2 * cores * 2
+        xml = DOMAIN.format(
+            name=f"metalctl-lab{spec.octet}-kvm-{i}", uuid=spec.system_uuid("libvirt", 0, i),
+            memory_gib=8, vcpus=vcpus, cores=cores, half=vcpus // 2, half_last=vcpus // 2 - 1,
+            last=vcpus - 1, half_gib=4, disk=disk,
+            mac0=spec.system_mac(0xEE, i, 0), mac1=spec.system_mac(0xEE, i, 1))
+        path = directory / f"domain-{i}.xml"
+        path.write_text(xml)
+        _virsh(directory, "define", str(path))
+
+
+def start(spec: RackSpec, directory: Path, ca: Path, cert: Path, key: Path, htpasswd: Path,
+          state: LabState) -> list[tuple[str, Callable[[], bool], int, Path]]:
+    """Start libvirtd, define the domains, and put a Redfish emulator in front."""
+    from metalctl.lab.rack import _https_ready, _spawn
+
+    _start_libvirtd(directory, state)
+    _define_domains(spec, directory)
+    statedir = directory / "redfish-libvirt.state"
+    statedir.mkdir(exist_ok=True)
+    cfg = directory / "redfish-libvirt.conf.py"
+    settings: dict[str, Any] = {
+        "SUSHY_EMULATOR_LISTEN_IP": spec.libvirt_address,
+        "SUSHY_EMULATOR_LISTEN_PORT": 443,
+        "SUSHY_EMULATOR_SSL_CERT": str(cert),
+        "SUSHY_EMULATOR_SSL_KEY": str(key),
+        "SUSHY_EMULATOR_AUTH_FILE": str(htpasswd),
+        "SUSHY_EMULATOR_STATE_DIR": str(statedir),
+        "SUSHY_EMULATOR_LIBVIRT_URI": uri(directory),
+        # only this lab's domains, whatever else the private daemon might hold
+        "SUSHY_EMULATOR_ALLOWED_INSTANCES": [spec.system_uuid("libvirt", 0, i)
+                                             for i in range(spec.libvirt_domains)],
+    }
+    cfg.write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items()))
+    log = directory / "redfish-libvirt.log"
+    pid = _spawn([str(peers.peer_bin("sushy-emulator")), "--config", str(cfg)], log)
+    state.pids["redfish-libvirt"] = pid
+    url = f"https://{spec.libvirt_address}/redfish/v1/"
+    return [(f"Redfish BMC {spec.libvirt_address} (libvirt)", _https_ready(url, ca), pid, log)]
