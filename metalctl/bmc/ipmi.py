@@ -127,7 +127,7 @@ def discover(address: str, port: int, creds: CredentialSet, budget: Budget) -> D
     """
     started = time.monotonic()
     probe.probe_ipmi(address, port, budget)
-    cmd, _cred = login(address, port, creds, budget)
+    cmd, cred = login(address, port, creds, budget)
     try:
         power = cmd.get_power().get("powerstate")
         fru = _zero_fru(cmd, address)
@@ -148,6 +148,7 @@ def discover(address: str, port: int, creds: CredentialSet, budget: Budget) -> D
         serial=fru.get("Serial Number") or fru.get("Board serial number"),
         power_state={"on": "On", "off": "Off"}.get(str(power), power),
         bmc_firmware=_firmware(fru), hardware=Hardware(), credentials=creds.name,
+        bmc_username=cred.username,
         duration_s=round(time.monotonic() - started, 3),
     )
 

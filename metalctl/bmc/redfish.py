@@ -132,7 +132,7 @@ def discover(address: str, port: int, scheme: str, creds: CredentialSet,
         for system in members:
             started = time.monotonic()
             records.append(_record(address, port, scheme, system, vendor, firmware, creds.name,
-                                   started))
+                                   started, cred.username))
     LOG.debug("BMC %s: %d system(s) via %s", address, len(records), cred.username)
     return records
 
@@ -232,7 +232,8 @@ def _gib(size: int | None) -> float | None:
 
 
 def _record(address: str, port: int, scheme: str, system: Any, vendor: str | None,
-            firmware: str | None, creds_name: str, started: float) -> DiscoveryRecord:
+            firmware: str | None, creds_name: str, started: float,
+            username: str) -> DiscoveryRecord:
     memory = _optional("MemorySummary", address, lambda: system.memory_summary)
     boot = _optional("Boot", address, lambda: system.boot)
     hardware = Hardware(cpu=_cpu(address, system),
@@ -245,6 +246,6 @@ def _record(address: str, port: int, scheme: str, system: Any, vendor: str | Non
         manufacturer=system.manufacturer, model=system.model, serial=system.serial_number,
         power_state=_enum(system.power_state), bios_version=system.bios_version,
         boot_mode=_enum(getattr(boot, "mode", None)), bmc_firmware=firmware,
-        hardware=hardware, credentials=creds_name,
+        hardware=hardware, credentials=creds_name, bmc_username=username,
         duration_s=round(time.monotonic() - started, 3),
     )

@@ -15,6 +15,7 @@ behind them, as a real rack has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -281,7 +282,8 @@ def up(spec: RackSpec | None = None, directory: Path | None = None, *,
     if install:
         peers.ensure()
     state = LabState(directory=str(d), spec=asdict(spec), ranges=spec.ranges())
-    password = secrets.token_urlsafe(18)
+    # 16 characters: IPMI v2.0 passwords are at most 20 bytes (ipmitool truncates longer ones)
+    password = secrets.token_urlsafe(12)
     ca, ca_key = pki.make_ca(d)
     addresses = [spec.redfish_address(i) for i in range(spec.redfish_bmcs)]
     addresses.append(spec.libvirt_address)
@@ -342,10 +344,8 @@ def down(directory: Path | None = None) -> list[str]:
     for pid in state.pids.values():
         if _alive(pid):
             LOG.warning("lab: pid %d ignored SIGTERM; killing", pid)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     state.pids = {}
     state.save()
     return stopped

@@ -93,6 +93,7 @@ class DiscoveryRecord:
     bmc_firmware: str | None = None
     hardware: Hardware = field(default_factory=Hardware)
     credentials: str | None = None  # the *name* of the credential set that worked
+    bmc_username: str | None = None  # which user of that set worked (never the password)
     duration_s: float | None = None
 
     @property
@@ -134,6 +135,7 @@ class DiscoveryRecord:
             "numa_nodes": hw["numa_nodes"],
             "bmc_url": self.endpoint.url if self.endpoint else None,
             "credentials": self.credentials,
+            "bmc_username": self.bmc_username,
             "key": self.key,
             "duration_s": self.duration_s,
         }
@@ -158,7 +160,7 @@ class DiscoveryRecord:
             **{k: d.get(k) for k in (
                 "system_id", "uuid", "name", "vendor", "manufacturer", "model", "serial",
                 "power_state", "bios_version", "boot_mode", "bmc_firmware", "credentials",
-                "duration_s",
+                "bmc_username", "duration_s",
             )},
         )
 
@@ -173,3 +175,50 @@ class Event:
     at: str
     changes: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class DesiredNode:
+    """What one node should look like in Ironic, from discovery or an imported file.
+
+    ``driver_info`` never holds the password; it travels separately as a
+    :class:`~metalctl.credentials.Secret` in ``password`` and is written to
+    ``driver_info[password_field]`` only in the request to Ironic.
+    """
+
+    key: str
+    origin: str  # where it came from, as an operator names it: "store" or "file.yaml:nodes[3]"
+    driver: str
+    driver_info: dict[str, Any]
+    password: Any = None  # Secret | None
+    password_field: str | None = None
+    name: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    resource_class: str | None = None
+    conductor_group: str | None = None
+    macs: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    credentials: str | None = None  # credential set name, recorded in extra
+
+    @property
+    def bmc_identity(self) -> tuple[str, str]:
+        return bmc_identity(self.driver, self.driver_info)
+
+
+def bmc_identity(driver: str, info: dict[str, Any]) -> tuple[str, str]:
+    """TripleO's "BMC unique id": address[:port] for IPMI, address + system id for Redfish.
+
+    Ironic itself never enforces that two nodes have different BMCs; this is the
+    key metalctl matches on (with any port MAC) to never enroll twice.
+    """
+    if driver in ("redfish", "idrac"):
+        address = str(info.get("redfish_address", "")).rstrip("/").lower()
+        if address and "://" not in address:
+            address = "https://" + address
+        for default in (":443", ":80"):
+            scheme = "https" if default == ":443" else "http"
+            if address.startswith(scheme + "://") and address.endswith(default):
+                address = address[: -len(default)]
+        return (address, str(info.get("redfish_system_id", "")).rstrip("/"))
+    address = str(info.get("ipmi_address", "")).lower()
+    return (address, str(info.get("ipmi_port") or 623))

@@ -1,0 +1,5 @@
+import sys
+
+from metalctl.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""Options and helpers shared by every verb."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from metalctl.credentials import CredentialSet, resolve
+from metalctl.ironic import Ironic, IronicConfig
+from metalctl.logredact import RedactingFilter
+from metalctl.output.render import FORMATS
+from metalctl.store import Store
+
+STDERR = Console(stderr=True)
+REDACT = RedactingFilter()
+_NOISY = ("sushy", "urllib3", "ironicclient", "keystoneauth", "stevedore", "openstack",
+          "pyghmi")
+
+
+def env_default(name: str, fallback: str | None = None) -> str | None:
+    return os.environ.get(name, fallback)
+
+
+def add_output(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", choices=FORMATS, default="table",
+                   help="output format (default: table)")
+
+
+def add_store(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, default=env_default("METALCTL_STORE"),
+                   help="SQLite store path (default $METALCTL_STORE or "
+                        "~/.local/state/metalctl/metalctl.db)")
+
+
+def add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--credentials", "-c", action="append", required=required, metavar="NAME",
+                   help="name of a BMC credential set (repeatable); never a password")
+    p.add_argument("--credentials-file", type=Path,
+                   default=env_default("METALCTL_CREDENTIALS_FILE"),
+                   help="credentials YAML (mode 0600); default $METALCTL_CREDENTIALS_FILE, "
+                        "~/.config/metalctl/credentials.yaml, /etc/metalctl/credentials.yaml")
+
+
+def add_tls(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--ca-bundle", default=env_default("METALCTL_CA_BUNDLE"),
+                   help="CA bundle to verify BMC certificates (default $METALCTL_CA_BUNDLE, "
+                        "else the system CAs)")
+    g.add_argument("--insecure", action="store_true",
+                   help="do not verify BMC TLS certificates (logged as a warning)")
+
+
+def add_ironic(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--os-cloud", default=env_default("OS_CLOUD"),
+                   help="clouds.yaml entry (default $OS_CLOUD)")
+    g.add_argument("--ironic-url", default=env_default("METALCTL_IRONIC_URL"),
+                   help="standalone Ironic endpoint with noauth (default $METALCTL_IRONIC_URL)")
+
+
+def verify_of(args: argparse.Namespace) -> bool | str:
+    if args.insecure:
+        logging.getLogger("metalctl").warning(
+            "TLS verification of BMCs is OFF (--insecure); credentials can be intercepted")
+        return False
+    return args.ca_bundle or True
+
+
+def credential_sets(args: argparse.Namespace, names: list[str]) -> dict[str, CredentialSet]:
+    """Resolve each named set and register its passwords for log redaction."""
+    sets = {}
+    for name in names:
+        cset = resolve(name, args.credentials_file)
+        REDACT.add(c.password for c in cset.entries)
+        sets[name] = cset
+    return sets
+
+
+def merged_credentials(args: argparse.Namespace, name: str) -> CredentialSet:
+    """Sets named ``a+b`` are tried in order, as TripleO's repeated ``--credentials``.
+
+    The merged name is what discovery records, so enrollment resolves the same sets.
+    """
+    sets = credential_sets(args, name.split("+"))
+    return CredentialSet(name, tuple(e for s in sets.values() for e in s.entries))
+
+
+def ironic(args: argparse.Namespace) -> Ironic:
+    """Connect; an Ironic URL (flag or $METALCTL_IRONIC_URL) wins over a cloud name."""
+    if args.ironic_url:
+        return Ironic(IronicConfig(url=args.ironic_url)).connect()
+    return Ironic(IronicConfig(cloud=args.os_cloud)).connect()
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    return Store(args.store).open()
+
+
+def setup_logging(verbosity: int, log_file: Path | None) -> None:
+    """-v: info, -vv/--debug: debug including peer libraries. Logs go to stderr/file."""
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 \
+        else logging.DEBUG
+    handlers: list[logging.Handler] = [RichHandler(console=STDERR, show_path=False,
+                                                   rich_tracebacks=False)]
+    if log_file:
+        fh = logging.FileHandler(log_file)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(fh)
+    for h in handlers:
+        h.addFilter(REDACT)
+    logging.basicConfig(level=level, handlers=handlers, force=True)
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.CRITICAL
+                                         if verbosity == 0 else logging.WARNING)
+
+
+@contextmanager
+def progress(description: str, total: int | None, enabled: bool = True) -> Iterator[Progress]:
+    """A rich progress bar on stderr (silent when stderr is not a terminal)."""
+    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=STDERR,
+                    transient=True, disable=not enabled or not sys.stderr.isatty())
+    with prog:
+        prog.add_task(description, total=total, last="")
+        yield prog

@@ -1,0 +1,65 @@
+"""``metalctl lab up|status|down|env``: the emulated rack on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from metalctl.cli import common
+from metalctl.exitcodes import ExitCode
+from metalctl.lab import rack
+from metalctl.output.render import render
+
+SIZES = {
+    "small": rack.RackSpec(),
+    # the benchmark rack: 100+ Redfish systems behind 20 BMCs, 10 IPMI BMCs, dead addresses
+    "bench": rack.RackSpec(redfish_bmcs=20, systems_per_bmc=5, ipmi_bmcs=10,
+                           libvirt_domains=0, dead=10),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lab", help="start/stop the emulated rack of real peers on 127.0.0.0/8")
+    p.add_argument("action", choices=["up", "status", "down", "env"])
+    p.add_argument("--dir", type=Path, default=None,
+                   help="lab directory (default $METALCTL_LAB_DIR or "
+                        "~/.local/state/metalctl/lab)")
+    p.add_argument("--size", choices=sorted(SIZES), default="small")
+    p.add_argument("--octet", type=int, default=10, help="use 127.OCTET.0.0/16")
+    p.add_argument("--no-install", action="store_true", help="do not apt-get/pip install peers")
+    common.add_output(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> ExitCode:
+    d = args.dir or rack.default_dir()
+    if args.action == "up":
+        spec = rack.RackSpec(**{**SIZES[args.size].__dict__, "octet": args.octet})
+        with common.STDERR.status("starting lab peers (first run installs them)"):
+            state = rack.up(spec, d, install=not args.no_install)
+        rows = [{"what": "discover ranges", "value": " ".join(state.ranges)},
+                {"what": "credentials", "value": f"--credentials {rack.LAB_CREDENTIALS} "
+                                                 f"(file {state.credentials_file})"},
+                {"what": "CA bundle", "value": state.ca_bundle},
+                {"what": "Ironic", "value": state.ironic_url},
+                {"what": "environment", "value": f"eval \"$(metalctl lab env --dir {d})\""}]
+        render(rows, args.output, columns=[("lab", "what"), ("", "value")], title="lab up")
+        return ExitCode.OK
+    if args.action == "env":
+        state = rack.LabState.load(Path(d))
+        if state is None:
+            common.STDERR.print(f"no lab in {d}; run `metalctl lab up`")
+            return ExitCode.PEER_UNAVAILABLE
+        for key, value in state.env().items():
+            print(f"export {key}={shlex.quote(value)}")
+        return ExitCode.OK
+    if args.action == "status":
+        st = rack.status(d)
+        rows = [{"process": k, "alive": v} for k, v in st["processes"].items()]
+        render(rows if args.output == "table" else [st], args.output,
+               columns=[("process", "process"), ("alive", "alive")], title=f"lab {d}")
+        return ExitCode.OK if st["running"] else ExitCode.PEER_UNAVAILABLE
+    stopped = rack.down(d)
+    common.STDERR.print(f"stopped {len(stopped)} process(es)")
+    return ExitCode.OK

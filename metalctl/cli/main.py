@@ -1,0 +1,63 @@
+"""Entry point: ``metalctl VERB ...``; maps library errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from metalctl import __version__
+from metalctl.cli import common
+from metalctl.cli import discover as discover_cli
+from metalctl.cli import enroll as enroll_cli
+from metalctl.cli import lab as lab_cli
+from metalctl.cli import nodes as nodes_cli
+from metalctl.errors import (
+    InputError,
+    IronicUnavailable,
+    LabError,
+    MetalctlError,
+    StoreError,
+)
+from metalctl.exitcodes import EPILOG, ExitCode
+
+LOG = logging.getLogger("metalctl")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metalctl", epilog=EPILOG,
+                                description="Rack of servers to hardened, profiled KVM compute "
+                                            "nodes for OpenStack Nova.")
+    p.add_argument("--version", action="version", version=f"metalctl {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="-v info, -vv debug (peer libraries included)")
+    p.add_argument("--debug", action="store_const", const=2, dest="verbose")
+    p.add_argument("--log-file", type=Path, help="also write logs here")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for module in (discover_cli, enroll_cli, nodes_cli, lab_cli):
+        module.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    common.setup_logging(args.verbose, args.log_file)
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        LOG.error("%s", exc)
+        return ExitCode.INVALID_INPUT
+    except (IronicUnavailable, LabError, StoreError) as exc:
+        LOG.error("%s", exc)
+        return ExitCode.PEER_UNAVAILABLE
+    except MetalctlError as exc:
+        LOG.error("%s", exc)
+        return ExitCode.FAILED
+    except KeyboardInterrupt:
+        LOG.error("interrupted; re-run to converge (every stage is idempotent)")
+        return ExitCode.INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,439 @@
+"""Stage 2 — enroll: make Ironic hold exactly one node per discovered system.
+
+``plan`` reads Ironic once (all nodes, all ports) and matches each desired node
+the way TripleO's import does: by BMC identity (address + system id for
+Redfish, address + port for IPMI), by any port MAC, and by name. One match is
+updated where it differs, none is created, several is an error that names the
+candidates. ``apply`` runs the plan concurrently, then moves each node through
+``manage`` (Ironic verifies the BMC credentials), optionally ``inspect`` and
+``provide``. A re-run after any interruption converges: creates are never
+retried blindly, they are re-planned against what Ironic now holds.
+
+Ironic stays the source of truth for provisioning state; metalctl records
+events in its store and mirrors the state, and does nothing Ironic does itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from metalctl import fleet, naming
+from metalctl.budget import ENROLLMENT, Budget
+from metalctl.credentials import CredentialSet
+from metalctl.errors import AmbiguousMatch, IronicError, IronicUnavailable, MetalctlError
+from metalctl.ironic import Ironic
+from metalctl.model.node import (
+    DesiredNode,
+    DiscoveryRecord,
+    Event,
+    Lifecycle,
+    Protocol,
+    Status,
+    bmc_identity,
+)
+from metalctl.store import Store, now
+
+LOG = logging.getLogger(__name__)
+
+#: Ironic states in which metalctl leaves a node's provisioning alone.
+SETTLED = {"manageable", "available", "active", "deploying", "wait call-back", "cleaning",
+           "clean wait", "inspecting", "inspect wait", "deploy failed", "rescue", "service"}
+_CPU_ARCH = {"x86": "x86_64", "x86-64": "x86_64", "x86_64": "x86_64", "arm": "aarch64",
+             "aarch64": "aarch64", "ppc64le": "ppc64le"}
+
+
+class Action(str, enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class EnrollOptions:
+    """What enrollment does beyond creating/updating.
+
+    Attributes:
+        manage: move ``enroll`` nodes to ``manageable`` (Ironic checks credentials).
+        inspect: run out-of-band inspection on manageable nodes.
+        provide: move manageable nodes to ``available``.
+        resource_class / conductor_group: applied when the node data gives none.
+        name_template: site naming scheme (see :mod:`metalctl.naming`).
+        update_credentials: re-send passwords of existing nodes (Ironic masks them,
+            so otherwise they are re-sent only when the credential set changed).
+        verify_ca: Redfish TLS verification handed to Ironic (True, CA path, False).
+        budget: concurrency and the per-node deadline for state transitions.
+    """
+
+    manage: bool = True
+    inspect: bool = False
+    provide: bool = False
+    resource_class: str = "baremetal"
+    conductor_group: str | None = None
+    name_template: str = naming.DEFAULT_TEMPLATE
+    update_credentials: bool = False
+    verify_ca: bool | str = True
+    poll_interval_s: float = 1.0
+    budget: Budget = ENROLLMENT
+
+
+@dataclass
+class NodePlan:
+    """What to do for one desired node."""
+
+    desired: DesiredNode
+    match: dict[str, Any] | None = None
+    patch: list[dict[str, Any]] = field(default_factory=list)
+    new_ports: list[str] = field(default_factory=list)
+    error: MetalctlError | None = None
+
+    @property
+    def action(self) -> Action:
+        if self.error:
+            return Action.FAILED
+        if self.match is None:
+            return Action.CREATED
+        return Action.UPDATED if self.patch or self.new_ports else Action.UNCHANGED
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """The per-node line of the enrollment report."""
+
+    key: str
+    name: str | None
+    action: Action
+    uuid: str | None = None
+    provision_state: str | None = None
+    changes: tuple[str, ...] = ()
+    error: str | None = None
+    origin: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "name": self.name, "action": self.action.value,
+                "uuid": self.uuid, "provision_state": self.provision_state,
+                "changes": list(self.changes), "error": self.error, "origin": self.origin}
+
+
+# --- desired state from discovery ------------------------------------------------------
+
+
+def desired_from_records(records: Sequence[DiscoveryRecord], creds: dict[str, CredentialSet],
+                         opts: EnrollOptions) -> list[DesiredNode]:
+    """Turn ``ok`` discovery records into desired Ironic nodes.
+
+    ``creds`` maps credential-set names (as recorded at discovery) to the sets;
+    the user that worked at discovery is the one given to Ironic.
+    """
+    naming.validate(opts.name_template)
+    out = []
+    usable = sorted((r for r in records if r.status is Status.OK), key=lambda r: r.key)
+    for index, rec in enumerate(usable):
+        cset = creds.get(rec.credentials or "")
+        entry = next((c for c in cset.entries if c.username == rec.bmc_username), None) \
+            if cset else None
+        if rec.protocol is Protocol.REDFISH:
+            ep = rec.endpoint
+            assert ep is not None
+            driver, pw_field = "redfish", "redfish_password"
+            info: dict[str, Any] = {"redfish_address": ep.url,
+                                    "redfish_system_id": rec.system_id,
+                                    "redfish_username": rec.bmc_username,
+                                    "redfish_verify_ca": opts.verify_ca}
+        else:
+            driver, pw_field = "ipmi", "ipmi_password"
+            info = {"ipmi_address": rec.address, "ipmi_port": rec.port,
+                    "ipmi_username": rec.bmc_username}
+        out.append(DesiredNode(
+            key=rec.key, origin="store", driver=driver,
+            driver_info={k: v for k, v in info.items() if v is not None},
+            password=entry.password if entry else None, password_field=pw_field,
+            name=naming.render(opts.name_template, rec, index),
+            properties=_properties(rec), macs=tuple(n.mac for n in rec.hardware.nics),
+            extra={"metalctl_key": rec.key, "system_uuid": rec.uuid},
+            credentials=rec.credentials,
+        ))
+    return out
+
+
+def _properties(rec: DiscoveryRecord) -> dict[str, Any]:
+    hw = rec.hardware
+    props: dict[str, Any] = {}
+    cpus = hw.cpu.threads or hw.cpu.cores
+    if cpus:
+        props["cpus"] = cpus
+    if hw.memory_gib:
+        props["memory_mb"] = int(hw.memory_gib * 1024)
+    if hw.cpu.arch:
+        props["cpu_arch"] = _CPU_ARCH.get(hw.cpu.arch.lower(), hw.cpu.arch)
+    sizes = [d.size_gib for d in hw.disks if d.size_gib]
+    if sizes:
+        # Ironic convention: one GiB less than the root disk, for partitioning overhead
+        props["local_gb"] = max(int(max(sizes)) - 1, 1)
+    if rec.boot_mode and rec.boot_mode.lower() in ("uefi", "bios", "legacy"):
+        props["capabilities"] = "boot_mode:" + ("bios" if rec.boot_mode.lower() == "legacy"
+                                                 else rec.boot_mode.lower())
+    return props
+
+
+# --- plan --------------------------------------------------------------------------------
+
+
+@dataclass
+class IronicSnapshot:
+    """All nodes and ports, indexed the ways matching needs."""
+
+    nodes: dict[str, dict[str, Any]]
+    by_bmc: dict[tuple[str, str], set[str]]
+    by_mac: dict[str, str]
+    by_name: dict[str, str]
+    macs_of: dict[str, set[str]]
+
+    @classmethod
+    def read(cls, ironic: Ironic) -> IronicSnapshot:
+        nodes = {n["uuid"]: n for n in ironic.nodes()}
+        by_bmc: dict[tuple[str, str], set[str]] = {}
+        for uuid, n in nodes.items():
+            by_bmc.setdefault(bmc_identity(n["driver"], n.get("driver_info") or {}),
+                              set()).add(uuid)
+        by_mac, macs_of = {}, {}
+        for p in ironic.ports():
+            by_mac[p["address"].lower()] = p["node_uuid"]
+            macs_of.setdefault(p["node_uuid"], set()).add(p["address"].lower())
+        by_name = {n["name"]: u for u, n in nodes.items() if n.get("name")}
+        return cls(nodes, by_bmc, by_mac, by_name, macs_of)
+
+    def candidates(self, d: DesiredNode) -> set[str]:
+        found = set(self.by_bmc.get(d.bmc_identity, set()))
+        found |= {self.by_mac[m] for m in d.macs if m in self.by_mac}
+        return found
+
+    def named(self, d: DesiredNode) -> str | None:
+        return self.by_name.get(d.name) if d.name else None
+
+
+def _diff(d: DesiredNode, node: dict[str, Any], opts: EnrollOptions) -> list[dict[str, Any]]:
+    """JSON patch bringing ``node`` to ``d`` for the fields metalctl owns.
+
+    Only keys metalctl sets are compared; what others put on the node stays.
+    """
+    patch: list[dict[str, Any]] = []
+
+    def put(path: str, have: Any, want: Any) -> None:
+        if want is not None and have != want:
+            patch.append({"op": "add", "path": path, "value": want})
+
+    put("/driver", node.get("driver"), d.driver)
+    info = node.get("driver_info") or {}
+    for key, value in d.driver_info.items():
+        put(f"/driver_info/{key}", info.get(key), value)
+    extra = node.get("extra") or {}
+    cred_changed = d.credentials is not None and extra.get("metalctl_credentials") != \
+        d.credentials
+    if d.password is not None and d.password_field and (opts.update_credentials or cred_changed):
+        patch.append({"op": "add", "path": f"/driver_info/{d.password_field}",
+                      "value": d.password})
+    props = node.get("properties") or {}
+    for key, value in d.properties.items():
+        put(f"/properties/{key}", props.get(key), value)
+    put("/resource_class", node.get("resource_class"), d.resource_class or opts.resource_class)
+    if d.conductor_group or opts.conductor_group:
+        put("/conductor_group", node.get("conductor_group"),
+            d.conductor_group or opts.conductor_group)
+    put("/name", node.get("name"), d.name)
+    for key, value in _extra(d).items():
+        put(f"/extra/{key}", extra.get(key), value)
+    return patch
+
+
+def _extra(d: DesiredNode) -> dict[str, Any]:
+    extra = {k: v for k, v in d.extra.items() if v is not None}
+    extra["metalctl_key"] = d.key
+    if d.credentials:
+        extra["metalctl_credentials"] = d.credentials
+    return extra
+
+
+def plan(ironic: Ironic, desired: Sequence[DesiredNode], opts: EnrollOptions
+         ) -> list[NodePlan]:
+    """Match every desired node against Ironic; pure apart from reading Ironic.
+
+    Raises:
+        IronicUnavailable: Ironic cannot be read (nothing was changed).
+    """
+    snap = IronicSnapshot.read(ironic)
+    plans = []
+    for d in desired:
+        found = snap.candidates(d)
+        named = snap.named(d)
+        if named and found and named not in found:
+            plans.append(NodePlan(d, error=AmbiguousMatch(
+                node=d.name, candidates=f"name {d.name!r} is node {named}, but BMC/MAC match "
+                                        f"{', '.join(sorted(found))}")))
+            continue
+        if len(found) > 1:
+            plans.append(NodePlan(d, error=AmbiguousMatch(
+                node=d.name or d.key, candidates=", ".join(sorted(found)))))
+            continue
+        uuid = next(iter(found), None) or named
+        if uuid is None:
+            plans.append(NodePlan(d, new_ports=list(d.macs)))
+            continue
+        node = snap.nodes[uuid]
+        have = snap.macs_of.get(uuid, set())
+        plans.append(NodePlan(d, match=node, patch=_diff(d, node, opts),
+                              new_ports=[m for m in d.macs if m not in have]))
+    return plans
+
+
+# --- apply -------------------------------------------------------------------------------
+
+
+def _create(ironic: Ironic, d: DesiredNode, opts: EnrollOptions) -> dict[str, Any]:
+    info = dict(d.driver_info)
+    if d.password is not None and d.password_field:
+        info[d.password_field] = d.password.reveal()
+    attrs: dict[str, Any] = {"driver": d.driver, "driver_info": info,
+                             "properties": d.properties, "extra": _extra(d),
+                             "resource_class": d.resource_class or opts.resource_class}
+    if d.name:
+        attrs["name"] = d.name
+    if d.conductor_group or opts.conductor_group:
+        attrs["conductor_group"] = d.conductor_group or opts.conductor_group
+    return ironic.create_node(**attrs)
+
+
+def _reveal(patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**op, "value": op["value"].reveal()} if hasattr(op.get("value"), "reveal") else op
+            for op in patch]
+
+
+def describe(p: NodePlan) -> tuple[str, ...]:
+    changes = [op["path"].lstrip("/") for op in p.patch]
+    changes += [f"port {m}" for m in p.new_ports]
+    return tuple(changes)
+
+
+def _wait_state(ironic: Ironic, uuid: str, targets: set[str], opts: EnrollOptions
+                ) -> dict[str, Any]:
+    deadline = time.monotonic() + opts.budget.deadline_s
+    while True:
+        node = ironic.node(uuid)
+        if node.get("target_provision_state") in (None, "") and \
+                node["provision_state"] not in ("verifying", "inspecting", "inspect wait",
+                                                "cleaning", "clean wait"):
+            return node
+        if node["provision_state"] in targets and not node.get("target_provision_state"):
+            return node
+        if time.monotonic() > deadline:
+            raise IronicError(reason=f"node {uuid} still {node['provision_state']} after "
+                                     f"{opts.budget.deadline_s:g}s")
+        time.sleep(opts.poll_interval_s)
+
+
+def _transition(ironic: Ironic, node: dict[str, Any], verb: str, target: str,
+                opts: EnrollOptions) -> dict[str, Any]:
+    ironic.set_provision_state(node["uuid"], verb)
+    after = _wait_state(ironic, node["uuid"], {target}, opts)
+    if after["provision_state"] != target:
+        raise IronicError(reason=f"'{verb}' left the node {after['provision_state']}: "
+                                 f"{after.get('last_error') or 'no error recorded'}")
+    return after
+
+
+def _drive(ironic: Ironic, node: dict[str, Any], opts: EnrollOptions) -> dict[str, Any]:
+    state = node["provision_state"]
+    if state in ("verifying", "inspecting", "inspect wait") or node.get("target_provision_state"):
+        node = _wait_state(ironic, node["uuid"], {"manageable", "enroll"}, opts)
+        state = node["provision_state"]
+    if opts.manage and state == "enroll":
+        node = _transition(ironic, node, "manage", "manageable", opts)
+    if opts.inspect and node["provision_state"] in ("manageable", "inspect failed"):
+        node = _transition(ironic, node, "inspect", "manageable", opts)
+    if opts.provide and node["provision_state"] == "manageable":
+        node = _transition(ironic, node, "provide", "available", opts)
+    return node
+
+
+def apply_one(ironic: Ironic, p: NodePlan, opts: EnrollOptions) -> EnrollResult:
+    """Carry out one node's plan. Raises MetalctlError on failure."""
+    d = p.desired
+    if p.error:
+        raise p.error
+    if p.match is None:
+        node = _create(ironic, d, opts)
+    else:
+        node = p.match
+        if p.patch:
+            node = ironic.update_node(node["uuid"], _reveal(p.patch))
+    for mac in p.new_ports:
+        ironic.create_port(node["uuid"], mac)
+    node = _drive(ironic, node, opts)
+    return EnrollResult(d.key, node.get("name"), p.action, node["uuid"],
+                        node["provision_state"], describe(p), None, d.origin)
+
+
+def enroll(
+    ironic: Ironic,
+    desired: Sequence[DesiredNode],
+    opts: EnrollOptions | None = None,
+    *,
+    store: Store | None = None,
+    on_result: Callable[[EnrollResult], None] | None = None,
+) -> list[EnrollResult]:
+    """Plan and apply enrollment for ``desired``; one result per node.
+
+    Raises:
+        IronicUnavailable: Ironic could not be read to plan (nothing changed).
+    """
+    opts = opts or EnrollOptions()
+    plans = plan(ironic, desired, opts)
+    results: list[EnrollResult] = []
+
+    def done(outcome: fleet.Outcome[NodePlan, EnrollResult]) -> None:
+        p = outcome.item
+        if outcome.ok:
+            res = outcome.value
+        else:
+            err = outcome.error
+            if not isinstance(err, MetalctlError):
+                LOG.warning("node %s: unexpected %s", p.desired.key, type(err).__name__)
+            res = EnrollResult(p.desired.key, p.desired.name, Action.FAILED,
+                               p.match["uuid"] if p.match else None,
+                               p.match.get("provision_state") if p.match else None,
+                               describe(p), _error_text(err), p.desired.origin)
+        assert res is not None
+        if store is not None:
+            _record(store, res)
+        results.append(res)
+        if on_result:
+            on_result(res)
+
+    for _ in fleet.run(plans, lambda p: apply_one(ironic, p, opts),
+                       concurrency=opts.budget.concurrency, on_done=done):
+        pass
+    return sorted(results, key=lambda r: (r.name or "", r.key))
+
+
+def _error_text(err: BaseException | None) -> str:
+    if isinstance(err, IronicUnavailable):
+        return f"{err} (re-run to converge)"
+    return str(err) if isinstance(err, MetalctlError) else f"{type(err).__name__}: {err}"
+
+
+def _record(store: Store, res: EnrollResult) -> None:
+    store.add_event(Event(res.key, "enroll", res.action.value, now(),
+                          {"changes": list(res.changes), "uuid": res.uuid,
+                           "provision_state": res.provision_state}, res.error))
+    if res.action is not Action.FAILED:
+        store.set_state(res.key, Lifecycle.ENROLLED, name=res.name, ironic_uuid=res.uuid)
+
+
+def without_password(d: DesiredNode) -> DesiredNode:
+    """For display/plan output: the same node without its secret."""
+    return replace(d, password=None)
