@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything metalctl, its tests and its lab need on a fresh Debian 12 machine:
+#   Debian packages (ipmitool: Ironic's ipmi driver; libvirt + qemu: the lab's libvirt BMC),
+#   .venv with metalctl[test] (editable), and the peers venv (Ironic, sushy-tools).
+# Idempotent: a second run only checks. Needs root for apt-get (skipped when present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+need_apt=()
+command -v ipmitool >/dev/null || need_apt+=(ipmitool)
+[ -x /usr/sbin/libvirtd ] || need_apt+=(libvirt-daemon-system)
+command -v virsh >/dev/null || need_apt+=(libvirt-clients)
+command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
+command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+dpkg -s libvirt-dev >/dev/null 2>&1 || need_apt+=(libvirt-dev)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.metalctl-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: pip install -e .[test] into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import metalctl, sushy, pyghmi, ironicclient" 
+  touch "$stamp"
+fi
+
+export METALCTL_PEERS_VENV=${METALCTL_PEERS_VENV:-$HOME/.cache/metalctl/peers}
+if [ ! -x "$METALCTL_PEERS_VENV/bin/ironic" ] || [ ! -x "$METALCTL_PEERS_VENV/bin/sushy-emulator" ]; then
+  echo "setup: peers venv $METALCTL_PEERS_VENV (Ironic, sushy-tools, libvirt-python)" >&2
+  .venv/bin/python -c "from metalctl.lab import peers; peers.ensure_venv()"
+fi
+echo "setup: ok ($ROOT/.venv, peers in $METALCTL_PEERS_VENV)" >&2

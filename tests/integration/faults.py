@@ -1,0 +1,120 @@
+"""Fault peers for tests: misbehaving servers on loopback, bounded and self-stopping.
+
+The real peers (emulated BMCs, Ironic) come from the lab; these add what a healthy
+peer never does: answer 500, accept and never answer, vanish mid-batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class SilentTcp:
+    """Accepts TCP connections and never sends a byte (a hung BMC web server)."""
+
+    def __init__(self, address: str, port: int) -> None:
+        self.sock = socket.create_server((address, port))
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.sock.settimeout(0.2)
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = self.sock.accept()
+                self.conns.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+class Http500:
+    """Answers every request with HTTP 500 (a Redfish service in trouble)."""
+
+    def __init__(self, address: str, port: int) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                body = b'{"error": {"code": "Base.1.0.InternalError"}}'
+                self.send_response(500)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET  # noqa: N815
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((address, port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class TcpProxy:
+    """Forwards a loopback port to a real peer; ``down()`` makes the peer vanish.
+
+    Down means: listening socket closed (connections refused) and every open
+    connection reset, as when the Ironic API process dies mid-batch.
+    """
+
+    def __init__(self, address: str, port: int, target: tuple[str, int]) -> None:
+        self.listen_at = (address, port)
+        self.target = target
+        self.sock: socket.socket | None = None
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.up()
+
+    def up(self) -> None:
+        self.sock = socket.create_server(self.listen_at)
+        threading.Thread(target=self._accept, args=(self.sock,), daemon=True).start()
+
+    def down(self) -> None:
+        with self.lock:
+            if self.sock:
+                self.sock.close()
+                self.sock = None
+            for c in self.conns:
+                with contextlib.suppress(OSError):
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    c.close()
+            self.conns.clear()
+
+    def _accept(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
