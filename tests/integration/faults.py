@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -83,11 +84,14 @@ class TcpProxy:
     def down(self) -> None:
         with self.lock:
             if self.sock:
+                # shutdown() wakes the thread blocked in accept(); close() alone does not
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
                 self.sock.close()
                 self.sock = None
             for c in self.conns:
                 with contextlib.suppress(OSError):
-                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     c.close()
             self.conns.clear()
 

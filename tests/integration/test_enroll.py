@@ -1,0 +1,195 @@
+"""Enrollment into a real standalone Ironic, driving real emulated BMCs."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from metalctl import discover, enroll, inventory
+from metalctl.budget import Budget
+from metalctl.credentials import Credential, CredentialSet, Secret
+from metalctl.errors import IronicUnavailable
+from metalctl.ironic import Ironic, IronicConfig
+from metalctl.netaddrs import parse_targets
+
+from .conftest import SPEC
+from .faults import TcpProxy
+
+FAST = Budget(connect_timeout_s=2.0, read_timeout_s=30.0, attempts=1, deadline_s=120.0,
+              concurrency=8)
+
+
+def lab_records(lab, creds, addresses=None):
+    targets = parse_targets(addresses or lab.ranges)
+    opts = discover.DiscoverOptions(verify=lab.ca_bundle,
+                                    budget=Budget(connect_timeout_s=1, read_timeout_s=5))
+    return [r for r in discover.discover(targets, creds, opts) if r.status.value == "ok"]
+
+
+def options(lab, **kw):
+    return enroll.EnrollOptions(**{"verify_ca": lab.ca_bundle, "budget": FAST,
+                                   "poll_interval_s": 0.5, **kw})
+
+
+def ironic_view(ir):
+    nodes, ports = ir.nodes(), ir.ports()
+    return nodes, ports
+
+
+def test_enroll_reaches_manageable_and_rerun_changes_nothing(lab, lab_creds, ironic):
+    records = lab_records(lab, lab_creds)
+    opts = options(lab)
+    desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
+    first = enroll.enroll(ironic, desired, opts)
+    assert Counter(r.action.value for r in first) == {"created": len(records)}
+    nodes, ports = ironic_view(ironic)
+    assert len(nodes) == len(records)
+    assert {n["provision_state"] for n in nodes} == {"manageable"}  # Ironic checked the BMCs
+    assert {n["driver"] for n in nodes} == {"redfish", "ipmi"}
+    macs = [n.mac for r in records for n in r.hardware.nics]
+    assert sorted(p["address"] for p in ports) == sorted(macs)
+    kvm = next(n for n in nodes if n["extra"]["system_uuid"] == SPEC.system_uuid("libvirt", 0, 0))
+    assert kvm["properties"]["memory_mb"] == 8192
+    # re-run: matched, nothing created twice
+    second = enroll.enroll(ironic, desired, opts)
+    assert Counter(r.action.value for r in second) == {"unchanged": len(records)}
+    nodes2, ports2 = ironic_view(ironic)
+    assert len(nodes2) == len(nodes) and len(ports2) == len(ports)
+
+
+def test_drift_is_updated_and_missing_port_recreated(lab, lab_creds, ironic):
+    records = lab_records(lab, lab_creds, [SPEC.redfish_address(0)])
+    opts = options(lab)
+    desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
+    enroll.enroll(ironic, desired, opts)
+    victim = ironic.nodes()[0]
+    ironic.update_node(victim["uuid"], [{"op": "add", "path": "/resource_class",
+                                         "value": "wrong"}])
+    port = next(p for p in ironic.ports() if p["node_uuid"] == victim["uuid"])
+    ironic.client.port.delete(port["uuid"])
+    again = {r.uuid: r for r in enroll.enroll(ironic, desired, opts)}
+    assert again[victim["uuid"]].action.value == "updated"
+    assert "resource_class" in again[victim["uuid"]].changes
+    assert f"port {port['address']}" in again[victim["uuid"]].changes
+    assert ironic.node(victim["uuid"])["resource_class"] == "baremetal"
+
+
+def _files(lab, tmp_path, password):
+    bm = {"nodes": [
+        {"name": "bm-redfish", "driver": "redfish",
+         "driver_info": {"redfish_address": f"https://{SPEC.redfish_address(0)}",
+                         "redfish_system_id": "/redfish/v1/Systems/"
+                                              + SPEC.system_uuid("redfish", 0, 0),
+                         "redfish_username": "admin", "redfish_password": password,
+                         "redfish_verify_ca": lab.ca_bundle},
+         "ports": [{"address": SPEC.system_mac(0, 0, 0)}]},
+        {"name": "bm-ipmi", "driver": "ipmi",
+         "driver_info": {"ipmi_address": SPEC.ipmi_address(0), "ipmi_username": "admin",
+                         "ipmi_password": password}},
+    ]}
+    instack = {"nodes": [
+        {"name": "tripleo-redfish", "pm_type": "redfish", "pm_addr": SPEC.redfish_address(1),
+         "pm_system_id": "/redfish/v1/Systems/" + SPEC.system_uuid("redfish", 1, 1),
+         "pm_user": "admin", "pm_password": password, "pm_verify_ca": lab.ca_bundle,
+         "mac": [SPEC.system_mac(1, 1, 0)], "cpu": 4, "memory": 8192, "arch": "x86_64"},
+        {"name": "tripleo-ipmi", "pm_type": "ipmi", "pm_addr": SPEC.ipmi_address(1),
+         "pm_user": "admin", "pm_password": password},
+    ]}
+    a, b = tmp_path / "nodes.yaml", tmp_path / "instackenv.json"
+    import yaml
+
+    a.write_text(yaml.safe_dump(bm))
+    b.write_text(json.dumps(instack))
+    return a, b
+
+
+def test_import_baremetal_create_and_instackenv(lab, lab_password, ironic, tmp_path):
+    files = _files(lab, tmp_path, lab_password)
+    desired = [n for f in files for n in inventory.load(f)]
+    opts = options(lab)
+    results = enroll.enroll(ironic, desired, opts)
+    assert {r.name: (r.action.value, r.provision_state) for r in results} == {
+        name: ("created", "manageable")
+        for name in ("bm-redfish", "bm-ipmi", "tripleo-redfish", "tripleo-ipmi")}
+    again = enroll.enroll(ironic, [n for f in files for n in inventory.load(f)], opts)
+    assert {r.action.value for r in again} == {"unchanged"}
+    assert len(ironic.nodes()) == 4
+
+
+def test_existing_node_matched_by_mac_even_when_renamed(lab, lab_creds, ironic):
+    records = lab_records(lab, lab_creds, [SPEC.redfish_address(1)])
+    opts = options(lab)
+    desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
+    enroll.enroll(ironic, desired, opts)
+    renamed = enroll.desired_from_records(records, {"lab": lab_creds},
+                                          options(lab, name_template="r01-{index}"))
+    results = enroll.enroll(ironic, renamed, opts)
+    assert {r.action.value for r in results} == {"updated"}
+    assert sorted(n["name"] for n in ironic.nodes()) == ["r01-000", "r01-001"]
+
+
+def test_ambiguous_match_is_refused_and_changes_nothing(lab, lab_creds, ironic):
+    records = lab_records(lab, lab_creds, [SPEC.redfish_address(0)])
+    opts = options(lab)
+    desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)[0]
+    # two pre-existing nodes: one owns the BMC identity, another owns a MAC of it
+    ironic.create_node(driver="redfish", name="holds-bmc", driver_info=desired.driver_info)
+    other = ironic.create_node(driver="ipmi", name="holds-mac",
+                               driver_info={"ipmi_address": "127.20.9.9"})
+    ironic.create_port(other["uuid"], desired.macs[0])
+    [res] = enroll.enroll(ironic, [desired], opts)
+    assert res.action.value == "failed"
+    assert "several" in res.error or "matches" in res.error
+    assert sorted(n["name"] for n in ironic.nodes()) == ["holds-bmc", "holds-mac"]
+
+
+def test_wrong_bmc_password_leaves_node_in_enroll_with_reason(lab, ironic):
+    bad = CredentialSet("lab", (Credential("admin", Secret("not-the-password")),))
+    records = lab_records(lab, CredentialSet("lab", bad.entries), [SPEC.redfish_address(0)])
+    assert records == []  # discovery already says auth-failed; build the node by hand
+    desired = inventory.DesiredNode(
+        key="k", origin="test", driver="redfish",
+        driver_info={"redfish_address": f"https://{SPEC.redfish_address(0)}",
+                     "redfish_system_id": "/redfish/v1/Systems/"
+                                          + SPEC.system_uuid("redfish", 0, 1),
+                     "redfish_username": "admin", "redfish_verify_ca": lab.ca_bundle},
+        password=Secret("not-the-password"), password_field="redfish_password", name="badpw")
+    [res] = enroll.enroll(ironic, [desired], options(lab))
+    assert res.action.value == "failed"
+    assert res.provision_state is None or res.provision_state == "enroll"
+    assert ironic.nodes()[0]["provision_state"] == "enroll"
+    assert "not-the-password" not in res.error
+
+
+def test_ironic_down_mid_batch_then_rerun_converges(lab, lab_creds, ironic):
+    host, port = lab.ironic_url.rsplit("//", 1)[1].split(":")
+    proxy = TcpProxy("127.20.9.20", 6385, (host, int(port)))
+    try:
+        via_proxy = Ironic(IronicConfig(url="http://127.20.9.20:6385", max_retries=0)).connect()
+        records = lab_records(lab, lab_creds)
+        opts = options(lab, budget=Budget(**{**FAST.__dict__, "concurrency": 1}))
+        desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
+        seen = []
+
+        def kill_after_two(res):
+            seen.append(res)
+            if len(seen) == 2:
+                proxy.down()
+        results = enroll.enroll(via_proxy, desired, opts, on_result=kill_after_two)
+        counts = Counter(r.action.value for r in results)
+        assert counts["created"] == 2 and counts["failed"] == len(records) - 2
+        assert all("re-run" in r.error for r in results if r.error)
+        with pytest.raises(IronicUnavailable):
+            enroll.enroll(via_proxy, desired, opts)  # still down: cannot even plan
+        proxy.up()
+        again = enroll.enroll(via_proxy, desired, opts)
+        assert {r.action.value for r in again} <= {"created", "unchanged"}
+        assert Counter(r.action.value for r in again)["unchanged"] == 2
+        nodes = ironic.nodes()
+        assert len(nodes) == len(records)
+        assert len({n["extra"]["metalctl_key"] for n in nodes}) == len(records)
+        assert {n["provision_state"] for n in nodes} == {"manageable"}
+    finally:
+        proxy.down()
