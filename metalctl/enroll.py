@@ -19,7 +19,7 @@ import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from metalctl import fleet, naming
@@ -40,9 +40,6 @@ from metalctl.store import Store, now
 
 LOG = logging.getLogger(__name__)
 
-#: Ironic states in which metalctl leaves a node's provisioning alone.
-SETTLED = {"manageable", "available", "active", "deploying", "wait call-back", "cleaning",
-           "clean wait", "inspecting", "inspect wait", "deploy failed", "rescue", "service"}
 _CPU_ARCH = {"x86": "x86_64", "x86-64": "x86_64", "x86_64": "x86_64", "arm": "aarch64",
              "aarch64": "aarch64", "ppc64le": "ppc64le"}
 
@@ -319,49 +316,8 @@ def describe(p: NodePlan) -> tuple[str, ...]:
     return tuple(changes)
 
 
-def _wait_state(ironic: Ironic, uuid: str, targets: set[str], opts: EnrollOptions
-                ) -> dict[str, Any]:
-    deadline = time.monotonic() + opts.budget.deadline_s
-    while True:
-        node = ironic.node(uuid)
-        if node.get("target_provision_state") in (None, "") and \
-                node["provision_state"] not in ("verifying", "inspecting", "inspect wait",
-                                                "cleaning", "clean wait"):
-            return node
-        if node["provision_state"] in targets and not node.get("target_provision_state"):
-            return node
-        if time.monotonic() > deadline:
-            raise IronicError(reason=f"node {uuid} still {node['provision_state']} after "
-                                     f"{opts.budget.deadline_s:g}s")
-        time.sleep(opts.poll_interval_s)
-
-
-def _transition(ironic: Ironic, node: dict[str, Any], verb: str, target: str,
-                opts: EnrollOptions) -> dict[str, Any]:
-    ironic.set_provision_state(node["uuid"], verb)
-    after = _wait_state(ironic, node["uuid"], {target}, opts)
-    if after["provision_state"] != target:
-        raise IronicError(reason=f"'{verb}' left the node {after['provision_state']}: "
-                                 f"{after.get('last_error') or 'no error recorded'}")
-    return after
-
-
-def _drive(ironic: Ironic, node: dict[str, Any], opts: EnrollOptions) -> dict[str, Any]:
-    state = node["provision_state"]
-    if state in ("verifying", "inspecting", "inspect wait") or node.get("target_provision_state"):
-        node = _wait_state(ironic, node["uuid"], {"manageable", "enroll"}, opts)
-        state = node["provision_state"]
-    if opts.manage and state == "enroll":
-        node = _transition(ironic, node, "manage", "manageable", opts)
-    if opts.inspect and node["provision_state"] in ("manageable", "inspect failed"):
-        node = _transition(ironic, node, "inspect", "manageable", opts)
-    if opts.provide and node["provision_state"] == "manageable":
-        node = _transition(ironic, node, "provide", "available", opts)
-    return node
-
-
-def apply_one(ironic: Ironic, p: NodePlan, opts: EnrollOptions) -> EnrollResult:
-    """Carry out one node's plan. Raises MetalctlError on failure."""
+def apply_one(ironic: Ironic, p: NodePlan, opts: EnrollOptions) -> dict[str, Any]:
+    """Create or update one node and its ports; returns the node. Raises MetalctlError."""
     d = p.desired
     if p.error:
         raise p.error
@@ -373,9 +329,75 @@ def apply_one(ironic: Ironic, p: NodePlan, opts: EnrollOptions) -> EnrollResult:
             node = ironic.update_node(node["uuid"], _reveal(p.patch))
     for mac in p.new_ports:
         ironic.create_port(node["uuid"], mac)
-    node = _drive(ironic, node, opts)
-    return EnrollResult(d.key, node.get("name"), p.action, node["uuid"],
-                        node["provision_state"], describe(p), None, d.origin)
+    return node
+
+
+def _steps(opts: EnrollOptions) -> list[tuple[str, set[str], str]]:
+    """(verb, states it applies to, state it must end in), in order."""
+    steps = []
+    if opts.manage:
+        steps.append(("manage", {"enroll"}, "manageable"))
+    if opts.inspect:
+        steps.append(("inspect", {"manageable", "inspect failed"}, "manageable"))
+    if opts.provide:
+        steps.append(("provide", {"manageable"}, "available"))
+    return steps
+
+
+def _settle(ironic: Ironic, uuids: set[str], opts: EnrollOptions) -> dict[str, dict[str, Any]]:
+    """Wait until none of ``uuids`` is in transition, polling with ONE list call per round.
+
+    Per-node GET polling from many threads is what loads an Ironic API most during
+    a batch; one list per interval leaves the API to the conductor's work.
+    """
+    deadline = time.monotonic() + opts.budget.deadline_s
+    while True:
+        nodes = {n["uuid"]: n for n in ironic.nodes() if n["uuid"] in uuids}
+        busy = [u for u, n in nodes.items() if n.get("target_provision_state")]
+        if not busy or time.monotonic() > deadline:
+            return nodes
+        time.sleep(opts.poll_interval_s)
+
+
+def _transitions(ironic: Ironic, nodes: dict[str, dict[str, Any]], opts: EnrollOptions
+                 ) -> dict[str, MetalctlError]:
+    """Run manage/inspect/provide over all nodes, batch by batch; failures by uuid.
+
+    ``nodes`` is updated in place with the latest view of each node.
+    """
+    failures: dict[str, MetalctlError] = {}
+    pending = {u for u, n in nodes.items() if n.get("target_provision_state")}
+    if pending:  # left mid-transition by an earlier, interrupted run
+        nodes.update(_settle(ironic, pending, opts))
+    for verb, sources, target in _steps(opts):
+        todo = [u for u, n in nodes.items()
+                if u not in failures and n["provision_state"] in sources]
+        for out in fleet.run(todo, lambda u, v=verb: ironic.set_provision_state(u, v),
+                             concurrency=opts.budget.concurrency):
+            if not out.ok:
+                failures[out.item] = _as_metalctl(out.error)
+        started = {u for u in todo if u not in failures}
+        if not started:
+            continue
+        settled = _settle(ironic, started, opts)
+        for uuid in started:
+            node = nodes[uuid] = settled.get(uuid, nodes[uuid])
+            if node.get("target_provision_state"):
+                failures[uuid] = IronicError(
+                    reason=f"'{verb}' still {node['provision_state']} after "
+                           f"{opts.budget.deadline_s:g}s")
+            elif node["provision_state"] != target:
+                failures[uuid] = IronicError(
+                    reason=f"'{verb}' left the node {node['provision_state']}: "
+                           f"{node.get('last_error') or 'no error recorded'}")
+    return failures
+
+
+def _as_metalctl(err: BaseException | None) -> MetalctlError:
+    if isinstance(err, MetalctlError):
+        return err
+    LOG.warning("unexpected %s: %s", type(err).__name__, err)
+    return IronicError(reason=f"unexpected {type(err).__name__}: {err}")
 
 
 def enroll(
@@ -388,35 +410,50 @@ def enroll(
 ) -> list[EnrollResult]:
     """Plan and apply enrollment for ``desired``; one result per node.
 
+    Nodes and ports are written concurrently (``budget.concurrency``), then the
+    provision-state steps run as batches. A node whose write or transition fails
+    is reported ``failed`` with the reason; the others carry on.
+
     Raises:
         IronicUnavailable: Ironic could not be read to plan (nothing changed).
     """
     opts = opts or EnrollOptions()
     plans = plan(ironic, desired, opts)
     results: list[EnrollResult] = []
+    written: dict[str, tuple[NodePlan, dict[str, Any]]] = {}
 
-    def done(outcome: fleet.Outcome[NodePlan, EnrollResult]) -> None:
-        p = outcome.item
-        if outcome.ok:
-            res = outcome.value
-        else:
-            err = outcome.error
-            if not isinstance(err, MetalctlError):
-                LOG.warning("node %s: unexpected %s", p.desired.key, type(err).__name__)
-            res = EnrollResult(p.desired.key, p.desired.name, Action.FAILED,
-                               p.match["uuid"] if p.match else None,
-                               p.match.get("provision_state") if p.match else None,
-                               describe(p), _error_text(err), p.desired.origin)
-        assert res is not None
+    def finish(res: EnrollResult) -> None:
         if store is not None:
             _record(store, res)
         results.append(res)
         if on_result:
             on_result(res)
 
-    for _ in fleet.run(plans, lambda p: apply_one(ironic, p, opts),
-                       concurrency=opts.budget.concurrency, on_done=done):
-        pass
+    def failed(p: NodePlan, err: BaseException | None, node: dict[str, Any] | None) -> None:
+        node = node or p.match or {}
+        finish(EnrollResult(p.desired.key, node.get("name") or p.desired.name, Action.FAILED,
+                            node.get("uuid"), node.get("provision_state"), describe(p),
+                            _error_text(err), p.desired.origin))
+
+    for out in fleet.run(plans, lambda p: apply_one(ironic, p, opts),
+                         concurrency=opts.budget.concurrency):
+        if out.ok and out.value is not None:
+            written[out.value["uuid"]] = (out.item, out.value)
+        else:
+            failed(out.item, out.error, None)
+    nodes = {u: n for u, (_, n) in written.items()}
+    try:
+        failures = _transitions(ironic, nodes, opts)
+    except MetalctlError as exc:  # Ironic went away between the phases
+        failures = {u: exc for u in written}
+    for uuid, (p, _) in written.items():
+        node = nodes[uuid]
+        if uuid in failures:
+            failed(p, failures[uuid], node)
+        else:
+            finish(EnrollResult(p.desired.key, node.get("name"), p.action, uuid,
+                                node.get("provision_state"), describe(p), None,
+                                p.desired.origin))
     return sorted(results, key=lambda r: (r.name or "", r.key))
 
 
@@ -432,8 +469,3 @@ def _record(store: Store, res: EnrollResult) -> None:
                            "provision_state": res.provision_state}, res.error))
     if res.action is not Action.FAILED:
         store.set_state(res.key, Lifecycle.ENROLLED, name=res.name, ironic_uuid=res.uuid)
-
-
-def without_password(d: DesiredNode) -> DesiredNode:
-    """For display/plan output: the same node without its secret."""
-    return replace(d, password=None)

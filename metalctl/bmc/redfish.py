@@ -5,8 +5,10 @@ The only module that imports sushy. sushy errors are translated here into the
 exception travels as ``__context__`` of sushy's ConnectionError).
 
 Budget notes: sushy's defaults (``server_side_retries=10`` × 3 s) make one BMC
-that answers 500 cost ~30 s, and its transport retry count treats 0 as 3
-(``retries = self._server_side_retries or 3``), so we always pass 1 explicitly.
+that answers 500 cost ~30 s, so discovery passes 0 (no 5xx retry). Its transport
+retry count treats 0 as 3 (``retries = self._server_side_retries or 3``) with
+``server_side_retries_delay`` between tries; the presence probe has already shown
+the BMC answers, so those retries only cover a connection dropped mid-inventory.
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ def connect(base_url: str, address: str, cred: Credential, verify: bool | str,
             username=cred.username,
             password=cred.password.reveal(),
             verify=verify,
-            server_side_retries=max(budget.attempts - 1, 1),
+            # 5xx is not retried during discovery: an optional resource that fails is
+            # recorded as unknown; a required one makes the address a protocol-error.
+            server_side_retries=0,
+            # transport retries: sushy uses `or 3`, so 0 would mean 3; this is its delay
             server_side_retries_delay=budget.backoff_s,
             read_timeout=budget.read_timeout_s,
             connect_timeout=budget.connect_timeout_s,

@@ -51,6 +51,15 @@ class RackSpec:
     dead: int = 2
     ironic: bool = True
     ironic_port: int = 6385
+    #: per-request latency of the Redfish BMCs, spread linearly from min to max across
+    #: BMCs (the last one is the slowest); 0 = as fast as the emulator
+    latency_ms: tuple[float, float] = (0.0, 0.0)
+
+    def latency_of(self, i: int) -> float:
+        low, high = self.latency_ms
+        if self.redfish_bmcs <= 1:
+            return high
+        return low + (high - low) * i / (self.redfish_bmcs - 1)
 
     def redfish_address(self, i: int) -> str:
         return f"127.{self.octet}.1.{i + 1}"
@@ -212,7 +221,9 @@ def _start_redfish(spec: RackSpec, d: Path, ca: Path, cert: Path, key: Path, htp
             "",
         ]))
         log = d / f"redfish-{i}.log"
-        pid = _spawn([str(peers.peer_bin("sushy-emulator")), "--config", str(cfg)], log)
+        launcher = Path(__file__).with_name("redfish_bmc.py")
+        pid = _spawn([str(peers.peer_bin("python")), str(launcher), str(cfg),
+                      str(spec.latency_of(i))], log)
         state.pids[f"redfish-{i}"] = pid
         waits.append((f"Redfish BMC {address}", _https_ready(f"https://{address}/redfish/v1/", ca),
                       pid, log))

@@ -39,14 +39,16 @@ def test_rack_inventory_redfish_and_ipmi(lab, lab_creds):
     assert len(fake) == SPEC.redfish_bmcs * SPEC.systems_per_bmc
     assert len({r.address for r in fake}) == SPEC.redfish_bmcs
     macs = {n.mac for r in fake for n in r.hardware.nics}
-    assert SPEC.system_mac(1, 1, 0) in macs and SPEC.system_mac(0, 0, 1) in macs
+    assert SPEC.system_mac(1, 1, 0) in macs
+    assert SPEC.system_mac(0, 0, 1) in macs
     assert {r.uuid for r in fake} == {SPEC.system_uuid("redfish", b, s)
                                       for b in range(2) for s in range(2)}
     # the libvirt-backed BMC serves processors and memory
     kvm = [r for r in redfish if r.address == SPEC.libvirt_address]
     assert len(kvm) == SPEC.libvirt_domains
     assert kvm[0].hardware.memory_gib == 8
-    assert kvm[0].hardware.cpu.model and kvm[0].bios_version
+    assert kvm[0].hardware.cpu.model
+    assert kvm[0].bios_version
     assert [n.mac for n in kvm[0].hardware.nics] == [SPEC.system_mac(0xEE, 0, 0),
                                                      SPEC.system_mac(0xEE, 0, 1)]
     # IPMI: identity from FRU 0 and the system GUID, power state from the chassis

@@ -56,7 +56,8 @@ def test_enroll_reaches_manageable_and_rerun_changes_nothing(lab, lab_creds, iro
     second = enroll.enroll(ironic, desired, opts)
     assert Counter(r.action.value for r in second) == {"unchanged": len(records)}
     nodes2, ports2 = ironic_view(ironic)
-    assert len(nodes2) == len(nodes) and len(ports2) == len(ports)
+    assert len(nodes2) == len(nodes)
+    assert len(ports2) == len(ports)
 
 
 def test_drift_is_updated_and_missing_port_recreated(lab, lab_creds, ironic):
@@ -171,25 +172,33 @@ def test_ironic_down_mid_batch_then_rerun_converges(lab, lab_creds, ironic):
         records = lab_records(lab, lab_creds)
         opts = options(lab, budget=Budget(**{**FAST.__dict__, "concurrency": 1}))
         desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
-        seen = []
+        created = []
+        create = via_proxy.create_node
 
-        def kill_after_two(res):
-            seen.append(res)
-            if len(seen) == 2:
+        def create_then_die_on_second(**attrs):
+            node = create(**attrs)
+            created.append(node["uuid"])
+            if len(created) == 2:  # Ironic vanishes right after its 2nd node POST
                 proxy.down()
-        results = enroll.enroll(via_proxy, desired, opts, on_result=kill_after_two)
-        counts = Counter(r.action.value for r in results)
-        assert counts["created"] == 2 and counts["failed"] == len(records) - 2
-        assert all("re-run" in r.error for r in results if r.error)
+            return node
+
+        via_proxy.create_node = create_then_die_on_second
+        results = enroll.enroll(via_proxy, desired, opts)
+        assert {r.action.value for r in results} == {"failed"}
+        assert all("re-run" in r.error for r in results)
+        assert len(ironic.nodes()) == 2  # what landed before the failure
         with pytest.raises(IronicUnavailable):
             enroll.enroll(via_proxy, desired, opts)  # still down: cannot even plan
         proxy.up()
+        via_proxy.create_node = create
         again = enroll.enroll(via_proxy, desired, opts)
-        assert {r.action.value for r in again} <= {"created", "unchanged"}
-        assert Counter(r.action.value for r in again)["unchanged"] == 2
-        nodes = ironic.nodes()
-        assert len(nodes) == len(records)
+        counts = Counter(r.action.value for r in again)
+        assert counts["created"] == len(records) - 2, again
+        assert counts["failed"] == 0
+        nodes, ports = ironic.nodes(), ironic.ports()
+        assert len(nodes) == len(records)  # no duplicate for the two created before
         assert len({n["extra"]["metalctl_key"] for n in nodes}) == len(records)
+        assert len(ports) == sum(len(d.macs) for d in desired)
         assert {n["provision_state"] for n in nodes} == {"manageable"}
     finally:
         proxy.down()

@@ -1,5 +1,6 @@
 """The mapping from peer-library exceptions to metalctl's classes (one place per peer)."""
 
+import pytest
 import requests
 from pyghmi import exceptions as ipmi_exc
 from sushy import exceptions as sushy_exc
@@ -21,10 +22,12 @@ def test_pyghmi_reasons():
 
 
 def test_sushy_connection_error_classified_by_its_cause():
-    try:
+    def sushy_style() -> None:
         try:
             raise requests.exceptions.SSLError("certificate verify failed")
         except requests.exceptions.SSLError as cause:
             raise sushy_exc.ConnectionError(url="u", error=cause)  # noqa: B904 - as sushy does
-    except sushy_exc.ConnectionError as exc:
-        assert isinstance(redfish.translate(exc, "a"), BmcTLSError)
+
+    with pytest.raises(sushy_exc.ConnectionError) as info:
+        sushy_style()
+    assert isinstance(redfish.translate(info.value, "a"), BmcTLSError)

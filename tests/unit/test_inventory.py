@@ -29,7 +29,8 @@ def test_instackenv_file():
     assert a.properties == {"cpus": 32, "memory_mb": 131072, "local_gb": 480,
                             "cpu_arch": "x86_64",
                             "capabilities": "boot_mode:uefi,profile:compute"}
-    assert b.driver == "ipmi" and b.driver_info["ipmi_port"] == 6230
+    assert b.driver == "ipmi"
+    assert b.driver_info["ipmi_port"] == 6230
     assert b.macs == ("52:54:00:cc:00:02",)
 
 

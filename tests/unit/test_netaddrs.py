@@ -38,7 +38,8 @@ def test_malformed_targets_name_the_argument(bad):
 def test_overlapping_cidrs_rejected_with_both_indices():
     with pytest.raises(InputError) as exc:
         parse_targets(["10.1.0.0/24", "10.1.0.128/25"])
-    assert "targets[1]" in str(exc.value) and "targets[0]" in str(exc.value)
+    assert "targets[1]" in str(exc.value)
+    assert "targets[0]" in str(exc.value)
 
 
 def test_same_addresses_on_other_ports_do_not_overlap():
