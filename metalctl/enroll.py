@@ -75,7 +75,8 @@ class EnrollOptions:
     name_template: str = naming.DEFAULT_TEMPLATE
     update_credentials: bool = False
     verify_ca: bool | str = True
-    poll_interval_s: float = 1.0
+    #: one list call per interval for the whole batch (ironicclient's --wait uses 2 s)
+    poll_interval_s: float = 2.0
     budget: Budget = ENROLLMENT
 
 
@@ -352,10 +353,10 @@ def _settle(ironic: Ironic, uuids: set[str], opts: EnrollOptions) -> dict[str, d
     """
     deadline = time.monotonic() + opts.budget.deadline_s
     while True:
-        nodes = {n["uuid"]: n for n in ironic.nodes() if n["uuid"] in uuids}
-        busy = [u for u, n in nodes.items() if n.get("target_provision_state")]
+        states = {n["uuid"]: n for n in ironic.states() if n["uuid"] in uuids}
+        busy = [u for u, n in states.items() if n.get("target_provision_state")]
         if not busy or time.monotonic() > deadline:
-            return nodes
+            return states
         time.sleep(opts.poll_interval_s)
 
 
@@ -368,7 +369,8 @@ def _transitions(ironic: Ironic, nodes: dict[str, dict[str, Any]], opts: EnrollO
     failures: dict[str, MetalctlError] = {}
     pending = {u for u, n in nodes.items() if n.get("target_provision_state")}
     if pending:  # left mid-transition by an earlier, interrupted run
-        nodes.update(_settle(ironic, pending, opts))
+        for uuid, state in _settle(ironic, pending, opts).items():
+            nodes[uuid] = {**nodes[uuid], **state}
     for verb, sources, target in _steps(opts):
         todo = [u for u, n in nodes.items()
                 if u not in failures and n["provision_state"] in sources]
@@ -381,7 +383,7 @@ def _transitions(ironic: Ironic, nodes: dict[str, dict[str, Any]], opts: EnrollO
             continue
         settled = _settle(ironic, started, opts)
         for uuid in started:
-            node = nodes[uuid] = settled.get(uuid, nodes[uuid])
+            node = nodes[uuid] = {**nodes[uuid], **settled.get(uuid, {})}
             if node.get("target_provision_state"):
                 failures[uuid] = IronicError(
                     reason=f"'{verb}' still {node['provision_state']} after "

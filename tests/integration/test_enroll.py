@@ -202,3 +202,17 @@ def test_ironic_down_mid_batch_then_rerun_converges(lab, lab_creds, ironic):
         assert {n["provision_state"] for n in nodes} == {"manageable"}
     finally:
         proxy.down()
+
+
+def test_clouds_yaml_connection_and_provide(lab, lab_creds, ironic, tmp_path, monkeypatch):
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(f"clouds:\n  metal-lab:\n    auth_type: none\n"
+                      f"    baremetal_endpoint_override: {lab.ironic_url}\n")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    via_cloud = Ironic(IronicConfig(cloud="metal-lab")).connect()
+    records = lab_records(lab, lab_creds, [SPEC.ipmi_address(0)])
+    opts = options(lab, provide=True)
+    [res] = enroll.enroll(via_cloud, enroll.desired_from_records(records, {"lab": lab_creds},
+                                                                 opts), opts)
+    assert (res.action.value, res.provision_state) == ("created", "available")
+    assert ironic.node(res.uuid)["provision_state"] == "available"

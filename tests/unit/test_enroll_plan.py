@@ -1,0 +1,70 @@
+"""Pure parts of enrollment: naming, properties, and the patch computed against a node."""
+
+import pytest
+
+from metalctl import enroll, naming
+from metalctl.credentials import Credential, CredentialSet, Secret
+from metalctl.errors import InputError
+from metalctl.model.hardware import CpuFacts, DiskFacts, Hardware, NicFacts
+from metalctl.model.node import DiscoveryRecord, Protocol, Status
+
+REC = DiscoveryRecord(
+    "10.1.0.12", 443, Protocol.REDFISH, Status.OK, scheme="https",
+    system_id="/redfish/v1/Systems/1", uuid="4c4c4544-0031-3410-8051-b2c04f4d3232",
+    vendor="Dell Inc.", model="PowerEdge R650", serial="7XJ9KD3", boot_mode="UEFI",
+    credentials="rack-a", bmc_username="root",
+    hardware=Hardware(CpuFacts(2, 48, 96, "Xeon", "x86-64"), 512.0,
+                      (NicFacts("b4:96:91:00:00:01"),), (DiskFacts(size_gib=447.1),)))
+CREDS = {"rack-a": CredentialSet("rack-a", (Credential("admin", Secret("a")),
+                                            Credential("root", Secret("calvin-x"))))}
+
+
+def test_naming_template_and_fallback():
+    assert naming.render("{vendor}-{serial}", REC, 0) == "dell-inc.-7xj9kd3"
+    no_serial = DiscoveryRecord("10.1.0.13", 623, Protocol.IPMI, Status.OK, uuid="abcdef12-3")
+    assert naming.render("r01-{serial}", no_serial, 3) == "r01-abcdef12"
+    assert naming.render("r01-u{octets}-{index}", no_serial, 3) == "r01-u0-13-003"
+    with pytest.raises(InputError, match="unknown field 'rack'"):
+        naming.validate("{rack}-{serial}")
+
+
+def test_desired_node_from_record():
+    [d] = enroll.desired_from_records([REC], CREDS, enroll.EnrollOptions())
+    assert d.driver == "redfish"
+    assert d.driver_info == {"redfish_address": "https://10.1.0.12",
+                             "redfish_system_id": "/redfish/v1/Systems/1",
+                             "redfish_username": "root", "redfish_verify_ca": True}
+    assert d.password.reveal() == "calvin-x"  # the user that worked at discovery
+    assert d.properties == {"cpus": 96, "memory_mb": 524288, "cpu_arch": "x86_64",
+                            "local_gb": 446, "capabilities": "boot_mode:uefi"}
+    assert d.macs == ("b4:96:91:00:00:01",)
+
+
+def ironic_node(d, **over):
+    node = {"uuid": "u1", "driver": d.driver, "driver_info": {**d.driver_info,
+                                                              "redfish_password": "******"},
+            "properties": dict(d.properties), "resource_class": "baremetal", "name": d.name,
+            "conductor_group": "", "extra": {**d.extra, "metalctl_key": d.key,
+                                             "metalctl_credentials": "rack-a"}}
+    node.update(over)
+    return node
+
+
+def test_patch_is_empty_when_in_sync_and_password_not_resent():
+    opts = enroll.EnrollOptions()
+    [d] = enroll.desired_from_records([REC], CREDS, opts)
+    assert enroll._diff(d, ironic_node(d), opts) == []
+
+
+def test_patch_touches_only_drifted_fields_and_resends_password_when_set_changed():
+    opts = enroll.EnrollOptions()
+    [d] = enroll.desired_from_records([REC], CREDS, opts)
+    node = ironic_node(d, resource_class="old",
+                       extra={"metalctl_credentials": "rack-old", "owner_note": "keep"})
+    paths = [op["path"] for op in enroll._diff(d, node, opts)]
+    assert "/resource_class" in paths
+    assert "/driver_info/redfish_password" in paths
+    assert "/extra/owner_note" not in paths
+    forced = enroll._diff(d, ironic_node(d), enroll.EnrollOptions(update_credentials=True))
+    assert [op["path"] for op in forced] == ["/driver_info/redfish_password"]
+    assert "calvin" not in str(forced)  # the patch holds a Secret until sent
