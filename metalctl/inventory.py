@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,9 @@ def _from_baremetal(path: Path, i: int, raw: Any) -> DesiredNode:
         macs=_ports(path, where, raw.get("ports")),
         extra=_mapping(path, f"{where}.extra", raw.get("extra")),
     )
-    return _keyed(path, where, node)
+    address_field = "driver_info.redfish_address" if driver in ("redfish", "idrac") else \
+        "driver_info.ipmi_address"
+    return _keyed(path, where, node, address_field)
 
 
 def _from_instack(path: Path, i: int, raw: Any) -> DesiredNode:
@@ -205,7 +208,7 @@ def _from_instack(path: Path, i: int, raw: Any) -> DesiredNode:
         resource_class=raw.get("resource_class"), conductor_group=raw.get("conductor_group"),
         macs=macs,
     )
-    return _keyed(path, where, node)
+    return _keyed(path, where, node, "pm_addr")
 
 
 def _int(path: Path, field: str, value: Any) -> int:
@@ -215,14 +218,11 @@ def _int(path: Path, field: str, value: Any) -> int:
         raise InputError(str(path), field, f"{value!r} is not an integer") from None
 
 
-def _keyed(path: Path, where: str, node: DesiredNode) -> DesiredNode:
+def _keyed(path: Path, where: str, node: DesiredNode, address_field: str) -> DesiredNode:
     address, ident = node.bmc_identity
     if not address:
-        field = "pm_addr" if "pm_" in node.origin else "driver_info"
-        raise InputError(str(path), f"{where}.{field}", "no BMC address")
+        raise InputError(str(path), f"{where}.{address_field}", "no BMC address")
     key = f"{address}{ident}" if node.driver in ("redfish", "idrac") else f"ipmi://{address}:{ident}"
-    from dataclasses import replace
-
     return replace(node, key=key)
 
 
