@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# the bench rack's Ironic runs on PostgreSQL, as production Ironic does
+[ -d /usr/lib/postgresql ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 exec .venv/bin/python bench/run.py

@@ -27,7 +27,7 @@ enabled_firmware_interfaces = no-firmware,redfish,fake
 host_ip = {address}
 port = {port}
 [database]
-connection = sqlite:///{db}
+connection = {db}
 [conductor]
 automated_clean = false
 [dhcp]
@@ -37,13 +37,15 @@ lock_path = {locks}
 """
 
 
-def write(directory: Path, address: str, port: int) -> Path:
-    """Write ``ironic.conf`` (and its sqlite/lock paths) into ``directory``."""
+def write(directory: Path, address: str, port: int, db_url: str | None = None) -> Path:
+    """Write ``ironic.conf`` into ``directory``; sqlite there unless ``db_url`` is given."""
     locks = directory / "ironic-locks"
     locks.mkdir(exist_ok=True)
-    db = directory / "ironic.db"
-    if db.exists():
-        db.unlink()
+    if db_url is None:
+        db = directory / "ironic.db"
+        if db.exists():
+            db.unlink()
+        db_url = f"sqlite:///{db}"
     conf = directory / "ironic.conf"
-    conf.write_text(TEMPLATE.format(address=address, port=port, db=db, locks=locks))
+    conf.write_text(TEMPLATE.format(address=address, port=port, db=db_url, locks=locks))
     return conf

@@ -20,7 +20,8 @@ from metalctl.errors import LabError
 
 LOG = logging.getLogger(__name__)
 
-PEER_REQUIREMENTS = ["ironic==39.0.0", "sushy-tools==2.2.0", "libvirt-python"]
+PEER_REQUIREMENTS = ["ironic==39.0.0", "sushy-tools==2.2.0", "libvirt-python",
+                     "psycopg2-binary"]  # Ironic on PostgreSQL (bench rack)
 #: binary -> Debian package providing it. ipmitool: Ironic's ipmi driver refuses to
 #: start without it. libvirt: the sushy-tools libvirt driver's domains.
 APT_PACKAGES = {
@@ -67,12 +68,15 @@ def ensure_apt() -> None:
 def ensure_venv() -> Path:
     """Create the peers venv and install Ironic and sushy-tools when absent."""
     root = venv_dir()
-    if peer_bin("ironic").exists() and peer_bin("sushy-emulator").exists():
+    stamp = root / "metalctl-requirements.txt"
+    wanted = "\n".join(PEER_REQUIREMENTS)
+    if stamp.exists() and stamp.read_text() == wanted and peer_bin("ironic").exists():
         return root
     if not root.exists():
         venv.EnvBuilder(with_pip=True).create(root)
     _run([str(peer_bin("python")), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS],
          f"pip install {' '.join(PEER_REQUIREMENTS)} into {root}")
+    stamp.write_text(wanted)
     return root
 
 

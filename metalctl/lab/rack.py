@@ -32,7 +32,7 @@ from typing import Any
 import requests
 
 from metalctl.errors import LabError
-from metalctl.lab import ironic_conf, libvirt_lab, peers, pki
+from metalctl.lab import ironic_conf, libvirt_lab, peers, pki, postgres
 
 LOG = logging.getLogger(__name__)
 LAB_CREDENTIALS = "lab"
@@ -54,6 +54,8 @@ class RackSpec:
     #: per-request latency of the Redfish BMCs, spread linearly from min to max across
     #: BMCs (the last one is the slowest); 0 = as fast as the emulator
     latency_ms: tuple[float, float] = (0.0, 0.0)
+    #: Ironic's database: "sqlite" (the standalone default) or "postgresql"
+    db: str = "sqlite"
 
     def latency_of(self, i: int) -> float:
         low, high = self.latency_ms
@@ -108,6 +110,7 @@ class LabState:
     ironic_url: str | None = None
     ca_bundle: str | None = None
     credentials_file: str | None = None
+    postgres_data: str | None = None
 
     def save(self) -> None:
         Path(self.directory, "lab.json").write_text(json.dumps(asdict(self), indent=2))
@@ -263,7 +266,11 @@ def _start_ipmi(spec: RackSpec, d: Path, password: str, state: LabState
 
 def _start_ironic(spec: RackSpec, d: Path, state: LabState
                   ) -> list[tuple[str, Callable[[], bool], int, Path]]:
-    conf = ironic_conf.write(d, spec.ironic_address, spec.ironic_port)
+    db_url = None
+    if spec.db == "postgresql":
+        db_url, data = postgres.start(d, f"127.{spec.octet}.4.2")
+        state.postgres_data = str(data)
+    conf = ironic_conf.write(d, spec.ironic_address, spec.ironic_port, db_url)
     subprocess.run([str(peers.peer_bin("ironic-dbsync")), "--config-file", str(conf),
                     "create_schema"], check=True, capture_output=True)
     log = d / "ironic.log"
@@ -357,6 +364,10 @@ def down(directory: Path | None = None) -> list[str]:
             LOG.warning("lab: pid %d ignored SIGTERM; killing", pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    if state.postgres_data:
+        postgres.stop(Path(state.postgres_data))
+        stopped.append("postgres")
+        state.postgres_data = None
     state.pids = {}
     state.save()
     return stopped
