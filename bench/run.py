@@ -204,7 +204,7 @@ def summarise(report: dict) -> None:
         e = report["enrollment"]
         print(f"enrollment to manageable: {e['to_manageable']['ratio']}x the one-by-one rate "
               f"(target >= 4x); create-only {e['create_only']['ratio']}x "
-              f"(bounded by the single sqlite Ironic API); re-run {e['idempotent_rerun_s']}s")
+              f"(bounded by the one Ironic API process); re-run {e['idempotent_rerun_s']}s")
 
 
 if __name__ == "__main__":
