@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import replace
 
 from metalctl import discover as stage
 from metalctl.budget import DISCOVERY
@@ -53,10 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> ExitCode:
     targets = parse_targets(args.targets, max_addresses=args.max_addresses)
     creds = common.merged_credentials(args, "+".join(args.credentials))
-    budget = DISCOVERY.__class__(connect_timeout_s=args.connect_timeout,
-                                 read_timeout_s=args.read_timeout,
-                                 attempts=DISCOVERY.attempts, backoff_s=DISCOVERY.backoff_s,
-                                 deadline_s=DISCOVERY.deadline_s, concurrency=args.concurrency)
+    budget = replace(DISCOVERY, connect_timeout_s=args.connect_timeout,
+                     read_timeout_s=args.read_timeout, concurrency=args.concurrency)
     opts = stage.DiscoverOptions(
         protocols=tuple(Protocol(p) for p in (args.protocol or ["redfish", "ipmi"])),
         redfish_scheme=args.redfish_scheme, redfish_port=args.redfish_port,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from metalctl import enroll as stage
 from metalctl import inventory, naming
-from metalctl.budget import ENROLLMENT, Budget
+from metalctl.budget import ENROLLMENT
 from metalctl.cli import common
 from metalctl.exitcodes import ExitCode
 from metalctl.model.node import Status
@@ -66,8 +67,7 @@ def _desired(args: argparse.Namespace, opts: stage.EnrollOptions) -> list:
 
 
 def run(args: argparse.Namespace) -> ExitCode:
-    budget = Budget(**{**ENROLLMENT.__dict__, "concurrency": args.concurrency,
-                       "deadline_s": args.timeout})
+    budget = replace(ENROLLMENT, concurrency=args.concurrency, deadline_s=args.timeout)
     opts = stage.EnrollOptions(
         manage=not args.no_manage, inspect=args.inspect, provide=args.provide,
         resource_class=args.resource_class, conductor_group=args.conductor_group,
