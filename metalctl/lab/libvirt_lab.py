@@ -119,6 +119,11 @@ def _define_domains(spec: RackSpec, directory: Path) -> None:
         path = directory / f"domain-{i}.xml"
         path.write_text(xml)
         _virsh(directory, "define", str(path))
+    # The emulator reports only disks that are volumes of a storage pool (SimpleStorage),
+    # so the image directory becomes a pool.
+    _virsh(directory, "pool-define-as", "metalctl-lab", "dir", "--target", str(images))
+    _virsh(directory, "pool-start", "metalctl-lab")
+    _virsh(directory, "pool-refresh", "metalctl-lab")
 
 
 def start(spec: RackSpec, directory: Path, ca: Path, cert: Path, key: Path, htpasswd: Path,

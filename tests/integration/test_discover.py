@@ -49,6 +49,8 @@ def test_rack_inventory_redfish_and_ipmi(lab, lab_creds):
     assert kvm[0].hardware.memory_gib == 8
     assert kvm[0].hardware.cpu.model
     assert kvm[0].bios_version
+    # its disk image is a volume of a libvirt storage pool, so SimpleStorage reports it
+    assert [d.size_gib for d in kvm[0].hardware.disks] == [40.0]
     assert [n.mac for n in kvm[0].hardware.nics] == [SPEC.system_mac(0xEE, 0, 0),
                                                      SPEC.system_mac(0xEE, 0, 1)]
     # IPMI: identity from FRU 0 and the system GUID, power state from the chassis

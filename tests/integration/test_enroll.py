@@ -52,6 +52,7 @@ def test_enroll_reaches_manageable_and_rerun_changes_nothing(lab, lab_creds, iro
     assert sorted(p["address"] for p in ports) == sorted(macs)
     kvm = next(n for n in nodes if n["extra"]["system_uuid"] == SPEC.system_uuid("libvirt", 0, 0))
     assert kvm["properties"]["memory_mb"] == 8192
+    assert kvm["properties"]["local_gb"] == 39  # largest disk less 1 GiB, as Ironic inspection does
     # re-run: matched, nothing created twice
     second = enroll.enroll(ironic, desired, opts)
     assert Counter(r.action.value for r in second) == {"unchanged": len(records)}
