@@ -1,0 +1,1 @@
+"""Hardware topology facts: in-band (local or over SSH), Redfish, Ironic inspection."""

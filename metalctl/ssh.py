@@ -1,0 +1,124 @@
+"""SSH to managed hosts through fabric, with host keys checked.
+
+Host keys come from a known_hosts file (``~/.ssh/known_hosts`` unless given) and
+an unknown or changed key is refused: metalctl never auto-adds keys (paramiko's
+RejectPolicy). Passwords and key passphrases travel as :class:`Secret` and are
+never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from fabric import Connection
+
+from metalctl.credentials import Secret
+from metalctl.errors import (
+    HostAuthFailed,
+    HostDropped,
+    HostError,
+    SshHostKeyMismatch,
+    SshHostKeyUnknown,
+)
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Where and how to reach one host."""
+
+    host: str
+    port: int = 22
+    user: str = "root"
+    key_file: Path | None = None
+    password: Secret | None = None
+    known_hosts: Path | None = None
+    connect_timeout_s: float = 10.0
+    command_timeout_s: float = 120.0
+    sudo: bool = False  # wrap commands in sudo -n when the user is not root
+
+    @classmethod
+    def parse(cls, spec: str, **kwargs: object) -> SshTarget:
+        """``[user@]host[:port]`` (IPv6 as ``[addr]:port``)."""
+        user = "root"
+        if "@" in spec:
+            user, spec = spec.rsplit("@", 1)
+        host, port = spec, 22
+        if spec.startswith("["):
+            host, _, rest = spec[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 22
+        elif spec.count(":") == 1:
+            host, p = spec.split(":")
+            port = int(p)
+        return cls(host=host, port=port, user=user, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+def connect(target: SshTarget) -> Connection:
+    """Open a connection; raises a :class:`HostError` subclass on any failure."""
+    connect_kwargs: dict[str, object] = {"allow_agent": False, "look_for_keys": False,
+                                         "banner_timeout": target.connect_timeout_s,
+                                         "auth_timeout": target.connect_timeout_s}
+    if target.key_file:
+        connect_kwargs["key_filename"] = str(target.key_file)
+    if target.password:
+        connect_kwargs["password"] = target.password.reveal()
+    conn = Connection(target.host, user=target.user, port=target.port,
+                      connect_timeout=target.connect_timeout_s, connect_kwargs=connect_kwargs)
+    client = conn.client
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    known = target.known_hosts or Path.home() / ".ssh" / "known_hosts"
+    if known.exists():
+        client.load_host_keys(str(known))
+    try:
+        conn.open()
+    except paramiko.BadHostKeyException:
+        raise SshHostKeyMismatch(host=target.label,
+                                 reason=f"host key differs from {known}") from None
+    except paramiko.SSHException as exc:
+        if "not found in known_hosts" in str(exc):
+            raise SshHostKeyUnknown(host=target.label,
+                                    reason=f"host key not in {known}; add it after "
+                                           "checking its fingerprint") from None
+        if isinstance(exc, paramiko.AuthenticationException):
+            raise HostAuthFailed(host=target.label, reason="authentication failed") from None
+        raise HostError(host=target.label, reason=f"SSH: {type(exc).__name__}") from None
+    except TimeoutError:
+        raise HostError(host=target.label, reason="connection timed out") from None
+    except OSError as exc:
+        raise HostError(host=target.label, reason=f"connection failed: {exc.strerror}") from None
+    return conn
+
+
+def run_script(conn: Connection, target: SshTarget, script: str) -> str:
+    """Run a shell script on the host in one round trip; return stdout.
+
+    Raises:
+        HostDropped: the session ended without an exit status (fabric reports -1 and
+            raises nothing when the peer vanishes, so this is checked explicitly).
+        HostError: the script exited non-zero.
+    """
+    # the script travels as one quoted argument: no stdin/EOF handling, no pty
+    command = "sh -c " + shlex.quote(script)
+    if target.sudo and target.user != "root":
+        command = "sudo -n " + command
+    try:
+        result = conn.run(command, hide=True, warn=True, in_stream=False,
+                          timeout=target.command_timeout_s)
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise HostDropped(host=target.label, reason=f"connection lost: {type(exc).__name__}") \
+            from None
+    if result.exited == -1:
+        raise HostDropped(host=target.label, reason="connection lost mid-command")
+    if result.exited != 0:
+        raise HostError(host=target.label,
+                        reason=f"script exited {result.exited}: {result.stderr.strip()[-300:]}")
+    return result.stdout
