@@ -166,5 +166,20 @@ class Ironic:
         return self.client.port.create(node_uuid=node_uuid, address=address).to_dict()
 
     @translated
-    def set_provision_state(self, uuid: str, verb: str) -> None:
-        self.client.node.set_provision_state(uuid, verb)
+    def set_provision_state(self, uuid: str, verb: str, **kwargs: Any) -> None:
+        """``kwargs``: ``cleansteps``, ``disable_ramdisk`` ... as the client takes them."""
+        self.client.node.set_provision_state(uuid, verb, **kwargs)
+
+    @translated
+    def bios_settings(self, uuid: str) -> dict[str, Any]:
+        """Ironic's cached BIOS settings of a node, as name -> value."""
+        return {s["name"]: s["value"] for s in self.client.node.list_bios_settings(uuid)}
+
+    @translated
+    def inventory(self, uuid: str) -> dict[str, Any]:
+        """Inspection data (``inventory`` + ``plugin_data``), API 1.81+."""
+        return self.client.node.get_inventory(uuid)
+
+    @translated
+    def set_power_state(self, uuid: str, state: str) -> None:
+        self.client.node.set_power_state(uuid, state)

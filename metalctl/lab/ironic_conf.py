@@ -30,6 +30,10 @@ port = {port}
 connection = {db}
 [conductor]
 automated_clean = false
+[redfish]
+# BIOS apply through Ironic waits for this periodic check after the reboot (default 60 s)
+firmware_update_status_interval = 5
+
 [dhcp]
 dhcp_provider = none
 [oslo_concurrency]

@@ -10,6 +10,7 @@ It listens on its UNIX socket only.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import time
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from metalctl.errors import LabError
 from metalctl.lab import peers
 
+LOG = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from metalctl.lab.rack import LabState, RackSpec
 
@@ -28,6 +31,13 @@ DOMAIN = """<domain type='qemu'>
   <uuid>{uuid}</uuid>
   <memory unit='GiB'>{memory_gib}</memory>
   <vcpu>{vcpus}</vcpu>
+  <metadata>
+    <sushy:bios xmlns:sushy="http://openstack.org/xmlns/libvirt/sushy">
+      <sushy:attributes>
+{bios}
+      </sushy:attributes>
+    </sushy:bios>
+  </metadata>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='network'/><boot dev='hd'/></os>
   <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model>
     <topology sockets='2' dies='1' cores='{cores}' threads='2'/>
@@ -45,6 +55,23 @@ DOMAIN = """<domain type='qemu'>
   </devices>
 </domain>
 """
+
+
+#: factory defaults of the lab's BIOS: the emulator's own attributes plus the ones the
+#: sushy-emulator vendor map (profiles/bios/sushy-emulator.yaml) names, set the way a
+#: server often leaves the factory (virtualisation off, balanced power)
+BIOS_DEFAULTS = {
+    "BootMode": "Uefi", "EmbeddedSata": "Raid", "NicBoot1": "NetworkBoot", "NumCores": "8",
+    "QuietBoot": "true", "SecureBootStatus": "Enabled", "SerialNumber": "LABKVM0",
+    "ProcTurboMode": "Enabled", "ProcVirtualization": "Disabled", "ProcVtd": "Disabled",
+    "SriovGlobalEnable": "Disabled", "LogicalProc": "Enabled", "ProcCStates": "Enabled",
+    "WorkloadProfile": "Balanced", "SubNumaCluster": "Disabled", "SysProfile": "PerfOptimized",
+}
+
+
+def bios_xml(attributes: dict[str, str]) -> str:
+    return "\n".join(f'        <sushy:attribute name="{k}" value="{v}"/>'
+                     for k, v in sorted(attributes.items()))
 
 
 def socket_path(directory: Path) -> Path:
@@ -102,6 +129,16 @@ def _virsh(directory: Path, *args: str) -> str:
     return proc.stdout
 
 
+def destroy_domains(directory: Path) -> None:
+    """Power off every running domain of the private libvirtd (best effort)."""
+    try:
+        running = _virsh(directory, "list", "--name").split()
+        for name in running:
+            _virsh(directory, "destroy", name)
+    except LabError as exc:
+        LOG.warning("lab: could not stop running domains: %s", exc)
+
+
 def _define_domains(spec: RackSpec, directory: Path) -> None:
     images = directory / "libvirt" / "images"
     images.mkdir(exist_ok=True)
@@ -114,7 +151,7 @@ def _define_domains(spec: RackSpec, directory: Path) -> None:
         xml = DOMAIN.format(
             name=f"metalctl-lab{spec.octet}-kvm-{i}", uuid=spec.system_uuid("libvirt", 0, i),
             memory_gib=8, vcpus=vcpus, cores=cores, half=vcpus // 2, half_last=vcpus // 2 - 1,
-            last=vcpus - 1, half_gib=4, disk=disk,
+            last=vcpus - 1, half_gib=4, disk=disk, bios=bios_xml(BIOS_DEFAULTS),
             mac0=spec.system_mac(0xEE, i, 0), mac1=spec.system_mac(0xEE, i, 1))
         path = directory / f"domain-{i}.xml"
         path.write_text(xml)

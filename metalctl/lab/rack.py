@@ -349,6 +349,10 @@ def down(directory: Path | None = None) -> list[str]:
     if state is None:
         return []
     stopped = []
+    if "libvirtd" in state.pids and _alive(state.pids["libvirtd"]):
+        # QEMU processes of domains that were powered on (BIOS apply reboots a node)
+        # leave libvirtd's process group; destroy them while libvirtd still answers
+        libvirt_lab.destroy_domains(d)
     for name, pid in state.pids.items():
         if _alive(pid):
             try:
