@@ -123,14 +123,38 @@ class SshHostKeyMismatch(HostError):
     """The host key differs from known_hosts."""
 
 
+class SshHostKeyUnknown(HostError):
+    """The host is not in known_hosts; metalctl never adds keys silently."""
+
+
 class HostDropped(HostError):
     """The SSH connection was lost mid-run."""
+
+
+class HostAuthFailed(HostError):
+    """The SSH server refused the credentials."""
 
 
 class ProfileUnsatisfiable(MetalctlError):
     """A profile asks for more than the node's hardware has."""
 
     message = "node %(node)s: needs %(need)s; %(have)s"
+
+
+class FactsIncomplete(MetalctlError):
+    """The topology facts lack what a derivation needs (never guessed)."""
+
+    message = "node %(node)s: %(reason)s"
+
+
+class ProfileError(InputError):
+    """A profile file is invalid (names file, key and reason)."""
+
+
+class BiosError(MetalctlError):
+    """BIOS settings could not be mapped, written or verified."""
+
+    message = "node %(node)s: BIOS: %(reason)s"
 
 
 class LabError(MetalctlError):

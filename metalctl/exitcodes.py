@@ -11,7 +11,8 @@ class ExitCode(IntEnum):
     OK = 0
     #: at least one node/host/address failed; the others were processed
     FAILED = 1
-    #: audit findings at or above ``--fail-on``
+    #: findings: audit results at or above ``--fail-on``, BIOS drift (``profile diff``),
+    #: a live host that differs from its plan (``profile verify``)
     FINDINGS = 2
     #: invalid input (file, field, range, MAC, credentials); nothing was changed
     INVALID_INPUT = 3
@@ -21,6 +22,7 @@ class ExitCode(IntEnum):
 
 
 EPILOG = (
-    "exit codes: 0 ok; 1 some node/address failed; 2 findings at/above --fail-on; "
+    "exit codes: 0 ok; 1 some node/address failed; 2 findings (audit at/above --fail-on, "
+    "BIOS drift, plan mismatch); "
     "3 invalid input (nothing changed); 4 peer unavailable (e.g. Ironic); 130 interrupted"
 )

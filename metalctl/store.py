@@ -39,6 +39,13 @@ CREATE TABLE IF NOT EXISTS events (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS events_node ON events(node_key, id);
+CREATE TABLE IF NOT EXISTS node_data (
+    node_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (node_key, kind)
+);
 CREATE TABLE IF NOT EXISTS scans (
     address TEXT NOT NULL,
     port INTEGER,
@@ -171,6 +178,24 @@ class Store:
 
     def discovered_records(self) -> list[DiscoveryRecord]:
         return [DiscoveryRecord.from_dict(n["record"]) for n in self.nodes()]
+
+    def find(self, ref: str) -> dict[str, Any] | None:
+        """A node by key, name or Ironic UUID."""
+        for n in self.nodes():
+            if ref in (n["key"], n["name"], n["ironic_uuid"]):
+                return n
+        return None
+
+    # --- per-stage data (topology facts, profile plans, ...) ----------------------------
+
+    def put_data(self, key: str, kind: str, data: dict[str, Any]) -> None:
+        self._exec("INSERT OR REPLACE INTO node_data (node_key, kind, data, at) "
+                   "VALUES (?, ?, ?, ?)", (key, kind, json.dumps(data, default=str), now()))
+
+    def get_data(self, key: str, kind: str) -> dict[str, Any] | None:
+        rows = self._exec("SELECT data FROM node_data WHERE node_key = ? AND kind = ?",
+                          (key, kind))
+        return json.loads(rows[0][0]) if rows else None
 
     # --- events -------------------------------------------------------------------------
 

@@ -1,0 +1,384 @@
+"""``metalctl profile``: list/show profiles, collect facts, derive, apply BIOS, diff, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from metalctl import bios, cpulist, fleet
+from metalctl import derive as derivation
+from metalctl import profile as stage
+from metalctl.budget import ENROLLMENT
+from metalctl.cli import common
+from metalctl.credentials import CredentialSet
+from metalctl.errors import InputError, MetalctlError
+from metalctl.exitcodes import ExitCode
+from metalctl.facts import inband
+from metalctl.model.node import Event
+from metalctl.output.render import render, summary_line
+from metalctl.profiles import ProfileLibrary
+from metalctl.ssh import SshTarget
+from metalctl.store import now
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="performance profiles: derive per node, apply BIOS",
+                       description="Turn a profile's intent into exact per-node settings "
+                                   "from the node's real topology; apply its BIOS part "
+                                   "through the BMC.")
+    verbs = p.add_subparsers(dest="profile_verb", required=True, metavar="ACTION")
+
+    ls = verbs.add_parser("list", help="profiles available")
+    _profile_dirs(ls)
+    common.add_output(ls)
+    ls.set_defaults(func=run_list)
+
+    show = verbs.add_parser("show", help="a profile with its extends chain resolved")
+    show.add_argument("name")
+    _profile_dirs(show)
+    common.add_output(show)
+    show.set_defaults(func=run_show)
+
+    facts = verbs.add_parser("facts", help="collect a node's topology and keep it")
+    facts.add_argument("node", help="node name/key in the store, or a label with --no-store")
+    src = facts.add_mutually_exclusive_group(required=True)
+    src.add_argument("--local", action="store_true", help="this machine")
+    src.add_argument("--ssh", metavar="[USER@]HOST[:PORT]", help="a host over SSH")
+    src.add_argument("--file", type=Path, help="collector output, Ironic inspection data or "
+                                               "saved facts")
+    src.add_argument("--from-ironic", action="store_true",
+                     help="the node's Ironic inspection inventory")
+    src.add_argument("--from-bmc", action="store_true",
+                     help="what discovery read from the BMC (CPU ids stay unknown)")
+    _ssh_options(facts)
+    common.add_ironic(facts)
+    common.add_store(facts)
+    common.add_output(facts)
+    facts.set_defaults(func=run_facts)
+
+    d = verbs.add_parser("derive", help="print the exact plan for a node and a profile")
+    d.add_argument("node")
+    d.add_argument("--profile", "-p", required=True)
+    d.add_argument("--facts", type=Path, help="use these facts instead of the stored ones")
+    _profile_dirs(d)
+    common.add_store(d)
+    common.add_output(d)
+    d.set_defaults(func=run_derive)
+
+    a = verbs.add_parser("apply", help="write the profile's BIOS settings through the BMC")
+    a.add_argument("nodes", nargs="+")
+    a.add_argument("--profile", "-p", required=True)
+    a.add_argument("--reboot", action="store_true",
+                   help="reset the system so pending settings apply, then verify them")
+    a.add_argument("--via", choices=["redfish", "ironic"], default="redfish",
+                   help="ironic: a manual clean step bios.apply_configuration "
+                        "(disable_ramdisk), for enrolled nodes in manageable")
+    a.add_argument("--timeout", type=float, default=900.0,
+                   help="seconds to wait for the settings to become current")
+    _bmc_options(a)
+    common.add_ironic(a)
+    a.set_defaults(func=run_apply)
+
+    df = verbs.add_parser("diff", help="BIOS drift of nodes against the profile")
+    df.add_argument("nodes", nargs="+")
+    df.add_argument("--profile", "-p", required=True)
+    _bmc_options(df)
+    df.set_defaults(func=run_diff)
+
+    v = verbs.add_parser("verify", help="re-derive on the live host and compare with the plan")
+    v.add_argument("node")
+    v.add_argument("--profile", "-p", help="default: the profile of the stored plan")
+    vs = v.add_mutually_exclusive_group(required=True)
+    vs.add_argument("--local", action="store_true")
+    vs.add_argument("--ssh", metavar="[USER@]HOST[:PORT]")
+    vs.add_argument("--file", type=Path)
+    _ssh_options(v)
+    _profile_dirs(v)
+    common.add_store(v)
+    common.add_output(v)
+    v.set_defaults(func=run_verify)
+
+
+def _profile_dirs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile-dir", type=Path, action="append", default=[],
+                   help="extra directory of profiles (searched before the shipped ones); "
+                        "its bios/ subfolder may hold vendor maps")
+
+
+def _ssh_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ssh-key", type=Path, help="private key file")
+    p.add_argument("--known-hosts", type=Path,
+                   help="known_hosts to check host keys against (default ~/.ssh/known_hosts)")
+    p.add_argument("--sudo", action="store_true", help="run the collector with sudo -n")
+
+
+def _bmc_options(p: argparse.ArgumentParser) -> None:
+    _profile_dirs(p)
+    common.add_credentials(p, required=False)
+    common.add_tls(p)
+    common.add_store(p)
+    common.add_output(p)
+    p.add_argument("--concurrency", type=int, default=8)
+
+
+def _library(args: argparse.Namespace) -> ProfileLibrary:
+    return ProfileLibrary(list(args.profile_dir))
+
+
+def _bios_library(args: argparse.Namespace) -> bios.BiosLibrary:
+    return bios.BiosLibrary([d / "bios" for d in args.profile_dir])
+
+
+def _ssh_target(args: argparse.Namespace) -> SshTarget | None:
+    if not args.ssh:
+        return None
+    return SshTarget.parse(args.ssh, key_file=args.ssh_key, known_hosts=args.known_hosts,
+                           sudo=args.sudo)
+
+
+def _dump(data: Any, fmt: str) -> None:
+    if fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(data, default=str)),
+                                        sort_keys=False))
+    else:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --- verbs ---------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace) -> ExitCode:
+    lib = _library(args)
+    rows = []
+    for name in lib.names():
+        prof = lib.load(name)
+        rows.append({"name": name, "extends": [p.stem for p in prof.chain[1:]],
+                     "description": prof.description, "file": str(prof.chain[0])})
+    render(rows, args.output, title="profiles",
+           columns=[("name", "name"), ("extends", "extends"), ("description", "description")])
+    return ExitCode.OK
+
+
+def run_show(args: argparse.Namespace) -> ExitCode:
+    prof = _library(args).load(args.name)
+    data = {"name": prof.name, "chain": [str(p) for p in prof.chain], **prof.data}
+    _dump(data, "json" if args.output == "json" else "yaml")
+    return ExitCode.OK
+
+
+def run_facts(args: argparse.Namespace) -> ExitCode:
+    with common.open_store(args) as store:
+        node = stage.resolve(store, args.node)
+        ironic = common.ironic(args) if args.from_ironic else None
+        topo = stage.collect(store, node, local=args.local, ssh=_ssh_target(args),
+                             file=args.file, ironic=ironic)
+    if args.output == "table":
+        render([{"node": n, "cpus": cpus, "memory MiB": topo.node(n).memory_mib,
+                 "nics": ", ".join(x.name for x in topo.nics if x.numa_node == n) or None}
+                for n in topo.node_ids()
+                for cpus in [_cpus_of(topo, n)]] or [{"node": "-"}], "table",
+               title=f"{node.label}: {topo.source} facts",
+               columns=[("NUMA node", "node"), ("CPUs", "cpus"), ("memory MiB", "memory MiB"),
+                        ("NICs", "nics")])
+        if topo.unknown:
+            common.STDERR.print(f"unknown from this source: {', '.join(topo.unknown)}")
+    else:
+        _dump(topo.to_dict(), args.output)
+    return ExitCode.OK
+
+
+def _cpus_of(topo: Any, n: int) -> str:
+    return cpulist.format(c.id for c in topo.online() if c.node == n)
+
+
+def run_derive(args: argparse.Namespace) -> ExitCode:
+    prof = _library(args).load(args.profile)
+    with common.open_store(args) as store:
+        if args.facts:
+            node = stage.resolve(store, args.node) if store.find(args.node) else \
+                stage.NodeRef(label=args.node)
+            topo = stage.read_facts_file(args.facts)
+        else:
+            node = stage.resolve(store, args.node)
+            topo = stage.facts_of(store, node)
+        plan, bios_section = stage.plan(store, node, prof, topo, _bios_library(args))
+    data = {**plan.to_dict(), "bios": bios_section}
+    if args.output != "table":
+        _dump(data, args.output)
+        return ExitCode.OK
+    _print_plan(data)
+    return ExitCode.OK
+
+
+def _print_plan(data: dict[str, Any]) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    t = Table(title=f"{data['node']}: profile {data['profile']} ({data['facts_source']} facts)",
+              show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value", overflow="fold")
+    t.add_row("host CPUs (reserved)", data["host_cpus"] or "-")
+    t.add_row("isolated CPUs", data["isolated_cpus"] or "-")
+    if data["pmd_cpus"]:
+        t.add_row("OVS-DPDK PMD CPUs", data["pmd_cpus"])
+    if data["offline_cpus"]:
+        t.add_row("offline (SMT off)", data["offline_cpus"])
+    t.add_row("kernel arguments", " ".join(data["kernel_args"]) or "-")
+    if data["tuned"].get("profile"):
+        t.add_row("tuned", data["tuned"]["profile"] + "".join(
+            f"  {k}={v}" for k, v in (data["tuned"].get("variables") or {}).items()))
+    for section, opts in data["nova"].items():
+        for key, value in opts.items():
+            t.add_row(escape(f"nova [{section}] {key}"),
+                      escape(json.dumps(value) if not isinstance(value, str) else value))
+    t.add_row("flavor extra specs", " ".join(f"{k}={v}"
+                                             for k, v in data["flavor_extra_specs"].items()))
+    for v in data["vfs"]:
+        t.add_row(f"VFs {v['nic']}", f"{v['vfs']} of {v['max_vfs']} (NUMA {v['numa_node']}, "
+                                     f"{v['physical_network']})")
+    if data["dpdk"]:
+        t.add_row("OVS-DPDK socket-mem", data["dpdk"]["socket_mem"])
+    bios_section = data["bios"]
+    if "attributes" in bios_section:
+        t.add_row(f"BIOS ({bios_section['vendor']})",
+                  " ".join(f"{k}={v}" for k, v in bios_section["attributes"].items()))
+    else:
+        t.add_row("BIOS intent", " ".join(f"{k}={v}" for k, v in bios_section["intent"].items())
+                  + f"  ({bios_section.get('error')})")
+    if data["workload"]:
+        w = data["workload"]["request"]
+        t.add_row("workload fit", f"{data['workload']['guests_per_host']} guest(s) per host of "
+                  + ", ".join(f"{k}={v}" for k, v in w.items()))
+    console.print(t)
+    n = Table(title="per NUMA node", header_style="bold")
+    for h in ("node", "host", "PMD", "guest", "memory MiB", "hugepages", "DPDK pages", "VFs"):
+        n.add_column(h, overflow="fold")
+    for p in data["numa"]:
+        n.add_row(str(p["node"]), cpulist.format(p["host_cpus"]) or "-",
+                  cpulist.format(p["pmd_cpus"]) or "-", cpulist.format(p["guest_cpus"]) or "-",
+                  str(p["memory_mib"]), str(p["hugepages"]), str(p["dpdk_reserved_pages"]),
+                  str(p["vfs"]))
+    console.print(n)
+    for note in data["notes"]:
+        common.STDERR.print(f"note: {note}")
+
+
+def _creds(args: argparse.Namespace) -> CredentialSet | None:
+    if not args.credentials:
+        return None
+    return common.merged_credentials(args, "+".join(args.credentials))
+
+
+def _creds_for(args: argparse.Namespace, node: stage.NodeRef,
+               given: CredentialSet | None) -> CredentialSet:
+    if given is not None:
+        return given
+    name = node.record.credentials if node.record else None
+    if not name:
+        raise InputError("--credentials", node.label, "no credential set recorded; give one")
+    return common.merged_credentials(args, name)
+
+
+def run_apply(args: argparse.Namespace) -> ExitCode:
+    prof = _library(args).load(args.profile)
+    lib = _bios_library(args)
+    given = _creds(args)
+    ironic = common.ironic(args) if args.via == "ironic" else None
+    with common.open_store(args) as store:
+        nodes = [stage.resolve(store, ref) for ref in args.nodes]
+        creds = {n.label: _creds_for(args, n, given) for n in nodes if n.record}
+
+        def work(node: stage.NodeRef) -> bios.ApplyResult:
+            return stage.apply_bios(store, node, prof, creds.get(node.label)
+                                    or CredentialSet("-", ()), common.verify_of(args),
+                                    ENROLLMENT, reboot=args.reboot, ironic=ironic,
+                                    bios_lib=lib, settle_s=args.timeout)
+
+        results: list[bios.ApplyResult] = []
+        with common.progress("bios", len(nodes)) as prog:
+            def done(o: fleet.Outcome) -> None:
+                prog.update(0, advance=1, last=o.item.label)
+            for outcome in fleet.run(nodes, work, concurrency=args.concurrency, on_done=done):
+                results.append(outcome.value if outcome.ok else bios.ApplyResult(
+                    outcome.item.label, bios.Outcome.FAILED, error=str(outcome.error)))
+    rows = [{"node": r.node, "outcome": r.outcome.value, "via": r.via,
+             "changes": r.changes, "error": r.error,
+             "attributes": [asdict(x) for x in r.rows]} for r in results]
+    render(rows, args.output, title=f"BIOS: {prof.name}",
+           columns=[("node", "node"), ("outcome", "outcome"), ("via", "via"),
+                    ("changed", lambda r: [f"{k}={v['to']}" for k, v in r["changes"].items()]
+                     or None), ("error", "error")])
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    common.STDERR.print(summary_line(counts))
+    bad = {bios.Outcome.FAILED, bios.Outcome.UNSUPPORTED}
+    return ExitCode.FAILED if any(r.outcome in bad for r in results) else ExitCode.OK
+
+
+def run_diff(args: argparse.Namespace) -> ExitCode:
+    prof = _library(args).load(args.profile)
+    lib = _bios_library(args)
+    given = _creds(args)
+    rows: list[dict[str, Any]] = []
+    failed = drift = False
+    with common.open_store(args) as store:
+        for ref in args.nodes:
+            node = stage.resolve(store, ref)
+            try:
+                for r in stage.diff_bios(node, prof, _creds_for(args, node, given),
+                                         common.verify_of(args), ENROLLMENT, lib):
+                    rows.append({"node": node.label, **asdict(r)})
+                    drift = drift or r.status != "ok"
+            except MetalctlError as exc:  # reported per node; the others go on
+                failed = True
+                rows.append({"node": node.label, "attribute": None, "desired": None,
+                             "current": None, "pending": None, "status": "error",
+                             "error": str(exc)})
+    render(rows, args.output, title=f"BIOS drift against {prof.name}",
+           columns=[("node", "node"), ("attribute", "attribute"), ("desired", "desired"),
+                    ("current", "current"), ("pending", "pending"), ("status", "status"),
+                    ("error", "error")])
+    if failed:
+        return ExitCode.FAILED
+    return ExitCode.FINDINGS if drift else ExitCode.OK
+
+
+def run_verify(args: argparse.Namespace) -> ExitCode:
+    with common.open_store(args) as store:
+        node = stage.resolve(store, args.node)
+        stored = store.get_data(node.key or "", "plan")
+        if not stored:
+                raise InputError("plan", node.label, "no derived plan; run `metalctl profile "
+                                                 "derive` first")
+        prof = _library(args).load(args.profile or stored["profile"])
+        if args.file:
+            live = stage.read_facts_file(args.file)
+        elif args.local:
+            live = inband.collect_local()
+        else:
+            live = inband.collect_ssh(SshTarget.parse(args.ssh, key_file=args.ssh_key,
+                                                      known_hosts=args.known_hosts,
+                                                      sudo=args.sudo))
+        plan = derivation.Plan(**{**stored["plan"], "numa": [derivation.NodePlan(**p) for p in
+                                                              stored["plan"]["numa"]],
+                                  "vfs": [derivation.VfPlan(**v) for v in
+                                          stored["plan"]["vfs"]]})
+        checks = derivation.compare(plan, live, prof)
+        if node.key:
+            store.add_event(Event(node.key, "profile", "verified", now(),
+                                  {"passed": sum(c.ok for c in checks), "failed":
+                                   [c.check for c in checks if not c.ok]}))
+    render([{**asdict(c), "status": "ok" if c.ok else "failed"} for c in checks], args.output,
+           title=f"{node.label}: live host against plan ({prof.name})",
+           columns=[("check", "check"), ("expected", "expected"), ("actual", "actual"),
+                    ("status", "status")])
+    return ExitCode.OK if all(c.ok for c in checks) else ExitCode.FINDINGS
