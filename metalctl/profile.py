@@ -172,6 +172,7 @@ def apply_bios(store: Store, node: NodeRef, profile: Profile, creds: CredentialS
         result = bios.ApplyResult(node.label, bios.Outcome.UNSUPPORTED
                                   if "need Redfish" in str(exc) else bios.Outcome.FAILED,
                                   error=str(exc), via="ironic" if ironic else "redfish")
+    result.node = node.label  # the node's name, not the BMC's system name
     if node.key:
         store.add_event(Event(node.key, STAGE, f"bios-{result.outcome.value}", now(),
                               {"profile": profile.name, "via": result.via, **result.changes},

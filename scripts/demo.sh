@@ -14,7 +14,7 @@ metalctl discover $ranges --credentials lab   # dead addresses are no-bmc, not f
 metalctl enroll
 # profile: the plan for a recorded 2-socket NFV server, then BIOS through the lab BMCs
 metalctl profile derive r750-sample -p nfv-dpdk --facts tests/samples/facts/r750-2s-48c-512g.txt
-kvm=$(metalctl nodes -o json | python3 -c 'import json,sys; print(" ".join(n["name"] for n in json.load(sys.stdin) if n["record"]["manufacturer"] == "Sushy Emulator" and n["record"]["hardware"]["cpu"]["sockets"]))')
+kvm=$(metalctl nodes -o json | python3 -c 'import json,sys; print(" ".join(n["name"] for n in json.load(sys.stdin) if n["record"]["manufacturer"] == "Sushy Emulator" and n["record"]["cpu"]["sockets"]))')
 metalctl profile diff $kvm -p compute-general || true   # exit 2: drift before apply
 metalctl profile apply $kvm -p compute-general
 metalctl nodes
