@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything metalctl, its tests and its lab need on a fresh Debian 12 machine:
 #   Debian packages (ipmitool: Ironic's ipmi driver; libvirt + qemu: the lab's libvirt BMC;
-#   openssh-server: real sshd test hosts),
+#   openssh-server: real sshd test hosts; debootstrap: root filesystems of SSH test hosts),
 #   .venv with metalctl[test] (editable), and the peers venv (Ironic, sushy-tools).
 # Idempotent: a second run only checks. Needs root for apt-get (skipped when present).
 set -euo pipefail
@@ -17,6 +17,7 @@ command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libvirt-dev >/dev/null 2>&1 || need_apt+=(libvirt-dev)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,152 @@
+"""Pure text editors for the config formats hardening touches.
+
+Every editor takes the file's current text and returns the new text; it changes the
+first effective assignment in place (sshd and libvirt read the first/last one
+differently, so duplicates are removed rather than relied on), keeps comments and
+order, and appends only when the key is absent. Same input, same output: a second
+run is a no-op.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# --- libvirt's conf syntax (libvirtd.conf, qemu.conf): key = value ---------------------
+
+
+def libvirt_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(libvirt_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _assign_re(key: str, sep: str = "=") -> re.Pattern[str]:
+    return re.compile(rf"^\s*{re.escape(key)}\s*{re.escape(sep)}")
+
+
+def get_kv(text: str, key: str, sep: str = "=") -> str | None:
+    """The raw value of the effective (last uncommented) assignment, or None."""
+    pattern = _assign_re(key, sep)
+    value = None
+    for line in text.splitlines():
+        if pattern.match(line):
+            value = line.split(sep, 1)[1].split("#", 1)[0].strip() if sep == "=" else \
+                line.split(None, 1)[1].strip()
+    return value
+
+
+def set_kv(text: str, key: str, rendered: str | None, sep: str = "=") -> str:
+    """Set ``key`` to the rendered value (None: remove every assignment)."""
+    pattern = _assign_re(key, sep)
+    out: list[str] = []
+    done = False
+    for line in text.splitlines():
+        if pattern.match(line):
+            if rendered is not None and not done:
+                out.append(f"{key} {sep} {rendered}" if sep == "=" else f"{key} {rendered}")
+                done = True
+            continue
+        out.append(line)
+    if rendered is not None and not done:
+        if out and out[-1].strip():
+            out.append("")
+        out.append("# set by metalctl harden")
+        out.append(f"{key} {sep} {rendered}" if sep == "=" else f"{key} {rendered}")
+    return "\n".join(out) + "\n"
+
+
+# --- shell-style KEY=value (/etc/selinux/config, /etc/default/*) ------------------------
+
+
+def get_shell(text: str, key: str) -> str | None:
+    value = None
+    for line in text.splitlines():
+        m = re.match(rf"^\s*{re.escape(key)}=(.*)$", line)
+        if m:
+            value = m.group(1).split("#", 1)[0].strip().strip('"').strip("'")
+    return value
+
+
+def set_shell(text: str, key: str, value: str | None, quote: bool = False) -> str:
+    pattern = re.compile(rf"^\s*{re.escape(key)}=")
+    rendered = f'{key}="{value}"' if quote else f"{key}={value}"
+    out: list[str] = []
+    done = False
+    for line in text.splitlines():
+        if pattern.match(line):
+            if value is not None and not done:
+                out.append(rendered)
+                done = True
+            continue
+        out.append(line)
+    if value is not None and not done:
+        out.append(rendered)
+    return "\n".join(out) + "\n"
+
+
+# --- INI (dnf.conf, *.repo, automatic.conf, nova.conf) -----------------------------------
+
+_SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
+
+
+def ini_sections(text: str) -> list[str]:
+    return [m.group(1).strip() for line in text.splitlines() if (m := _SECTION.match(line))]
+
+
+def get_ini(text: str, section: str, key: str) -> str | None:
+    current = None
+    value = None
+    for line in text.splitlines():
+        m = _SECTION.match(line)
+        if m:
+            current = m.group(1).strip()
+            continue
+        if current == section:
+            kv = re.match(rf"^\s*{re.escape(key)}\s*=\s*(.*?)\s*$", line)
+            if kv:
+                value = kv.group(1)
+    return value
+
+
+def set_ini(text: str, section: str, key: str, value: str | None) -> str:
+    lines = text.splitlines()
+    out: list[str] = []
+    current = None
+    done = False
+    seen_section = False
+    for line in lines:
+        m = _SECTION.match(line)
+        if m:
+            if current == section and not done and value is not None:
+                _insert_before_blank(out, f"{key}={value}")
+                done = True
+            current = m.group(1).strip()
+            seen_section = seen_section or current == section
+            out.append(line)
+            continue
+        if current == section and re.match(rf"^\s*{re.escape(key)}\s*=", line):
+            if value is not None and not done:
+                out.append(f"{key}={value}")
+                done = True
+            continue
+        out.append(line)
+    if value is not None and not done:
+        if current == section:
+            _insert_before_blank(out, f"{key}={value}")
+        elif not seen_section:
+            if out and out[-1].strip():
+                out.append("")
+            out += [f"[{section}]", f"{key}={value}"]
+    return "\n".join(out) + "\n"
+
+
+def _insert_before_blank(out: list[str], line: str) -> None:
+    i = len(out)
+    while i > 0 and not out[i - 1].strip():
+        i -= 1
+    out.insert(i, line)

@@ -1,0 +1,163 @@
+"""Read-only fact gathering for hardening and audit: one script, one SSH round trip.
+
+The script prints ``### <section> <arg>`` blocks; config files that rules edit come
+back in full (base64), secrets (private keys) only as SHA-256, never as content.
+Effective state is read alongside the files: init system, LSM runtime state, running
+processes, listening sockets, socket-unit states.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from dataclasses import dataclass, field
+
+from metalctl.errors import HostError
+
+
+@dataclass
+class FileFact:
+    exists: bool
+    mode: str | None = None
+    owner: str | None = None
+    group: str | None = None
+    sha256: str | None = None
+    content: str | None = None  # only for files gathered with content
+
+
+@dataclass
+class HostFacts:
+    os_id: str = ""
+    os_like: str = ""
+    version: str = ""
+    family: str = "unknown"  # rhel | debian
+    init: str = "sysv"
+    selinux_enabled: bool = False
+    getenforce: str = ""
+    apparmor_enabled: bool = False
+    pkg: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    processes: set[str] = field(default_factory=set)
+    listening: set[str] = field(default_factory=set)  # "addr:port"
+    files: dict[str, FileFact] = field(default_factory=dict)
+    exists: dict[str, bool] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    probes: dict[str, str] = field(default_factory=dict)
+    binaries: set[str] = field(default_factory=set)
+
+    def file(self, path: str) -> FileFact:
+        return self.files.get(path) or FileFact(exists=False)
+
+    def text(self, path: str) -> str:
+        f = self.file(path)
+        return f.content if f.exists and f.content is not None else ""
+
+
+@dataclass
+class GatherSpec:
+    content: set[str] = field(default_factory=set)  # paths whose content is needed
+    hashed: set[str] = field(default_factory=set)  # paths compared by hash only
+    globs: set[str] = field(default_factory=set)  # content for every match
+    exists: set[str] = field(default_factory=set)
+    units: set[str] = field(default_factory=set)
+    probes: dict[str, str] = field(default_factory=dict)  # id -> read-only command
+
+
+BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "setenforce")
+
+
+def script(spec: GatherSpec) -> str:
+    q = shlex.quote
+    lines = [
+        "export LC_ALL=C",
+        'echo "### os"; cat /etc/os-release 2>/dev/null',
+        'echo "### init"; if [ -d /run/systemd/system ]; then echo systemd; else echo sysv; fi',
+        'echo "### selinux"; if selinuxenabled 2>/dev/null; then echo enabled; '
+        'else echo disabled; fi; getenforce 2>/dev/null || true',
+        'echo "### apparmor"; cat /sys/module/apparmor/parameters/enabled 2>/dev/null || true',
+        'echo "### pkg"; command -v dnf >/dev/null 2>&1 && echo dnf; '
+        'command -v apt-get >/dev/null 2>&1 && echo apt; true',
+        'echo "### groups"; getent group | cut -d: -f1',
+        'echo "### procs"; ps -eo comm= 2>/dev/null',
+        "echo \"### listen\"; ss -ltnH 2>/dev/null | awk '{print $4}'",
+        'echo "### binaries"; for b in ' + " ".join(BINARIES)
+        + '; do command -v $b >/dev/null 2>&1 && echo $b; done; true',
+        "file_fact() { if [ -f \"$1\" ]; then stat -c '%a %U %G' \"$1\"; "
+        "sha256sum < \"$1\" | cut -d' ' -f1; "
+        "if [ \"$2\" = content ]; then base64 -w0 < \"$1\"; echo; fi; else echo absent; fi; }",
+    ]
+    for path in sorted(spec.content | spec.hashed):
+        mode = "content" if path in spec.content else "hash"
+        lines.append(f"echo {q('### file ' + path)}; file_fact {q(path)} {mode}")
+    for pattern in sorted(spec.globs):
+        lines.append(f"for f in {pattern}; do [ -f \"$f\" ] || continue; "
+                     f"echo \"### file $f\"; file_fact \"$f\" content; done")
+    for path in sorted(spec.exists):
+        lines.append(f"echo {q('### exists ' + path)}; "
+                     f"if [ -e {q(path)} ]; then echo yes; else echo no; fi")
+    for unit in sorted(spec.units):
+        lines.append(f"echo {q('### unit ' + unit)}; "
+                     f"systemctl is-enabled {q(unit)} 2>/dev/null || true")
+    for pid, cmd in sorted(spec.probes.items()):
+        lines.append(f"echo {q('### probe ' + pid)}; ( {cmd} ) 2>&1 | head -c 8000; echo")
+    lines.append('echo "### end"')
+    return "\n".join(lines) + "\n"
+
+
+def parse(text: str, host: str) -> HostFacts:
+    blocks: list[tuple[str, str, list[str]]] = []
+    for line in text.splitlines():
+        if line.startswith("### "):
+            name, _, arg = line[4:].partition(" ")
+            blocks.append((name, arg, []))
+        elif blocks:
+            blocks[-1][2].append(line)
+    if not blocks or blocks[-1][0] != "end":
+        raise HostError(host=host, reason="fact gathering output truncated (no end marker)")
+    f = HostFacts()
+    for name, arg, body in blocks:
+        if name == "os":
+            kv = dict(line.split("=", 1) for line in body if "=" in line)
+            f.os_id = kv.get("ID", "").strip('"')
+            f.os_like = kv.get("ID_LIKE", "").strip('"')
+            f.version = kv.get("VERSION_ID", "").strip('"')
+            ids = {f.os_id, *f.os_like.split()}
+            f.family = "rhel" if ids & {"rhel", "fedora", "centos"} else \
+                "debian" if ids & {"debian", "ubuntu"} else "unknown"
+        elif name == "init":
+            f.init = (body[0].strip() if body else "sysv") or "sysv"
+        elif name == "selinux":
+            f.selinux_enabled = bool(body) and body[0].strip() == "enabled"
+            f.getenforce = body[1].strip() if len(body) > 1 else ""
+        elif name == "apparmor":
+            f.apparmor_enabled = bool(body) and body[0].strip() == "Y"
+        elif name == "pkg":
+            f.pkg = {b.strip() for b in body if b.strip()}
+        elif name == "groups":
+            f.groups = {b.strip() for b in body if b.strip()}
+        elif name == "procs":
+            f.processes = {b.strip() for b in body if b.strip()}
+        elif name == "listen":
+            f.listening = {b.strip() for b in body if b.strip()}
+        elif name == "binaries":
+            f.binaries = {b.strip() for b in body if b.strip()}
+        elif name == "file":
+            f.files[arg] = _file(body)
+        elif name == "exists":
+            f.exists[arg] = bool(body) and body[0].strip() == "yes"
+        elif name == "unit":
+            f.units[arg] = body[0].strip() if body and body[0].strip() else "absent"
+        elif name == "probe":
+            f.probes[arg] = "\n".join(body).strip()
+    return f
+
+
+def _file(body: list[str]) -> FileFact:
+    if not body or body[0].strip() == "absent":
+        return FileFact(exists=False)
+    mode, owner, group = (body[0].split() + [None, None, None])[:3]
+    fact = FileFact(exists=True, mode=mode, owner=owner, group=group,
+                    sha256=body[1].strip() if len(body) > 1 else None)
+    if len(body) > 2:
+        fact.content = base64.b64decode(body[2].strip()).decode("utf-8", "replace")
+    return fact

@@ -1,0 +1,230 @@
+"""The site PKI for libvirt TLS: a CA (created or imported) and per-host certificates.
+
+Layout of the PKI directory (0700; every key 0600)::
+
+    ca/cacert.pem  ca/cakey.pem
+    hosts/<host>/servercert.pem  hosts/<host>/serverkey.pem
+    hosts/<host>/clientcert.pem  hosts/<host>/clientkey.pem
+
+What libvirt/GnuTLS check (virNetTLSContextCheckCert*, reference/lab-host-recipes.md
+§1a): CA ``basicConstraints CA:TRUE`` + ``keyCertSign``; leaves with
+``digitalSignature, keyEncipherment`` and EKU serverAuth (server) / clientAuth
+(client); the server certificate's SANs must match the URI host (names and
+addresses). Client DNs are what ``tls_allowed_dn_list`` matches, written in the order
+``virt-pki-query-dn`` prints them (``C=..,O=..,CN=..``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from metalctl.errors import InputError
+
+KEY_BITS = 3072
+CA_DAYS = 3650
+LEAF_DAYS = 365
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Create with 0600 from the first byte (no window with wider permissions)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+
+
+def _key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+
+
+def _pem_key(key: rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@dataclass(frozen=True)
+class HostCerts:
+    host: str
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    client_dn: str
+    not_after: dt.datetime
+
+
+class SitePKI:
+    """A site CA in ``directory`` that issues libvirt server/client certificates."""
+
+    def __init__(self, directory: Path, organization: str = "metalctl site",
+                 country: str = "US") -> None:
+        self.dir = Path(directory)
+        self.organization, self.country = organization, country
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self.dir / "ca" / "cacert.pem"
+
+    @property
+    def ca_key_path(self) -> Path:
+        return self.dir / "ca" / "cakey.pem"
+
+    def exists(self) -> bool:
+        return self.ca_cert_path.exists() and self.ca_key_path.exists()
+
+    def init(self, common_name: str | None = None) -> Path:
+        """Create the CA unless one exists (idempotent); returns the CA certificate path."""
+        if self.exists():
+            return self.ca_cert_path
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.dir.chmod(0o700)
+        key = _key()
+        # CN of the CA = O of the leaves: what virt-pki-validate compares
+        name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, self.country),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.organization),
+                          x509.NameAttribute(NameOID.COMMON_NAME,
+                                             common_name or self.organization)])
+        now = _now()
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=CA_DAYS))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                             key_encipherment=False, data_encipherment=False,
+                                             key_agreement=False, key_cert_sign=True,
+                                             crl_sign=True, encipher_only=False,
+                                             decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                               critical=False)
+                .sign(key, hashes.SHA256()))
+        _write_private(self.ca_key_path, _pem_key(key))
+        _write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return self.ca_cert_path
+
+    def import_ca(self, cert_file: Path, key_file: Path) -> Path:
+        """Take an existing CA (certificate + unencrypted PEM key)."""
+        try:
+            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise InputError(str(cert_file), "ca", f"not a PEM certificate/key: {exc}") from None
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if not bc.ca:
+            raise InputError(str(cert_file), "basicConstraints", "not a CA certificate")
+        if cert.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
+            raise InputError(str(key_file), "key", "does not match the CA certificate")
+        _write_private(self.ca_key_path, key_file.read_bytes())
+        _write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
+        return self.ca_cert_path
+
+    def _ca(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+        if not self.exists():
+            raise InputError(str(self.dir), "ca", "no site CA: run `metalctl pki init` first")
+        cert = x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
+        key = serialization.load_pem_private_key(self.ca_key_path.read_bytes(), password=None)
+        return cert, key  # type: ignore[return-value]
+
+    def client_dn(self, host: str) -> str:
+        return f"C={self.country},O={self.organization},CN={host}"
+
+    def host_dir(self, host: str) -> Path:
+        return self.dir / "hosts" / host
+
+    def issue(self, host: str, names: list[str], addresses: list[str],
+              days: int = LEAF_DAYS) -> HostCerts:
+        """(Re)issue the host's server and client certificates."""
+        ca_cert, ca_key = self._ca()
+        d = self.host_dir(host)
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys([host, *names])]
+        for a in addresses:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(a)))
+            except ValueError:
+                raise InputError("addresses", a, "not an IP address") from None
+        now = _now()
+        for role, eku in (("server", ExtendedKeyUsageOID.SERVER_AUTH),
+                          ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
+            key = _key()
+            subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, self.country),
+                                 x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                    self.organization),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, host)])
+            builder = (x509.CertificateBuilder().subject_name(subject)
+                       .issuer_name(ca_cert.subject).public_key(key.public_key())
+                       .serial_number(x509.random_serial_number())
+                       .not_valid_before(now - dt.timedelta(minutes=5))
+                       .not_valid_after(now + dt.timedelta(days=days))
+                       .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                                      critical=True)
+                       .add_extension(x509.KeyUsage(digital_signature=True,
+                                                    content_commitment=False,
+                                                    key_encipherment=True,
+                                                    data_encipherment=False,
+                                                    key_agreement=False, key_cert_sign=False,
+                                                    crl_sign=False, encipher_only=False,
+                                                    decipher_only=False), critical=True)
+                       .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+                       .add_extension(x509.SubjectAlternativeName(sans), critical=False))
+            cert = builder.sign(ca_key, hashes.SHA256())
+            _write_private(d / f"{role}key.pem", _pem_key(key))
+            _write_public(d / f"{role}cert.pem", cert.public_bytes(serialization.Encoding.PEM))
+        return self.host(host)
+
+    def host(self, host: str) -> HostCerts:
+        d = self.host_dir(host)
+        cert_path = d / "servercert.pem"
+        if not cert_path.exists():
+            raise InputError(str(d), "servercert.pem", f"no certificates issued for {host}")
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        return HostCerts(host, cert_path, d / "serverkey.pem", d / "clientcert.pem",
+                         d / "clientkey.pem", self.client_dn(host), cert.not_valid_after_utc)
+
+    def hosts(self) -> list[HostCerts]:
+        root = self.dir / "hosts"
+        if not root.exists():
+            return []
+        return [self.host(p.name) for p in sorted(root.iterdir())
+                if (p / "servercert.pem").exists()]
+
+    def due(self, within_days: int) -> list[HostCerts]:
+        """Hosts whose certificates expire within ``within_days`` (renewal candidates)."""
+        limit = _now() + dt.timedelta(days=within_days)
+        return [h for h in self.hosts() if h.not_after <= limit]
+
+    def sans(self, host: str) -> tuple[list[str], list[str]]:
+        cert = x509.load_pem_x509_certificate(self.host(host).server_cert.read_bytes())
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return ([n for n in ext.get_values_for_type(x509.DNSName)],
+                [str(a) for a in ext.get_values_for_type(x509.IPAddress)])
+
+    def renew(self, within_days: int, days: int = LEAF_DAYS) -> list[HostCerts]:
+        """Reissue (new keys, same names) every host certificate expiring soon."""
+        out = []
+        for h in self.due(within_days):
+            names, addresses = self.sans(h.host)
+            out.append(self.issue(h.host, [n for n in names if n != h.host], addresses, days))
+        return out
