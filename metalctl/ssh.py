@@ -9,6 +9,7 @@ never logged.
 from __future__ import annotations
 
 import logging
+import select
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,20 +125,17 @@ def exec_script(conn: Connection, target: SshTarget, script: str) -> ScriptResul
         chan.sendall(script.encode())
         chan.shutdown_write()
         out, err = bytearray(), bytearray()
+        # read to EOF on both streams: the exit status can arrive before the last data
         while True:
             if chan.recv_ready():
                 out += chan.recv(65536)
-                continue
-            if chan.recv_stderr_ready():
+            elif chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-                continue
-            if chan.exit_status_ready() or chan.closed:
-                out += _drain(chan.recv, chan.recv_ready)
-                err += _drain(chan.recv_stderr, chan.recv_stderr_ready)
+            elif chan.eof_received or chan.closed or not transport.is_active():
                 break
-            chan.status_event.wait(0.05)
-            if not transport.is_active():
-                break
+            else:
+                select.select([chan], [], [], 0.1)
+        chan.status_event.wait(target.command_timeout_s if transport.is_active() else 0)
         exited = chan.exit_status if chan.exit_status_ready() else -1
         chan.close()
     except HostDropped:
@@ -146,13 +144,6 @@ def exec_script(conn: Connection, target: SshTarget, script: str) -> ScriptResul
         raise HostDropped(host=target.label, reason=f"connection lost: {type(exc).__name__}") \
             from None
     return ScriptResult(exited, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
-
-
-def _drain(recv: object, ready: object) -> bytes:
-    data = b""
-    while ready():  # type: ignore[operator]
-        data += recv(65536)  # type: ignore[operator]
-    return data
 
 
 def run_script(conn: Connection, target: SshTarget, script: str) -> str:
