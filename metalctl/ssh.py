@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import select
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,22 @@ from metalctl.errors import (
 )
 
 LOG = logging.getLogger(__name__)
+
+
+class _Counter:
+    """SSH connections and channels opened per host label (benchmarks and audit report)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.connections: dict[str, int] = {}
+        self.channels: dict[str, int] = {}
+
+    def add(self, table: dict[str, int], label: str) -> None:
+        with self._lock:
+            table[label] = table.get(label, 0) + 1
+
+
+STATS = _Counter()
 
 
 @dataclass(frozen=True)
@@ -78,6 +95,7 @@ def connect(target: SshTarget) -> Connection:
     known = target.known_hosts or Path.home() / ".ssh" / "known_hosts"
     if known.exists():
         client.load_host_keys(str(known))
+    STATS.add(STATS.connections, target.label)
     try:
         conn.open()
     except paramiko.BadHostKeyException:
@@ -120,6 +138,7 @@ def exec_script(conn: Connection, target: SshTarget, script: str) -> ScriptResul
         if transport is None or not transport.is_active():
             raise HostDropped(host=target.label, reason="connection closed")
         chan = transport.open_session(timeout=target.connect_timeout_s)
+        STATS.add(STATS.channels, target.label)
         chan.settimeout(target.command_timeout_s)
         chan.exec_command(command)
         chan.sendall(script.encode())

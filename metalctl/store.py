@@ -46,6 +46,20 @@ CREATE TABLE IF NOT EXISTS node_data (
     at TEXT NOT NULL,
     PRIMARY KEY (node_key, kind)
 );
+CREATE TABLE IF NOT EXISTS audit_scans (
+    scan_id TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_results (
+    scan_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    status TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    PRIMARY KEY (scan_id, host, rule)
+);
 CREATE TABLE IF NOT EXISTS scans (
     address TEXT NOT NULL,
     port INTEGER,
@@ -196,6 +210,28 @@ class Store:
         rows = self._exec("SELECT data FROM node_data WHERE node_key = ? AND kind = ?",
                           (key, kind))
         return json.loads(rows[0][0]) if rows else None
+
+    # --- audit history ---------------------------------------------------------------
+
+    def save_audit(self, scan_id: str, at: str, summary: dict[str, Any],
+                   rows: list[tuple[str, str, str, str, str]]) -> None:
+        """``rows``: (host, rule, status, severity, evidence JSON)."""
+        self._exec("INSERT OR REPLACE INTO audit_scans (scan_id, at, summary) VALUES (?,?,?)",
+                   (scan_id, at, json.dumps(summary)))
+        if self._conn is None:
+            raise StoreError(path=str(self.path), reason="store is not open")
+        with self._lock, self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO audit_results VALUES (?,?,?,?,?,?)",
+                [(scan_id, *row) for row in rows])
+
+    def audit_scans(self) -> list[dict[str, Any]]:
+        return [{"scan_id": s, "at": a, "summary": json.loads(m)} for s, a, m in self._exec(
+            "SELECT scan_id, at, summary FROM audit_scans ORDER BY at, rowid")]
+
+    def audit_results(self, scan_id: str) -> dict[tuple[str, str], str]:
+        return {(h, r): st for h, r, st in self._exec(
+            "SELECT host, rule, status FROM audit_results WHERE scan_id = ?", (scan_id,))}
 
     # --- events -------------------------------------------------------------------------
 

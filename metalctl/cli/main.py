@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from metalctl import __version__
+from metalctl.cli import audit as audit_cli
 from metalctl.cli import common
 from metalctl.cli import discover as discover_cli
 from metalctl.cli import enroll as enroll_cli
@@ -38,8 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_const", const=2, dest="verbose")
     p.add_argument("--log-file", type=Path, help="also write logs here")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (discover_cli, enroll_cli, profile_cli, pki_cli, harden_cli, nodes_cli,
-                   lab_cli):
+    for module in (discover_cli, enroll_cli, profile_cli, pki_cli, harden_cli, audit_cli,
+                   nodes_cli, lab_cli):
         module.register(sub)
     return p
 

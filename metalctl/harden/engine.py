@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from metalctl.harden import edit
+from metalctl.harden.certcheck import check_certificate
 from metalctl.harden.gather import GatherSpec, HostFacts
 from metalctl.harden.rules import Rule
 
@@ -26,6 +27,7 @@ DEFERRED = "deferred"  # needs a reboot into the right kernel state first
 NOTAPPLICABLE = "notapplicable"
 NOTCHECKED = "notchecked"  # the site gave nothing to check against
 REPORT = "report"
+MANUAL = "manual"  # not compliant; no automatic fix (audit: fail, harden: reported)
 ERROR = "error"
 
 LIBVIRT_CONFS = ("/etc/libvirt/libvirtd.conf", "/etc/libvirt/virtproxyd.conf")
@@ -203,8 +205,20 @@ def gather_spec(rules: list[Rule]) -> GatherSpec:
             for u in [*c.get("enable", []), *c.get("disable", [])]:
                 for daemon in ("libvirtd", "virtproxyd"):
                     spec.units.add(u.replace("{libvirt_daemon}", daemon))
-        if c["kind"] == "command":
+        if c["kind"] in ("command", "probe_lines", "present"):
             spec.probes[r.id] = c["probe"]
+        if c["kind"] == "sshd":
+            spec.probes["sshd-T"] = "sshd -T -C user=root,host=localhost,addr=127.0.0.1 2>&1"
+        if c["kind"] == "sysctl":
+            spec.probes["sysctl"] = "sysctl -a 2>/dev/null"
+        if c["kind"] == "cmdline":
+            spec.probes["cmdline"] = "cat /proc/cmdline"
+        if c["kind"] == "process_labels":
+            spec.probes["qemu-labels"] = ("ps -eo label=,comm= 2>/dev/null | "
+                                          "grep -E 'qemu' || true")
+        if c["kind"] == "certificate":
+            spec.content.add(c["path"])
+            spec.content.add(c.get("ca", "/etc/pki/CA/cacert.pem"))
         if c["kind"] == "report":
             spec.probes[r.id + "-dnf"] = f"command -v dnf >/dev/null && {{ {c['probe_dnf']}; }}"
             spec.probes[r.id + "-apt"] = \
@@ -437,7 +451,7 @@ def k_command(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, p
     if re.search(c["expect"], out):
         return _o(rule, COMPLIANT, "", c["expect"], out[:200])
     if c.get("fix") in (None, "false"):
-        return _o(rule, ERROR, "not compliant and no automatic fix", c["expect"], out[:200])
+        return _o(rule, MANUAL, rule.remediation or "no automatic fix", c["expect"], out[:200])
     plan.commands.append((rule.id, c["fix"]))
     return _o(rule, CHANGE, "command", c["expect"], out[:200])
 
@@ -570,10 +584,141 @@ def k_apt_allowlist(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Worksp
     return _o(rule, CHANGE, "repos", actual="; ".join(actions))
 
 
+# --- check-only kinds (effective state; remediation is the rule's text) -----------------
+
+
+def _manual(rule: Rule, expected: Any, actual: Any) -> Outcome:
+    return _o(rule, MANUAL, rule.remediation or "", expected, actual)
+
+
+def _sshd_effective(facts: HostFacts) -> dict[str, str] | None:
+    out = facts.probes.get("sshd-T")
+    if not out or "permitrootlogin" not in out:
+        return None
+    values: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.strip().partition(" ")
+        values.setdefault(key.lower(), value.strip())
+    return values
+
+
+def k_sshd(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
+           ctx: Context) -> Outcome:
+    """Judged on ``sshd -T`` (drop-ins and Match blocks resolved), never on sshd_config."""
+    values = _sshd_effective(facts)
+    if values is None:
+        return _o(rule, ERROR, "sshd -T gave no configuration: "
+                  + facts.probes.get("sshd-T", "")[:120])
+    have = values.get(c["key"].lower())
+    if "allowed" in c:
+        ok = have in [str(a) for a in c["allowed"]]
+        expected = " or ".join(map(str, c["allowed"]))
+    elif "max" in c:
+        ok = have is not None and have.isdigit() and int(have) <= int(c["max"])
+        expected = f"<= {c['max']}"
+    elif "min" in c:
+        ok = have is not None and have.isdigit() and int(have) >= int(c["min"])
+        expected = f">= {c['min']}"
+    else:  # forbidden substrings in a list value (ciphers, macs, kex)
+        bad = [x for x in (have or "").split(",") if re.search(c["forbid"], x)]
+        ok, expected = not bad, f"no {c['forbid']}"
+        have = ",".join(bad) or have
+    if ok:
+        return _o(rule, COMPLIANT, "sshd -T", expected, have)
+    return _manual(rule, expected, f"{c['key']} {have}")
+
+
+def k_sysctl(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
+             ctx: Context) -> Outcome:
+    values = dict(line.split(" = ", 1) for line in facts.probes.get("sysctl", "").splitlines()
+                  if " = " in line)
+    have = values.get(c["key"])
+    if have is None:
+        return _o(rule, NOTAPPLICABLE, f"{c['key']} not present in this kernel")
+    want = [str(v) for v in (c["allowed"] if "allowed" in c else [c["value"]])]
+    if have.strip() in want:
+        return _o(rule, COMPLIANT, "sysctl", " or ".join(want), have)
+    return _manual(rule, " or ".join(want), have)
+
+
+def k_cmdline(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
+              ctx: Context) -> Outcome:
+    args = facts.probes.get("cmdline", "").split()
+    if "absent" in c:
+        bad = [a for a in args if a in c["absent"]]
+        if not bad:
+            return _o(rule, COMPLIANT, "/proc/cmdline", f"none of {c['absent']}", "absent")
+        return _manual(rule, f"none of {c['absent']}", " ".join(bad))
+    found = [a for a in args if any(a == x or a.startswith(x) for x in c["any_of"])]
+    if found:
+        return _o(rule, COMPLIANT, "/proc/cmdline", f"one of {c['any_of']}", " ".join(found))
+    return _manual(rule, f"one of {c['any_of']}", "absent")
+
+
+def k_probe_lines(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
+                  ctx: Context) -> Outcome:
+    """A read-only probe whose output lines are findings (empty output = compliant)."""
+    out = facts.probes.get(rule.id, "").strip()
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    if not lines:
+        return _o(rule, COMPLIANT, c["probe"][:60], "none", "none")
+    return _manual(rule, "none", "; ".join(lines[:10]) + (f" (+{len(lines) - 10})"
+                                                           if len(lines) > 10 else ""))
+
+
+def k_present(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
+              ctx: Context) -> Outcome:
+    """A read-only probe must print something matching ``expect``."""
+    out = facts.probes.get(rule.id, "")
+    m = re.search(c["expect"], out, re.MULTILINE)
+    if m:
+        line = next((ln for ln in out.splitlines() if m.group(0) in ln), m.group(0))
+        return _o(rule, COMPLIANT, "", c["expect"], line.strip()[:200])
+    return _manual(rule, c["expect"], f"no line matching {c['expect']!r}" if out.strip()
+                   else "nothing")
+
+
+def k_process_labels(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace,
+                     plan: Plan, ctx: Context) -> Outcome:
+    """Running QEMU processes confined by sVirt, each with its own MCS category pair."""
+    rows = [ln.split(None, 1) for ln in facts.probes.get("qemu-labels", "").splitlines()
+            if ln.strip()]
+    if not rows:
+        return _o(rule, NOTAPPLICABLE, "no QEMU process running")
+    labels = [r[0] for r in rows]
+    if not (facts.selinux_enabled or facts.apparmor_enabled):
+        return _manual(rule, "svirt_t / libvirt-<uuid> profile per guest",
+                       f"{len(rows)} QEMU process(es) unconfined: no LSM active")
+    unconfined = [x for x in labels if "svirt" not in x and "libvirt-" not in x]
+    cats = [x.rsplit(":", 1)[-1] for x in labels if "svirt" in x]
+    shared = len(cats) != len(set(cats))
+    if unconfined or shared:
+        return _manual(rule, "confined, distinct MCS pairs",
+                       f"unconfined: {unconfined}" if unconfined else "shared MCS categories")
+    return _o(rule, COMPLIANT, "ps -eZ", "confined, distinct MCS pairs", ", ".join(labels))
+
+
+def k_certificate(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
+                  ctx: Context) -> Outcome:
+    """Validity, expiry window and chain of a (public) certificate file on the host."""
+    f = facts.file(c["path"])
+    if not f.exists or f.content is None:
+        return _manual(rule, "present", "absent")
+    ca = facts.file(c.get("ca", "/etc/pki/CA/cacert.pem"))
+    problem, summary = check_certificate(f.content, ca.content if ca.exists else None,
+                                         int(c.get("days", 30)))
+    if problem:
+        return _manual(rule, f"valid > {c.get('days', 30)} days, chained to the site CA",
+                       f"{c['path']}: {problem}")
+    return _o(rule, COMPLIANT, c["path"], "valid, chained", summary)
+
+
 KINDS = {
     "libvirt_kv": k_libvirt_kv, "libvirt_kv_set": k_libvirt_kv_set, "shell_kv": k_shell_kv,
     "ini_set": k_ini_set, "ini_all": k_ini_all, "file": k_files, "files": k_files,
     "units": k_units, "command": k_command, "selinux_runtime": k_selinux_runtime,
     "service": k_service, "listening": k_listening, "report": k_report,
     "dnf_allowlist": k_dnf_allowlist, "apt_allowlist": k_apt_allowlist,
+    "sshd": k_sshd, "sysctl": k_sysctl, "cmdline": k_cmdline, "probe_lines": k_probe_lines,
+    "present": k_present, "process_labels": k_process_labels, "certificate": k_certificate,
 }

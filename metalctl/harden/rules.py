@@ -21,9 +21,10 @@ from metalctl.errors import InputError
 
 KINDS = ("shell_kv", "libvirt_kv", "libvirt_kv_set", "ini_set", "ini_all", "file", "files",
          "units", "command", "selinux_runtime", "dnf_allowlist", "apt_allowlist", "report",
-         "service", "listening")
+         "service", "listening", "sshd", "sysctl", "cmdline", "probe_lines", "present",
+         "process_labels", "certificate", "bmc")
 SEVERITIES = ("high", "medium", "low", "info")
-PLATFORMS = ("rhel", "debian")
+PLATFORMS = ("rhel", "debian", "bmc")
 
 RULE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -45,6 +46,7 @@ RULE_SCHEMA: dict[str, Any] = {
                                 "path_exists": {"type": "string"}}},
         "tags": {"type": "array", "items": {"type": "string"}},
         "conflicts": {"type": "string"},
+        "remediation": {"type": "string"},
         "notify": {"type": "array", "items": {"enum": ["libvirtd", "selinux-runtime"]}},
         "check": {"type": "object", "required": ["kind"],
                   "properties": {"kind": {"enum": list(KINDS)}}},
@@ -65,6 +67,7 @@ class Rule:
     tags: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
     conflicts: str | None = None
+    remediation: str | None = None  # for rules harden does not fix automatically
     source: str = ""
 
     @property
@@ -99,6 +102,7 @@ def load(dirs: list[Path] | None = None) -> list[Rule]:
                     check=item["check"], references=item.get("references") or {},
                     when=item.get("when") or {}, tags=tuple(item.get("tags") or ()),
                     notify=tuple(item.get("notify") or ()), conflicts=item.get("conflicts"),
+                    remediation=item.get("remediation"),
                     source=str(path))
     return list(rules.values())
 

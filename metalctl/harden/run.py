@@ -132,10 +132,11 @@ def _gather(conn: Any, target: ssh.SshTarget, spec: gather.GatherSpec,
 
 
 def harden_host(host: HostSpec, rules: list[Rule], opts: Options, dns: list[str],
-                on_plan: Callable[[engine.Plan], None] | None = None) -> HostResult:
+                on_plan: Callable[[engine.Plan], None] | None = None,
+                issue: bool = True) -> HostResult:
     target = _target(host, opts)
     ctx = engine.Context(host=host.name, mgmt_address=host.mgmt_address, allowed_dns=dns,
-                         site=opts.site, pki=pki_material(host, opts.pki))
+                         site=opts.site, pki=pki_material(host, opts.pki) if issue else {})
     spec = engine.gather_spec(rules)
     conn = ssh.connect(target)
     try:
@@ -187,12 +188,13 @@ def harden(hosts: list[HostSpec], rules: list[Rule], opts: Options,
            on_done: Callable[[HostResult], None] | None = None) -> list[HostResult]:
     """Harden (or check) every host, ``opts.concurrency`` at a time."""
     dns = allowed_dns(hosts, opts.pki, opts.site)
-    if opts.pki is not None and opts.pki.exists():
+    needs_pki = any("pki:" in str(r.check) for r in rules)
+    if opts.pki is not None and opts.pki.exists() and needs_pki:
         for h in hosts:  # issue missing certificates up front: DN list and files agree
             pki_material(h, opts.pki)
 
     def work(h: HostSpec) -> HostResult:
-        return harden_host(h, rules, opts, dns)
+        return harden_host(h, rules, opts, dns, issue=needs_pki)
 
     results: list[HostResult] = []
 

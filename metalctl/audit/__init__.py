@@ -1,0 +1,1 @@
+"""``metalctl audit``: read-only compliance scans of hosts (SSH) and BMCs (Redfish)."""

@@ -1,0 +1,145 @@
+"""BMC-side audit: BIOS drift against the node's profile, firmware minimum, authentication
+and TLS of the Redfish service. Read-only; every node of the store with a BMC record."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any
+
+import requests
+import urllib3
+
+from metalctl import profile as profile_stage
+from metalctl.audit.model import (
+    ERROR,
+    FAIL,
+    NOTAPPLICABLE,
+    NOTCHECKED,
+    PASS,
+    Evidence,
+    HostAudit,
+    Result,
+)
+from metalctl.bmc import ipmi
+from metalctl.budget import Budget
+from metalctl.credentials import Credential, CredentialSet, Secret
+from metalctl.errors import BmcAuthFailed, MetalctlError
+from metalctl.harden.rules import Rule
+from metalctl.model.node import DiscoveryRecord, Protocol
+from metalctl.profiles import ProfileLibrary
+from metalctl.store import Store
+
+
+def _version(text: str | None) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", text or ""))
+
+
+def _base_url(rec: DiscoveryRecord) -> str:
+    scheme = rec.scheme or "https"
+    host = f"[{rec.address}]" if ":" in rec.address else rec.address
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + ("" if rec.port in (None, default) else f":{rec.port}")
+
+
+def _get(url: str, verify: bool | str, auth: tuple[str, str] | None,
+         budget: Budget) -> requests.Response:
+    with urllib3.warnings.catch_warnings():
+        urllib3.warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        return requests.get(url, auth=auth, verify=verify,
+                            timeout=(budget.connect_timeout_s, budget.read_timeout_s))
+
+
+def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
+               creds: CredentialSet | None, verify: bool | str, site: dict[str, Any],
+               budget: Budget, profiles: ProfileLibrary) -> HostAudit:
+    started = time.monotonic()
+    rec = DiscoveryRecord.from_dict(node["record"])
+    label = node["name"] or node["key"]
+    results: list[Result] = []
+
+    def add(rule: Rule, status: str, expected: Any = None, actual: Any = None,
+            detail: str | None = None) -> None:
+        results.append(Result(
+            host=label, rule=rule.id, title=rule.title, severity=rule.severity, status=status,
+            evidence=Evidence(source=_base_url(rec) if rec.protocol == Protocol.REDFISH
+                              else f"ipmi://{rec.address}:{rec.port}",
+                              expected=None if expected is None else str(expected),
+                              actual=None if actual is None else str(actual), detail=detail),
+            remediation=rule.remediation if status == FAIL else None,
+            references=rule.references, tags=list(rule.tags)))
+
+    for rule in rules:
+        test = rule.check.get("test")
+        try:
+            if rec.protocol != Protocol.REDFISH:
+                if test == "wrong_credentials":
+                    _ipmi_wrong_credentials(rec, budget, rule, add)
+                else:
+                    add(rule, NOTAPPLICABLE, detail="IPMI-only BMC: no Redfish, no TLS, "
+                                                    "no BIOS attributes")
+                continue
+            if test == "bios_drift":
+                plan = store.get_data(node["key"], "plan")
+                if not plan:
+                    add(rule, NOTAPPLICABLE, detail="no profile planned for this node")
+                    continue
+                if creds is None:
+                    add(rule, NOTCHECKED, detail="no credentials to read the BIOS")
+                    continue
+                ref = profile_stage.resolve(store, node["key"])
+                rows = profile_stage.diff_bios(ref, profiles.load(plan["profile"]), creds,
+                                               verify, budget)
+                drift = [f"{r.attribute}={r.current} (want {r.desired})" for r in rows
+                         if r.status != "ok"]
+                add(rule, FAIL if drift else PASS, f"BIOS of profile {plan['profile']}",
+                    "; ".join(drift) or "all attributes match")
+            elif test == "bios_version":
+                minimums = (site.get("bmc") or {}).get("min_bios_version") or {}
+                want = next((v for k, v in minimums.items()
+                             if k.lower() in (rec.manufacturer or "").lower()), None)
+                if want is None:
+                    add(rule, NOTCHECKED, detail="the site declares no minimum for "
+                                                 f"{rec.manufacturer!r} (bmc.min_bios_version)")
+                else:
+                    ok = _version(rec.bios_version) >= _version(str(want))
+                    add(rule, PASS if ok else FAIL, f">= {want}", rec.bios_version)
+            elif test == "unauthenticated":
+                r = _get(_base_url(rec) + "/redfish/v1/Systems", verify, None, budget)
+                add(rule, PASS if r.status_code in (401, 403) else FAIL, "HTTP 401/403",
+                    f"HTTP {r.status_code}")
+            elif test == "wrong_credentials":
+                bogus = ("metalctl-audit", secrets.token_urlsafe(12))
+                r = _get(_base_url(rec) + "/redfish/v1/Systems", verify, bogus, budget)
+                add(rule, PASS if r.status_code in (401, 403) else FAIL, "HTTP 401/403",
+                    f"HTTP {r.status_code}")
+            elif test == "tls":
+                if (rec.scheme or "https") != "https":
+                    add(rule, FAIL, "https", rec.scheme)
+                    continue
+                try:
+                    _get(_base_url(rec) + "/redfish/v1/", verify or True, None, budget)
+                    add(rule, PASS, "certificate verified", "verified")
+                except requests.exceptions.SSLError:
+                    add(rule, FAIL, "certificate verified", "not trusted by the site CA bundle")
+        except requests.exceptions.RequestException as exc:
+            add(rule, ERROR, detail=f"BMC unreachable: {type(exc).__name__}")
+        except MetalctlError as exc:
+            add(rule, ERROR, detail=str(exc))
+    return HostAudit(label, kind="bmc", results=results,
+                     duration_s=round(time.monotonic() - started, 3))
+
+
+def _ipmi_wrong_credentials(rec: DiscoveryRecord, budget: Budget, rule: Rule, add: Any) -> None:
+    bogus = CredentialSet("audit-bogus", (Credential("metalctl-audit",
+                                                     Secret(secrets.token_urlsafe(12))),))
+    try:
+        ipmi.login(rec.address, rec.port or 623, bogus, budget)
+    except BmcAuthFailed:
+        add(rule, PASS, "login refused", "refused")
+        return
+    except MetalctlError as exc:
+        add(rule, ERROR, detail=str(exc))
+        return
+    add(rule, FAIL, "login refused", "accepted a random user and password")
