@@ -6,4 +6,5 @@ bash scripts/setup.sh
 # the bench rack's Ironic runs on PostgreSQL, as production Ironic does
 [ -d /usr/lib/postgresql ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
-exec .venv/bin/python bench/run.py
+.venv/bin/python bench/run.py
+exec .venv/bin/python bench/audit.py

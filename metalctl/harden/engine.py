@@ -12,6 +12,7 @@ import difflib
 import fnmatch
 import hashlib
 import re
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,7 +207,10 @@ def gather_spec(rules: list[Rule]) -> GatherSpec:
                 for daemon in ("libvirtd", "virtproxyd"):
                     spec.units.add(u.replace("{libvirt_daemon}", daemon))
         if c["kind"] in ("command", "probe_lines", "present"):
-            spec.probes[r.id] = c["probe"]
+            probe = c["probe"]
+            if r.when.get("path_exists"):  # an inapplicable rule costs the host nothing
+                probe = f"[ -e {shlex.quote(r.when['path_exists'])} ] && {{ {probe}; }}"
+            spec.probes[r.id] = probe
         if c["kind"] == "sshd":
             spec.probes["sshd-T"] = "sshd -T -C user=root,host=localhost,addr=127.0.0.1 2>&1"
         if c["kind"] == "sysctl":

@@ -9,7 +9,9 @@ processes, listening sockets, socket-unit states.
 from __future__ import annotations
 
 import base64
+import io
 import shlex
+import tarfile
 from dataclasses import dataclass, field
 
 from metalctl.errors import HostError
@@ -68,6 +70,8 @@ BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "se
 
 def script(spec: GatherSpec) -> str:
     q = shlex.quote
+    content = sorted(spec.content) + sorted(spec.globs)  # globs expand on the host
+    everything = sorted(spec.content | spec.hashed) + sorted(spec.globs)
     lines = [
         "export LC_ALL=C",
         'echo "### os"; cat /etc/os-release 2>/dev/null',
@@ -82,26 +86,37 @@ def script(spec: GatherSpec) -> str:
         "echo \"### listen\"; ss -ltnH 2>/dev/null | awk '{print $4}'",
         'echo "### binaries"; for b in ' + " ".join(BINARIES)
         + '; do command -v $b >/dev/null 2>&1 && echo $b; done; true',
-        "file_fact() { if [ -f \"$1\" ]; then stat -c '%a %U %G' \"$1\"; "
-        "sha256sum < \"$1\" | cut -d' ' -f1; "
-        "if [ \"$2\" = content ]; then base64 -w0 < \"$1\"; echo; fi; else echo absent; fi; }",
+        # three processes for every file, however many: few forks, one round trip
+        "files=$(for f in " + " ".join(_word(p) for p in everything)
+        + '; do [ -f "$f" ] && printf "%s\\n" "$f"; done)',
+        "contents=$(for f in " + " ".join(_word(p) for p in content)
+        + '; do [ -f "$f" ] && printf "%s\\n" "$f"; done)',
+        'echo "### stat"; [ -n "$files" ] && echo "$files" | tr "\\n" "\\0" '
+        "| xargs -0 stat -c '%n|%a|%U|%G' 2>/dev/null",
+        'echo "### sha"; [ -n "$files" ] && echo "$files" | tr "\\n" "\\0" '
+        "| xargs -0 sha256sum 2>/dev/null",
+        'echo "### tar"; [ -n "$contents" ] && echo "$contents" | '
+        "tar -cf - --no-recursion -T - 2>/dev/null | base64 -w0; echo",
     ]
-    for path in sorted(spec.content | spec.hashed):
-        mode = "content" if path in spec.content else "hash"
-        lines.append(f"echo {q('### file ' + path)}; file_fact {q(path)} {mode}")
-    for pattern in sorted(spec.globs):
-        lines.append(f"for f in {pattern}; do [ -f \"$f\" ] || continue; "
-                     f"echo \"### file $f\"; file_fact \"$f\" content; done")
     for path in sorted(spec.exists):
         lines.append(f"echo {q('### exists ' + path)}; "
                      f"if [ -e {q(path)} ]; then echo yes; else echo no; fi")
-    for unit in sorted(spec.units):
-        lines.append(f"echo {q('### unit ' + unit)}; "
-                     f"systemctl is-enabled {q(unit)} 2>/dev/null || true")
+    if spec.units:
+        lines.append("if [ -d /run/systemd/system ]; then")
+        for unit in sorted(spec.units):
+            lines.append(f"echo {q('### unit ' + unit)}; "
+                         f"systemctl is-enabled {q(unit)} 2>/dev/null || true")
+        lines.append("fi")
     for pid, cmd in sorted(spec.probes.items()):
         lines.append(f"echo {q('### probe ' + pid)}; ( {cmd} ) 2>&1 | head -c 8000; echo")
     lines.append('echo "### end"')
     return "\n".join(lines) + "\n"
+
+
+def _word(path: str) -> str:
+    """A path for the shell: quoted, except its glob characters."""
+    return "".join(ch if ch in "*?[]" else shlex.quote(ch) if not ch.isalnum() and
+                   ch not in "/._-" else ch for ch in path)
 
 
 def parse(text: str, host: str) -> HostFacts:
@@ -141,8 +156,25 @@ def parse(text: str, host: str) -> HostFacts:
             f.listening = {b.strip() for b in body if b.strip()}
         elif name == "binaries":
             f.binaries = {b.strip() for b in body if b.strip()}
-        elif name == "file":
-            f.files[arg] = _file(body)
+        elif name == "stat":
+            for line in body:
+                path, _, rest = line.partition("|")
+                mode, owner, group = (rest.split("|") + [None, None, None])[:3]
+                f.files[path] = FileFact(exists=True, mode=mode, owner=owner, group=group)
+        elif name == "sha":
+            for line in body:
+                digest, _, path = line.partition("  ")
+                if path in f.files:
+                    f.files[path].sha256 = digest
+        elif name == "tar":
+            data = "".join(body).strip()
+            if data:
+                with tarfile.open(fileobj=io.BytesIO(base64.b64decode(data))) as tar:
+                    for member in tar.getmembers():
+                        path = "/" + member.name.lstrip("/")
+                        fobj = tar.extractfile(member) if member.isfile() else None
+                        if fobj is not None and path in f.files:
+                            f.files[path].content = fobj.read().decode("utf-8", "replace")
         elif name == "exists":
             f.exists[arg] = bool(body) and body[0].strip() == "yes"
         elif name == "unit":
@@ -150,14 +182,3 @@ def parse(text: str, host: str) -> HostFacts:
         elif name == "probe":
             f.probes[arg] = "\n".join(body).strip()
     return f
-
-
-def _file(body: list[str]) -> FileFact:
-    if not body or body[0].strip() == "absent":
-        return FileFact(exists=False)
-    mode, owner, group = (body[0].split() + [None, None, None])[:3]
-    fact = FileFact(exists=True, mode=mode, owner=owner, group=group,
-                    sha256=body[1].strip() if len(body) > 1 else None)
-    if len(body) > 2:
-        fact.content = base64.b64decode(body[2].strip()).decode("utf-8", "replace")
-    return fact
