@@ -161,3 +161,13 @@ class LabError(MetalctlError):
     """The emulated lab could not be started or inspected."""
 
     message = "lab: %(reason)s"
+
+
+def describe(exc: BaseException | None) -> str:
+    """A one-line message for a report: metalctl errors as they are (no secrets by
+    construction), anything else prefixed with its class."""
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, MetalctlError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -29,7 +29,7 @@ from metalctl.audit.model import (
     Report,
     Result,
 )
-from metalctl.errors import MetalctlError
+from metalctl.errors import MetalctlError, describe
 from metalctl.harden import engine
 from metalctl.harden import run as hardening
 from metalctl.harden.rules import Rule
@@ -131,12 +131,7 @@ def audit(hosts: list[hardening.HostSpec], rules: list[Rule], opts: Options,
     audits: list[HostAudit] = []
 
     def done(o: fleet.Outcome) -> None:
-        if o.ok:
-            res = o.value
-        else:
-            err = o.error
-            res = HostAudit(o.item.name, error=str(err) if isinstance(err, MetalctlError)
-                            else f"{type(err).__name__}: {err}")
+        res = o.value if o.ok else HostAudit(o.item.name, error=describe(o.error))
         audits.append(res)
         if on_done:
             on_done(res)

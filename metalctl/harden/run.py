@@ -19,7 +19,7 @@ import yaml
 
 from metalctl import fleet, ssh
 from metalctl.datafiles import data_dir
-from metalctl.errors import HostDropped, HostError, InputError, MetalctlError
+from metalctl.errors import HostDropped, HostError, InputError, describe
 from metalctl.harden import apply, engine, gather
 from metalctl.harden.rules import Rule
 from metalctl.pki import SitePKI
@@ -205,8 +205,7 @@ def harden(hosts: list[HostSpec], rules: list[Rule], opts: Options,
             err = o.error
             status = "dropped" if isinstance(err, HostDropped) else "unreachable" if \
                 isinstance(err, HostError) and "connection" in str(err) else "failed"
-            res = HostResult(o.item.name, status, error=str(err) if isinstance(
-                err, MetalctlError) else f"{type(err).__name__}: {err}")
+            res = HostResult(o.item.name, status, error=describe(err))
         results.append(res)
         if on_done:
             on_done(res)
