@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 
 from metalctl.cli import common
 from metalctl.exitcodes import ExitCode
 from metalctl.lab import rack
+from metalctl.lab.hosts import HostLab
 from metalctl.output.render import render
 
 SIZES = {
@@ -21,13 +23,17 @@ SIZES = {
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lab", help="start/stop the emulated rack of real peers on 127.0.0.0/8")
-    p.add_argument("action", choices=["up", "status", "down", "env"])
+    p.add_argument("action", choices=["up", "status", "down", "env", "hosts-up", "hosts-down"],
+                   help="hosts-up/-down: SSH test hosts (network namespaces with their own "
+                        "/etc) for harden and audit")
     p.add_argument("--dir", type=Path, default=None,
                    help="lab directory (default $METALCTL_LAB_DIR or "
                         "~/.local/state/metalctl/lab)")
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--octet", type=int, default=10, help="use 127.OCTET.0.0/16")
     p.add_argument("--no-install", action="store_true", help="do not apt-get/pip install peers")
+    p.add_argument("--hosts", type=int, default=2, help="hosts-up: how many SSH hosts")
+    p.add_argument("--net", type=int, default=200, help="hosts-up: hosts on 10.NET.0.0/24")
     common.add_output(p)
     p.set_defaults(func=run)
 
@@ -46,6 +52,18 @@ def run(args: argparse.Namespace) -> ExitCode:
                 {"what": "environment", "value": f"eval \"$(metalctl lab env --dir {d})\""}]
         render(rows, args.output, columns=[("lab", "what"), ("", "value")], title="lab up")
         return ExitCode.OK
+    if args.action == "hosts-up":
+        lab = host_lab(Path(d), args.net)
+        with common.STDERR.status("starting SSH test hosts (the first run builds their image)"):
+            inventory = lab.up_with_inventory(args.hosts)
+        render([{"what": "inventory", "value": str(inventory)},
+                {"what": "SSH key", "value": str(lab.client_key)},
+                {"what": "known_hosts", "value": str(lab.known_hosts)}], args.output,
+               columns=[("hosts", "what"), ("", "value")], title="hosts up")
+        return ExitCode.OK
+    if args.action == "hosts-down":
+        host_lab(Path(d), None).down()
+        return ExitCode.OK
     if args.action == "env":
         state = rack.LabState.load(Path(d))
         if state is None:
@@ -60,6 +78,18 @@ def run(args: argparse.Namespace) -> ExitCode:
         render(rows if args.output == "table" else [st], args.output,
                columns=[("process", "process"), ("alive", "alive")], title=f"lab {d}")
         return ExitCode.OK if st["running"] else ExitCode.PEER_UNAVAILABLE
+    if (Path(d) / "hosts" / "hostlab.json").exists():
+        host_lab(Path(d), None).down()
     stopped = rack.down(d)
     common.STDERR.print(f"stopped {len(stopped)} process(es)")
     return ExitCode.OK
+
+
+def host_lab(d: Path, net: int | None) -> HostLab:
+    """The lab's SSH hosts live in ``<lab dir>/hosts``; their subnet is remembered."""
+    meta = d / "hosts" / "hostlab.json"
+    if net is None:
+        net = json.loads(meta.read_text())["net"] if meta.exists() else 200
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"net": net}))
+    return HostLab(d / "hosts", net=net)

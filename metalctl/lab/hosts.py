@@ -186,6 +186,16 @@ exec chroot $R /usr/sbin/sshd -D -e -p 22
             self._ip("netns", "del", self.netns(index), check=False)
         self._ip("link", "del", self.bridge, check=False)
 
+    def up_with_inventory(self, count: int) -> Path:
+        """Start h1..h<count>; write an inventory for ``harden``/``audit``; return it."""
+        for i in range(1, count + 1):
+            self.start(i)
+        inventory = self.directory / "inventory.yaml"
+        inventory.write_text("hosts:\n" + "".join(
+            f"  - {{name: h{i}, ssh: 'root@{self.address(i)}', "
+            f"mgmt_address: '{self.address(i)}'}}\n" for i in range(1, count + 1)))
+        return inventory
+
     def exec(self, index: int, command: str) -> subprocess.CompletedProcess[str]:
         """Run a command inside a host over SSH (for tests and the lab's own checks)."""
         return subprocess.run(
