@@ -179,6 +179,8 @@ def apply_bios(store: Store, node: NodeRef, profile: Profile, creds: CredentialS
                               result.error))
         if result.outcome in (bios.Outcome.APPLIED, bios.Outcome.UNCHANGED):
             store.set_state(node.key, Lifecycle.PROFILED)
+            # what the BIOS should keep matching (audit BMC-001 checks drift against it)
+            store.put_data(node.key, "bios", {"profile": profile.name, "via": result.via})
     return result
 
 

@@ -81,9 +81,11 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
                                                     "no BIOS attributes")
                 continue
             if test == "bios_drift":
-                plan = store.get_data(node["key"], "plan")
+                plan = store.get_data(node["key"], "plan") or \
+                    store.get_data(node["key"], "bios")
                 if not plan:
-                    add(rule, NOTAPPLICABLE, detail="no profile planned for this node")
+                    add(rule, NOTAPPLICABLE, detail="no profile planned or applied for this "
+                                                    "node")
                     continue
                 if creds is None:
                     add(rule, NOTCHECKED, detail="no credentials to read the BIOS")

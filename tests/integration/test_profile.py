@@ -68,6 +68,7 @@ def test_bios_drift_apply_and_rerun_through_redfish(lab, lab_creds, kvm):
     assert not again.changes
     row = store.find(node.key)
     assert row["state"] == Lifecycle.PROFILED.value
+    assert store.get_data(node.key, "bios")["profile"] == "nfv-sriov"  # audit's BMC-001 baseline
     actions = [e.action for e in store.events(node.key) if e.stage == "profile"]
     assert actions == ["bios-applied", "bios-unchanged"]
 
