@@ -27,7 +27,7 @@ BASE_PACKAGES = "openssh-server,iproute2,procps"
 KVM_PACKAGES = ("libvirt-daemon-system libvirt-daemon-system-sysv libvirt-daemon-driver-qemu "
                 "libvirt-clients selinux-basics selinux-policy-default selinux-utils "
                 "policycoreutils policycoreutils-python-utils apparmor apparmor-utils auditd "
-                "gnutls-bin dnf unattended-upgrades")
+                "gnutls-bin dnf unattended-upgrades sudo")
 
 
 def cache_dir() -> Path:

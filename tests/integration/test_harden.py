@@ -233,3 +233,23 @@ def test_cli_check_apply_and_certificate_renewal(hostlab, tmp_path):
     good = pkipath(tmp_path / "renewed", pk / "ca" / "cacert.pem",
                    pk / "hosts" / "h1" / "clientcert.pem", pk / "hosts" / "h1" / "clientkey.pem")
     assert virsh(f"qemu+tls://{hostlab.address(2)}/system?pkipath={good}").returncode == 0
+
+
+def test_non_root_user_with_sudo(hostlab, pki, tmp_path):
+    hostlab.reset(4)
+    hostlab.start(4)
+    setup = hostlab.exec(4, "useradd -m -s /bin/sh ops && install -d -m 700 -o ops "
+                            "/home/ops/.ssh && install -m 600 -o ops /root/.ssh/authorized_keys "
+                            "/home/ops/.ssh/ && echo 'ops ALL=(root) NOPASSWD: ALL' > "
+                            "/etc/sudoers.d/ops && chmod 440 /etc/sudoers.d/ops")
+    assert setup.returncode == 0, setup.stderr
+    host = [harden.HostSpec(name="h4", ssh=f"ops@{hostlab.address(4)}",
+                            mgmt_address=hostlab.address(4))]
+    without = harden.harden(host, RULES, options(hostlab, pki, tmp_path))
+    assert without[0].status == "failed"  # not root, no sudo: refused, nothing half-done
+    res = harden.harden(host, RULES, options(hostlab, pki, tmp_path, sudo=True))
+    assert res[0].status == "hardened", res[0].error
+    owner = hostlab.exec(4, "stat -c '%U %a' /etc/pki/libvirt/private/serverkey.pem").stdout
+    assert owner.strip() == "root 600"
+    again = harden.harden(host, RULES, options(hostlab, pki, tmp_path, sudo=True))
+    assert again[0].status == "compliant"
