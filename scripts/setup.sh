@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything metalctl, its tests and its lab need on a fresh Debian 12 machine:
 #   Debian packages (ipmitool: Ironic's ipmi driver; libvirt + qemu: the lab's libvirt BMC;
-#   openssh-server: real sshd test hosts; debootstrap: root filesystems of SSH test hosts),
+#   openssh-server: real sshd test hosts; debootstrap: root filesystems of SSH test hosts;
+#   systemd-container: nspawn boots systemd in the test hosts that need it),
 #   .venv with metalctl[test] (editable), and the peers venv (Ironic, sushy-tools).
 # Idempotent: a second run only checks. Needs root for apt-get (skipped when present).
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libvirt-dev >/dev/null 2>&1 || need_apt+=(libvirt-dev)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -22,7 +22,12 @@ HANDLERS = {
     # LIBVIRTD_ARGS from /etc/default/libvirtd
     ("libvirtd", "sysv"): "/etc/init.d/virtlogd start >/dev/null 2>&1 || true; "
                           "/etc/init.d/libvirtd restart",
-    ("libvirtd", "systemd"): "systemctl restart {daemon}",
+    # socket activation: the service must be down while its sockets (re)bind, or systemd
+    # refuses ("Socket service ... already active"); drop-ins need a daemon-reload
+    ("libvirtd", "systemd"): "systemctl daemon-reload; systemctl stop {daemon}.service; "
+                             "for s in {daemon}.socket {daemon}-ro.socket {daemon}-admin.socket "
+                             "{daemon}-tls.socket; do systemctl is-enabled --quiet $s && "
+                             "systemctl restart $s; done; systemctl start {daemon}.service",
 }
 
 

@@ -196,8 +196,9 @@ def gather_spec(rules: list[Rule]) -> GatherSpec:
         if "file" in c and "{" not in c["file"]:
             spec.content.add(c["file"])
         if c["kind"] == "file":
-            (spec.hashed if str(c.get("source", "")).startswith("pki:") else spec.content).add(
-                c["path"])
+            for path in _expand(c["path"]):
+                (spec.hashed if str(c.get("source", "")).startswith("pki:")
+                 else spec.content).add(path)
         if c["kind"] == "files":
             for f in c["files"]:
                 (spec.hashed if str(f.get("source", "")).startswith("pki:")
@@ -228,6 +229,13 @@ def gather_spec(rules: list[Rule]) -> GatherSpec:
             spec.probes[r.id + "-apt"] = \
                 f"command -v apt-get >/dev/null && {{ {c['probe_apt']}; }}"
     return spec
+
+
+def _expand(path: str) -> list[str]:
+    """Paths that depend on the libvirt daemon flavour: gather both, use the one that fits."""
+    if "{libvirt_daemon}" in path:
+        return [path.replace("{libvirt_daemon}", d) for d in ("libvirtd", "virtproxyd")]
+    return [path]
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -439,7 +447,7 @@ def k_units(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, pla
     cmds = []
     for unit in c.get("enable", []):
         if facts.units.get(unit, "absent") != "enabled":
-            cmds.append(f"systemctl enable {unit}")
+            cmds.append(f"systemctl enable {unit}")  # started by the libvirtd handler
     for unit in c.get("disable", []):
         if facts.units.get(unit, "absent") not in ("disabled", "masked", "absent"):
             cmds.append(f"systemctl disable --now {unit}")

@@ -77,10 +77,19 @@ def ensure_base() -> Path:
     return base
 
 
-def ensure_layer(name: str = "kvm", packages: str = KVM_PACKAGES) -> Path:
+#: real systemd as PID 1 (systemd-nspawn), built on top of kvm: socket units, systemctl
+SYSTEMD_PACKAGES = "systemd systemd-sysv dbus libpam-systemd"
+LAYERS = {"kvm": (KVM_PACKAGES, ()), "systemd": (SYSTEMD_PACKAGES, ("kvm",))}
+
+
+def ensure_layer(name: str = "kvm", packages: str | None = None) -> Path:
+    packages, below = (packages, ()) if packages else LAYERS[name]
     base = ensure_base()
+    lowers = [ensure_layer(b) for b in below]
     layer = layer_dir(name)
-    want = packages
+    # a layer is rebuilt whenever one it sits on changes
+    want = packages + "".join(f" on {b}:{LAYERS[b][0]}" for b in below)
+    lower = ":".join([*(str(x) for x in reversed(lowers)), str(base)])
     if _stamp_ok(layer, want):
         return layer
     if layer.exists():
@@ -95,7 +104,7 @@ def ensure_layer(name: str = "kvm", packages: str = KVM_PACKAGES) -> Path:
     LOG.info("lab hosts: building layer %s (about a minute, once)", name)
     script = f"""
       M={merged}
-      mount -t overlay overlay -o lowerdir={base},upperdir={layer},workdir={work} $M
+      mount -t overlay overlay -o lowerdir={lower},upperdir={layer},workdir={work} $M
       mount -t proc proc $M/proc; mount --rbind /dev $M/dev; mount -t tmpfs tmpfs $M/run
       cp /etc/resolv.conf $M/etc/resolv.conf
       printf '#!/bin/sh\\nexit 101\\n' > $M/usr/sbin/policy-rc.d; chmod 755 $M/usr/sbin/policy-rc.d
@@ -103,6 +112,7 @@ def ensure_layer(name: str = "kvm", packages: str = KVM_PACKAGES) -> Path:
       DEBIAN_FRONTEND=noninteractive chroot $M \\
         apt-get install -y -qq --no-install-recommends {packages}
       chroot $M apt-get clean; rm -f $M/usr/sbin/policy-rc.d; rm -rf $M/var/lib/apt/lists/*
+      if [ -x $M/bin/systemctl ]; then chroot $M systemctl enable ssh >/dev/null 2>&1 || true; fi
     """
     _run(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-euc", script],
          f"layer {name}", log)

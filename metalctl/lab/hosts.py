@@ -57,8 +57,8 @@ class HostLab:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    def _lower(self) -> str:
-        parts = [str(hostimage.layer_dir(name)) for name in reversed(self.layers)]
+    def _lower(self, layers: tuple[str, ...] | None = None) -> str:
+        parts = [str(hostimage.layer_dir(name)) for name in reversed(layers or self.layers)]
         return ":".join([*parts, str(hostimage.base_dir())])
 
     def _ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -84,9 +84,14 @@ class HostLab:
         self._ip("-n", ns, "link", "set", "lo", "up")
         self._ip("-n", ns, "link", "set", "eth0", "up")
 
-    def start(self, index: int) -> str:
-        """Start (or restart, keeping its state) host ``h<index>``; returns its address."""
-        for layer in self.layers:
+    def start(self, index: int, systemd: bool = False) -> str:
+        """Start (or restart, keeping its state) host ``h<index>``; returns its address.
+
+        ``systemd``: boot real systemd as PID 1 with systemd-nspawn in the same kind of
+        namespace (recipe B): socket units and systemctl behave as on a real host.
+        """
+        layers = (*self.layers, "systemd") if systemd else self.layers
+        for layer in layers:
             hostimage.ensure_layer(layer)
         self._ensure_client_key()
         self._ensure_bridge()
@@ -96,6 +101,15 @@ class HostLab:
         for sub in ("upper", "work", "root"):
             (h / sub).mkdir(parents=True, exist_ok=True)
         name, ip = f"h{index}", self.address(index)
+        (h / "systemd").unlink(missing_ok=True)
+        if systemd:
+            (h / "systemd").touch()
+            proc = self._spawn_systemd(index, h, name, ip, self._lower(layers))
+            self.hosts[name] = proc.pid
+            (h / "pid").write_text(str(proc.pid))
+            self._wait_ssh(index, proc, timeout_s=60)
+            self._pin_host_key(index)
+            return ip
         script = f"""
 R={h}/root
 mount -t overlay overlay -o lowerdir={self._lower()},upperdir={h}/upper,workdir={h}/work $R
@@ -125,6 +139,26 @@ exec chroot $R /usr/sbin/sshd -D -e -p 22
         self._pin_host_key(index)
         return ip
 
+    def _spawn_systemd(self, index: int, h: Path, name: str, ip: str,
+                       lower: str) -> subprocess.Popen[bytes]:
+        script = f"""
+R={h}/root
+mount -t overlay overlay -o lowerdir={lower},upperdir={h}/upper,workdir={h}/work $R
+echo {name} > $R/etc/hostname; printf '127.0.0.1 localhost\\n{ip} {name}\\n' > $R/etc/hosts
+if [ ! -f {h}/.keys-done ]; then
+  rm -f $R/etc/ssh/ssh_host_*; chroot $R ssh-keygen -A >/dev/null; touch {h}/.keys-done
+fi
+install -d -m 700 $R/root/.ssh; install -m 600 {self.client_key}.pub $R/root/.ssh/authorized_keys
+exec systemd-nspawn -q -D $R -b --register=no --keep-unit --console=pipe \\
+  --network-namespace-path=/run/netns/{self.netns(index)} --machine={name}
+"""
+        log = (h / "console.log").open("wb")
+        # never SIGKILL nspawn (it orphans the container): stop() sends SIGTERM
+        return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--",
+                                 "/bin/sh", "-euc", script], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
     def _ensure_client_key(self) -> None:
         if not self.client_key.exists():
             self.client_key.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +166,9 @@ exec chroot $R /usr/sbin/sshd -D -e -p 22
                             "-f", str(self.client_key)], check=True)
         self.known_hosts.touch()
 
-    def _wait_ssh(self, index: int, proc: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + 20
+    def _wait_ssh(self, index: int, proc: subprocess.Popen[bytes],
+                  timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise LabError(reason=f"host h{index} exited; see {self.host_dir(index)}/sshd.log")
@@ -142,7 +177,7 @@ exec chroot $R /usr/sbin/sshd -D -e -p 22
             if ":22 " in out:
                 return
             time.sleep(0.05)
-        raise LabError(reason=f"host h{index}: sshd did not listen within 20 s")
+        raise LabError(reason=f"host h{index}: sshd did not listen within {timeout_s:.0f} s")
 
     def _pin_host_key(self, index: int) -> None:
         ip = self.address(index)
@@ -159,9 +194,11 @@ exec chroot $R /usr/sbin/sshd -D -e -p 22
         if not pid_file.exists():
             return
         pid = int(pid_file.read_text())
+        graceful = (self.host_dir(index) / "systemd").exists()
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
+            # an nspawn container powers off on SIGTERM; SIGKILL would orphan it
+            os.killpg(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+        deadline = time.monotonic() + (20 if graceful else 10)
         while time.monotonic() < deadline:
             try:
                 os.kill(pid, 0)
@@ -170,6 +207,9 @@ exec chroot $R /usr/sbin/sshd -D -e -p 22
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.05)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
         self.hosts.pop(f"h{index}", None)
 

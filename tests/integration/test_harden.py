@@ -253,3 +253,31 @@ def test_non_root_user_with_sudo(hostlab, pki, tmp_path):
     assert owner.strip() == "root 600"
     again = harden.harden(host, RULES, options(hostlab, pki, tmp_path, sudo=True))
     assert again[0].status == "compliant"
+
+
+def test_systemd_host_socket_activation(hostlab, pki, tmp_path):
+    """Real systemd as PID 1 (nspawn): socket units instead of --listen, the TLS socket
+    bound to the management address by a drop-in, the TCP socket disabled."""
+    hostlab.reset(5)
+    hostlab.start(5, systemd=True)
+    host = [spec(hostlab, 5)]
+    try:
+        res = harden.harden(host, RULES, options(hostlab, pki, tmp_path))
+        assert res[0].status == "hardened", res[0].error
+        out = {o.rule: o.status for o in res[0].outcomes}
+        assert out["LVT-003"] == "compliant"  # re-evaluated after apply
+        assert out["LVT-004"] == "notapplicable"  # sysv-only
+        state = hostlab.exec(5, "ss -ltnH; systemctl is-enabled libvirtd-tls.socket "
+                                "libvirtd-tcp.socket").stdout
+        assert f"{hostlab.address(5)}:16514" in state
+        assert "*:16514" not in state
+        assert "[::]:16514" not in state
+        assert state.split()[-2:] == ["enabled", "disabled"]
+        h5 = pki.host("h5")
+        good = pkipath(tmp_path / "sd", pki.ca_cert_path, h5.client_cert, h5.client_key)
+        ok = virsh(f"qemu+tls://{hostlab.address(5)}/system?pkipath={good}")
+        assert ok.returncode == 0, ok.stderr
+        again = harden.harden(host, RULES, options(hostlab, pki, tmp_path))
+        assert (again[0].status, again[0].changed) == ("compliant", [])
+    finally:
+        hostlab.kill(5)  # SIGTERM: the container powers off
