@@ -41,13 +41,12 @@ def cpu_seconds() -> float:
 
 def per_check_scan(host: hardening.HostSpec, rules, opts: audit.Options) -> float:
     """One connection + one gathering round trip per rule (InSpec-style)."""
-    target = hardening._target(host, hardening.Options(key_file=opts.key_file,
-                                                        known_hosts=opts.known_hosts))
+    target = hardening.ssh_target(host, opts)
     t = time.perf_counter()
     for rule in rules:
         conn = ssh.connect(target)
         try:
-            hardening._gather(conn, target, engine.gather_spec([rule]), host.name)
+            hardening.gather_facts(conn, target, engine.gather_spec([rule]), host.name)
         finally:
             conn.close()
     return time.perf_counter() - t

@@ -242,11 +242,7 @@ class RedfishBios:
                                    f"{record.protocol.value} only")
         self.record, self.verify, self.budget = record, verify, budget
         self.label = record.name or f"{record.address}{record.system_id}"
-        scheme = record.scheme or "https"
-        host = f"[{record.address}]" if ":" in record.address else record.address
-        default = 443 if scheme == "https" else 80
-        self.base_url = f"{scheme}://{host}" + ("" if record.port in (None, default)
-                                                  else f":{record.port}")
+        self.base_url = record.endpoint.url  # type: ignore[union-attr]  # Redfish: set
         with probe.warnings_silenced(verify):
             self.root, _ = rf.login(self.base_url, record.address, creds, verify, budget)
             try:

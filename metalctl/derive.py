@@ -96,6 +96,12 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """The inverse of :meth:`to_dict` (plans kept in the store)."""
+        return cls(**{**data, "numa": [NodePlan(**p) for p in data["numa"]],
+                      "vfs": [VfPlan(**v) for v in data["vfs"]]})
+
 
 def derive(topo: Topology, profile: Profile, node: str = "node") -> Plan:
     """Plan ``profile`` for ``topo``.
@@ -228,7 +234,7 @@ class _Deriver:
             tuned=self._tuned(isolated), nova=self._nova(plans, host, guest, vfs),
             flavor_extra_specs=self._flavor(vfs), vfs=vfs,
             dpdk=self._dpdk_out(plans, dpdk, pmd, host),
-            bios_intent=self._bios_intent(), workload=workload, notes=self.notes,
+            bios_intent=bios_intent(self.p), workload=workload, notes=self.notes,
         )
 
     # --- memory --------------------------------------------------------------------------
@@ -434,16 +440,6 @@ class _Deriver:
             "socket_mem": ",".join(str(plans[n].dpdk_socket_mib) for n in sorted(plans)),
         }
 
-    def _bios_intent(self) -> dict[str, Any]:
-        intent = dict(self.p.get("bios") or {})
-        if self.p.get("cpu.hyperthreading") is not None:
-            intent.setdefault("hyperthreading", self.p.get("cpu.hyperthreading"))
-        if self.p.get("sriov.nics"):
-            intent.setdefault("sriov", True)
-        if self.p.get("kernel.iommu"):
-            intent.setdefault("vtd", True)
-        return intent
-
     def _workload(self, plans: dict[int, NodePlan], vfs: list[VfPlan]) -> dict[str, Any] | None:
         w = self.p.get("workload")
         if not w:
@@ -487,6 +483,20 @@ class _Deriver:
             raise self.fail(need, have or "no node fits")
         return {"request": w, "per_numa_node": per, "guests_per_node": fits,
                 "guests_per_host": capacity}
+
+
+def bios_intent(profile: Profile) -> dict[str, Any]:
+    """The profile's vendor-neutral BIOS intent, completed from what the rest of it needs
+    (SMT from cpu.hyperthreading, SR-IOV when VFs are asked for, VT-d with the IOMMU);
+    needs no topology."""
+    intent = dict(profile.get("bios") or {})
+    if profile.get("cpu.hyperthreading") is not None:
+        intent.setdefault("hyperthreading", profile.get("cpu.hyperthreading"))
+    if profile.get("sriov.nics"):
+        intent.setdefault("sriov", True)
+    if profile.get("kernel.iommu"):
+        intent.setdefault("vtd", True)
+    return intent
 
 
 def _matches(nic: Nic, match: dict[str, Any]) -> bool:

@@ -25,7 +25,13 @@ from typing import Any
 from metalctl import fleet, naming
 from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
-from metalctl.errors import AmbiguousMatch, IronicError, IronicUnavailable, MetalctlError
+from metalctl.errors import (
+    AmbiguousMatch,
+    IronicError,
+    IronicUnavailable,
+    MetalctlError,
+)
+from metalctl.errors import describe as describe_error
 from metalctl.ironic import Ironic
 from metalctl.model.node import (
     DesiredNode,
@@ -462,7 +468,7 @@ def enroll(
 def _error_text(err: BaseException | None) -> str:
     if isinstance(err, IronicUnavailable):
         return f"{err} (re-run to converge)"
-    return str(err) if isinstance(err, MetalctlError) else f"{type(err).__name__}: {err}"
+    return describe_error(err)
 
 
 def _record(store: Store, res: EnrollResult) -> None:

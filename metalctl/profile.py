@@ -144,7 +144,7 @@ def plan(store: Store | None, node: NodeRef, profile: Profile, topo: Topology,
 
 def desired_bios(node: NodeRef, profile: Profile, bios_lib: bios.BiosLibrary) -> dict[str, str]:
     """Vendor attributes for the profile's BIOS intent (no topology needed)."""
-    intent = derive._Deriver(Topology(), profile, node.label)._bios_intent()
+    intent = derive.bios_intent(profile)
     manufacturer = node.record.manufacturer if node.record else None
     return bios_lib.for_manufacturer(manufacturer, node.label).attributes(intent)
 

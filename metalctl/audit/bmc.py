@@ -36,13 +36,6 @@ def _version(text: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", text or ""))
 
 
-def _base_url(rec: DiscoveryRecord) -> str:
-    scheme = rec.scheme or "https"
-    host = f"[{rec.address}]" if ":" in rec.address else rec.address
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" + ("" if rec.port in (None, default) else f":{rec.port}")
-
-
 def _get(url: str, verify: bool | str, auth: tuple[str, str] | None,
          budget: Budget) -> requests.Response:
     with urllib3.warnings.catch_warnings():
@@ -57,14 +50,14 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
     started = time.monotonic()
     rec = DiscoveryRecord.from_dict(node["record"])
     label = node["name"] or node["key"]
+    base_url = rec.endpoint.url if rec.endpoint else rec.address
     results: list[Result] = []
 
     def add(rule: Rule, status: str, expected: Any = None, actual: Any = None,
             detail: str | None = None) -> None:
         results.append(Result(
             host=label, rule=rule.id, title=rule.title, severity=rule.severity, status=status,
-            evidence=Evidence(source=_base_url(rec) if rec.protocol == Protocol.REDFISH
-                              else f"ipmi://{rec.address}:{rec.port}",
+            evidence=Evidence(source=base_url,
                               expected=None if expected is None else str(expected),
                               actual=None if actual is None else str(actual), detail=detail),
             remediation=rule.remediation if status == FAIL else None,
@@ -108,12 +101,12 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
                     ok = _version(rec.bios_version) >= _version(str(want))
                     add(rule, PASS if ok else FAIL, f">= {want}", rec.bios_version)
             elif test == "unauthenticated":
-                r = _get(_base_url(rec) + "/redfish/v1/Systems", verify, None, budget)
+                r = _get(base_url + "/redfish/v1/Systems", verify, None, budget)
                 add(rule, PASS if r.status_code in (401, 403) else FAIL, "HTTP 401/403",
                     f"HTTP {r.status_code}")
             elif test == "wrong_credentials":
                 bogus = ("metalctl-audit", secrets.token_urlsafe(12))
-                r = _get(_base_url(rec) + "/redfish/v1/Systems", verify, bogus, budget)
+                r = _get(base_url + "/redfish/v1/Systems", verify, bogus, budget)
                 add(rule, PASS if r.status_code in (401, 403) else FAIL, "HTTP 401/403",
                     f"HTTP {r.status_code}")
             elif test == "tls":
@@ -121,7 +114,7 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
                     add(rule, FAIL, "https", rec.scheme)
                     continue
                 try:
-                    _get(_base_url(rec) + "/redfish/v1/", verify or True, None, budget)
+                    _get(base_url + "/redfish/v1/", verify or True, None, budget)
                     add(rule, PASS, "certificate verified", "verified")
                 except requests.exceptions.SSLError:
                     add(rule, FAIL, "certificate verified", "not trusted by the site CA bundle")

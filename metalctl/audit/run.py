@@ -29,7 +29,7 @@ from metalctl.audit.model import (
     Report,
     Result,
 )
-from metalctl.errors import MetalctlError, describe
+from metalctl.errors import describe
 from metalctl.harden import engine
 from metalctl.harden import run as hardening
 from metalctl.harden.rules import Rule
@@ -89,15 +89,14 @@ def _report_status(detail: str) -> str:
 def audit_host(host: hardening.HostSpec, rules: list[Rule], opts: Options,
                dns: list[str]) -> HostAudit:
     started = time.monotonic()
-    target = hardening._target(host, hardening.Options(  # same SSH policy as harden
-        key_file=opts.key_file, known_hosts=opts.known_hosts, sudo=opts.sudo,
-        connect_timeout_s=opts.connect_timeout_s))
+    target = hardening.ssh_target(host, opts)  # same SSH policy as harden
     ctx = engine.Context(host=host.name, mgmt_address=host.mgmt_address, allowed_dns=dns,
-                         site=opts.site, pki=_pki_material(host, opts.pki))
+                         site=opts.site, pki=hardening.pki_material(host, opts.pki,
+                                                                     issue=False))
     before = ssh.STATS.connections.get(target.label, 0)
     conn = ssh.connect(target)
     try:
-        facts = hardening._gather(conn, target, engine.gather_spec(rules), host.name)
+        facts = hardening.gather_facts(conn, target, engine.gather_spec(rules), host.name)
     finally:
         conn.close()
     plan = engine.evaluate(rules, facts, ctx)
@@ -106,20 +105,6 @@ def audit_host(host: hardening.HostSpec, rules: list[Rule], opts: Options,
     return HostAudit(host.name, results=results,
                      duration_s=round(time.monotonic() - started, 3),
                      ssh_sessions=ssh.STATS.connections.get(target.label, 0) - before)
-
-
-def _pki_material(host: hardening.HostSpec, pki: Any) -> dict[str, str]:
-    """Compare installed files with the site PKI when it knows this host; never issue."""
-    if pki is None or not pki.exists():
-        return {}
-    try:
-        certs = pki.host(host.name)
-    except MetalctlError:
-        return {"ca": pki.ca_cert_path.read_text()}
-    return {"ca": pki.ca_cert_path.read_text(), "server_cert": certs.server_cert.read_text(),
-            "server_key": certs.server_key.read_text(),
-            "client_cert": certs.client_cert.read_text(),
-            "client_key": certs.client_key.read_text()}
 
 
 def audit(hosts: list[hardening.HostSpec], rules: list[Rule], opts: Options,
@@ -143,7 +128,11 @@ def audit(hosts: list[hardening.HostSpec], rules: list[Rule], opts: Options,
     audits.sort(key=lambda a: order.get(a.host, 0))
     return Report(scan_id=uuid.uuid4().hex[:12], started_at=started_at,
                   duration_s=round(time.monotonic() - t0, 3), hosts=audits,
-                  rules={r.id: {"title": r.title, "severity": r.severity,
-                                "references": r.references, "rationale": r.rationale,
-                                "remediation": r.remediation, "tags": list(r.tags)}
-                         for r in rules})
+                  rules={r.id: rule_meta(r) for r in rules})
+
+
+def rule_meta(rule: Rule) -> dict[str, Any]:
+    """What every report format says about a rule (once per rule, not per result)."""
+    return {"title": rule.title, "severity": rule.severity, "references": rule.references,
+            "rationale": rule.rationale, "remediation": rule.remediation,
+            "tags": list(rule.tags)}

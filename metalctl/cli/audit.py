@@ -141,6 +141,4 @@ def _audit_bmcs(args: argparse.Namespace, store, report: Report, rules, site) ->
         report.hosts.append(bmc_audit.check_node(store, node, rules, creds, verify, site,
                                                  budget, profiles))
     for r in rules:
-        report.rules.setdefault(r.id, {"title": r.title, "severity": r.severity,
-                                       "references": r.references, "rationale": r.rationale,
-                                       "remediation": r.remediation, "tags": list(r.tags)})
+        report.rules.setdefault(r.id, stage.rule_meta(r))

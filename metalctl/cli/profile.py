@@ -368,10 +368,7 @@ def run_verify(args: argparse.Namespace) -> ExitCode:
             live = inband.collect_ssh(SshTarget.parse(args.ssh, key_file=args.ssh_key,
                                                       known_hosts=args.known_hosts,
                                                       sudo=args.sudo))
-        plan = derivation.Plan(**{**stored["plan"], "numa": [derivation.NodePlan(**p) for p in
-                                                              stored["plan"]["numa"]],
-                                  "vfs": [derivation.VfPlan(**v) for v in
-                                          stored["plan"]["vfs"]]})
+        plan = derivation.Plan.from_dict(stored["plan"])
         checks = derivation.compare(plan, live, prof)
         if node.key:
             store.add_event(Event(node.key, "profile", "verified", now(),

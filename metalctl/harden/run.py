@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -107,13 +107,16 @@ def allowed_dns(hosts: list[HostSpec], pki: SitePKI | None, site: dict[str, Any]
     return dns + list(site.get("libvirt", {}).get("extra_allowed_dns") or [])
 
 
-def pki_material(host: HostSpec, pki: SitePKI | None) -> dict[str, str]:
-    """The host's certificates, issuing them when missing (names + management address)."""
+def pki_material(host: HostSpec, pki: SitePKI | None, issue: bool = True) -> dict[str, str]:
+    """The host's certificates from the site PKI, issued when missing (names + management
+    address) unless ``issue`` is false (audit: compare with what exists, never issue)."""
     if pki is None or not pki.exists():
         return {}
     try:
         certs = pki.host(host.name)
     except InputError:
+        if not issue:
+            return {"ca": pki.ca_cert_path.read_text()}
         certs = pki.issue(host.name, list(host.names), [host.mgmt_address])
     return {"ca": pki.ca_cert_path.read_text(), "server_cert": certs.server_cert.read_text(),
             "server_key": certs.server_key.read_text(),
@@ -121,26 +124,37 @@ def pki_material(host: HostSpec, pki: SitePKI | None) -> dict[str, str]:
             "client_key": certs.client_key.read_text()}
 
 
-def _target(host: HostSpec, opts: Options) -> ssh.SshTarget:
+class SshOptions(Protocol):
+    """The SSH policy fields harden's and audit's options share."""
+
+    key_file: Path | None
+    known_hosts: Path | None
+    sudo: bool
+    connect_timeout_s: float
+
+
+def ssh_target(host: HostSpec, opts: SshOptions) -> ssh.SshTarget:
     return ssh.SshTarget.parse(host.ssh, key_file=opts.key_file, known_hosts=opts.known_hosts,
                                sudo=opts.sudo, connect_timeout_s=opts.connect_timeout_s)
 
 
-def _gather(conn: Any, target: ssh.SshTarget, spec: gather.GatherSpec,
-            label: str) -> gather.HostFacts:
+def gather_facts(conn: Any, target: ssh.SshTarget, spec: gather.GatherSpec,
+                 label: str) -> gather.HostFacts:
     return gather.parse(ssh.run_script(conn, target, gather.script(spec)), label)
 
 
 def harden_host(host: HostSpec, rules: list[Rule], opts: Options, dns: list[str],
-                on_plan: Callable[[engine.Plan], None] | None = None,
-                issue: bool = True) -> HostResult:
-    target = _target(host, opts)
+                material: dict[str, str],
+                on_plan: Callable[[engine.Plan], None] | None = None) -> HostResult:
+    """``material``: the host's PKI files (:func:`pki_material`), empty when no rule needs
+    them."""
+    target = ssh_target(host, opts)
     ctx = engine.Context(host=host.name, mgmt_address=host.mgmt_address, allowed_dns=dns,
-                         site=opts.site, pki=pki_material(host, opts.pki) if issue else {})
+                         site=opts.site, pki=material)
     spec = engine.gather_spec(rules)
     conn = ssh.connect(target)
     try:
-        facts = _gather(conn, target, spec, host.name)
+        facts = gather_facts(conn, target, spec, host.name)
         plan = engine.evaluate(rules, facts, ctx)
         if on_plan:
             on_plan(plan)
@@ -156,7 +170,7 @@ def harden_host(host: HostSpec, rules: list[Rule], opts: Options, dns: list[str]
         out = _run_apply(conn, target, apply.script(plan, facts.init, daemon, opts.pace_s),
                          host.name)
         done = apply.completed(out)
-        after = engine.evaluate(rules, _gather(conn, target, spec, host.name), ctx)
+        after = engine.evaluate(rules, gather_facts(conn, target, spec, host.name), ctx)
         left = [o for o in after.outcomes if o.status == engine.CHANGE]
         changed = [d for d in done if d.startswith(("file ", "command "))]
         if left:
@@ -189,12 +203,11 @@ def harden(hosts: list[HostSpec], rules: list[Rule], opts: Options,
     """Harden (or check) every host, ``opts.concurrency`` at a time."""
     dns = allowed_dns(hosts, opts.pki, opts.site)
     needs_pki = any("pki:" in str(r.check) for r in rules)
-    if opts.pki is not None and opts.pki.exists() and needs_pki:
-        for h in hosts:  # issue missing certificates up front: DN list and files agree
-            pki_material(h, opts.pki)
+    # read (and issue missing) certificates once, before any host: DN list and files agree
+    material = {h.name: pki_material(h, opts.pki) if needs_pki else {} for h in hosts}
 
     def work(h: HostSpec) -> HostResult:
-        return harden_host(h, rules, opts, dns, issue=needs_pki)
+        return harden_host(h, rules, opts, dns, material[h.name])
 
     results: list[HostResult] = []
 
