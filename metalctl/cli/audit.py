@@ -49,9 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for fmt in ("json", "junit", "sarif", "html"):
         p.add_argument(f"--{fmt}", type=Path, metavar="FILE", dest=f"{fmt}_file",
                        help=f"also write the {fmt} report to FILE")
-    p.add_argument("--ssh-key", type=Path)
-    p.add_argument("--known-hosts", type=Path)
-    p.add_argument("--sudo", action="store_true")
+    common.add_ssh(p)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--no-store", action="store_true", help="do not record the scan")
     pki_cli.add_pki_dir(p)

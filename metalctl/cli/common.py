@@ -50,6 +50,15 @@ def add_credentials(p: argparse.ArgumentParser, required: bool) -> None:
                         "~/.config/metalctl/credentials.yaml, /etc/metalctl/credentials.yaml")
 
 
+def add_ssh(p: argparse.ArgumentParser) -> None:
+    """How metalctl reaches hosts over SSH (profile facts/verify, harden, audit)."""
+    p.add_argument("--ssh-key", type=Path, help="private key for SSH")
+    p.add_argument("--known-hosts", type=Path,
+                   help="known_hosts to verify host keys (default ~/.ssh/known_hosts); "
+                        "unknown hosts are refused, never added")
+    p.add_argument("--sudo", action="store_true", help="use sudo -n when the user is not root")
+
+
 def add_tls(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ca-bundle", default=env_default("METALCTL_CA_BUNDLE"),

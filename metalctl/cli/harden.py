@@ -37,11 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rule", action="append", help="only these rule ids")
     p.add_argument("--tag", action="append", help="only rules with these tags")
     p.add_argument("--severity", action="append", choices=rules_mod.SEVERITIES)
-    p.add_argument("--ssh-key", type=Path, help="private key for SSH")
-    p.add_argument("--known-hosts", type=Path,
-                   help="known_hosts to verify host keys (default ~/.ssh/known_hosts); "
-                        "unknown hosts are refused, never added")
-    p.add_argument("--sudo", action="store_true", help="use sudo -n when the user is not root")
+    common.add_ssh(p)
     p.add_argument("--concurrency", type=int, default=16)
     pki_cli.add_pki_dir(p)
     common.add_output(p)

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="the node's Ironic inspection inventory")
     src.add_argument("--from-bmc", action="store_true",
                      help="what discovery read from the BMC (CPU ids stay unknown)")
-    _ssh_options(facts)
+    common.add_ssh(facts)
     common.add_ironic(facts)
     common.add_store(facts)
     common.add_output(facts)
@@ -101,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     vs.add_argument("--local", action="store_true")
     vs.add_argument("--ssh", metavar="[USER@]HOST[:PORT]")
     vs.add_argument("--file", type=Path)
-    _ssh_options(v)
+    common.add_ssh(v)
     _profile_dirs(v)
     common.add_store(v)
     common.add_output(v)
@@ -112,13 +112,6 @@ def _profile_dirs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile-dir", type=Path, action="append", default=[],
                    help="extra directory of profiles (searched before the shipped ones); "
                         "its bios/ subfolder may hold vendor maps")
-
-
-def _ssh_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ssh-key", type=Path, help="private key file")
-    p.add_argument("--known-hosts", type=Path,
-                   help="known_hosts to check host keys against (default ~/.ssh/known_hosts)")
-    p.add_argument("--sudo", action="store_true", help="run the collector with sudo -n")
 
 
 def _bmc_options(p: argparse.ArgumentParser) -> None:
@@ -365,9 +358,7 @@ def run_verify(args: argparse.Namespace) -> ExitCode:
         elif args.local:
             live = inband.collect_local()
         else:
-            live = inband.collect_ssh(SshTarget.parse(args.ssh, key_file=args.ssh_key,
-                                                      known_hosts=args.known_hosts,
-                                                      sudo=args.sudo))
+            live = inband.collect_ssh(_ssh_target(args))  # type: ignore[arg-type]
         plan = derivation.Plan.from_dict(stored["plan"])
         checks = derivation.compare(plan, live, prof)
         if node.key:
