@@ -159,21 +159,37 @@ class _Workspace:
         self.meta[path] = (mode or f.mode or "644", owner or f.owner or "root",
                            group or f.group or "root", secret)
 
+    def snapshot(self, path: str) -> tuple[str | None, tuple[str, str, str, bool] | None]:
+        return self.texts.get(path), self.meta.get(path)
+
+    def restore(self, path: str,
+                saved: tuple[str | None, tuple[str, str, str, bool] | None]) -> None:
+        """Undo a put that turned out to change nothing (what was there stays)."""
+        text, meta = saved
+        for table, value in ((self.texts, text), (self.meta, meta)):
+            if value is None:
+                table.pop(path, None)  # type: ignore[attr-defined]
+            else:
+                table[path] = value  # type: ignore[index]
+
+    def change(self, path: str) -> FileChange | None:
+        """What writing ``path`` would change on the host (content or metadata), if any."""
+        text = self.texts[path]
+        f = self.facts.file(path)
+        mode, owner, group, secret = self.meta.get(
+            path, (f.mode or "644", f.owner or "root", f.group or "root", False))
+        same_content = (f.exists and (
+            (f.content is not None and f.content == text)
+            or (f.content is None and f.sha256 == _sha(text))))
+        same_meta = f.exists and (f.mode or "").lstrip("0") == mode.lstrip("0") and \
+            f.owner == owner and f.group == group
+        if same_content and same_meta:
+            return None
+        return FileChange(path, f.content if f.exists else None, text, mode, owner, group,
+                          secret)
+
     def changes(self) -> dict[str, FileChange]:
-        out = {}
-        for path, text in self.texts.items():
-            f = self.facts.file(path)
-            mode, owner, group, secret = self.meta.get(
-                path, (f.mode or "644", f.owner or "root", f.group or "root", False))
-            same_content = (f.exists and (
-                (f.content is not None and f.content == text)
-                or (f.content is None and f.sha256 == _sha(text))))
-            same_meta = f.exists and (f.mode or "").lstrip("0") == mode.lstrip("0") and \
-                f.owner == owner and f.group == group
-            if not (same_content and same_meta):
-                out[path] = FileChange(path, f.content if f.exists else None, text, mode, owner,
-                                       group, secret)
-        return out
+        return {p: c for p in self.texts if (c := self.change(p)) is not None}
 
 
 def _sha(text: str) -> str:
@@ -205,8 +221,7 @@ def gather_spec(rules: list[Rule]) -> GatherSpec:
                  else spec.content).add(f["path"])
         if c["kind"] == "units":
             for u in [*c.get("enable", []), *c.get("disable", [])]:
-                for daemon in ("libvirtd", "virtproxyd"):
-                    spec.units.add(u.replace("{libvirt_daemon}", daemon))
+                spec.units.update(_expand(u))
         if c["kind"] in ("command", "probe_lines", "present"):
             probe = c["probe"]
             if r.when.get("path_exists"):  # an inapplicable rule costs the host nothing
@@ -430,13 +445,12 @@ def k_files(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, pla
         if group not in facts.groups:
             return _o(rule, ERROR, f"group {group} does not exist on the host")
         secret = source is not None and source.endswith("_key")
-        before = dict(ws.texts)
+        saved = ws.snapshot(spec["path"])
         ws.put(spec["path"], content, mode=spec.get("mode", "0644"), group=group, secret=secret)
-        if spec["path"] in ws.changes():
+        if ws.change(spec["path"]) is not None:
             changed.append(spec["path"])
         else:
-            ws.texts = before
-            ws.meta.pop(spec["path"], None)
+            ws.restore(spec["path"], saved)
     if not changed:
         return _o(rule, COMPLIANT)
     return _o(rule, CHANGE, "files", actual="; ".join(f"{p} differs" for p in changed))

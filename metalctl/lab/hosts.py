@@ -78,6 +78,11 @@ class HostLab:
         if self._ip("netns", "pids", ns, check=False).returncode == 0:
             return
         self._ip("netns", "add", ns)
+        # A deleted namespace is torn down asynchronously (and lives on while another
+        # host's mount namespace still holds a copy of its /run/netns mount): its veth
+        # can outlast it for a while. Deleting our end removes both.
+        if self._ip("link", "show", f"{ns}v", check=False).returncode == 0:
+            self._ip("link", "del", f"{ns}v", check=False)
         self._ip("link", "add", f"{ns}v", "type", "veth", "peer", "name", "eth0", "netns", ns)
         self._ip("link", "set", f"{ns}v", "master", self.bridge, "up")
         self._ip("-n", ns, "addr", "add", f"{self.address(index)}/24", "dev", "eth0")
@@ -219,10 +224,13 @@ exec systemd-nspawn -q -D $R -b --register=no --keep-unit --console=pipe \\
         shutil.rmtree(self.host_dir(index), ignore_errors=True)
 
     def down(self) -> None:
-        for h in sorted((self.directory / "hosts").glob("h*")) \
-                if (self.directory / "hosts").exists() else []:
-            index = int(h.name[1:])
+        root = self.directory / "hosts"
+        indexes = [int(h.name[1:]) for h in sorted(root.glob("h*"))] if root.exists() else []
+        # every host first: each one's mount namespace holds copies of the others'
+        # /run/netns mounts, so a namespace only goes once no host is left
+        for index in indexes:
             self.kill(index)
+        for index in indexes:
             self._ip("netns", "del", self.netns(index), check=False)
         self._ip("link", "del", self.bridge, check=False)
 

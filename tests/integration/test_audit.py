@@ -52,10 +52,12 @@ waivers:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     hl = HostLab(tmp_path_factory.mktemp("audit-hosts"), net=202)
-    for i in (1, 2, 3, 4):
-        hl.start(i)
-    yield hl
-    hl.down()
+    try:  # a host that fails to start must not leave the others running
+        for i in (1, 2, 3, 4):
+            hl.start(i)
+        yield hl
+    finally:
+        hl.down()
 
 
 @pytest.fixture(scope="module")

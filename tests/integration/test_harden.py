@@ -46,10 +46,12 @@ enabled=1
 @pytest.fixture(scope="module")
 def hostlab(tmp_path_factory):
     lab = HostLab(tmp_path_factory.mktemp("hosts"), net=201)
-    for i in (1, 2, 3):
-        lab.start(i)
-    yield lab
-    lab.down()
+    try:  # a host that fails to start must not leave the others running
+        for i in (1, 2, 3):
+            lab.start(i)
+        yield lab
+    finally:
+        lab.down()
 
 
 @pytest.fixture(scope="module")
