@@ -106,63 +106,46 @@ class HostLab:
         for sub in ("upper", "work", "root"):
             (h / sub).mkdir(parents=True, exist_ok=True)
         name, ip = f"h{index}", self.address(index)
-        (h / "systemd").unlink(missing_ok=True)
-        if systemd:
-            (h / "systemd").touch()
-            proc = self._spawn_systemd(index, h, name, ip, self._lower(layers))
-            self.hosts[name] = proc.pid
-            (h / "pid").write_text(str(proc.pid))
-            self._wait_ssh(index, proc, timeout_s=60)
-            self._pin_host_key(index)
-            return ip
-        script = f"""
-R={h}/root
-mount -t overlay overlay -o lowerdir={self._lower()},upperdir={h}/upper,workdir={h}/work $R
-mount -t proc proc $R/proc; mount -t sysfs -o ro sysfs $R/sys
-mount -t tmpfs -o mode=755,size=8m tmpfs $R/dev
-for d in null zero full random urandom tty; do touch $R/dev/$d; mount --bind /dev/$d $R/dev/$d; done
-mkdir $R/dev/pts $R/dev/shm; ln -s pts/ptmx $R/dev/ptmx
-mount -t devpts -o newinstance,ptmxmode=0666,mode=620,gid=5 devpts $R/dev/pts
-mount -t tmpfs -o mode=755,size=16m tmpfs $R/run; mkdir -p $R/run/sshd
-hostname {name}; echo {name} > $R/etc/hostname
+        overlay = (f"R={h}/root\nmount -t overlay overlay -o lowerdir={self._lower(layers)},"
+                   f"upperdir={h}/upper,workdir={h}/work $R\n")
+        # identity of the host, written into its own /etc (the image's is shared)
+        identity = f"""echo {name} > $R/etc/hostname
 printf '127.0.0.1 localhost\\n{ip} {name}\\n' > $R/etc/hosts
 if [ ! -f {h}/.keys-done ]; then  # the image's host keys are shared: one set per host
   rm -f $R/etc/ssh/ssh_host_*; chroot $R ssh-keygen -A >/dev/null; touch {h}/.keys-done
 fi
 install -d -m 700 $R/root/.ssh; install -m 600 {self.client_key}.pub $R/root/.ssh/authorized_keys
-exec chroot $R /usr/sbin/sshd -D -e -p 22
 """
-        log = (h / "sshd.log").open("wb")
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns(index), "unshare", "--mount", "--uts", "--ipc",
-             "--pid", "--fork", "--kill-child", "--propagation", "private", "/bin/sh", "-euc",
-             script], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+        (h / "systemd").unlink(missing_ok=True)
+        if systemd:
+            (h / "systemd").touch()
+            # nspawn mounts /proc, /sys and /dev itself and joins the host's network
+            # namespace; never SIGKILL it (that orphans the container): kill() sends SIGTERM
+            script = overlay + identity + (
+                "exec systemd-nspawn -q -D $R -b --register=no --keep-unit --console=pipe "
+                f"--network-namespace-path=/run/netns/{self.netns(index)} --machine={name}\n")
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-euc",
+                    script]
+            log, timeout_s = h / "console.log", 60.0
+        else:
+            script = overlay + """mount -t proc proc $R/proc; mount -t sysfs -o ro sysfs $R/sys
+mount -t tmpfs -o mode=755,size=8m tmpfs $R/dev
+for d in null zero full random urandom tty; do touch $R/dev/$d; mount --bind /dev/$d $R/dev/$d; done
+mkdir $R/dev/pts $R/dev/shm; ln -s pts/ptmx $R/dev/ptmx
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620,gid=5 devpts $R/dev/pts
+mount -t tmpfs -o mode=755,size=16m tmpfs $R/run; mkdir -p $R/run/sshd
+""" + f"hostname {name}\n" + identity + "exec chroot $R /usr/sbin/sshd -D -e -p 22\n"
+            argv = ["ip", "netns", "exec", self.netns(index), "unshare", "--mount", "--uts",
+                    "--ipc", "--pid", "--fork", "--kill-child", "--propagation", "private",
+                    "/bin/sh", "-euc", script]
+            log, timeout_s = h / "sshd.log", 20.0
+        proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         self.hosts[name] = proc.pid
         (h / "pid").write_text(str(proc.pid))
-        self._wait_ssh(index, proc)
+        self._wait_ssh(index, proc, timeout_s)
         self._pin_host_key(index)
         return ip
-
-    def _spawn_systemd(self, index: int, h: Path, name: str, ip: str,
-                       lower: str) -> subprocess.Popen[bytes]:
-        script = f"""
-R={h}/root
-mount -t overlay overlay -o lowerdir={lower},upperdir={h}/upper,workdir={h}/work $R
-echo {name} > $R/etc/hostname; printf '127.0.0.1 localhost\\n{ip} {name}\\n' > $R/etc/hosts
-if [ ! -f {h}/.keys-done ]; then
-  rm -f $R/etc/ssh/ssh_host_*; chroot $R ssh-keygen -A >/dev/null; touch {h}/.keys-done
-fi
-install -d -m 700 $R/root/.ssh; install -m 600 {self.client_key}.pub $R/root/.ssh/authorized_keys
-exec systemd-nspawn -q -D $R -b --register=no --keep-unit --console=pipe \\
-  --network-namespace-path=/run/netns/{self.netns(index)} --machine={name}
-"""
-        log = (h / "console.log").open("wb")
-        # never SIGKILL nspawn (it orphans the container): stop() sends SIGTERM
-        return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "--",
-                                 "/bin/sh", "-euc", script], stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
 
     def _ensure_client_key(self) -> None:
         if not self.client_key.exists():
