@@ -193,8 +193,9 @@ class _Deriver:
         claimed = {n.name for n, _ in sriov} | {n.name for n, _ in dpdk}
         host_nic_nodes = {n.numa_node for n in self.t.nics
                           if n.name not in claimed and n.numa_node is not None}
+        offline_set = set(offline)
         plans = {n: NodePlan(node=n, offline_cpus=sorted(t for c in self.t.cores(n)
-                                                         for t in c if t in offline),
+                                                         for t in c if t in offline_set),
                              memory_mib=self.t.node(n).memory_mib)
                  for n in self.t.node_ids()}
         host_per = self.p.get("cpu.host_cores_per_numa", 1)

@@ -50,8 +50,7 @@ def _message(r: Result) -> str:
     parts = [r.title]
     if e.actual is not None or e.expected is not None:
         parts.append(f"found {e.actual!s} (expected {e.expected!s})")
-    if e.detail and e.detail not in ("files", "repos", "command", "units", "service",
-                                     "effective") and not e.detail.startswith("file:"):
+    if e.detail:
         parts.append(e.detail)
     return "; ".join(parts)
 

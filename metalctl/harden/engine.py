@@ -348,7 +348,7 @@ def _set_libvirt(rule: Rule, path: str, values: dict[str, Any], ws: _Workspace) 
     if not drift:
         return _o(rule, COMPLIANT, "", *(_pair(values, ws.text(path))))
     ws.put(path, text)
-    return _o(rule, CHANGE, f"file:{path}", "; ".join(f"{k} = {w}" for k, w, _ in drift),
+    return _o(rule, CHANGE, "", "; ".join(f"{k} = {w}" for k, w, _ in drift),
               "; ".join(f"{k} = {h if h is not None else '(unset)'}" for k, _, h in drift))
 
 
@@ -372,7 +372,7 @@ def k_shell_kv(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, 
         if not facts.exists.get("/.autorelabel"):
             plan.commands.append((rule.id, "touch /.autorelabel"))
         plan.reboot_required.append(f"{rule.id}: SELinux was disabled; relabel scheduled")
-    return _o(rule, CHANGE, f"file:{path}", f"{c['key']}={c['value']}", f"{c['key']}={have}")
+    return _o(rule, CHANGE, "", f"{c['key']}={c['value']}", f"{c['key']}={have}")
 
 
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
@@ -403,7 +403,7 @@ def k_ini_set(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, p
     if not drift:
         return _o(rule, COMPLIANT)
     ws.put(path, text)
-    return _o(rule, CHANGE, f"file:{path}", actual="; ".join(drift))
+    return _o(rule, CHANGE, "", actual="; ".join(drift))
 
 
 def k_ini_all(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
@@ -424,7 +424,7 @@ def k_ini_all(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, p
             ws.put(path, new)
     if not drift:
         return _o(rule, COMPLIANT)
-    return _o(rule, CHANGE, "repos", actual="; ".join(drift))
+    return _o(rule, CHANGE, "", actual="; ".join(drift))
 
 
 def k_files(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
@@ -453,7 +453,7 @@ def k_files(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, pla
             ws.restore(spec["path"], saved)
     if not changed:
         return _o(rule, COMPLIANT)
-    return _o(rule, CHANGE, "files", actual="; ".join(f"{p} differs" for p in changed))
+    return _o(rule, CHANGE, "", actual="; ".join(f"{p} differs" for p in changed))
 
 
 def k_units(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
@@ -468,7 +468,7 @@ def k_units(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, pla
     if not cmds:
         return _o(rule, COMPLIANT)
     plan.commands += [(rule.id, x) for x in cmds]
-    return _o(rule, CHANGE, "units", actual="; ".join(cmds))
+    return _o(rule, CHANGE, "", actual="; ".join(cmds))
 
 
 def k_command(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
@@ -479,7 +479,7 @@ def k_command(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, p
     if c.get("fix") in (None, "false"):
         return _o(rule, MANUAL, rule.remediation or "no automatic fix", c["expect"], out[:200])
     plan.commands.append((rule.id, c["fix"]))
-    return _o(rule, CHANGE, "command", c["expect"], out[:200])
+    return _o(rule, CHANGE, "", c["expect"], out[:200])
 
 
 def k_selinux_runtime(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace,
@@ -492,7 +492,7 @@ def k_selinux_runtime(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Work
     if facts.getenforce == "Enforcing":
         return _o(rule, COMPLIANT, "", "Enforcing", facts.getenforce)
     plan.commands.append((rule.id, "setenforce 1"))
-    return _o(rule, CHANGE, "command", "Enforcing", facts.getenforce)
+    return _o(rule, CHANGE, "", "Enforcing", facts.getenforce)
 
 
 def k_service(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
@@ -502,7 +502,7 @@ def k_service(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, p
         return _o(rule, COMPLIANT, "", "running", "running")
     if "libvirtd" not in plan.handlers:
         plan.handlers.append("libvirtd")
-    return _o(rule, CHANGE, "service", "running", "not running")
+    return _o(rule, CHANGE, "", "running", "not running")
 
 
 def k_listening(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
@@ -519,7 +519,7 @@ def k_listening(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace,
     # fixed by (re)starting the daemon with its new configuration; checked again after
     if "libvirtd" not in plan.handlers:
         plan.handlers.append("libvirtd")
-    return _o(rule, CHANGE, "effective", expected, ", ".join(socks) or "none")
+    return _o(rule, CHANGE, "", expected, ", ".join(socks) or "none")
 
 
 def k_report(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Workspace, plan: Plan,
@@ -556,7 +556,7 @@ def k_dnf_allowlist(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Worksp
             ws.put(path, new)
     if not actions:
         return _o(rule, COMPLIANT)
-    return _o(rule, CHANGE, "repos", actual="; ".join(actions))
+    return _o(rule, CHANGE, "", actual="; ".join(actions))
 
 
 _APT_LINE = re.compile(r"^\s*(deb|deb-src)\s+(\[[^\]]*\]\s+)?(\S+)\s+(.*)$")
@@ -607,7 +607,7 @@ def k_apt_allowlist(rule: Rule, c: dict[str, Any], facts: HostFacts, ws: _Worksp
                   "the site declares no apt sources (hardening/site.yaml repositories.apt)")
     if not actions:
         return _o(rule, COMPLIANT)
-    return _o(rule, CHANGE, "repos", actual="; ".join(actions))
+    return _o(rule, CHANGE, "", actual="; ".join(actions))
 
 
 # --- check-only kinds (effective state; remediation is the rule's text) -----------------
