@@ -230,6 +230,8 @@ def test_cli_check_apply_and_certificate_renewal(hostlab, tmp_path):
     assert '"host": "h1"' in renewed.stdout
     after = cli(["harden", *common, "-o", "json", "--tag", "pki"], env, 0)
     assert "/etc/pki/libvirt/servercert.pem" in after.stdout
+    for out in (check, again, after):  # keys travel to hosts, never into output or logs
+        assert "PRIVATE KEY" not in out.stdout + out.stderr
     assert "/etc/pki/CA/cacert.pem" not in after.stdout  # only what was reissued
     pk = Path(env["METALCTL_PKI_DIR"])
     good = pkipath(tmp_path / "renewed", pk / "ca" / "cacert.pem",
