@@ -34,7 +34,7 @@ from metalctl.bmc import probe
 from metalctl.bmc import redfish as rf
 from metalctl.budget import Budget
 from metalctl.credentials import CredentialSet
-from metalctl.datafiles import data_dir
+from metalctl.data.paths import data_dir
 from metalctl.errors import BiosError, InputError, MetalctlError
 from metalctl.model.node import DiscoveryRecord, Protocol
 

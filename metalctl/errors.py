@@ -29,12 +29,18 @@ class MetalctlError(Exception):
 
 
 class InputError(MetalctlError):
-    """Bad user input: a file, a field in it, and why it is wrong."""
+    """Bad user input: a file (or option), a field in it, and why it is wrong.
+
+    ``line`` is the 1-based line in the file when known; the message then reads
+    ``path:line: field: reason``, the one wording every data file error uses.
+    """
 
     message = "%(path)s: %(field)s: %(reason)s"
 
-    def __init__(self, path: str, field: str, reason: str) -> None:
-        super().__init__(path=str(path), field=field, reason=reason)
+    def __init__(self, path: str, field: str, reason: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {field}: {reason}", path=str(path), field=field,
+                         reason=reason, line=line)
 
 
 class CredentialsError(InputError):

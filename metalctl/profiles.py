@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from metalctl.datafiles import data_dir
+from metalctl.data.paths import data_dir
 from metalctl.errors import ProfileError
 
 MAX_DEPTH = 8

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from metalctl.datafiles import data_dir
+from metalctl.data.paths import data_dir
 from metalctl.errors import InputError
 
 KINDS = ("shell_kv", "libvirt_kv", "libvirt_kv_set", "ini_set", "ini_all", "file", "files",

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import yaml
 
 from metalctl import fleet, ssh
-from metalctl.datafiles import data_dir
+from metalctl.data.paths import data_dir
 from metalctl.errors import HostDropped, HostError, InputError, describe
 from metalctl.harden import apply, engine, gather
 from metalctl.harden.rules import Rule

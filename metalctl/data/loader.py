@@ -1,0 +1,246 @@
+"""The one loader for metalctl's data files (YAML or JSON), with one error wording.
+
+Every data file (profiles, BIOS maps, hardening rules, inventories, credentials,
+waivers, site, hosts, rack files) is read here and is treated as untrusted input:
+
+* bounded: a file larger than ``max_bytes`` is refused before it is parsed;
+* UTF-8 only: binary or other encodings are refused with the byte offset;
+* no YAML aliases: a few bytes of ``&a [*a, *a, ...]`` expand to gigabytes
+  ("billion laughs"); anchors without aliases are harmless and allowed;
+* validated against a JSON Schema (draft 2020-12) from :mod:`metalctl.data.schemas`
+  or given inline, so an unknown key is an error, not a silently ignored typo.
+
+Errors are :class:`~metalctl.errors.InputError` naming the file, the field as a path
+(``nodes[3].bmc.mac``) and the line: ``inventory/rack-a.yaml:14: nodes[3].bmc.mac: ...``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from metalctl.errors import InputError
+
+LOG = logging.getLogger(__name__)
+
+MAX_BYTES = 4 * 2**20  # far above any real profile, rule file or rack inventory
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+
+FieldPath = tuple[str | int, ...]
+
+
+def field_name(path: Sequence[str | int]) -> str:
+    """``("nodes", 3, "bmc")`` -> ``nodes[3].bmc``; the empty path is ``(top level)``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases and remembers the line of every node."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML API
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem="YAML aliases (*name) are not accepted in metalctl data files",
+                problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _lines(node: yaml.Node, path: FieldPath, out: dict[FieldPath, int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+            _lines(value, (*path, name), out)
+            out[(*path, name)] = key.start_mark.line + 1  # the key's line, not the value's
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _lines(item, (*path, i), out)
+
+
+def read_text(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
+    """Read a UTF-8 text file with a size bound.
+
+    Raises:
+        InputError: missing, a directory, unreadable, too large, or not UTF-8.
+    """
+    label = str(path)
+    try:
+        if path.is_dir():
+            raise InputError(label, "(file)", "is a directory; a file is expected")
+        with path.open("rb") as f:
+            raw = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InputError(label, "(file)", "no such file") from None
+    except PermissionError:
+        raise InputError(label, "(file)", "permission denied") from None
+    except OSError as exc:
+        raise InputError(label, "(file)", f"cannot read: {exc.strerror}") from None
+    if len(raw) > max_bytes:
+        raise InputError(label, "(file)", f"larger than {max_bytes} bytes; refusing to parse")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(label, "(file)", f"not UTF-8 text (byte {exc.start})", line) from None
+
+
+def parse(text: str, label: str) -> tuple[Any, dict[FieldPath, int]]:
+    """Parse YAML (JSON is accepted as YAML's subset) into data and a line map.
+
+    Raises:
+        InputError: a syntax error or an alias, with its line.
+    """
+    if "\x00" in text:
+        raise InputError(label, "(file)", "contains NUL bytes; not a text file")
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = (exc.problem or "invalid YAML").strip()
+        raise InputError(label, "(syntax)", reason, mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise InputError(label, "(syntax)", str(exc).splitlines()[0]) from None
+    except RecursionError:
+        raise InputError(label, "(syntax)", "nested too deeply") from None
+    finally:
+        loader.dispose()
+    lines: dict[FieldPath, int] = {}
+    _lines(node, (), lines)
+    return data, lines
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    """The JSON Schema ``metalctl/data/schemas/<name>.yaml`` (the one schema home)."""
+    path = SCHEMAS / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(data)
+    return data
+
+
+def validate(data: Any, schema_: Mapping[str, Any] | str, label: str,
+             lines: Mapping[FieldPath, int] | None = None, base: FieldPath = ()) -> None:
+    """Validate ``data`` against a schema (a name in the schema home, or a dict).
+
+    ``base`` prefixes field names when ``data`` is a part of a larger file.
+
+    Raises:
+        InputError: the most relevant violation, naming its field and line.
+    """
+    sch = schema(schema_) if isinstance(schema_, str) else schema_
+    validator = jsonschema.Draft202012Validator(sch)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is None:
+        return
+    path, reason = _describe(error)
+    full = (*base, *path)
+    line = None
+    if lines:
+        for cut in range(len(full), -1, -1):
+            if full[:cut] in lines:
+                line = lines[full[:cut]]
+                break
+    raise InputError(label, field_name(full), reason, line)
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:
+    """Field path and an operator's wording for one jsonschema error."""
+    path: FieldPath = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list((error.schema.get("properties") or {}).keys())
+        extra = [k for k in error.instance if k not in known]
+        patterns = error.schema.get("patternProperties") or {}
+        if extra and not patterns:
+            key = str(extra[0])
+            hint = difflib.get_close_matches(key, known, n=1)
+            reason = "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else
+                                      f"; known keys: {', '.join(sorted(known))}")
+            return (*path, key), reason
+    if error.validator == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else "?"
+        return (*path, missing), "missing (required)"
+    if error.validator == "type":
+        want = error.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return path, f"expected {want}, got {_type_name(error.instance)}"
+    if error.validator == "enum":
+        allowed = ", ".join(repr(v) for v in error.validator_value)
+        return path, f"{_short(error.instance)} is not one of {allowed}"
+    return path, _short_message(error)
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+             int: "an integer", float: "a number", type(None): "nothing (null)"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _short_message(error: jsonschema.ValidationError) -> str:
+    # jsonschema repeats the whole instance in its message; keep the first 200 characters
+    text = str(error.message)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def load(path: Path | str, schema_: Mapping[str, Any] | str | None = None, *,
+         max_bytes: int = MAX_BYTES) -> Any:
+    """Read, parse and validate one data file.
+
+    Args:
+        path: the file; ``.json`` files are parsed as JSON, anything else as YAML.
+        schema_: a schema name in the schema home, an inline schema, or None.
+        max_bytes: refuse larger files before parsing them.
+
+    Returns:
+        The parsed data (``None`` for an empty YAML file).
+
+    Raises:
+        InputError: naming the file, the field and the line.
+    """
+    data, _ = load_with_lines(path, schema_, max_bytes=max_bytes)
+    return data
+
+
+def load_with_lines(path: Path | str, schema_: Mapping[str, Any] | str | None = None, *,
+                    max_bytes: int = MAX_BYTES) -> tuple[Any, dict[FieldPath, int]]:
+    """:func:`load`, also returning the line of each field path (for later errors).
+
+    Raises:
+        InputError: naming the file, the field and the line.
+    """
+    p = Path(path)
+    label = str(path)
+    text = read_text(p, max_bytes=max_bytes)
+    if p.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(label, "(syntax)", exc.msg, exc.lineno) from None
+        except RecursionError:
+            raise InputError(label, "(syntax)", "nested too deeply") from None
+        lines: dict[FieldPath, int] = {}
+    else:
+        data, lines = parse(text, label)
+    if schema_ is not None:
+        validate(data, schema_, label, lines)
+    return data, lines

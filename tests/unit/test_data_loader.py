@@ -1,0 +1,76 @@
+"""The one data loader: bounds, encodings, aliases, schema errors with field and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from metalctl.data import load
+from metalctl.errors import InputError
+
+SCHEMA = {"type": "object", "additionalProperties": False,
+          "properties": {"hosts": {"type": "array", "items": {
+              "type": "object", "additionalProperties": False, "required": ["name"],
+              "properties": {"name": {"type": "string"}, "mgmt_address": {"type": "string"},
+                             "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}}}}
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "hosts.yaml") -> Path:
+    p = tmp_path / name
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text)
+    return p
+
+
+def test_misspelled_key_names_file_field_line_and_suggestion(tmp_path):
+    p = write(tmp_path, "hosts:\n  - name: a\n  - name: b\n    mgmt_adress: 10.0.0.1\n")
+    with pytest.raises(InputError) as ei:
+        load(p, SCHEMA)
+    assert ei.value.field == "hosts[1].mgmt_adress"
+    assert ei.value.line == 4
+    assert "did you mean 'mgmt_address'" in str(ei.value)
+    assert str(ei.value).startswith(f"{p}:4: hosts[1].mgmt_adress: unknown key")
+
+
+def test_wrong_type_at_depth(tmp_path):
+    p = write(tmp_path, "hosts:\n  - name: a\n    port: ssh\n")
+    with pytest.raises(InputError) as ei:
+        load(p, SCHEMA)
+    assert (ei.value.field, ei.value.line) == ("hosts[0].port", 3)
+    assert "expected integer, got a string" in ei.value.reason
+
+
+def test_missing_required_field(tmp_path):
+    with pytest.raises(InputError) as ei:
+        load(write(tmp_path, "hosts:\n  - port: 22\n"), SCHEMA)
+    assert ei.value.field == "hosts[0].name"
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"\xff\xfe\x00h\x00o", "not UTF-8"),
+    (b"hosts: [\x00]", "NUL"),
+    ("a: &x [1, 2]\nb: [*x, *x]\n", "aliases"),
+    ("hosts: [\n", "(syntax)"),
+])
+def test_untrusted_bytes_are_input_errors(tmp_path, content, reason):
+    with pytest.raises(InputError) as ei:
+        load(write(tmp_path, content))
+    assert reason in str(ei.value)
+
+
+def test_directory_missing_file_and_size_bound(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        load(tmp_path)
+    with pytest.raises(InputError, match="no such file"):
+        load(tmp_path / "absent.yaml")
+    with pytest.raises(InputError, match="larger than 10 bytes"):
+        load(write(tmp_path, "a: " + "x" * 100), max_bytes=10)
+
+
+def test_json_errors_carry_the_line(tmp_path):
+    with pytest.raises(InputError) as ei:
+        load(write(tmp_path, '{\n  "a": 1,\n  oops\n}', "x.json"))
+    assert ei.value.line == 3
