@@ -21,11 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from metalctl import ssh
+from metalctl import hosts, ssh
 from metalctl.audit import run as audit
 from metalctl.harden import engine
 from metalctl.harden import rules as rules_mod
-from metalctl.harden import run as hardening
 from metalctl.lab.hosts import HostLab
 
 HOSTS = 10
@@ -39,14 +38,14 @@ def cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def per_check_scan(host: hardening.HostSpec, rules, opts: audit.Options) -> float:
+def per_check_scan(host: hosts.HostSpec, rules, opts: audit.Options) -> float:
     """One connection + one gathering round trip per rule (InSpec-style)."""
-    target = hardening.ssh_target(host, opts)
+    target = hosts.ssh_target(host, opts)
     t = time.perf_counter()
     for rule in rules:
         conn = ssh.connect(target)
         try:
-            hardening.gather_facts(conn, target, engine.gather_spec([rule]), host.name)
+            hosts.gather_facts(conn, target, engine.gather_spec([rule]), host.name)
         finally:
             conn.close()
     return time.perf_counter() - t
@@ -59,10 +58,10 @@ def main() -> int:
         try:
             for i in range(1, HOSTS + 1):
                 lab.start(i)
-            hosts = [hardening.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
+            hosts = [hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
                                         mgmt_address=lab.address(i))
                      for i in range(1, HOSTS + 1)]
-            opts = audit.Options(site=hardening.load_site(None), key_file=lab.client_key,
+            opts = audit.Options(site=hosts.load_site(None), key_file=lab.client_key,
                                  known_hosts=lab.known_hosts)
             audit.audit(hosts[:1], rules, opts)  # warm-up (page cache, sshd first start)
             label = f"root@{hosts[0].target_host}:22"

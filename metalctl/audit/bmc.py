@@ -11,7 +11,6 @@ from typing import Any
 import requests
 import urllib3
 
-from metalctl import profile as profile_stage
 from metalctl.audit.model import (
     ERROR,
     FAIL,
@@ -28,7 +27,8 @@ from metalctl.credentials import Credential, CredentialSet, Secret
 from metalctl.errors import BmcAuthFailed, MetalctlError
 from metalctl.harden.rules import Rule
 from metalctl.model.node import DiscoveryRecord, Protocol
-from metalctl.profiles import ProfileLibrary
+from metalctl.profile import stage as profile_stage
+from metalctl.profile.library import ProfileLibrary
 from metalctl.store import Store
 
 

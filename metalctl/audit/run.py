@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from metalctl import fleet, ssh
+from metalctl import fleet, hosts, ssh
 from metalctl.audit.model import (
     ERROR,
     FAIL,
@@ -31,7 +31,6 @@ from metalctl.audit.model import (
 )
 from metalctl.errors import describe
 from metalctl.harden import engine
-from metalctl.harden import run as hardening
 from metalctl.harden.rules import Rule
 
 MAP = {engine.COMPLIANT: PASS, engine.CHANGE: FAIL, engine.MANUAL: FAIL,
@@ -86,17 +85,17 @@ def _report_status(detail: str) -> str:
     return FAIL if any(counts) else PASS
 
 
-def audit_host(host: hardening.HostSpec, rules: list[Rule], opts: Options,
+def audit_host(host: hosts.HostSpec, rules: list[Rule], opts: Options,
                dns: list[str]) -> HostAudit:
     started = time.monotonic()
-    target = hardening.ssh_target(host, opts)  # same SSH policy as harden
+    target = hosts.ssh_target(host, opts)  # same SSH policy as harden
     ctx = engine.Context(host=host.name, mgmt_address=host.mgmt_address, allowed_dns=dns,
-                         site=opts.site, pki=hardening.pki_material(host, opts.pki,
+                         site=opts.site, pki=hosts.pki_material(host, opts.pki,
                                                                      issue=False))
     before = ssh.STATS.connections.get(target.label, 0)
     conn = ssh.connect(target)
     try:
-        facts = hardening.gather_facts(conn, target, engine.gather_spec(rules), host.name)
+        facts = hosts.gather_facts(conn, target, engine.gather_spec(rules), host.name)
     finally:
         conn.close()
     plan = engine.evaluate(rules, facts, ctx)
@@ -107,11 +106,11 @@ def audit_host(host: hardening.HostSpec, rules: list[Rule], opts: Options,
                      ssh_sessions=ssh.STATS.connections.get(target.label, 0) - before)
 
 
-def audit(hosts: list[hardening.HostSpec], rules: list[Rule], opts: Options,
+def audit(hosts: list[hosts.HostSpec], rules: list[Rule], opts: Options,
           on_done: Callable[[HostAudit], None] | None = None) -> Report:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    dns = hardening.allowed_dns(hosts, opts.pki if opts.pki and opts.pki.exists() else None,
+    dns = hosts.allowed_dns(hosts, opts.pki if opts.pki and opts.pki.exists() else None,
                                 opts.site)
     audits: list[HostAudit] = []
 

@@ -18,8 +18,8 @@ from metalctl.cli import pki as pki_cli
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.harden import rules as rules_mod
-from metalctl.harden import run as hardening
-from metalctl.profiles import ProfileLibrary
+from metalctl.hosts import load_site
+from metalctl.profile.library import ProfileLibrary
 
 FORMATS = ("table", "json", "junit", "sarif", "html")
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     hosts = harden_cli.hosts_of(args) if (args.hosts or args.inventory) else []
     if not hosts and not args.bmc:
         raise InputError("hosts", "-", "give hosts, --inventory and/or --bmc")
-    site = hardening.load_site(args.site)
+    site = load_site(args.site)
     pki = pki_cli.site_pki(args)
     opts = stage.Options(site=site, pki=pki if pki.exists() else None, key_file=args.ssh_key,
                          known_hosts=args.known_hosts, sudo=args.sudo,

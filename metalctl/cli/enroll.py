@@ -8,9 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from metalctl import enroll as stage
-from metalctl import inventory, naming
 from metalctl.budget import ENROLLMENT
 from metalctl.cli import common
+from metalctl.enroll import inventory, naming
 from metalctl.exitcodes import ExitCode
 from metalctl.model.node import Status
 from metalctl.output.render import render, summary_line

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from metalctl import harden as stage
 from metalctl.cli import common
 from metalctl.cli import pki as pki_cli
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.harden import rules as rules_mod
-from metalctl.harden import run as stage
+from metalctl.hosts import HostSpec, load_hosts, load_site
 from metalctl.model.node import Event, Lifecycle
 from metalctl.output.render import render, summary_line
 from metalctl.ssh import SshTarget
@@ -45,11 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def hosts_of(args: argparse.Namespace) -> list[stage.HostSpec]:
-    hosts = stage.load_hosts(args.inventory) if args.inventory else []
+def hosts_of(args: argparse.Namespace) -> list[HostSpec]:
+    hosts = load_hosts(args.inventory) if args.inventory else []
     for spec in args.hosts:
         target = SshTarget.parse(spec)
-        hosts.append(stage.HostSpec(name=target.host, ssh=spec, mgmt_address=target.host))
+        hosts.append(HostSpec(name=target.host, ssh=spec, mgmt_address=target.host))
     if not hosts:
         raise InputError("hosts", "-", "give hosts or --inventory")
     return hosts
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     if not pki.exists():
         common.STDERR.print(f"no site CA in {pki.dir}: certificates are not installed "
                             "(run `metalctl pki init`)")
-    opts = stage.Options(check=args.check, site=stage.load_site(args.site),
+    opts = stage.Options(check=args.check, site=load_site(args.site),
                          pki=pki if pki.exists() else None, key_file=args.ssh_key,
                          known_hosts=args.known_hosts, sudo=args.sudo,
                          concurrency=args.concurrency)

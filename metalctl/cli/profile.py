@@ -14,18 +14,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from metalctl import bios, cpulist, fleet
-from metalctl import derive as derivation
-from metalctl import profile as stage
+from metalctl import fleet
 from metalctl.budget import ENROLLMENT
 from metalctl.cli import common
 from metalctl.credentials import CredentialSet
 from metalctl.errors import InputError, MetalctlError
 from metalctl.exitcodes import ExitCode
-from metalctl.facts import inband
 from metalctl.model.node import Event
 from metalctl.output.render import render, summary_line
-from metalctl.profiles import ProfileLibrary
+from metalctl.profile import bios, cpulist, stage
+from metalctl.profile import derive as derivation
+from metalctl.profile.facts import inband
+from metalctl.profile.library import ProfileLibrary
 from metalctl.ssh import SshTarget
 from metalctl.store import now
 

@@ -13,64 +13,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import yaml
+from typing import Any
 
 from metalctl import fleet, ssh
-from metalctl.data.paths import data_dir
-from metalctl.errors import HostDropped, HostError, InputError, describe
-from metalctl.harden import apply, engine, gather
+from metalctl.errors import HostDropped, HostError, describe
+from metalctl.harden import apply, engine
 from metalctl.harden.rules import Rule
+from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
 from metalctl.pki import SitePKI
-from metalctl.profiles import deep_merge
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """One host of the inventory."""
-
-    name: str
-    ssh: str  # [user@]host[:port]
-    mgmt_address: str
-    names: tuple[str, ...] = ()
-
-    @property
-    def target_host(self) -> str:
-        return ssh.SshTarget.parse(self.ssh).host
-
-
-def load_hosts(path: Path) -> list[HostSpec]:
-    """``inventory/hosts.yaml``: ``hosts: [{name, ssh, mgmt_address, names}]``."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(str(path), "-", f"cannot read: {exc}") from None
-    out = []
-    for i, h in enumerate(data.get("hosts") or []):
-        for key in ("name", "ssh"):
-            if not isinstance(h, dict) or not h.get(key):
-                raise InputError(str(path), f"hosts[{i}].{key}", "required")
-        target = ssh.SshTarget.parse(h["ssh"])
-        out.append(HostSpec(name=h["name"], ssh=h["ssh"],
-                            mgmt_address=h.get("mgmt_address") or target.host,
-                            names=tuple(h.get("names") or ())))
-    if not out:
-        raise InputError(str(path), "hosts", "no hosts listed")
-    return out
-
-
-def load_site(path: Path | None) -> dict[str, Any]:
-    with (data_dir("hardening") / "site.yaml").open() as f:
-        site = yaml.safe_load(f) or {}
-    if path:
-        try:
-            site = deep_merge(site, yaml.safe_load(path.read_text()) or {})
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(str(path), "-", f"cannot read site policy: {exc}") from None
-    return site
 
 
 @dataclass
@@ -100,47 +52,6 @@ class HostResult:
         return {"host": self.host, "status": self.status, "changed": self.changed,
                 "reboot_required": self.reboot_required, "error": self.error,
                 "rules": [o.__dict__ for o in self.outcomes], "diff": self.diff}
-
-
-def allowed_dns(hosts: list[HostSpec], pki: SitePKI | None, site: dict[str, Any]) -> list[str]:
-    dns = [pki.client_dn(h.name) for h in hosts] if pki else []
-    return dns + list(site.get("libvirt", {}).get("extra_allowed_dns") or [])
-
-
-def pki_material(host: HostSpec, pki: SitePKI | None, issue: bool = True) -> dict[str, str]:
-    """The host's certificates from the site PKI, issued when missing (names + management
-    address) unless ``issue`` is false (audit: compare with what exists, never issue)."""
-    if pki is None or not pki.exists():
-        return {}
-    try:
-        certs = pki.host(host.name)
-    except InputError:
-        if not issue:
-            return {"ca": pki.ca_cert_path.read_text()}
-        certs = pki.issue(host.name, list(host.names), [host.mgmt_address])
-    return {"ca": pki.ca_cert_path.read_text(), "server_cert": certs.server_cert.read_text(),
-            "server_key": certs.server_key.read_text(),
-            "client_cert": certs.client_cert.read_text(),
-            "client_key": certs.client_key.read_text()}
-
-
-class SshOptions(Protocol):
-    """The SSH policy fields harden's and audit's options share."""
-
-    key_file: Path | None
-    known_hosts: Path | None
-    sudo: bool
-    connect_timeout_s: float
-
-
-def ssh_target(host: HostSpec, opts: SshOptions) -> ssh.SshTarget:
-    return ssh.SshTarget.parse(host.ssh, key_file=opts.key_file, known_hosts=opts.known_hosts,
-                               sudo=opts.sudo, connect_timeout_s=opts.connect_timeout_s)
-
-
-def gather_facts(conn: Any, target: ssh.SshTarget, spec: gather.GatherSpec,
-                 label: str) -> gather.HostFacts:
-    return gather.parse(ssh.run_script(conn, target, gather.script(spec)), label)
 
 
 def harden_host(host: HostSpec, rules: list[Rule], opts: Options, dns: list[str],

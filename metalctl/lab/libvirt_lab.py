@@ -16,15 +16,15 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from metalctl.errors import LabError
 from metalctl.lab import peers
+from metalctl.lab.procs import https_ready, spawn
+from metalctl.lab.spec import LabState, RackSpec
 
 LOG = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from metalctl.lab.rack import LabState, RackSpec
 
 DOMAIN = """<domain type='qemu'>
   <name>{name}</name>
@@ -83,7 +83,6 @@ def uri(directory: Path) -> str:
 
 
 def _start_libvirtd(directory: Path, state: LabState) -> tuple[int, Path]:
-    from metalctl.lab.rack import _spawn
 
     lv = directory / "libvirt"
     if lv.exists():
@@ -110,7 +109,7 @@ def _start_libvirtd(directory: Path, state: LabState) -> tuple[int, Path]:
         f"exec /usr/sbin/libvirtd --pid-file {lv}/run/libvirtd.pid"
     )
     log = directory / "libvirtd.log"
-    pid = _spawn(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-euc",
+    pid = spawn(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-euc",
                   script], log)
     state.pids["libvirtd"] = pid
     deadline = time.monotonic() + 20
@@ -166,7 +165,6 @@ def _define_domains(spec: RackSpec, directory: Path) -> None:
 def start(spec: RackSpec, directory: Path, ca: Path, cert: Path, key: Path, htpasswd: Path,
           state: LabState) -> list[tuple[str, Callable[[], bool], int, Path]]:
     """Start libvirtd, define the domains, and put a Redfish emulator in front."""
-    from metalctl.lab.rack import _https_ready, _spawn
 
     _start_libvirtd(directory, state)
     _define_domains(spec, directory)
@@ -187,7 +185,7 @@ def start(spec: RackSpec, directory: Path, ca: Path, cert: Path, key: Path, htpa
     }
     cfg.write_text("".join(f"{k} = {v!r}\n" for k, v in settings.items()))
     log = directory / "redfish-libvirt.log"
-    pid = _spawn([str(peers.peer_bin("sushy-emulator")), "--config", str(cfg)], log)
+    pid = spawn([str(peers.peer_bin("sushy-emulator")), "--config", str(cfg)], log)
     state.pids["redfish-libvirt"] = pid
     url = f"https://{spec.libvirt_address}/redfish/v1/"
-    return [(f"Redfish BMC {spec.libvirt_address} (libvirt)", _https_ready(url, ca), pid, log)]
+    return [(f"Redfish BMC {spec.libvirt_address} (libvirt)", https_ready(url, ca), pid, log)]

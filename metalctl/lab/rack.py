@@ -23,162 +23,23 @@ import secrets
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from metalctl.errors import LabError
 from metalctl.lab import ironic_conf, libvirt_lab, peers, pki, postgres
+from metalctl.lab.procs import alive, https_ready, spawn, wait_ready
+from metalctl.lab.spec import LAB_CREDENTIALS, LabState, RackSpec
 
 LOG = logging.getLogger(__name__)
-LAB_CREDENTIALS = "lab"
-NAMESPACE = uuid.UUID("6f0f1d2a-3c5e-4b8f-9a7d-0e1c2b3a4d5e")
-
-
-@dataclass(frozen=True)
-class RackSpec:
-    """What to emulate. ``octet`` picks 127.<octet>.0.0/16 so labs can coexist."""
-
-    octet: int = 10
-    redfish_bmcs: int = 3
-    systems_per_bmc: int = 2
-    ipmi_bmcs: int = 2
-    libvirt_domains: int = 2
-    dead: int = 2
-    ironic: bool = True
-    ironic_port: int = 6385
-    #: per-request latency of the Redfish BMCs, spread linearly from min to max across
-    #: BMCs (the last one is the slowest); 0 = as fast as the emulator
-    latency_ms: tuple[float, float] = (0.0, 0.0)
-    #: Ironic's database: "sqlite" (the standalone default) or "postgresql"
-    db: str = "sqlite"
-
-    def latency_of(self, i: int) -> float:
-        low, high = self.latency_ms
-        if self.redfish_bmcs <= 1:
-            return high
-        return low + (high - low) * i / (self.redfish_bmcs - 1)
-
-    def redfish_address(self, i: int) -> str:
-        return f"127.{self.octet}.1.{i + 1}"
-
-    def ipmi_address(self, i: int) -> str:
-        return f"127.{self.octet}.2.{i + 1}"
-
-    @property
-    def libvirt_address(self) -> str:
-        return f"127.{self.octet}.3.1"
-
-    @property
-    def ironic_address(self) -> str:
-        return f"127.{self.octet}.4.1"
-
-    @property
-    def ironic_url(self) -> str:
-        return f"http://{self.ironic_address}:{self.ironic_port}"
-
-    def ranges(self) -> list[str]:
-        """Address ranges to hand to ``metalctl discover`` (with dead addresses)."""
-        out = []
-        if self.redfish_bmcs:
-            out.append(f"127.{self.octet}.1.1-{self.redfish_bmcs + self.dead}")
-        if self.ipmi_bmcs:
-            out.append(f"127.{self.octet}.2.1-{self.ipmi_bmcs + self.dead}")
-        if self.libvirt_domains:
-            out.append(self.libvirt_address)
-        return out
-
-    def system_mac(self, bmc: int, system: int, nic: int) -> str:
-        return f"52:54:{self.octet:02x}:{bmc:02x}:{system:02x}:{nic:02x}"
-
-    def system_uuid(self, kind: str, bmc: int, system: int) -> str:
-        return str(uuid.uuid5(NAMESPACE, f"{self.octet}/{kind}/{bmc}/{system}"))
-
-
-@dataclass
-class LabState:
-    """What ``lab up`` started; saved as ``lab.json`` in the lab directory."""
-
-    directory: str
-    spec: dict[str, Any]
-    pids: dict[str, int] = field(default_factory=dict)
-    ranges: list[str] = field(default_factory=list)
-    ironic_url: str | None = None
-    ca_bundle: str | None = None
-    credentials_file: str | None = None
-    postgres_data: str | None = None
-
-    def save(self) -> None:
-        Path(self.directory, "lab.json").write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, directory: Path) -> LabState | None:
-        path = directory / "lab.json"
-        if not path.exists():
-            return None
-        return cls(**json.loads(path.read_text()))
-
-    def env(self) -> dict[str, str]:
-        """Environment that points metalctl at this lab (``metalctl lab env``)."""
-        env = {"METALCTL_CREDENTIALS_FILE": str(self.credentials_file),
-               "METALCTL_CA_BUNDLE": str(self.ca_bundle),
-               "METALCTL_STORE": str(Path(self.directory, "metalctl.db"))}
-        if self.ironic_url:
-            env["METALCTL_IRONIC_URL"] = self.ironic_url
-        return env
 
 
 def default_dir() -> Path:
     return Path(os.environ.get("METALCTL_LAB_DIR",
                                Path.home() / ".local" / "state" / "metalctl" / "lab"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still answers kill(0); reap it if it is ours
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
-def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, **(env or {})})
-    return proc.pid
-
-
-def _wait(what: str, ready: Callable[[], bool], pid: int, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        if not _alive(pid):
-            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-            raise LabError(reason=f"{what} exited during start-up; log {log}:\n{tail}")
-        time.sleep(0.2)
-    raise LabError(reason=f"{what} not ready within {timeout_s:g}s; see {log}")
-
-
-def _https_ready(url: str, ca: Path) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return requests.get(url, verify=str(ca), timeout=1).status_code in (200, 401)
-        except requests.RequestException:
-            return False
-    return check
 
 
 def _htpasswd(path: Path, username: str, password: str) -> None:
@@ -225,10 +86,10 @@ def _start_redfish(spec: RackSpec, d: Path, ca: Path, cert: Path, key: Path, htp
         ]))
         log = d / f"redfish-{i}.log"
         launcher = Path(__file__).with_name("redfish_bmc.py")
-        pid = _spawn([str(peers.peer_bin("python")), str(launcher), str(cfg),
+        pid = spawn([str(peers.peer_bin("python")), str(launcher), str(cfg),
                       str(spec.latency_of(i))], log)
         state.pids[f"redfish-{i}"] = pid
-        waits.append((f"Redfish BMC {address}", _https_ready(f"https://{address}/redfish/v1/", ca),
+        waits.append((f"Redfish BMC {address}", https_ready(f"https://{address}/redfish/v1/", ca),
                       pid, log))
     return waits
 
@@ -251,7 +112,7 @@ def _start_ipmi(spec: RackSpec, d: Path, password: str, state: LabState
             "serial": f"LAB{spec.octet:02d}{i:04d}",
         }))
         log = d / f"ipmi-{i}.log"
-        pid = _spawn([peers.metalctl_python(), "-m", "metalctl.lab.ipmi_bmc", str(cfg)], log)
+        pid = spawn([peers.metalctl_python(), "-m", "metalctl.lab.ipmi_bmc", str(cfg)], log)
         state.pids[f"ipmi-{i}"] = pid
 
         def ready(address: str = address) -> bool:
@@ -274,7 +135,7 @@ def _start_ironic(spec: RackSpec, d: Path, state: LabState
     subprocess.run([str(peers.peer_bin("ironic-dbsync")), "--config-file", str(conf),
                     "create_schema"], check=True, capture_output=True)
     log = d / "ironic.log"
-    pid = _spawn([str(peers.peer_bin("ironic")), "--config-file", str(conf)], log)
+    pid = spawn([str(peers.peer_bin("ironic")), "--config-file", str(conf)], log)
     state.pids["ironic"] = pid
     state.ironic_url = spec.ironic_url
 
@@ -322,7 +183,7 @@ def up(spec: RackSpec | None = None, directory: Path | None = None, *,
             waits += libvirt_lab.start(spec, d, ca, cert, key, htpasswd, state)
         state.save()
         for what, ready, pid, log in waits:
-            _wait(what, ready, pid, log, 90.0)
+            wait_ready(what, ready, pid, log, 90.0)
     except BaseException:
         state.save()
         down(d)
@@ -336,7 +197,7 @@ def status(directory: Path | None = None) -> dict[str, Any]:
     state = LabState.load(d)
     if state is None:
         return {"directory": str(d), "running": False, "processes": {}}
-    procs = {name: _alive(pid) for name, pid in state.pids.items()}
+    procs = {name: alive(pid) for name, pid in state.pids.items()}
     return {"directory": str(d), "running": bool(procs) and all(procs.values()),
             "processes": procs, "ranges": state.ranges, "ironic_url": state.ironic_url,
             "env": state.env()}
@@ -349,22 +210,22 @@ def down(directory: Path | None = None) -> list[str]:
     if state is None:
         return []
     stopped = []
-    if "libvirtd" in state.pids and _alive(state.pids["libvirtd"]):
+    if "libvirtd" in state.pids and alive(state.pids["libvirtd"]):
         # QEMU processes of domains that were powered on (BIOS apply reboots a node)
         # leave libvirtd's process group; destroy them while libvirtd still answers
         libvirt_lab.destroy_domains(d)
     for name, pid in state.pids.items():
-        if _alive(pid):
+        if alive(pid):
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
             stopped.append(name)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in state.pids.values()):
+    while time.monotonic() < deadline and any(alive(p) for p in state.pids.values()):
         time.sleep(0.1)
     for pid in state.pids.values():
-        if _alive(pid):
+        if alive(pid):
             LOG.warning("lab: pid %d ignored SIGTERM; killing", pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)

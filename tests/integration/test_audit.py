@@ -19,11 +19,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from metalctl import harden, hosts
 from metalctl.audit import formats, history, rollup, waivers
 from metalctl.audit import run as audit
 from metalctl.audit.model import FAIL, PASS, WAIVED
 from metalctl.harden import rules as rules_mod
-from metalctl.harden import run as harden
 from metalctl.lab.hosts import HostLab
 from metalctl.pki import SitePKI
 from metalctl.store import Store
@@ -71,11 +71,11 @@ def pki(tmp_path_factory):
 def site(tmp_path_factory):
     path = tmp_path_factory.mktemp("site") / "site.yaml"
     path.write_text(SITE)
-    return harden.load_site(path)
+    return hosts.load_site(path)
 
 
 def spec(lab, i):
-    return harden.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
+    return hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
                            mgmt_address=lab.address(i))
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from metalctl import bios
-from metalctl import profile as profile_stage
 from metalctl.audit import bmc as bmc_audit
 from metalctl.audit.model import FAIL, NOTAPPLICABLE, PASS
 from metalctl.budget import Budget
-from metalctl.facts import inband
 from metalctl.harden import rules as rules_mod
 from metalctl.lab import libvirt_lab
-from metalctl.profiles import ProfileLibrary
+from metalctl.profile import bios
+from metalctl.profile import stage as profile_stage
+from metalctl.profile.facts import inband
+from metalctl.profile.library import ProfileLibrary
 from metalctl.store import Store
 
 from .conftest import SPEC

@@ -7,9 +7,10 @@ from collections import Counter
 
 import pytest
 
-from metalctl import discover, enroll, inventory
+from metalctl import discover, enroll
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet, Secret
+from metalctl.enroll import inventory
 from metalctl.errors import IronicUnavailable
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl.netaddrs import parse_targets

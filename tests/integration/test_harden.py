@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from metalctl import harden, hosts
 from metalctl.harden import rules as rules_mod
-from metalctl.harden import run as harden
 from metalctl.lab.hosts import HostLab
 from metalctl.pki import SitePKI
 
@@ -61,15 +61,15 @@ def pki(tmp_path_factory):
     return p
 
 
-def spec(lab: HostLab, i: int) -> harden.HostSpec:
-    return harden.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
+def spec(lab: HostLab, i: int) -> hosts.HostSpec:
+    return hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
                            mgmt_address=lab.address(i))
 
 
 def options(lab, pki, tmp_path, **kw) -> harden.Options:
     site_file = tmp_path / "site.yaml"
     site_file.write_text(SITE_OVERRIDES)
-    return harden.Options(site=harden.load_site(site_file), pki=pki, key_file=lab.client_key,
+    return harden.Options(site=hosts.load_site(site_file), pki=pki, key_file=lab.client_key,
                           known_hosts=lab.known_hosts, **kw)
 
 
@@ -247,7 +247,7 @@ def test_non_root_user_with_sudo(hostlab, pki, tmp_path):
                             "/home/ops/.ssh/ && echo 'ops ALL=(root) NOPASSWD: ALL' > "
                             "/etc/sudoers.d/ops && chmod 440 /etc/sudoers.d/ops")
     assert setup.returncode == 0, setup.stderr
-    host = [harden.HostSpec(name="h4", ssh=f"ops@{hostlab.address(4)}",
+    host = [hosts.HostSpec(name="h4", ssh=f"ops@{hostlab.address(4)}",
                             mgmt_address=hostlab.address(4))]
     without = harden.harden(host, RULES, options(hostlab, pki, tmp_path))
     assert without[0].status == "failed"  # not root, no sudo: refused, nothing half-done

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from metalctl import bios, discover, enroll
-from metalctl import profile as stage
+from metalctl import discover, enroll
 from metalctl.budget import Budget
 from metalctl.errors import HostAuthFailed, HostError, SshHostKeyUnknown
-from metalctl.facts import inband
 from metalctl.lab import libvirt_lab, sshd
 from metalctl.model.node import Lifecycle
 from metalctl.netaddrs import parse_targets
-from metalctl.profiles import ProfileLibrary
+from metalctl.profile import bios, stage
+from metalctl.profile.facts import inband
+from metalctl.profile.library import ProfileLibrary
 from metalctl.ssh import SshTarget
 from metalctl.store import Store
 

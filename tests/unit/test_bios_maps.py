@@ -7,8 +7,8 @@ exercised here with a scripted backend (in addition, never instead).
 
 import pytest
 
-from metalctl import bios
 from metalctl.errors import BiosError, InputError
+from metalctl.profile import bios
 
 LIB = bios.BiosLibrary()
 NFV = {"virtualization": True, "vtd": True, "sriov": True, "hyperthreading": True,

@@ -4,15 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from metalctl import cpulist
-from metalctl.derive import _socket_memory, compare, derive
 from metalctl.errors import FactsIncomplete, ProfileUnsatisfiable
-from metalctl.facts import bmc as bmc_facts
-from metalctl.facts import inband
 from metalctl.model.hardware import CpuFacts, Hardware
 from metalctl.model.node import DiscoveryRecord, Protocol, Status
 from metalctl.model.topology import Cpu, Nic, NumaNode, Topology
-from metalctl.profiles import Profile, ProfileLibrary
+from metalctl.profile import cpulist
+from metalctl.profile.derive import _socket_memory, compare, derive
+from metalctl.profile.facts import bmc as bmc_facts
+from metalctl.profile.facts import inband
+from metalctl.profile.library import Profile, ProfileLibrary
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "facts"
 LIB = ProfileLibrary()

@@ -2,8 +2,9 @@
 
 import pytest
 
-from metalctl import enroll, naming
 from metalctl.credentials import Credential, CredentialSet, Secret
+from metalctl.enroll import naming
+from metalctl.enroll import reconcile as enroll
 from metalctl.errors import InputError
 from metalctl.model.hardware import CpuFacts, DiskFacts, Hardware, NicFacts
 from metalctl.model.node import DiscoveryRecord, Protocol, Status

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from metalctl import inventory
+from metalctl.enroll import inventory
 from metalctl.errors import InputError
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "inventory"

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from metalctl.errors import ProfileError
-from metalctl.profiles import ProfileLibrary
+from metalctl.profile.library import ProfileLibrary
 
 SHIPPED = ["compute-general", "hpc", "nfv-dpdk", "nfv-sriov"]
 

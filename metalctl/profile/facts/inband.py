@@ -23,7 +23,7 @@ SOURCE = "inband"
 
 
 def script() -> str:
-    return resources.files("metalctl.facts").joinpath("collect.sh").read_text()
+    return resources.files("metalctl.profile.facts").joinpath("collect.sh").read_text()
 
 
 def collect_local() -> Topology:

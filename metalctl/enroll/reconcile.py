@@ -22,9 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metalctl import fleet, naming
+from metalctl import fleet
 from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
+from metalctl.enroll import naming
 from metalctl.errors import (
     AmbiguousMatch,
     IronicError,

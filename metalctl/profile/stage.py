@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metalctl import bios, derive
 from metalctl.budget import Budget
 from metalctl.credentials import CredentialSet
 from metalctl.errors import BiosError, FactsIncomplete, InputError, MetalctlError
-from metalctl.facts import bmc as bmc_facts
-from metalctl.facts import inband, ironic_inspection
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 from metalctl.model.topology import Topology
-from metalctl.profiles import Profile
+from metalctl.profile import bios, derive
+from metalctl.profile.facts import bmc as bmc_facts
+from metalctl.profile.facts import inband, ironic_inspection
+from metalctl.profile.library import Profile
 from metalctl.ssh import SshTarget
 from metalctl.store import Store, now
 

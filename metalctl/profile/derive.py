@@ -25,10 +25,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from metalctl import cpulist
 from metalctl.errors import FactsIncomplete, ProfileUnsatisfiable
 from metalctl.model.topology import Nic, Topology
-from metalctl.profiles import Profile
+from metalctl.profile import cpulist
+from metalctl.profile.library import Profile
 
 PAGE_MIB = {"2M": 2, "1G": 1024}
 PAGE_KIB = {"2M": 2048, "1G": 1048576}

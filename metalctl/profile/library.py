@@ -8,7 +8,6 @@ validated again (a child may complete what a parent left out).
 
 from __future__ import annotations
 
-import copy
 import difflib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -18,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from metalctl.data.merge import deep_merge
 from metalctl.data.paths import data_dir
 from metalctl.errors import ProfileError
 
@@ -106,17 +106,6 @@ class ProfileLibrary:
         validate(merged, str(first))
         return Profile(name=first.stem, data=merged, chain=tuple(chain),
                        description=str(merged.get("description", "")).strip())
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Dicts merge key by key; anything else (lists included) is replaced."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @lru_cache(maxsize=1)

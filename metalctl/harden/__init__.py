@@ -1,0 +1,8 @@
+"""Stage 5 — harden KVM hosts over SSH: SELinux + sVirt, libvirt TLS with the site PKI,
+trusted patch repositories. Rules are data (``hardening/rules``) evaluated by the shared
+rules engine; one SSH session per host; check mode returns the diff.
+"""
+
+from metalctl.harden.run import HostResult, Options, harden, harden_host
+
+__all__ = ["HostResult", "Options", "harden", "harden_host"]

@@ -1,0 +1,107 @@
+"""The SSH-managed hosts of a site: the hosts inventory, the site policy, and what every
+stage that works over SSH (harden, audit, later hand-off) derives from them the same way:
+the SSH target with the site's host-key policy, the host's PKI material, and one
+round-trip fact gathering for the rules engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from metalctl import ssh
+from metalctl.data.merge import deep_merge
+from metalctl.data.paths import data_dir
+from metalctl.errors import InputError
+from metalctl.harden import gather
+from metalctl.pki import SitePKI
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One host of the inventory."""
+
+    name: str
+    ssh: str  # [user@]host[:port]
+    mgmt_address: str
+    names: tuple[str, ...] = ()
+
+    @property
+    def target_host(self) -> str:
+        return ssh.SshTarget.parse(self.ssh).host
+
+
+def load_hosts(path: Path) -> list[HostSpec]:
+    """``inventory/hosts.yaml``: ``hosts: [{name, ssh, mgmt_address, names}]``."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(str(path), "-", f"cannot read: {exc}") from None
+    out = []
+    for i, h in enumerate(data.get("hosts") or []):
+        for key in ("name", "ssh"):
+            if not isinstance(h, dict) or not h.get(key):
+                raise InputError(str(path), f"hosts[{i}].{key}", "required")
+        target = ssh.SshTarget.parse(h["ssh"])
+        out.append(HostSpec(name=h["name"], ssh=h["ssh"],
+                            mgmt_address=h.get("mgmt_address") or target.host,
+                            names=tuple(h.get("names") or ())))
+    if not out:
+        raise InputError(str(path), "hosts", "no hosts listed")
+    return out
+
+
+def load_site(path: Path | None) -> dict[str, Any]:
+    """The shipped ``hardening/site.yaml`` with ``path`` merged over it."""
+    with (data_dir("hardening") / "site.yaml").open() as f:
+        site = yaml.safe_load(f) or {}
+    if path:
+        try:
+            site = deep_merge(site, yaml.safe_load(path.read_text()) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(str(path), "-", f"cannot read site policy: {exc}") from None
+    return site
+
+
+def allowed_dns(hosts: list[HostSpec], pki: SitePKI | None, site: dict[str, Any]) -> list[str]:
+    dns = [pki.client_dn(h.name) for h in hosts] if pki else []
+    return dns + list(site.get("libvirt", {}).get("extra_allowed_dns") or [])
+
+
+def pki_material(host: HostSpec, pki: SitePKI | None, issue: bool = True) -> dict[str, str]:
+    """The host's certificates from the site PKI, issued when missing (names + management
+    address) unless ``issue`` is false (audit: compare with what exists, never issue)."""
+    if pki is None or not pki.exists():
+        return {}
+    try:
+        certs = pki.host(host.name)
+    except InputError:
+        if not issue:
+            return {"ca": pki.ca_cert_path.read_text()}
+        certs = pki.issue(host.name, list(host.names), [host.mgmt_address])
+    return {"ca": pki.ca_cert_path.read_text(), "server_cert": certs.server_cert.read_text(),
+            "server_key": certs.server_key.read_text(),
+            "client_cert": certs.client_cert.read_text(),
+            "client_key": certs.client_key.read_text()}
+
+
+class SshOptions(Protocol):
+    """The SSH policy fields harden's and audit's options share."""
+
+    key_file: Path | None
+    known_hosts: Path | None
+    sudo: bool
+    connect_timeout_s: float
+
+
+def ssh_target(host: HostSpec, opts: SshOptions) -> ssh.SshTarget:
+    return ssh.SshTarget.parse(host.ssh, key_file=opts.key_file, known_hosts=opts.known_hosts,
+                               sudo=opts.sudo, connect_timeout_s=opts.connect_timeout_s)
+
+
+def gather_facts(conn: Any, target: ssh.SshTarget, spec: gather.GatherSpec,
+                 label: str) -> gather.HostFacts:
+    return gather.parse(ssh.run_script(conn, target, gather.script(spec)), label)

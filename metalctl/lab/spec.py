@@ -1,0 +1,106 @@
+"""What the emulated rack is (:class:`RackSpec`) and what ``lab up`` started
+(:class:`LabState`); shared by the rack and the libvirt lab without an import circle."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+LAB_CREDENTIALS = "lab"
+NAMESPACE = uuid.UUID("6f0f1d2a-3c5e-4b8f-9a7d-0e1c2b3a4d5e")
+
+
+@dataclass(frozen=True)
+class RackSpec:
+    """What to emulate. ``octet`` picks 127.<octet>.0.0/16 so labs can coexist."""
+
+    octet: int = 10
+    redfish_bmcs: int = 3
+    systems_per_bmc: int = 2
+    ipmi_bmcs: int = 2
+    libvirt_domains: int = 2
+    dead: int = 2
+    ironic: bool = True
+    ironic_port: int = 6385
+    #: per-request latency of the Redfish BMCs, spread linearly from min to max across
+    #: BMCs (the last one is the slowest); 0 = as fast as the emulator
+    latency_ms: tuple[float, float] = (0.0, 0.0)
+    #: Ironic's database: "sqlite" (the standalone default) or "postgresql"
+    db: str = "sqlite"
+
+    def latency_of(self, i: int) -> float:
+        low, high = self.latency_ms
+        if self.redfish_bmcs <= 1:
+            return high
+        return low + (high - low) * i / (self.redfish_bmcs - 1)
+
+    def redfish_address(self, i: int) -> str:
+        return f"127.{self.octet}.1.{i + 1}"
+
+    def ipmi_address(self, i: int) -> str:
+        return f"127.{self.octet}.2.{i + 1}"
+
+    @property
+    def libvirt_address(self) -> str:
+        return f"127.{self.octet}.3.1"
+
+    @property
+    def ironic_address(self) -> str:
+        return f"127.{self.octet}.4.1"
+
+    @property
+    def ironic_url(self) -> str:
+        return f"http://{self.ironic_address}:{self.ironic_port}"
+
+    def ranges(self) -> list[str]:
+        """Address ranges to hand to ``metalctl discover`` (with dead addresses)."""
+        out = []
+        if self.redfish_bmcs:
+            out.append(f"127.{self.octet}.1.1-{self.redfish_bmcs + self.dead}")
+        if self.ipmi_bmcs:
+            out.append(f"127.{self.octet}.2.1-{self.ipmi_bmcs + self.dead}")
+        if self.libvirt_domains:
+            out.append(self.libvirt_address)
+        return out
+
+    def system_mac(self, bmc: int, system: int, nic: int) -> str:
+        return f"52:54:{self.octet:02x}:{bmc:02x}:{system:02x}:{nic:02x}"
+
+    def system_uuid(self, kind: str, bmc: int, system: int) -> str:
+        return str(uuid.uuid5(NAMESPACE, f"{self.octet}/{kind}/{bmc}/{system}"))
+
+
+@dataclass
+class LabState:
+    """What ``lab up`` started; saved as ``lab.json`` in the lab directory."""
+
+    directory: str
+    spec: dict[str, Any]
+    pids: dict[str, int] = field(default_factory=dict)
+    ranges: list[str] = field(default_factory=list)
+    ironic_url: str | None = None
+    ca_bundle: str | None = None
+    credentials_file: str | None = None
+    postgres_data: str | None = None
+
+    def save(self) -> None:
+        Path(self.directory, "lab.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> LabState | None:
+        path = directory / "lab.json"
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def env(self) -> dict[str, str]:
+        """Environment that points metalctl at this lab (``metalctl lab env``)."""
+        env = {"METALCTL_CREDENTIALS_FILE": str(self.credentials_file),
+               "METALCTL_CA_BUNDLE": str(self.ca_bundle),
+               "METALCTL_STORE": str(Path(self.directory, "metalctl.db"))}
+        if self.ironic_url:
+            env["METALCTL_IRONIC_URL"] = self.ironic_url
+        return env
