@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from metalctl import fleet, hosts, ssh
+from metalctl import fleet, ssh
 from metalctl.audit.model import (
     ERROR,
     FAIL,
@@ -32,6 +32,7 @@ from metalctl.audit.model import (
 from metalctl.errors import describe
 from metalctl.harden import engine
 from metalctl.harden.rules import Rule
+from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
 
 MAP = {engine.COMPLIANT: PASS, engine.CHANGE: FAIL, engine.MANUAL: FAIL,
        engine.DEFERRED: FAIL, engine.NOTAPPLICABLE: NOTAPPLICABLE,
@@ -85,17 +86,17 @@ def _report_status(detail: str) -> str:
     return FAIL if any(counts) else PASS
 
 
-def audit_host(host: hosts.HostSpec, rules: list[Rule], opts: Options,
+def audit_host(host: HostSpec, rules: list[Rule], opts: Options,
                dns: list[str]) -> HostAudit:
     started = time.monotonic()
-    target = hosts.ssh_target(host, opts)  # same SSH policy as harden
+    target = ssh_target(host, opts)  # same SSH policy as harden
     ctx = engine.Context(host=host.name, mgmt_address=host.mgmt_address, allowed_dns=dns,
-                         site=opts.site, pki=hosts.pki_material(host, opts.pki,
+                         site=opts.site, pki=pki_material(host, opts.pki,
                                                                      issue=False))
     before = ssh.STATS.connections.get(target.label, 0)
     conn = ssh.connect(target)
     try:
-        facts = hosts.gather_facts(conn, target, engine.gather_spec(rules), host.name)
+        facts = gather_facts(conn, target, engine.gather_spec(rules), host.name)
     finally:
         conn.close()
     plan = engine.evaluate(rules, facts, ctx)
@@ -106,11 +107,11 @@ def audit_host(host: hosts.HostSpec, rules: list[Rule], opts: Options,
                      ssh_sessions=ssh.STATS.connections.get(target.label, 0) - before)
 
 
-def audit(hosts: list[hosts.HostSpec], rules: list[Rule], opts: Options,
+def audit(hosts: list[HostSpec], rules: list[Rule], opts: Options,
           on_done: Callable[[HostAudit], None] | None = None) -> Report:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    dns = hosts.allowed_dns(hosts, opts.pki if opts.pki and opts.pki.exists() else None,
+    dns = allowed_dns(hosts, opts.pki if opts.pki and opts.pki.exists() else None,
                                 opts.site)
     audits: list[HostAudit] = []
 
