@@ -38,7 +38,7 @@ def cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def per_check_scan(host: hosts.HostSpec, rules, opts: audit.Options) -> float:
+def per_check_scan(host: hosts.HostSpec, rules, opts: audit.AuditOptions) -> float:
     """One connection + one gathering round trip per rule (InSpec-style)."""
     target = hosts.ssh_target(host, opts)
     t = time.perf_counter()
@@ -61,7 +61,7 @@ def main() -> int:
             hosts = [hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
                                         mgmt_address=lab.address(i))
                      for i in range(1, HOSTS + 1)]
-            opts = audit.Options(site=hosts.load_site(None), key_file=lab.client_key,
+            opts = audit.AuditOptions(site=hosts.load_site(None), key_file=lab.client_key,
                                  known_hosts=lab.known_hosts)
             audit.audit(hosts[:1], rules, opts)  # warm-up (page cache, sshd first start)
             label = f"root@{hosts[0].target_host}:22"

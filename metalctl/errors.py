@@ -133,6 +133,10 @@ class SshHostKeyUnknown(HostError):
     """The host is not in known_hosts; metalctl never adds keys silently."""
 
 
+class HostUnreachable(HostError):
+    """No SSH connection could be opened (refused, timed out, no route)."""
+
+
 class HostDropped(HostError):
     """The SSH connection was lost mid-run."""
 

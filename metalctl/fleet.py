@@ -22,7 +22,7 @@ R = TypeVar("R")
 
 
 @dataclass
-class Outcome(Generic[T, R]):
+class TaskOutcome(Generic[T, R]):
     """The result of one item: ``value`` or ``error``, never both."""
 
     item: T
@@ -39,8 +39,8 @@ def run(
     work: Callable[[T], R],
     *,
     concurrency: int,
-    on_done: Callable[[Outcome[T, R]], None] | None = None,
-) -> Iterator[Outcome[T, R]]:
+    on_done: Callable[[TaskOutcome[T, R]], None] | None = None,
+) -> Iterator[TaskOutcome[T, R]]:
     """Run ``work`` on every item with at most ``concurrency`` in flight.
 
     Yields outcomes as they complete (not in input order). ``on_done`` is called
@@ -64,9 +64,9 @@ def run(
                 for fut in done:
                     item = pending.pop(fut)
                     exc = fut.exception()
-                    outcome: Outcome[T, R] = (
-                        Outcome(item, error=exc) if exc else Outcome(item, value=fut.result())
-                    )
+                    outcome: TaskOutcome[T, R] = (
+                        TaskOutcome(item, error=exc) if exc
+                        else TaskOutcome(item, value=fut.result()))
                     if on_done:
                         on_done(outcome)
                     yield outcome

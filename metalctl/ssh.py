@@ -22,6 +22,7 @@ from metalctl.errors import (
     HostAuthFailed,
     HostDropped,
     HostError,
+    HostUnreachable,
     SshHostKeyMismatch,
     SshHostKeyUnknown,
 )
@@ -43,6 +44,19 @@ class _Counter:
 
 
 STATS = _Counter()
+
+
+class _UnknownHostKey(paramiko.SSHException):
+    """Raised by :class:`_RefuseUnknownKey` so the refusal is told apart by type."""
+
+
+class _RefuseUnknownKey(paramiko.MissingHostKeyPolicy):
+    """paramiko's RejectPolicy, raising a type of our own instead of a bare SSHException
+    (whose message would be the only way to tell it from other SSH failures)."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        raise _UnknownHostKey(f"{hostname}: host key not in known_hosts")
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,7 @@ def connect(target: SshTarget) -> Connection:
     conn = Connection(target.host, user=target.user, port=target.port,
                       connect_timeout=target.connect_timeout_s, connect_kwargs=connect_kwargs)
     client = conn.client
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.set_missing_host_key_policy(_RefuseUnknownKey())
     known = target.known_hosts or Path.home() / ".ssh" / "known_hosts"
     if known.exists():
         client.load_host_keys(str(known))
@@ -101,18 +115,19 @@ def connect(target: SshTarget) -> Connection:
     except paramiko.BadHostKeyException:
         raise SshHostKeyMismatch(host=target.label,
                                  reason=f"host key differs from {known}") from None
+    except _UnknownHostKey:
+        raise SshHostKeyUnknown(host=target.label,
+                                reason=f"host key not in {known}; add it after "
+                                       "checking its fingerprint") from None
     except paramiko.SSHException as exc:
-        if "not found in known_hosts" in str(exc):
-            raise SshHostKeyUnknown(host=target.label,
-                                    reason=f"host key not in {known}; add it after "
-                                           "checking its fingerprint") from None
         if isinstance(exc, paramiko.AuthenticationException):
             raise HostAuthFailed(host=target.label, reason="authentication failed") from None
         raise HostError(host=target.label, reason=f"SSH: {type(exc).__name__}") from None
     except TimeoutError:
-        raise HostError(host=target.label, reason="connection timed out") from None
+        raise HostUnreachable(host=target.label, reason="connection timed out") from None
     except OSError as exc:
-        raise HostError(host=target.label, reason=f"connection failed: {exc.strerror}") from None
+        raise HostUnreachable(host=target.label,
+                              reason=f"connection failed: {exc.strerror}") from None
     return conn
 
 

@@ -68,6 +68,8 @@ class Report:
     rules: dict[str, dict[str, Any]]  # id -> title, severity, references, remediation
     fleet: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[str, Any] | None = None  # --since comparison
+    #: waivers that would have matched but are past their expiry (not applied)
+    expired_waivers: list[dict[str, Any]] = field(default_factory=list)
 
     def results(self) -> list[Result]:
         return [r for h in self.hosts for r in h.results]

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
+from collections.abc import Callable
 from pathlib import Path
 
-from metalctl.audit import bmc as bmc_audit
-from metalctl.audit import formats, history, rollup, waivers
+from metalctl.audit import formats, waivers
 from metalctl.audit import run as stage
-from metalctl.audit.model import ERROR, FAIL, SEVERITY_RANK, Report
-from metalctl.budget import DISCOVERY
+from metalctl.audit.model import Report
 from metalctl.cli import common
-from metalctl.cli import harden as harden_cli
 from metalctl.cli import pki as pki_cli
+from metalctl.credentials import CredentialSet
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.harden import rules as rules_mod
 from metalctl.hosts import load_site
-from metalctl.profile.library import ProfileLibrary
 
 FORMATS = ("table", "json", "junit", "sarif", "html")
 
@@ -65,44 +62,24 @@ def render(report: Report, fmt: str) -> str:
 
 
 def run(args: argparse.Namespace) -> ExitCode:
-    all_rules = rules_mod.select(rules_mod.load(args.rules_dir), args.rule, args.tag,
-                                 args.severity)
-    host_rules = [r for r in all_rules if "bmc" not in r.platforms]
-    bmc_rules = [r for r in all_rules if "bmc" in r.platforms]
-    hosts = harden_cli.hosts_of(args) if (args.hosts or args.inventory) else []
+    rules = rules_mod.select(rules_mod.load(args.rules_dir), args.rule, args.tag, args.severity)
+    hosts = common.hosts_of(args) if (args.hosts or args.inventory) else []
     if not hosts and not args.bmc:
         raise InputError("hosts", "-", "give hosts, --inventory and/or --bmc")
-    site = load_site(args.site)
     pki = pki_cli.site_pki(args)
-    opts = stage.Options(site=site, pki=pki if pki.exists() else None, key_file=args.ssh_key,
-                         known_hosts=args.known_hosts, sudo=args.sudo,
-                         concurrency=args.concurrency)
-    store = common.open_store(args)
-    try:
-        with common.progress("audit", len(hosts) or None) as prog:
-            report = stage.audit(hosts, host_rules, opts, on_done=lambda h: prog.update(
-                0, advance=1, last=f"{h.host}: {'error' if h.error else 'done'}"))
-        if args.bmc:
-            _audit_bmcs(args, store, report, bmc_rules, site)
-        profiles = {}
-        for h in report.hosts:
-            node = store.find(h.host)
-            plan = store.get_data(node["key"], "plan") if node else None
-            if plan:
-                profiles[h.host] = plan["profile"]
-        if args.waivers:
-            expired = waivers.apply(report, waivers.load(args.waivers, {r.id for r in all_rules}),
-                                    profiles)
-            for e in expired:
-                common.STDERR.print(f"waiver for {e['rule']} on {e['host']} expired "
-                                    f"{e['expired']}: not applied")
-        report.fleet = rollup.fleet(report)
-        if args.since:
-            report.changes = history.compare(store, report, args.since)
-        if not args.no_store:
-            history.save(store, report)
-    finally:
-        store.close()
+    opts = stage.AuditOptions(
+        site=load_site(args.site), pki=pki if pki.exists() else None,
+        key_file=args.ssh_key, known_hosts=args.known_hosts, sudo=args.sudo,
+        concurrency=args.concurrency, bmc=args.bmc, bmc_credentials=_bmc_credentials(args),
+        verify=common.verify_of(args),
+        waivers=waivers.load(args.waivers, {r.id for r in rules}) if args.waivers else [],
+        since=args.since, record=not args.no_store)
+    with common.open_store(args) as store, common.progress("audit", len(hosts) or None) as prog:
+        report = stage.audit(hosts, rules, opts, store=store, on_result=lambda h: prog.update(
+            0, advance=1, last=f"{h.host}: {'error' if h.error else 'done'}"))
+    for e in report.expired_waivers:
+        common.STDERR.print(f"waiver for {e['rule']} on {e['host']} expired {e['expired']}: "
+                            "not applied")
     for fmt in ("json", "junit", "sarif", "html"):
         path = getattr(args, f"{fmt}_file")
         if path:
@@ -111,32 +88,18 @@ def run(args: argparse.Namespace) -> ExitCode:
         formats.table(report, sys.stdout, all_results=args.all)
     else:
         sys.stdout.write(render(report, args.output))
-    return exit_code(report, args.fail_on)
+    return stage.exit_code(report, args.fail_on)
 
 
-def exit_code(report: Report, fail_on: str) -> ExitCode:
-    if any(h.error for h in report.hosts) or any(r.status == ERROR for r in report.results()):
-        return ExitCode.FAILED
-    if fail_on != "none":
-        floor = SEVERITY_RANK[fail_on]
-        if any(r.status == FAIL and SEVERITY_RANK.get(r.severity, 0) >= floor
-               for r in report.results()):
-            return ExitCode.FINDINGS
-    return ExitCode.OK
+def _bmc_credentials(args: argparse.Namespace) -> Callable[[str | None], CredentialSet | None]:
+    """--credentials for every BMC, else each node's recorded set (resolved once each)."""
+    cache: dict[str, CredentialSet] = {}
 
-
-def _audit_bmcs(args: argparse.Namespace, store, report: Report, rules, site) -> None:
-    budget = replace(DISCOVERY, read_timeout_s=20)
-    profiles = ProfileLibrary()
-    verify = common.verify_of(args)
-    for node in store.nodes():
-        name = node["record"].get("credentials")
-        creds = None
-        if args.credentials:
-            creds = common.merged_credentials(args, "+".join(args.credentials))
-        elif name:
-            creds = common.merged_credentials(args, name)
-        report.hosts.append(bmc_audit.check_node(store, node, rules, creds, verify, site,
-                                                 budget, profiles))
-    for r in rules:
-        report.rules.setdefault(r.id, stage.rule_meta(r))
+    def resolve(recorded: str | None) -> CredentialSet | None:
+        name = "+".join(args.credentials) if args.credentials else recorded
+        if not name:
+            return None
+        if name not in cache:
+            cache[name] = common.merged_credentials(args, name)
+        return cache[name]
+    return resolve

@@ -15,9 +15,12 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from metalctl.credentials import CredentialSet, resolve
+from metalctl.errors import InputError
+from metalctl.hosts import HostSpec, load_hosts
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl.logredact import RedactingFilter
 from metalctl.output.render import FORMATS
+from metalctl.ssh import SshTarget
 from metalctl.store import Store
 
 STDERR = Console(stderr=True)
@@ -141,3 +144,14 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
     with prog:
         prog.add_task(description, total=total, last="")
         yield prog
+
+
+def hosts_of(args: argparse.Namespace) -> list[HostSpec]:
+    """Hosts from ``--inventory`` and the positional ``[USER@]HOST[:PORT]`` arguments."""
+    hosts = load_hosts(args.inventory) if args.inventory else []
+    for spec in args.hosts:
+        target = SshTarget.parse(spec)
+        hosts.append(HostSpec(name=target.host, ssh=spec, mgmt_address=target.host))
+    if not hosts:
+        raise InputError("hosts", "-", "give hosts or --inventory")
+    return hosts

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from metalctl import harden as stage
 from metalctl.cli import common
 from metalctl.cli import pki as pki_cli
-from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.harden import rules as rules_mod
-from metalctl.hosts import HostSpec, load_hosts, load_site
-from metalctl.model.node import Event, Lifecycle
+from metalctl.hosts import load_site
+from metalctl.model.compliance import HardenStatus
 from metalctl.output.render import render, summary_line
-from metalctl.ssh import SshTarget
-from metalctl.store import now
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,66 +44,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def hosts_of(args: argparse.Namespace) -> list[HostSpec]:
-    hosts = load_hosts(args.inventory) if args.inventory else []
-    for spec in args.hosts:
-        target = SshTarget.parse(spec)
-        hosts.append(HostSpec(name=target.host, ssh=spec, mgmt_address=target.host))
-    if not hosts:
-        raise InputError("hosts", "-", "give hosts or --inventory")
-    return hosts
-
-
 def run(args: argparse.Namespace) -> ExitCode:
-    hosts = hosts_of(args)
+    hosts = common.hosts_of(args)
     rules = rules_mod.select(rules_mod.load(args.rules_dir), args.rule, args.tag, args.severity)
     pki = pki_cli.site_pki(args)
     if not pki.exists():
         common.STDERR.print(f"no site CA in {pki.dir}: certificates are not installed "
                             "(run `metalctl pki init`)")
-    opts = stage.Options(check=args.check, site=load_site(args.site),
-                         pki=pki if pki.exists() else None, key_file=args.ssh_key,
-                         known_hosts=args.known_hosts, sudo=args.sudo,
-                         concurrency=args.concurrency)
-    with common.progress("harden", len(hosts)) as prog:
-        results = stage.harden(hosts, rules, opts, on_done=lambda r: prog.update(
-            0, advance=1, last=f"{r.host}: {r.status}"))
-    _record(args, results)
+    opts = stage.HardenOptions(check=args.check, site=load_site(args.site),
+                               pki=pki if pki.exists() else None, key_file=args.ssh_key,
+                               known_hosts=args.known_hosts, sudo=args.sudo,
+                               concurrency=args.concurrency)
+    with common.open_store(args) as store, common.progress("harden", len(hosts)) as prog:
+        results = stage.harden(hosts, rules, opts, store=store, on_result=lambda r: prog.update(
+            0, advance=1, last=f"{r.host}: {r.status.value}"))
+    rows = [r.to_dict() for r in results]
     if args.output == "table":
-        if args.check:
-            for r in results:
-                if r.diff:
-                    sys.stdout.write(f"# {r.host}\n{r.diff}")
-        render([r.to_dict() for r in results], "table", title="harden" + (
-            " --check" if args.check else ""), columns=[
+        for r in results if args.check else []:
+            if r.diff:
+                sys.stdout.write(f"# {r.host}\n{r.diff}")
+        render(rows, "table", title="harden" + (" --check" if args.check else ""), columns=[
             ("host", "host"), ("status", "status"),
             ("changed", lambda r: len(r["changed"]) or None),
             ("deferred / reboot", lambda r: "; ".join(r["reboot_required"]) or None),
             ("error", "error")])
     else:
-        render([r.to_dict() for r in results], args.output, columns=[])
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    common.STDERR.print(summary_line(counts))
-    if any(r.status in ("failed", "dropped", "unreachable") for r in results):
+        render(rows, args.output, columns=[])
+    common.STDERR.print(summary_line(Counter(r.status.value for r in results)))
+    if any(not r.status.ok for r in results):
         return ExitCode.FAILED
-    if args.check and any(r.status == "would-change" for r in results):
+    if args.check and any(r.status is HardenStatus.WOULD_CHANGE for r in results):
         return ExitCode.FINDINGS
     return ExitCode.OK
-
-
-def _record(args: argparse.Namespace, results: list[stage.HostResult]) -> None:
-    """Hosts that are nodes of the store get a lifecycle event (and state when hardened)."""
-    if args.check:
-        return
-    with common.open_store(args) as store:
-        for r in results:
-            node = store.find(r.host)
-            if node is None:
-                continue
-            store.add_event(Event(node["key"], "harden", r.status, now(),
-                                  {"changed": r.changed, "reboot_required": r.reboot_required},
-                                  r.error))
-            if r.status in ("hardened", "compliant"):
-                store.set_state(node["key"], Lifecycle.HARDENED)

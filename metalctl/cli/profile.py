@@ -5,29 +5,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from metalctl import fleet
+from metalctl import cpulist
 from metalctl.budget import ENROLLMENT
 from metalctl.cli import common
 from metalctl.credentials import CredentialSet
-from metalctl.errors import InputError, MetalctlError
 from metalctl.exitcodes import ExitCode
-from metalctl.model.node import Event
+from metalctl.output.document import dump
+from metalctl.output.plan import print_plan
 from metalctl.output.render import render, summary_line
-from metalctl.profile import bios, cpulist, stage
-from metalctl.profile import derive as derivation
+from metalctl.profile import bios, stage
 from metalctl.profile.facts import inband
 from metalctl.profile.library import ProfileLibrary
 from metalctl.ssh import SshTarget
-from metalctl.store import now
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.set_defaults(func=run_show)
 
     facts = verbs.add_parser("facts", help="collect a node's topology and keep it")
-    facts.add_argument("node", help="node name/key in the store, or a label with --no-store")
+    facts.add_argument("node", help="node name, key or Ironic UUID in the store")
     src = facts.add_mutually_exclusive_group(required=True)
     src.add_argument("--local", action="store_true", help="this machine")
     src.add_argument("--ssh", metavar="[USER@]HOST[:PORT]", help="a host over SSH")
@@ -138,14 +136,6 @@ def _ssh_target(args: argparse.Namespace) -> SshTarget | None:
                            sudo=args.sudo)
 
 
-def _dump(data: Any, fmt: str) -> None:
-    if fmt == "yaml":
-        sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(data, default=str)),
-                                        sort_keys=False))
-    else:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
 # --- verbs ---------------------------------------------------------------------------------
 
 
@@ -164,7 +154,7 @@ def run_list(args: argparse.Namespace) -> ExitCode:
 def run_show(args: argparse.Namespace) -> ExitCode:
     prof = _library(args).load(args.name)
     data = {"name": prof.name, "chain": [str(p) for p in prof.chain], **prof.data}
-    _dump(data, "json" if args.output == "json" else "yaml")
+    dump(data, "json" if args.output == "json" else "yaml")
     return ExitCode.OK
 
 
@@ -185,7 +175,7 @@ def run_facts(args: argparse.Namespace) -> ExitCode:
         if topo.unknown:
             common.STDERR.print(f"unknown from this source: {', '.join(topo.unknown)}")
     else:
-        _dump(topo.to_dict(), args.output)
+        dump(topo.to_dict(), args.output)
     return ExitCode.OK
 
 
@@ -206,9 +196,9 @@ def run_derive(args: argparse.Namespace) -> ExitCode:
         plan, bios_section = stage.plan(store, node, prof, topo, _bios_library(args))
     data = {**plan.to_dict(), "bios": bios_section}
     if args.output != "table":
-        _dump(data, args.output)
+        dump(data, args.output)
         return ExitCode.OK
-    _print_plan(data)
+    print_plan(data, common.STDERR)
     return ExitCode.OK
 
 
@@ -264,44 +254,30 @@ def _print_plan(data: dict[str, Any]) -> None:
         common.STDERR.print(f"note: {note}")
 
 
-def _creds(args: argparse.Namespace) -> CredentialSet | None:
-    if not args.credentials:
-        return None
-    return common.merged_credentials(args, "+".join(args.credentials))
+def _bios_options(args: argparse.Namespace, ironic: Any = None) -> stage.BiosOptions:
+    given = common.merged_credentials(args, "+".join(args.credentials)) \
+        if args.credentials else None
 
-
-def _creds_for(args: argparse.Namespace, node: stage.NodeRef,
-               given: CredentialSet | None) -> CredentialSet:
-    if given is not None:
-        return given
-    name = node.record.credentials if node.record else None
-    if not name:
-        raise InputError("--credentials", node.label, "no credential set recorded; give one")
-    return common.merged_credentials(args, name)
+    def creds_for(node: stage.NodeRef) -> CredentialSet | None:
+        if given is not None:
+            return given
+        name = node.record.credentials if node.record else None
+        return common.merged_credentials(args, name) if name else None
+    return stage.BiosOptions(credentials=creds_for, verify=common.verify_of(args),
+                             budget=ENROLLMENT, reboot=getattr(args, "reboot", False),
+                             ironic=ironic, bios_lib=_bios_library(args),
+                             settle_s=getattr(args, "timeout", 600.0),
+                             concurrency=args.concurrency)
 
 
 def run_apply(args: argparse.Namespace) -> ExitCode:
     prof = _library(args).load(args.profile)
-    lib = _bios_library(args)
-    given = _creds(args)
-    ironic = common.ironic(args) if args.via == "ironic" else None
+    opts = _bios_options(args, common.ironic(args) if args.via == "ironic" else None)
     with common.open_store(args) as store:
         nodes = [stage.resolve(store, ref) for ref in args.nodes]
-        creds = {n.label: _creds_for(args, n, given) for n in nodes if n.record}
-
-        def work(node: stage.NodeRef) -> bios.ApplyResult:
-            return stage.apply_bios(store, node, prof, creds.get(node.label)
-                                    or CredentialSet("-", ()), common.verify_of(args),
-                                    ENROLLMENT, reboot=args.reboot, ironic=ironic,
-                                    bios_lib=lib, settle_s=args.timeout)
-
-        results: list[bios.ApplyResult] = []
         with common.progress("bios", len(nodes)) as prog:
-            def done(o: fleet.Outcome) -> None:
-                prog.update(0, advance=1, last=o.item.label)
-            for outcome in fleet.run(nodes, work, concurrency=args.concurrency, on_done=done):
-                results.append(outcome.value if outcome.ok else bios.ApplyResult(
-                    outcome.item.label, bios.Outcome.FAILED, error=str(outcome.error)))
+            results = stage.apply(nodes, prof, opts, store=store, on_result=lambda r: prog.update(
+                0, advance=1, last=r.node))
     rows = [{"node": r.node, "outcome": r.outcome.value, "via": r.via,
              "changes": r.changes, "error": r.error,
              "attributes": [asdict(x) for x in r.rows]} for r in results]
@@ -309,62 +285,38 @@ def run_apply(args: argparse.Namespace) -> ExitCode:
            columns=[("node", "node"), ("outcome", "outcome"), ("via", "via"),
                     ("changed", lambda r: [f"{k}={v['to']}" for k, v in r["changes"].items()]
                      or None), ("error", "error")])
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-    common.STDERR.print(summary_line(counts))
+    common.STDERR.print(summary_line(Counter(r.outcome.value for r in results)))
     bad = {bios.Outcome.FAILED, bios.Outcome.UNSUPPORTED}
     return ExitCode.FAILED if any(r.outcome in bad for r in results) else ExitCode.OK
 
 
 def run_diff(args: argparse.Namespace) -> ExitCode:
     prof = _library(args).load(args.profile)
-    lib = _bios_library(args)
-    given = _creds(args)
-    rows: list[dict[str, Any]] = []
-    failed = drift = False
     with common.open_store(args) as store:
-        for ref in args.nodes:
-            node = stage.resolve(store, ref)
-            try:
-                for r in stage.diff_bios(node, prof, _creds_for(args, node, given),
-                                         common.verify_of(args), ENROLLMENT, lib):
-                    rows.append({"node": node.label, **asdict(r)})
-                    drift = drift or r.status != "ok"
-            except MetalctlError as exc:  # reported per node; the others go on
-                failed = True
-                rows.append({"node": node.label, "attribute": None, "desired": None,
-                             "current": None, "pending": None, "status": "error",
-                             "error": str(exc)})
+        nodes = [stage.resolve(store, ref) for ref in args.nodes]
+    reports = stage.diff(nodes, prof, _bios_options(args))
+    rows = [{"node": d.node, **asdict(r)} for d in reports for r in d.rows] + [
+        {"node": d.node, "attribute": None, "desired": None, "current": None, "pending": None,
+         "status": "error", "error": d.error} for d in reports if d.error]
     render(rows, args.output, title=f"BIOS drift against {prof.name}",
            columns=[("node", "node"), ("attribute", "attribute"), ("desired", "desired"),
                     ("current", "current"), ("pending", "pending"), ("status", "status"),
                     ("error", "error")])
-    if failed:
+    if any(d.error for d in reports):
         return ExitCode.FAILED
-    return ExitCode.FINDINGS if drift else ExitCode.OK
+    return ExitCode.FINDINGS if any(d.drifted for d in reports) else ExitCode.OK
 
 
 def run_verify(args: argparse.Namespace) -> ExitCode:
     with common.open_store(args) as store:
         node = stage.resolve(store, args.node)
-        stored = store.get_data(node.key or "", "plan")
-        if not stored:
-                raise InputError("plan", node.label, "no derived plan; run `metalctl profile "
-                                                 "derive` first")
-        prof = _library(args).load(args.profile or stored["profile"])
         if args.file:
             live = stage.read_facts_file(args.file)
         elif args.local:
             live = inband.collect_local()
         else:
             live = inband.collect_ssh(_ssh_target(args))  # type: ignore[arg-type]
-        plan = derivation.Plan.from_dict(stored["plan"])
-        checks = derivation.compare(plan, live, prof)
-        if node.key:
-            store.add_event(Event(node.key, "profile", "verified", now(),
-                                  {"passed": sum(c.ok for c in checks), "failed":
-                                   [c.check for c in checks if not c.ok]}))
+        prof, checks = stage.verify(store, node, live, _library(args), args.profile)
     render([{**asdict(c), "status": "ok" if c.ok else "failed"} for c in checks], args.output,
            title=f"{node.label}: live host against plan ({prof.name})",
            columns=[("check", "check"), ("expected", "expected"), ("actual", "actual"),

@@ -147,7 +147,7 @@ def discover(
     def work(probe: Probe) -> list[DiscoveryRecord]:
         return probe_address(probe, creds, opts)
 
-    def done(outcome: fleet.Outcome[Probe, list[DiscoveryRecord]]) -> None:
+    def done(outcome: fleet.TaskOutcome[Probe, list[DiscoveryRecord]]) -> None:
         records = outcome.value if outcome.ok else [_crash_record(outcome)]
         assert records is not None
         if store is not None:
@@ -162,7 +162,7 @@ def discover(
     return sorted(results, key=_sort_key)
 
 
-def _crash_record(outcome: fleet.Outcome[Probe, list[DiscoveryRecord]]) -> DiscoveryRecord:
+def _crash_record(outcome: fleet.TaskOutcome[Probe, list[DiscoveryRecord]]) -> DiscoveryRecord:
     """An unexpected exception in a worker is reported on that address, never raised."""
     exc = outcome.error
     if isinstance(exc, MetalctlError) and not isinstance(exc, BmcError):

@@ -3,6 +3,6 @@ trusted patch repositories. Rules are data (``hardening/rules``) evaluated by th
 rules engine; one SSH session per host; check mode returns the diff.
 """
 
-from metalctl.harden.run import HostResult, Options, harden, harden_host
+from metalctl.harden.run import HardenOptions, HostResult, harden, harden_host
 
-__all__ = ["HostResult", "Options", "harden", "harden_host"]
+__all__ = ["HardenOptions", "HostResult", "harden", "harden_host"]

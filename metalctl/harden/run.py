@@ -16,17 +16,33 @@ from pathlib import Path
 from typing import Any
 
 from metalctl import fleet, ssh
-from metalctl.errors import HostDropped, HostError, describe
+from metalctl.errors import HostDropped, HostError, HostUnreachable, describe
 from metalctl.harden import apply, engine
 from metalctl.harden.rules import Rule
 from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
+from metalctl.model.compliance import HardenStatus
+from metalctl.model.node import Event, Lifecycle
 from metalctl.pki import SitePKI
+from metalctl.store import Store, now
 
 LOG = logging.getLogger(__name__)
+STAGE = "harden"
 
 
 @dataclass
-class Options:
+class HardenOptions:
+    """How to harden.
+
+    Attributes:
+        check: only plan: return each host's diff and change nothing.
+        site: the site policy (``hardening/site.yaml`` with the site file over it).
+        pki: the site PKI; host certificates are issued from it when missing.
+        key_file, known_hosts, sudo, connect_timeout_s: the SSH policy (host keys must
+            already be in ``known_hosts``; nothing is ever added).
+        concurrency: hosts worked on at once.
+        pace_s: pause between file steps (lets tests interrupt a run mid-apply).
+    """
+
     check: bool = False
     site: dict[str, Any] = field(default_factory=dict)
     pki: SitePKI | None = None
@@ -40,8 +56,10 @@ class Options:
 
 @dataclass
 class HostResult:
+    """What harden did to one host (``outcomes``: one per rule, from the last plan)."""
+
     host: str
-    status: str  # compliant | would-change | hardened | failed | dropped | unreachable
+    status: HardenStatus
     outcomes: list[engine.Outcome] = field(default_factory=list)
     diff: str = ""
     changed: list[str] = field(default_factory=list)
@@ -49,12 +67,12 @@ class HostResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "status": self.status, "changed": self.changed,
+        return {"host": self.host, "status": self.status.value, "changed": self.changed,
                 "reboot_required": self.reboot_required, "error": self.error,
                 "rules": [o.__dict__ for o in self.outcomes], "diff": self.diff}
 
 
-def harden_host(host: HostSpec, rules: list[Rule], opts: Options, dns: list[str],
+def harden_host(host: HostSpec, rules: list[Rule], opts: HardenOptions, dns: list[str],
                 material: dict[str, str],
                 on_plan: Callable[[engine.Plan], None] | None = None) -> HostResult:
     """``material``: the host's PKI files (:func:`pki_material`), empty when no rule needs
@@ -71,11 +89,11 @@ def harden_host(host: HostSpec, rules: list[Rule], opts: Options, dns: list[str]
             on_plan(plan)
         pending = plan.changes or plan.handlers
         if opts.check:
-            return HostResult(host.name, "would-change" if pending else "compliant",
-                              plan.outcomes, plan.diff(), sorted(plan.files),
+            status = HardenStatus.WOULD_CHANGE if pending else HardenStatus.COMPLIANT
+            return HostResult(host.name, status, plan.outcomes, plan.diff(), sorted(plan.files),
                               plan.reboot_required)
         if not pending:
-            return HostResult(host.name, "compliant", plan.outcomes,
+            return HostResult(host.name, HardenStatus.COMPLIANT, plan.outcomes,
                               reboot_required=plan.reboot_required)
         daemon = ctx.variables(facts)["libvirt_daemon"]
         out = _run_apply(conn, target, apply.script(plan, facts.init, daemon, opts.pace_s),
@@ -85,11 +103,11 @@ def harden_host(host: HostSpec, rules: list[Rule], opts: Options, dns: list[str]
         left = [o for o in after.outcomes if o.status == engine.CHANGE]
         changed = [d for d in done if d.startswith(("file ", "command "))]
         if left:
-            return HostResult(host.name, "failed", after.outcomes, after.diff(), changed,
+            return HostResult(host.name, HardenStatus.FAILED, after.outcomes, after.diff(), changed,
                               after.reboot_required,
                               error="not converged after apply: "
                                     + ", ".join(f"{o.rule} ({o.actual})" for o in left))
-        return HostResult(host.name, "hardened", after.outcomes, plan.diff(), changed,
+        return HostResult(host.name, HardenStatus.HARDENED, after.outcomes, plan.diff(), changed,
                           after.reboot_required)
     finally:
         conn.close()
@@ -109,9 +127,15 @@ def _run_apply(conn: Any, target: ssh.SshTarget, script: str, label: str) -> str
     return result.stdout
 
 
-def harden(hosts: list[HostSpec], rules: list[Rule], opts: Options,
-           on_done: Callable[[HostResult], None] | None = None) -> list[HostResult]:
-    """Harden (or check) every host, ``opts.concurrency`` at a time."""
+def harden(hosts: list[HostSpec], rules: list[Rule], opts: HardenOptions | None = None, *,
+           store: Store | None = None,
+           on_result: Callable[[HostResult], None] | None = None) -> list[HostResult]:
+    """The harden stage: harden (or check) every host, ``opts.concurrency`` at a time.
+
+    Hosts that are nodes of ``store`` (by name) get a ``harden`` event with what changed,
+    and move to ``hardened`` when they are compliant after the run (not in check mode).
+    """
+    opts = opts or HardenOptions()
     dns = allowed_dns(hosts, opts.pki, opts.site)
     needs_pki = any("pki:" in str(r.check) for r in rules)
     # read (and issue missing) certificates once, before any host: DN list and files agree
@@ -122,19 +146,35 @@ def harden(hosts: list[HostSpec], rules: list[Rule], opts: Options,
 
     results: list[HostResult] = []
 
-    def done(o: fleet.Outcome) -> None:
-        if o.ok:
-            res = o.value
-        else:
-            err = o.error
-            status = "dropped" if isinstance(err, HostDropped) else "unreachable" if \
-                isinstance(err, HostError) and "connection" in str(err) else "failed"
-            res = HostResult(o.item.name, status, error=describe(err))
+    def done(o: fleet.TaskOutcome) -> None:
+        res = o.value if o.ok else HostResult(o.item.name, _failure_status(o.error),
+                                              error=describe(o.error))
         results.append(res)
-        if on_done:
-            on_done(res)
+        if store is not None and not opts.check:
+            _record(store, res)
+        if on_result:
+            on_result(res)
 
     for _ in fleet.run(hosts, work, concurrency=opts.concurrency, on_done=done):
         pass
     order = {h.name: i for i, h in enumerate(hosts)}
     return sorted(results, key=lambda r: order.get(r.host, 0))
+
+
+def _failure_status(err: BaseException | None) -> HardenStatus:
+    if isinstance(err, HostDropped):
+        return HardenStatus.DROPPED
+    if isinstance(err, HostUnreachable):
+        return HardenStatus.UNREACHABLE
+    return HardenStatus.FAILED
+
+
+def _record(store: Store, res: HostResult) -> None:
+    node = store.find(res.host)
+    if node is None:
+        return
+    store.add_event(Event(node["key"], STAGE, res.status.value, now(),
+                          {"changed": res.changed, "reboot_required": res.reboot_required},
+                          res.error))
+    if res.status in (HardenStatus.HARDENED, HardenStatus.COMPLIANT):
+        store.set_state(node["key"], Lifecycle.HARDENED)

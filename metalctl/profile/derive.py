@@ -25,9 +25,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from metalctl import cpulist
 from metalctl.errors import FactsIncomplete, ProfileUnsatisfiable
 from metalctl.model.topology import Nic, Topology
-from metalctl.profile import cpulist
 from metalctl.profile.library import Profile
 
 PAGE_MIB = {"2M": 2, "1G": 1024}
@@ -41,7 +41,7 @@ DPDK_BASE_MIB = 512
 
 
 @dataclass
-class NodePlan:
+class NumaPlan:
     """What one NUMA node gives to whom."""
 
     node: int
@@ -70,14 +70,14 @@ class VfPlan:
 
 
 @dataclass
-class Plan:
+class ProfilePlan:
     """The exact, per-node result. ``to_dict`` is the JSON/YAML contract."""
 
     node: str
     profile: str
     facts_source: str
     cpu_vendor: str | None
-    numa: list[NodePlan]
+    numa: list[NumaPlan]
     host_cpus: str
     isolated_cpus: str
     pmd_cpus: str
@@ -97,13 +97,13 @@ class Plan:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Plan:
+    def from_dict(cls, data: dict[str, Any]) -> ProfilePlan:
         """The inverse of :meth:`to_dict` (plans kept in the store)."""
-        return cls(**{**data, "numa": [NodePlan(**p) for p in data["numa"]],
+        return cls(**{**data, "numa": [NumaPlan(**p) for p in data["numa"]],
                       "vfs": [VfPlan(**v) for v in data["vfs"]]})
 
 
-def derive(topo: Topology, profile: Profile, node: str = "node") -> Plan:
+def derive(topo: Topology, profile: Profile, node: str = "node") -> ProfilePlan:
     """Plan ``profile`` for ``topo``.
 
     Raises:
@@ -180,7 +180,7 @@ class _Deriver:
                               "CPU numbering can change")
         return per_node, offline
 
-    def run(self) -> Plan:
+    def run(self) -> ProfilePlan:
         self._check_facts()
         sriov = self._select("sriov")
         dpdk = self._select("dpdk")
@@ -194,7 +194,7 @@ class _Deriver:
         host_nic_nodes = {n.numa_node for n in self.t.nics
                           if n.name not in claimed and n.numa_node is not None}
         offline_set = set(offline)
-        plans = {n: NodePlan(node=n, offline_cpus=sorted(t for c in self.t.cores(n)
+        plans = {n: NumaPlan(node=n, offline_cpus=sorted(t for c in self.t.cores(n)
                                                          for t in c if t in offline_set),
                              memory_mib=self.t.node(n).memory_mib)
                  for n in self.t.node_ids()}
@@ -225,7 +225,7 @@ class _Deriver:
         isolated = sorted(pmd + guest) if isolation != "none" else []
         size = self.p.get("hugepages.size")
         workload = self._workload(plans, vfs)
-        return Plan(
+        return ProfilePlan(
             node=self.node, profile=self.p.name, facts_source=self.t.source,
             cpu_vendor=self.t.cpu_vendor, numa=[plans[n] for n in sorted(plans)],
             host_cpus=cpulist.format(host), isolated_cpus=cpulist.format(isolated),
@@ -240,7 +240,7 @@ class _Deriver:
 
     # --- memory --------------------------------------------------------------------------
 
-    def _memory(self, plans: dict[int, NodePlan], dpdk: list[tuple[Nic, dict[str, Any]]]) -> None:
+    def _memory(self, plans: dict[int, NumaPlan], dpdk: list[tuple[Nic, dict[str, Any]]]) -> None:
         size = self.p.get("hugepages.size")
         keep = self.p.get("memory.host_reserved_mib_per_numa", 0)
         mtus: dict[int, set[int]] = {}
@@ -291,7 +291,7 @@ class _Deriver:
     # --- SR-IOV --------------------------------------------------------------------------
 
     def _vfs(self, sriov: list[tuple[Nic, dict[str, Any]]],
-             plans: dict[int, NodePlan]) -> list[VfPlan]:
+             plans: dict[int, NumaPlan]) -> list[VfPlan]:
         out = []
         for nic, rule in sriov:
             if nic.max_vfs is None:
@@ -315,7 +315,7 @@ class _Deriver:
 
     # --- renderings ----------------------------------------------------------------------
 
-    def _kernel_args(self, plans: dict[int, NodePlan], isolated: list[int],
+    def _kernel_args(self, plans: dict[int, NumaPlan], isolated: list[int],
                      host: list[int], offline: list[int]) -> list[str]:
         args: list[str] = []
         if self.p.get("kernel.iommu"):
@@ -371,7 +371,7 @@ class _Deriver:
                               "for isolated_cores to the boot command line itself")
         return out
 
-    def _nova(self, plans: dict[int, NodePlan], host: list[int], guest: list[int],
+    def _nova(self, plans: dict[int, NumaPlan], host: list[int], guest: list[int],
               vfs: list[VfPlan]) -> dict[str, Any]:
         compute: dict[str, str] = {}
         if self.p.get("cpu.guest_cpus", "shared") == "dedicated":
@@ -429,7 +429,7 @@ class _Deriver:
         specs.update(self.p.get("nova.flavor_extra_specs") or {})
         return specs
 
-    def _dpdk_out(self, plans: dict[int, NodePlan], dpdk: list[tuple[Nic, dict[str, Any]]],
+    def _dpdk_out(self, plans: dict[int, NumaPlan], dpdk: list[tuple[Nic, dict[str, Any]]],
                   pmd: list[int], host: list[int]) -> dict[str, Any]:
         if not dpdk:
             return {}
@@ -441,7 +441,7 @@ class _Deriver:
             "socket_mem": ",".join(str(plans[n].dpdk_socket_mib) for n in sorted(plans)),
         }
 
-    def _workload(self, plans: dict[int, NodePlan], vfs: list[VfPlan]) -> dict[str, Any] | None:
+    def _workload(self, plans: dict[int, NumaPlan], vfs: list[VfPlan]) -> dict[str, Any] | None:
         w = self.p.get("workload")
         if not w:
             return None
@@ -527,7 +527,7 @@ def _socket_memory(mtus: set[int], minimum: int) -> int:
 
 
 @dataclass
-class Check:
+class PlanCheck:
     """One comparison of the plan against a live host."""
 
     check: str
@@ -536,47 +536,47 @@ class Check:
     ok: bool
 
 
-def compare(plan: Plan, live: Topology, profile: Profile) -> list[Check]:
+def compare(plan: ProfilePlan, live: Topology, profile: Profile) -> list[PlanCheck]:
     """Re-derive on the live host's facts and compare with what was planned and with
     what the host actually runs (nfv-tempest-plugin's validation pattern, per node).
 
     A different re-derivation means the topology changed since planning (an SMT or
     sub-NUMA BIOS change renumbers CPUs): the plan must be re-derived, not applied.
     """
-    checks: list[Check] = []
+    checks: list[PlanCheck] = []
     try:
         again = derive(live, profile, plan.node)
         for key in ("host_cpus", "isolated_cpus", "pmd_cpus"):
             want, got = getattr(plan, key), getattr(again, key)
-            checks.append(Check(f"re-derived {key}", want, got, want == got))
+            checks.append(PlanCheck(f"re-derived {key}", want, got, want == got))
     except (ProfileUnsatisfiable, FactsIncomplete) as exc:
-        checks.append(Check("re-derivation", "succeeds", str(exc), False))
+        checks.append(PlanCheck("re-derivation", "succeeds", str(exc), False))
     cmdline = (live.cmdline or "").split()
     for arg in plan.kernel_args:
-        checks.append(Check(f"kernel argument {arg.split('=')[0]}", arg,
+        checks.append(PlanCheck(f"kernel argument {arg.split('=')[0]}", arg,
                             next((a for a in cmdline if a.split("=")[0] == arg.split("=")[0]),
                                  "absent"), arg in cmdline))
     isolation = profile.get("cpu.isolation", "none")
     if isolation == "kernel":
-        checks.append(Check("isolated CPUs (/sys/devices/system/cpu/isolated)",
+        checks.append(PlanCheck("isolated CPUs (/sys/devices/system/cpu/isolated)",
                             plan.isolated_cpus, live.isolated or "", _same_cpus(
                                 plan.isolated_cpus, live.isolated or "")))
     elif isolation == "tuned" and plan.isolated_cpus:
         nohz = next((a.split("=", 1)[1] for a in cmdline if a.startswith("nohz_full=")), "")
-        checks.append(Check("tuned isolated_cores (nohz_full on the command line)",
+        checks.append(PlanCheck("tuned isolated_cores (nohz_full on the command line)",
                             plan.isolated_cpus, nohz or "absent",
                             _same_cpus(plan.isolated_cpus, nohz)))
     if plan.hugepage_size:
         kib = PAGE_KIB[plan.hugepage_size]
         for p in plan.numa:
             have = live.node(p.node).hugepages.get(kib, 0)
-            checks.append(Check(f"{plan.hugepage_size} hugepages on NUMA node {p.node}",
+            checks.append(PlanCheck(f"{plan.hugepage_size} hugepages on NUMA node {p.node}",
                                 str(p.hugepages), str(have), have == p.hugepages))
     live_nics = {n.name: n for n in live.nics}
     for v in plan.vfs:
         nic = live_nics.get(v.nic)
         have = str(nic.current_vfs) if nic and nic.current_vfs is not None else "absent"
-        checks.append(Check(f"VFs on {v.nic}", str(v.vfs), have, have == str(v.vfs)))
+        checks.append(PlanCheck(f"VFs on {v.nic}", str(v.vfs), have, have == str(v.vfs)))
     return checks
 
 

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metalctl.budget import Budget
+from metalctl import fleet
+from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
-from metalctl.errors import BiosError, FactsIncomplete, InputError, MetalctlError
+from metalctl.errors import BiosError, FactsIncomplete, InputError, MetalctlError, describe
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 from metalctl.model.topology import Topology
 from metalctl.profile import bios, derive
 from metalctl.profile.facts import bmc as bmc_facts
 from metalctl.profile.facts import inband, ironic_inspection
-from metalctl.profile.library import Profile
+from metalctl.profile.library import Profile, ProfileLibrary
 from metalctl.ssh import SshTarget
 from metalctl.store import Store, now
 
@@ -112,7 +114,7 @@ def facts_of(store: Store, node: NodeRef) -> Topology:
 
 
 def plan(store: Store | None, node: NodeRef, profile: Profile, topo: Topology,
-         bios_lib: bios.BiosLibrary | None = None) -> tuple[derive.Plan, dict[str, Any]]:
+         bios_lib: bios.BiosLibrary | None = None) -> tuple[derive.ProfilePlan, dict[str, Any]]:
     """Derive the plan and the vendor BIOS attributes; keep both in the store.
 
     Returns the plan and a ``bios`` section: ``{vendor, attributes}`` or ``{error}``
@@ -149,7 +151,7 @@ def desired_bios(node: NodeRef, profile: Profile, bios_lib: bios.BiosLibrary) ->
     return bios_lib.for_manufacturer(manufacturer, node.label).attributes(intent)
 
 
-def apply_bios(store: Store, node: NodeRef, profile: Profile, creds: CredentialSet,
+def apply_bios(store: Store | None, node: NodeRef, profile: Profile, creds: CredentialSet,
                verify: bool | str, budget: Budget, *, reboot: bool = False,
                ironic: Any = None, bios_lib: bios.BiosLibrary | None = None,
                settle_s: float = 600.0) -> bios.ApplyResult:
@@ -173,15 +175,133 @@ def apply_bios(store: Store, node: NodeRef, profile: Profile, creds: CredentialS
                                   if "need Redfish" in str(exc) else bios.Outcome.FAILED,
                                   error=str(exc), via="ironic" if ironic else "redfish")
     result.node = node.label  # the node's name, not the BMC's system name
-    if node.key:
+    if store is not None and node.key:
         store.add_event(Event(node.key, STAGE, f"bios-{result.outcome.value}", now(),
                               {"profile": profile.name, "via": result.via, **result.changes},
                               result.error))
         if result.outcome in (bios.Outcome.APPLIED, bios.Outcome.UNCHANGED):
             store.set_state(node.key, Lifecycle.PROFILED)
             # what the BIOS should keep matching (audit BMC-001 checks drift against it)
-            store.put_data(node.key, "bios", {"profile": profile.name, "via": result.via})
+            store.put_data(node.key, "bios", {"profile": profile.name, "via": result.via,
+                                              "attributes": desired_or_none(node, profile,
+                                                                            lib)})
     return result
+
+
+def desired_or_none(node: NodeRef, profile: Profile,
+                    bios_lib: bios.BiosLibrary) -> dict[str, str] | None:
+    """:func:`desired_bios`, or None when the node's vendor has no map."""
+    try:
+        return desired_bios(node, profile, bios_lib)
+    except BiosError:
+        return None
+
+
+@dataclass(frozen=True)
+class BiosOptions:
+    """How to apply or compare a profile's BIOS part on many nodes.
+
+    Attributes:
+        credentials: the credential set for a node (by its recorded set name, or the
+            one the operator gave); None when there is none.
+        verify: Redfish TLS verification (True, a CA bundle path, or False).
+        budget: BMC timeouts.
+        reboot: reset the system so pending settings apply, then verify them.
+        ironic: apply through Ironic's BIOS interface (a manual clean step) instead.
+        bios_lib: vendor attribute maps.
+        settle_s: how long to wait for settings to become current.
+        concurrency: nodes worked on at once.
+    """
+
+    credentials: Callable[[NodeRef], CredentialSet | None]
+    verify: bool | str = True
+    budget: Budget = ENROLLMENT
+    reboot: bool = False
+    ironic: Any = None
+    bios_lib: bios.BiosLibrary = field(default_factory=bios.BiosLibrary)
+    settle_s: float = 600.0
+    concurrency: int = 8
+
+
+def apply(nodes: list[NodeRef], profile: Profile, opts: BiosOptions, *,
+          store: Store | None = None,
+          on_result: Callable[[bios.ApplyResult], None] | None = None,
+          ) -> list[bios.ApplyResult]:
+    """The profile stage's BIOS step for many nodes, ``opts.concurrency`` at a time.
+
+    Each node's outcome is recorded (see :func:`apply_bios`); a node that fails is
+    reported with its reason and the others go on. Results follow ``nodes``' order.
+    """
+    def work(node: NodeRef) -> bios.ApplyResult:
+        creds = opts.credentials(node) or CredentialSet("-", ())
+        return apply_bios(store, node, profile, creds, opts.verify, opts.budget,
+                          reboot=opts.reboot, ironic=opts.ironic, bios_lib=opts.bios_lib,
+                          settle_s=opts.settle_s)
+
+    results: dict[str, bios.ApplyResult] = {}
+
+    def done(o: fleet.TaskOutcome[NodeRef, bios.ApplyResult]) -> None:
+        res = o.value if o.ok and o.value else bios.ApplyResult(
+            o.item.label, bios.Outcome.FAILED, error=describe(o.error))
+        results[o.item.label] = res
+        if on_result:
+            on_result(res)
+
+    for _ in fleet.run(nodes, work, concurrency=opts.concurrency, on_done=done):
+        pass
+    return [results[n.label] for n in nodes]
+
+
+@dataclass
+class DriftReport:
+    """BIOS drift of one node: a row per attribute, or the error that stopped the read."""
+
+    node: str
+    rows: list[bios.DiffRow] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def drifted(self) -> bool:
+        return any(r.status != "ok" for r in self.rows)
+
+
+def diff(nodes: list[NodeRef], profile: Profile, opts: BiosOptions) -> list[DriftReport]:
+    """BIOS drift of every node against ``profile`` (read-only; a node that cannot be read
+    is reported with its error and the others go on)."""
+    out = []
+    for node in nodes:
+        try:
+            creds = opts.credentials(node)
+            if creds is None:
+                raise InputError("--credentials", node.label,
+                                 "no credential set recorded; give one")
+            out.append(DriftReport(node.label, diff_bios(node, profile, creds, opts.verify,
+                                                         opts.budget, opts.bios_lib)))
+        except MetalctlError as exc:
+            out.append(DriftReport(node.label, error=str(exc)))
+    return out
+
+
+def verify(store: Store, node: NodeRef, live: Topology,
+           library: ProfileLibrary | None = None,
+           profile: str | None = None) -> tuple[Profile, list[derive.PlanCheck]]:
+    """Re-derive the plan on the live host's topology and compare it with the stored plan;
+    the comparison is recorded as a ``verified`` event.
+
+    Raises:
+        InputError: the node has no derived plan.
+    """
+    stored = store.get_data(node.key or "", "plan")
+    if not stored:
+        raise InputError("plan", node.label, "no derived plan; run `metalctl profile derive` "
+                                             "first")
+    prof = (library or ProfileLibrary()).load(profile or stored["profile"])
+    checks = derive.compare(derive.ProfilePlan.from_dict(stored["plan"]), live, prof)
+    if node.key:
+        store.add_event(Event(node.key, STAGE, "verified", now(),
+                              {"passed": sum(c.ok for c in checks),
+                               "failed": [c.check for c in checks if not c.ok]}))
+    return prof, checks
 
 
 def diff_bios(node: NodeRef, profile: Profile, creds: CredentialSet, verify: bool | str,

@@ -80,7 +80,7 @@ def spec(lab, i):
 
 
 def aopts(lab, pki, site, **kw):
-    return audit.Options(site=site, pki=pki, key_file=lab.client_key,
+    return audit.AuditOptions(site=site, pki=pki, key_file=lab.client_key,
                          known_hosts=lab.known_hosts, **kw)
 
 
@@ -145,7 +145,7 @@ def test_seeded_violations_found_and_audit_changes_nothing(lab, pki, site):
 
 
 def test_hardened_host_passes_with_lab_waivers(lab, pki, site, tmp_path):
-    res = harden.harden([spec(lab, 1)], RULES, harden.Options(
+    res = harden.harden([spec(lab, 1)], RULES, harden.HardenOptions(
         site=site, pki=pki, key_file=lab.client_key, known_hosts=lab.known_hosts))
     assert res[0].status == "hardened", res[0].error
     report = audit.audit([spec(lab, 1)], RULES, aopts(lab, pki, site))
@@ -200,7 +200,7 @@ def test_outputs_validate_and_fleet_view_and_since(lab, pki, site, tmp_path):
     first.fleet = rollup.fleet(first)
     history.save(store, first)
     # fix one violation on h2 through harden, then scan again
-    harden.harden([spec(lab, 2)], rules_mod.select(RULES, ["PKG-002"]), harden.Options(
+    harden.harden([spec(lab, 2)], rules_mod.select(RULES, ["PKG-002"]), harden.HardenOptions(
         site=site, pki=pki, key_file=lab.client_key, known_hosts=lab.known_hosts))
     second = audit.audit(hosts, RULES, aopts(lab, pki, site))
     second.fleet = rollup.fleet(second)

@@ -66,10 +66,10 @@ def spec(lab: HostLab, i: int) -> hosts.HostSpec:
                            mgmt_address=lab.address(i))
 
 
-def options(lab, pki, tmp_path, **kw) -> harden.Options:
+def options(lab, pki, tmp_path, **kw) -> harden.HardenOptions:
     site_file = tmp_path / "site.yaml"
     site_file.write_text(SITE_OVERRIDES)
-    return harden.Options(site=hosts.load_site(site_file), pki=pki, key_file=lab.client_key,
+    return harden.HardenOptions(site=hosts.load_site(site_file), pki=pki, key_file=lab.client_key,
                           known_hosts=lab.known_hosts, **kw)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from metalctl.audit import formats, rollup, waivers
 from metalctl.audit.model import FAIL, PASS, WAIVED, Evidence, HostAudit, Report, Result
-from metalctl.cli.audit import exit_code
+from metalctl.audit.run import exit_code
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 

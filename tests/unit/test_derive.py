@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
+from metalctl import cpulist
 from metalctl.errors import FactsIncomplete, ProfileUnsatisfiable
 from metalctl.model.hardware import CpuFacts, Hardware
 from metalctl.model.node import DiscoveryRecord, Protocol, Status
 from metalctl.model.topology import Cpu, Nic, NumaNode, Topology
-from metalctl.profile import cpulist
 from metalctl.profile.derive import _socket_memory, compare, derive
 from metalctl.profile.facts import bmc as bmc_facts
 from metalctl.profile.facts import inband

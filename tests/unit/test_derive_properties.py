@@ -9,9 +9,9 @@ reservation; never exceeds a NIC's maximum VFs; gives Nova disjoint CPU sets.
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metalctl import cpulist
 from metalctl.errors import FactsIncomplete, ProfileUnsatisfiable
 from metalctl.model.topology import Cpu, Nic, NumaNode, Topology
-from metalctl.profile import cpulist
 from metalctl.profile.derive import PAGE_MIB, derive
 from metalctl.profile.library import Profile
 

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metalctl import cpulist
 from metalctl.errors import InputError
 from metalctl.model.topology import Topology
-from metalctl.profile import cpulist
 from metalctl.profile.facts import inband, ironic_inspection
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "facts"
