@@ -27,8 +27,7 @@ from metalctl.credentials import Credential, CredentialSet, Secret
 from metalctl.errors import BmcAuthFailed, MetalctlError
 from metalctl.harden.rules import Rule
 from metalctl.model.node import DiscoveryRecord, Protocol
-from metalctl.profile import stage as profile_stage
-from metalctl.profile.library import ProfileLibrary
+from metalctl.profile import bios
 from metalctl.store import Store
 
 
@@ -46,7 +45,8 @@ def _get(url: str, verify: bool | str, auth: tuple[str, str] | None,
 
 def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
                creds: CredentialSet | None, verify: bool | str, site: dict[str, Any],
-               budget: Budget, profiles: ProfileLibrary) -> HostAudit:
+               budget: Budget) -> HostAudit:
+    """Run the BMC rules against one node of the store (read-only)."""
     started = time.monotonic()
     rec = DiscoveryRecord.from_dict(node["record"])
     label = node["name"] or node["key"]
@@ -74,21 +74,18 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
                                                     "no BIOS attributes")
                 continue
             if test == "bios_drift":
-                plan = store.get_data(node["key"], "plan") or \
-                    store.get_data(node["key"], "bios")
-                if not plan:
-                    add(rule, NOTAPPLICABLE, detail="no profile planned or applied for this "
-                                                    "node")
+                profile, desired = _bios_intent(store, node["key"])
+                if not desired:
+                    add(rule, NOTAPPLICABLE, detail="no profile's BIOS attributes planned or "
+                                                    "applied for this node")
                     continue
                 if creds is None:
                     add(rule, NOTCHECKED, detail="no credentials to read the BIOS")
                     continue
-                ref = profile_stage.resolve(store, node["key"])
-                rows = profile_stage.diff_bios(ref, profiles.load(plan["profile"]), creds,
-                                               verify, budget)
+                rows = bios.diff(desired, bios.RedfishBios(rec, creds, verify, budget).state())
                 drift = [f"{r.attribute}={r.current} (want {r.desired})" for r in rows
                          if r.status != "ok"]
-                add(rule, FAIL if drift else PASS, f"BIOS of profile {plan['profile']}",
+                add(rule, FAIL if drift else PASS, f"BIOS of profile {profile}",
                     "; ".join(drift) or "all attributes match")
             elif test == "bios_version":
                 minimums = (site.get("bmc") or {}).get("min_bios_version") or {}
@@ -124,6 +121,16 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
             add(rule, ERROR, detail=str(exc))
     return HostAudit(label, kind="bmc", results=results,
                      duration_s=round(time.monotonic() - started, 3))
+
+
+def _bios_intent(store: Store, key: str) -> tuple[str | None, dict[str, str] | None]:
+    """The profile and vendor attributes the BIOS should hold: those applied (recorded by
+    the profile stage), else those of the derived plan."""
+    applied = store.get_data(key, "bios") or {}
+    if applied.get("attributes"):
+        return applied.get("profile"), applied["attributes"]
+    planned = store.get_data(key, "plan") or {}
+    return planned.get("profile"), (planned.get("bios") or {}).get("attributes")
 
 
 def _ipmi_wrong_credentials(rec: DiscoveryRecord, budget: Budget, rule: Rule, add: Any) -> None:
