@@ -1,5 +1,7 @@
+import pytest
+
 from metalctl import errors
-from metalctl.discover import status_of
+from metalctl.discover.scan import _failure_record
 from metalctl.model.hardware import CpuFacts, Hardware, NicFacts
 from metalctl.model.node import DiscoveryRecord, Protocol, Status, bmc_identity
 
@@ -20,13 +22,31 @@ def test_discovery_json_contract_and_round_trip():
     assert DiscoveryRecord.from_dict(d) == rec
 
 
-def test_each_bmc_error_class_maps_to_exactly_one_status():
-    classes = {errors.BmcUnreachable: "no-bmc", errors.BmcAuthFailed: "auth-failed",
-               errors.BmcTLSError: "tls-error", errors.BmcTimeout: "timeout",
-               errors.BmcProtocolError: "protocol-error"}
-    for cls, status in classes.items():
-        assert status_of(cls(address="a", reason="r")) is Status(status)
-    assert set(classes.values()) == {s.value for s in Status} - {"ok"}
+@pytest.mark.parametrize(("redfish", "ipmi", "want"), [
+    # the more specific failure wins, whichever protocol it came from
+    (errors.BmcUnreachable, errors.BmcAuthFailed, Status.AUTH_FAILED),
+    (errors.BmcTLSError, errors.BmcUnreachable, Status.TLS_ERROR),
+    (errors.BmcProtocolError, errors.BmcTimeout, Status.PROTOCOL_ERROR),
+    (errors.BmcUnreachable, errors.BmcTimeout, Status.TIMEOUT),
+    (errors.BmcUnreachable, errors.BmcUnreachable, Status.NO_BMC),
+])
+def test_an_address_failing_both_protocols_reports_the_most_specific(redfish, ipmi, want):
+    rec = _failure_record("10.0.0.9", [(Protocol.REDFISH, 443, redfish(address="a", reason="r1")),
+                                       (Protocol.IPMI, 623, ipmi(address="a", reason="r2"))], 0.5)
+    assert rec.status is want
+    assert rec.error == "redfish:443: r1; ipmi:623: r2"  # both reasons, in probe order
+    if want is Status.NO_BMC:
+        assert (rec.port, rec.protocol) == (None, None)  # nothing there: no port to blame
+    else:
+        assert rec.protocol is (Protocol.REDFISH if redfish.status == want.value
+                                else Protocol.IPMI)
+
+
+def test_every_failure_status_has_exactly_one_error_class():
+    # direct subclasses: a refinement (e.g. a refused redirect) inherits its parent's status
+    classes = errors.BmcError.__subclasses__()
+    statuses = [c.status for c in classes]
+    assert sorted(statuses) == sorted({s.value for s in Status} - {"ok"})
 
 
 def test_bmc_identity_normalises_redfish_urls():
