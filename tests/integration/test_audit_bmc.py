@@ -40,7 +40,7 @@ def test_bmc_audit_drift_firmware_auth_and_tls(lab, lab_creds, tmp_path):
     budget = Budget(connect_timeout_s=2, read_timeout_s=10)
 
     first = statuses(bmc_audit.check_node(store, rows[kvm.key], RULES, lab_creds,
-                                          lab.ca_bundle, site, budget, PROFILES))
+                                          lab.ca_bundle, site, budget))
     assert first["BMC-001"].status == FAIL
     assert "ProcVirtualization=Disabled (want Enabled)" in first["BMC-001"].evidence.actual
     assert first["BMC-002"].status == PASS
@@ -52,16 +52,16 @@ def test_bmc_audit_drift_firmware_auth_and_tls(lab, lab_creds, tmp_path):
                              lab.ca_bundle, FAST)
     after = statuses(bmc_audit.check_node(store, rows[kvm.key], RULES, lab_creds,
                                           lab.ca_bundle, {"bmc": {"min_bios_version": {
-                                              "sushy emulator": "2.1"}}}, budget, PROFILES))
+                                              "sushy emulator": "2.1"}}}, budget))
     assert after["BMC-001"].status == PASS
     assert after["BMC-002"].status == FAIL  # below the site minimum
     # without the site CA bundle the BMC's certificate is not trusted
     untrusted = statuses(bmc_audit.check_node(store, rows[kvm.key], RULES, lab_creds, True,
-                                              site, budget, PROFILES))
+                                              site, budget))
     assert untrusted["BMC-005"].status == FAIL
 
     on_ipmi = statuses(bmc_audit.check_node(store, rows[ipmi.key], RULES, lab_creds,
-                                            lab.ca_bundle, site, replace(budget), PROFILES))
+                                            lab.ca_bundle, site, replace(budget)))
     assert on_ipmi["BMC-004"].status == PASS  # RMCP+ refused a random user
     assert on_ipmi["BMC-001"].status == NOTAPPLICABLE
     store.close()
