@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PASS, FAIL, ERROR, NOTAPPLICABLE, NOTCHECKED, WAIVED = (
-    "pass", "fail", "error", "notapplicable", "notchecked", "waived")
+from metalctl.model.compliance import AuditStatus
+
+PASS, FAIL, ERROR = AuditStatus.PASS, AuditStatus.FAIL, AuditStatus.ERROR
+NOTAPPLICABLE, NOTCHECKED, WAIVED = (AuditStatus.NOTAPPLICABLE, AuditStatus.NOTCHECKED,
+                                     AuditStatus.WAIVED)
+#: report order: what needs attention first
 STATUSES = (FAIL, ERROR, WAIVED, NOTCHECKED, NOTAPPLICABLE, PASS)
 SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1, "info": 0}
 SCHEMA = "metalctl-audit/1"
@@ -26,13 +30,13 @@ class Result:
     rule: str
     title: str
     severity: str
-    status: str
+    status: AuditStatus
     evidence: Evidence = field(default_factory=Evidence)
     remediation: str | None = None
     references: dict[str, list[str]] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     waiver: dict[str, Any] | None = None  # reason, expires, by (when waived)
-    original_status: str | None = None  # what a waived result would have been
+    original_status: AuditStatus | None = None  # what a waived result would have been
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

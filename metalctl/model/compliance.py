@@ -6,7 +6,18 @@ from __future__ import annotations
 import enum
 
 
-class HardenStatus(str, enum.Enum):
+class ValueEnum(str, enum.Enum):
+    """A str enum that prints as its value everywhere (``str``, f-strings, ``%s``), so
+    reports and tables never show ``HardenStatus.HARDENED``."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class HardenStatus(ValueEnum):
     """What ``harden`` made of one host."""
 
     COMPLIANT = "compliant"        # nothing to change
@@ -20,3 +31,14 @@ class HardenStatus(str, enum.Enum):
     def ok(self) -> bool:
         return self in (HardenStatus.COMPLIANT, HardenStatus.WOULD_CHANGE,
                         HardenStatus.HARDENED)
+
+
+class AuditStatus(ValueEnum):
+    """One audit result (host x rule), as JUnit, SARIF, HTML and JSON report it."""
+
+    PASS = "pass"  # noqa: S105 - a status, not a password
+    FAIL = "fail"
+    ERROR = "error"                  # the check could not run (host dropped, bad output)
+    NOTAPPLICABLE = "notapplicable"  # the rule's platform or condition does not hold
+    NOTCHECKED = "notchecked"        # nothing to compare with (no credentials, no PKI)
+    WAIVED = "waived"                # a failure an active waiver accepts
