@@ -2,12 +2,15 @@
 
 Default path ``~/.local/state/metalctl/metalctl.db``; set ``--store`` or
 ``$METALCTL_STORE``. Writes are serialised through one connection and a lock
-(fleet work is I/O-bound on peers, not on this file). The store never holds
+(fleet work is I/O-bound on peers, not on this file), and every read-modify-write is
+one ``BEGIN IMMEDIATE`` transaction, so several metalctl processes can share a store
+(each waits up to ``BUSY_TIMEOUT_S`` for the others' write lock). The store never holds
 credentials: records carry only the *name* of the credential set that worked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -62,13 +65,23 @@ CREATE TABLE IF NOT EXISTS audit_results (
 );
 CREATE TABLE IF NOT EXISTS scans (
     address TEXT NOT NULL,
-    port INTEGER,
+    port INTEGER NOT NULL DEFAULT 0,  -- 0: no port (nothing answered on any protocol)
     status TEXT NOT NULL,
     error TEXT,
     at TEXT NOT NULL,
     PRIMARY KEY (address, port)
 );
 """
+
+#: Stores made before scans' port was NOT NULL kept one row per re-run for addresses
+#: without a port (NULLs are distinct in a primary key): fold them into one.
+MIGRATIONS = """
+DELETE FROM scans WHERE port IS NULL AND rowid NOT IN
+    (SELECT MAX(rowid) FROM scans WHERE port IS NULL GROUP BY address);
+DELETE FROM scans WHERE port IS NULL AND address IN (SELECT address FROM scans WHERE port = 0);
+UPDATE scans SET port = 0 WHERE port IS NULL;
+"""
+BUSY_TIMEOUT_S = 30.0
 
 
 def default_path() -> Path:
@@ -99,9 +112,12 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
                 self.path.touch(mode=0o600)
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            # autocommit mode: transactions are explicit (BEGIN IMMEDIATE in _tx)
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            conn.executescript(MIGRATIONS)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise StoreError(path=str(self.path), reason=str(exc)) from None
         self._conn = conn
@@ -119,10 +135,28 @@ class Store:
         self.close()
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement, atomic on its own."""
+        with self._tx() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: taken before the first read, so a read-modify-write by
+        another process cannot slip in between (the cause of duplicate-key crashes when
+        two discovers shared a store)."""
         if self._conn is None:
             raise StoreError(path=str(self.path), reason="store is not open")
-        with self._lock, self._conn:
-            return self._conn.execute(sql, args).fetchall()
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(path=str(self.path), reason=f"busy: {exc}") from None
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     # --- nodes --------------------------------------------------------------------------
 
@@ -131,33 +165,30 @@ class Store:
 
         Returns the action recorded: ``discovered`` (new) or ``rediscovered``.
         """
-        existing = self._exec("SELECT state, record FROM nodes WHERE key = ?", (record.key,))
         data = record.to_dict()
-        if existing:
-            before = json.loads(existing[0][1])
-            changes = {
-                k: {"from": before.get(k), "to": v}
-                for k, v in data.items()
-                if k not in ("duration_s",) and before.get(k) != v
-            }
-            self._exec(
-                "UPDATE nodes SET record = ?, updated_at = ? WHERE key = ?",
-                (json.dumps(data), now(), record.key),
-            )
-            self.add_event(Event(record.key, "discover", "rediscovered", now(), changes))
-            return "rediscovered"
-        self._exec(
-            "INSERT INTO nodes (key, state, record, updated_at) VALUES (?, ?, ?, ?)",
-            (record.key, Lifecycle.DISCOVERED.value, json.dumps(data), now()),
-        )
-        self.add_event(Event(record.key, "discover", "discovered", now(), {}))
-        return "discovered"
+        with self._tx() as conn:
+            existing = conn.execute("SELECT record FROM nodes WHERE key = ?",
+                                    (record.key,)).fetchall()
+            if existing:
+                before = json.loads(existing[0][0])
+                changes = {k: {"from": before.get(k), "to": v} for k, v in data.items()
+                           if k not in ("duration_s",) and before.get(k) != v}
+                conn.execute("UPDATE nodes SET record = ?, updated_at = ? WHERE key = ?",
+                             (json.dumps(data), now(), record.key))
+                action = "rediscovered"
+            else:
+                conn.execute("INSERT INTO nodes (key, state, record, updated_at) "
+                             "VALUES (?, ?, ?, ?)",
+                             (record.key, Lifecycle.DISCOVERED.value, json.dumps(data), now()))
+                changes, action = {}, "discovered"
+            self._event(conn, Event(record.key, "discover", action, now(), changes))
+        return action
 
     def save_scan(self, address: str, port: int | None, status: str, error: str | None) -> None:
         """Remember the outcome for an address that yielded no system."""
         self._exec(
             "INSERT OR REPLACE INTO scans (address, port, status, error, at) VALUES (?,?,?,?,?)",
-            (address, port, status, error, now()),
+            (address, port or 0, status, error, now()),
         )
 
     def set_state(
@@ -165,16 +196,16 @@ class Store:
         ironic_uuid: str | None = None,
     ) -> None:
         """Move a node to ``state`` (never backwards) and record its Ironic identity."""
-        rows = self._exec("SELECT state FROM nodes WHERE key = ?", (key,))
-        if not rows:
-            return
-        current = Lifecycle(rows[0][0])
-        new = state if state.rank > current.rank else current
-        self._exec(
-            "UPDATE nodes SET state = ?, name = COALESCE(?, name), "
-            "ironic_uuid = COALESCE(?, ironic_uuid), updated_at = ? WHERE key = ?",
-            (new.value, name, ironic_uuid, now(), key),
-        )
+        with self._tx() as conn:
+            rows = conn.execute("SELECT state FROM nodes WHERE key = ?", (key,)).fetchall()
+            if not rows:
+                return
+            current = Lifecycle(rows[0][0])
+            new = state if state.rank > current.rank else current
+            conn.execute(
+                "UPDATE nodes SET state = ?, name = COALESCE(?, name), "
+                "ironic_uuid = COALESCE(?, ironic_uuid), updated_at = ? WHERE key = ?",
+                (new.value, name, ironic_uuid, now(), key))
 
     def nodes(self, state: Lifecycle | None = None) -> list[dict[str, Any]]:
         """All node rows (``key``, ``state``, ``name``, ``ironic_uuid``, ``record``)."""
@@ -216,14 +247,11 @@ class Store:
     def save_audit(self, scan_id: str, at: str, summary: dict[str, Any],
                    rows: list[tuple[str, str, str, str, str]]) -> None:
         """``rows``: (host, rule, status, severity, evidence JSON)."""
-        self._exec("INSERT OR REPLACE INTO audit_scans (scan_id, at, summary) VALUES (?,?,?)",
-                   (scan_id, at, json.dumps(summary)))
-        if self._conn is None:
-            raise StoreError(path=str(self.path), reason="store is not open")
-        with self._lock, self._conn:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO audit_results VALUES (?,?,?,?,?,?)",
-                [(scan_id, *row) for row in rows])
+        with self._tx() as conn:
+            conn.execute("INSERT OR REPLACE INTO audit_scans (scan_id, at, summary) "
+                         "VALUES (?,?,?)", (scan_id, at, json.dumps(summary)))
+            conn.executemany("INSERT OR REPLACE INTO audit_results VALUES (?,?,?,?,?,?)",
+                             [(scan_id, *row) for row in rows])
 
     def audit_scans(self) -> list[dict[str, Any]]:
         return [{"scan_id": s, "at": a, "summary": json.loads(m)} for s, a, m in self._exec(
@@ -236,12 +264,16 @@ class Store:
     # --- events -------------------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
-        self._exec(
-            "INSERT INTO events (node_key, stage, action, at, changes, error) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (event.node_key, event.stage, event.action, event.at,
-             json.dumps(event.changes, default=str), event.error),
-        )
+        """Append one lifecycle event."""
+        with self._tx() as conn:
+            self._event(conn, event)
+
+    @staticmethod
+    def _event(conn: sqlite3.Connection, event: Event) -> None:
+        conn.execute("INSERT INTO events (node_key, stage, action, at, changes, error) "
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     (event.node_key, event.stage, event.action, event.at,
+                      json.dumps(event.changes, default=str), event.error))
 
     def events(self, key: str | None = None) -> Iterator[Event]:
         sql = "SELECT node_key, stage, action, at, changes, error FROM events"
