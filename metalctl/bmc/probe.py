@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import requests
 import urllib3
 
+from metalctl.bmc.http import BmcSession, Deadline
 from metalctl.budget import Budget
 from metalctl.errors import (
     BmcProtocolError,
@@ -44,9 +45,10 @@ class RedfishPresence:
     redfish_version: str | None = None
 
 
-def probe_redfish(base_url: str, address: str, verify: bool | str, budget: Budget
-                  ) -> RedfishPresence:
-    """Probe ``base_url`` for a Redfish service root.
+def probe_redfish(base_url: str, address: str, verify: bool | str, budget: Budget,
+                  deadline: Deadline | None = None) -> RedfishPresence:
+    """Probe ``base_url`` for a Redfish service root (through the guarded transport: a
+    redirect elsewhere is refused, the body is bounded, ``deadline`` holds).
 
     Raises:
         BmcUnreachable: nothing listens, or the HTTP server has no Redfish root.
@@ -56,8 +58,10 @@ def probe_redfish(base_url: str, address: str, verify: bool | str, budget: Budge
     """
     url = base_url + "/redfish/v1/"
     timeout = (budget.connect_timeout_s, budget.read_timeout_s)
+    own = deadline is None
+    deadline = deadline or Deadline(budget.deadline_s)
     try:
-        with warnings_silenced(verify), requests.Session() as session:
+        with warnings_silenced(verify), BmcSession(base_url, address, deadline) as session:
             resp = session.get(url, verify=verify, timeout=timeout,
                                headers={"Accept": "application/json"})
     except requests.exceptions.SSLError as exc:
@@ -73,6 +77,9 @@ def probe_redfish(base_url: str, address: str, verify: bool | str, budget: Budge
         raise BmcUnreachable(address=address, reason=f"{base_url}: {_short(exc)}") from None
     except requests.exceptions.RequestException as exc:
         raise BmcProtocolError(address=address, reason=_short(exc)) from None
+    finally:
+        if own:
+            deadline.cancel()
     if resp.status_code in (401, 403):
         return RedfishPresence(base_url, auth_required=True)
     if resp.status_code >= 500:

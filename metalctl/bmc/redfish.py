@@ -19,9 +19,12 @@ from typing import Any
 
 import requests
 import sushy
+from sushy import auth as sushy_auth
+from sushy import connector as sushy_connector
 from sushy import exceptions as sushy_exc
 
 from metalctl.bmc import probe
+from metalctl.bmc.http import BmcSession, Deadline
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet
 from metalctl.errors import (
@@ -59,42 +62,75 @@ def translate(exc: Exception, address: str) -> BmcError:
     return BmcProtocolError(address=address, reason=f"{type(exc).__name__}: {exc}")
 
 
+#: what sushy raises when a payload has the wrong shape (a string where an object
+#: belongs, a missing key it does not guard): a BMC's answer is untrusted input
+MALFORMED = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+
+
+def malformed(exc: Exception, address: str) -> BmcProtocolError:
+    """A payload sushy could not read."""
+    return BmcProtocolError(address=address,
+                            reason=f"malformed Redfish answer ({type(exc).__name__})")
+
+
 def _path(exc: sushy_exc.HTTPError) -> str:
     url = getattr(exc, "url", "") or ""
     return url.split("://", 1)[-1].split("/", 1)[-1] if url else "?"
 
 
+def _connector(base_url: str, address: str, verify: bool | str, budget: Budget,
+               deadline: Deadline) -> tuple[sushy_connector.Connector, BmcSession]:
+    """sushy's connector with its session replaced by the guarded one (one origin,
+    bounded bodies, the BMC's deadline); see :mod:`metalctl.bmc.http`."""
+    conn = sushy_connector.Connector(
+        base_url, verify=verify,
+        # 5xx is not retried during discovery: an optional resource that fails is
+        # recorded as unknown; a required one makes the address a protocol-error.
+        server_side_retries=0,
+        # transport retries: sushy uses `or 3`, so 0 would mean 3; this is its delay
+        server_side_retries_delay=budget.backoff_s,
+        default_request_timeout=budget.read_timeout_s,
+        connect_timeout=budget.connect_timeout_s)
+    guarded = BmcSession(base_url, address, deadline)
+    guarded.headers.update(conn._session.headers)  # noqa: SLF001 - sushy keeps no setter
+    conn._session.close()  # noqa: SLF001
+    conn._session = guarded  # noqa: SLF001
+    return conn, guarded
+
+
 def connect(base_url: str, address: str, cred: Credential, verify: bool | str,
-            budget: Budget) -> sushy.Sushy:
-    """Open an authenticated sushy root.
+            budget: Budget, deadline: Deadline | None = None) -> sushy.Sushy:
+    """Open an authenticated sushy root whose every request stays on ``base_url``.
 
     Raises:
-        BmcError: translated from sushy (auth failure, TLS, timeout, 5xx).
+        BmcError: translated from sushy (auth failure, TLS, timeout, 5xx), or a link or
+            redirect to another origin (protocol-error), or the deadline (timeout).
     """
+    deadline = deadline or Deadline(budget.deadline_s)
+    conn, guarded = _connector(base_url, address, verify, budget, deadline)
     try:
         root = sushy.Sushy(
             base_url,
-            username=cred.username,
-            password=cred.password.reveal(),
+            auth=sushy_auth.SessionOrBasicAuth(username=cred.username,
+                                               password=cred.password.reveal()),
             verify=verify,
-            # 5xx is not retried during discovery: an optional resource that fails is
-            # recorded as unknown; a required one makes the address a protocol-error.
-            server_side_retries=0,
-            # transport retries: sushy uses `or 3`, so 0 would mean 3; this is its delay
-            server_side_retries_delay=budget.backoff_s,
-            read_timeout=budget.read_timeout_s,
-            connect_timeout=budget.connect_timeout_s,
+            connector=conn,
+            # registries named by the BMC are fetched through the same guard (never
+            # from another host: sushy would otherwise use plain requests for them)
+            public_connector=guarded,
         )
         # Authentication is lazy in sushy; touch an authenticated resource now so a
         # wrong password fails here, per credential, not later mid-inventory.
         root.get_system_collection()
     except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
         raise translate(exc, address) from None
+    except MALFORMED as exc:
+        raise malformed(exc, address) from None
     return root
 
 
 def login(base_url: str, address: str, creds: CredentialSet, verify: bool | str,
-          budget: Budget) -> tuple[sushy.Sushy, Credential]:
+          budget: Budget, deadline: Deadline | None = None) -> tuple[sushy.Sushy, Credential]:
     """Try each credential of the set in order; return the first that works.
 
     Raises:
@@ -104,7 +140,7 @@ def login(base_url: str, address: str, creds: CredentialSet, verify: bool | str,
     """
     for cred in creds.entries:
         try:
-            return connect(base_url, address, cred, verify, budget), cred
+            return connect(base_url, address, cred, verify, budget, deadline), cred
         except BmcAuthFailed:
             LOG.debug("BMC %s: user %s rejected", address, cred.username)
     raise BmcAuthFailed(address=address,
@@ -124,20 +160,31 @@ def discover(address: str, port: int, scheme: str, creds: CredentialSet,
     host = f"[{address}]" if ":" in address else address
     default = 443 if scheme == "https" else 80
     base_url = f"{scheme}://{host}" + ("" if port == default else f":{port}")
-    with probe.warnings_silenced(verify):
-        presence = probe.probe_redfish(base_url, address, verify, budget)
-        root, cred = login(base_url, address, creds, verify, budget)
-        vendor = presence.vendor or _json(root).get("Vendor")
-        records = []
-        try:
-            members = root.get_system_collection().get_members()
-        except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
-            raise translate(exc, address) from None
-        firmware = _manager_firmware(root)
-        for system in members:
-            started = time.monotonic()
-            records.append(_record(address, port, scheme, system, vendor, firmware, creds.name,
-                                   started, cred.username))
+    deadline = Deadline(budget.deadline_s)  # one wall-clock budget for this BMC
+    try:
+        with probe.warnings_silenced(verify):
+            return _discover(address, port, scheme, base_url, creds, verify, budget, deadline)
+    finally:
+        deadline.cancel()
+
+
+def _discover(address: str, port: int, scheme: str, base_url: str, creds: CredentialSet,
+              verify: bool | str, budget: Budget, deadline: Deadline) -> list[DiscoveryRecord]:
+    presence = probe.probe_redfish(base_url, address, verify, budget, deadline)
+    root, cred = login(base_url, address, creds, verify, budget, deadline)
+    vendor = presence.vendor or _json(root).get("Vendor")
+    records = []
+    try:
+        members = root.get_system_collection().get_members()
+    except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
+        raise translate(exc, address) from None
+    except MALFORMED as exc:
+        raise malformed(exc, address) from None
+    firmware = _manager_firmware(root)
+    for system in members:
+        started = time.monotonic()
+        records.append(_record(address, port, scheme, system, vendor, firmware, creds.name,
+                               started, cred.username))
     LOG.debug("BMC %s: %d system(s) via %s", address, len(records), cred.username)
     return records
 
