@@ -44,34 +44,39 @@ def run(
     """Run ``work`` on every item with at most ``concurrency`` in flight.
 
     Yields outcomes as they complete (not in input order). ``on_done`` is called
-    for each, e.g. to advance a progress bar. KeyboardInterrupt cancels what has
-    not started and propagates.
+    for each, e.g. to advance a progress bar. KeyboardInterrupt (or any exception in
+    the caller) cancels what has not started and propagates at once, without waiting
+    for items still talking to a slow peer: the caller decides how to end the process
+    (the CLI exits 130 at once; every stage's writes are transactional and re-runs
+    converge).
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     source = iter(items)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="metalctl") as pool:
-        pending: dict[Future[R], T] = {}
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="metalctl")
+    pending: dict[Future[R], T] = {}
 
-        def refill() -> None:
-            for item in itertools.islice(source, concurrency - len(pending)):
-                pending[pool.submit(work, item)] = item
+    def refill() -> None:
+        for item in itertools.islice(source, concurrency - len(pending)):
+            pending[pool.submit(work, item)] = item
 
+    try:
         refill()
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    item = pending.pop(fut)
-                    exc = fut.exception()
-                    outcome: TaskOutcome[T, R] = (
-                        TaskOutcome(item, error=exc) if exc
-                        else TaskOutcome(item, value=fut.result()))
-                    if on_done:
-                        on_done(outcome)
-                    yield outcome
-                refill()
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                item = pending.pop(fut)
+                exc = fut.exception()
+                outcome: TaskOutcome[T, R] = (
+                    TaskOutcome(item, error=exc) if exc
+                    else TaskOutcome(item, value=fut.result()))
+                if on_done:
+                    on_done(outcome)
+                yield outcome
+            refill()
+    except BaseException:
+        # do not wait for workers blocked on peers (a BMC trickling bytes, a dead
+        # Ironic): a single Ctrl-C must end the run within seconds
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--connect-timeout", type=float, default=DISCOVERY.connect_timeout_s,
                    help="seconds; what a dead address costs (default %(default)s)")
     p.add_argument("--read-timeout", type=float, default=DISCOVERY.read_timeout_s)
+    p.add_argument("--deadline", type=float, default=DISCOVERY.deadline_s,
+                   help="seconds of wall-clock time per BMC, however it trickles "
+                        "(default %(default)s)")
     p.add_argument("--max-addresses", type=int, default=65536)
     p.add_argument("--no-store", action="store_true", help="do not save results")
     p.set_defaults(func=run)
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> ExitCode:
     targets = parse_targets(args.targets, max_addresses=args.max_addresses)
     creds = common.merged_credentials(args, "+".join(args.credentials))
     budget = replace(DISCOVERY, connect_timeout_s=args.connect_timeout,
-                     read_timeout_s=args.read_timeout, concurrency=args.concurrency)
+                     read_timeout_s=args.read_timeout, deadline_s=args.deadline,
+                     concurrency=args.concurrency)
     opts = stage.DiscoverOptions(
         protocols=tuple(Protocol(p) for p in (args.protocol or ["redfish", "ipmi"])),
         redfish_scheme=args.redfish_scheme, redfish_port=args.redfish_port,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -61,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.FAILED
     except KeyboardInterrupt:
         LOG.error("interrupted; re-run to converge (every stage is idempotent)")
-        return ExitCode.INTERRUPTED
+        # Exit now: worker threads may be blocked on a peer for their whole timeout,
+        # and the interpreter would join them on a normal exit. The store is safe:
+        # every write is a transaction, and one cut short is rolled back.
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        logging.shutdown()
+        os._exit(ExitCode.INTERRUPTED)
 
 
 if __name__ == "__main__":
