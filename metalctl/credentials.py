@@ -38,6 +38,14 @@ import yaml
 from metalctl.errors import CredentialsError
 
 MASK = "***"
+#: shorter values would blank ordinary words when scrubbed from text
+MIN_SCRUB_LEN = 3
+_REVEALED: set[str] = set()
+
+
+def revealed_values() -> frozenset[str]:
+    """Every secret value handed to a peer so far (see :meth:`Secret.reveal`)."""
+    return frozenset(_REVEALED)
 
 
 class Secret:
@@ -49,7 +57,13 @@ class Secret:
         self._value = value
 
     def reveal(self) -> str:
-        """Return the secret value, for handing to a peer library only."""
+        """Return the secret value, for handing to a peer library only.
+
+        The value is remembered (process-wide) so that anything a peer sends back can be
+        scrubbed of it: a peer can only echo what was revealed to it.
+        """
+        if len(self._value) >= MIN_SCRUB_LEN:
+            _REVEALED.add(self._value)
         return self._value
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ from ironicclient import exc as ironic_exc
 from keystoneauth1 import exceptions as ks_exc
 
 from metalctl.errors import IronicConflict, IronicError, IronicUnavailable, MetalctlError
+from metalctl.logredact import scrub_text
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,7 +69,9 @@ def translate(exc: BaseException) -> MetalctlError:
 
 
 def _message(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", "") or exc)
+    """Ironic's error text, scrubbed: a peer (or a proxy in front of it) may echo the
+    request body, driver_info passwords included."""
+    text = scrub_text(str(getattr(exc, "message", "") or exc))
     return text.replace("\n", " ")[:300]
 
 

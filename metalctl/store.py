@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from metalctl.errors import StoreError
+from metalctl.logredact import scrub_values
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 
 SCHEMA = """
@@ -270,10 +271,13 @@ class Store:
 
     @staticmethod
     def _event(conn: sqlite3.Connection, event: Event) -> None:
+        # last line of defence: no value ever revealed to a peer is stored, whatever a
+        # peer echoed into an error or a change
         conn.execute("INSERT INTO events (node_key, stage, action, at, changes, error) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
                      (event.node_key, event.stage, event.action, event.at,
-                      json.dumps(event.changes, default=str), event.error))
+                      scrub_values(json.dumps(event.changes, default=str)),
+                      scrub_values(event.error) if event.error else None))
 
     def events(self, key: str | None = None) -> Iterator[Event]:
         sql = "SELECT node_key, stage, action, at, changes, error FROM events"

@@ -15,8 +15,6 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from metalctl import __version__
@@ -32,6 +30,8 @@ from metalctl.audit.model import (
     Report,
     Result,
 )
+from metalctl.output.safe import console as safe_console
+from metalctl.output.safe import plain
 
 SARIF_LEVEL = {"high": "error", "medium": "warning", "low": "note", "info": "note"}
 SECURITY_SEVERITY = {"high": "8.0", "medium": "5.0", "low": "2.0", "info": "0.0"}
@@ -59,11 +59,12 @@ def _message(r: Result) -> str:
 
 
 def table(report: Report, out: TextIO, all_results: bool = False) -> None:
-    console = Console(file=out, width=None if out.isatty() else 200)
+    console = safe_console(out)
     for h in report.hosts:
         counts = h.counts()
-        title = f"{h.host}: " + (f"[red]error: {escape(h.error)}[/]" if h.error else ", ".join(
-            f"{n} {s}" for s, n in counts.items() if n))
+        summary = f"[red]error: {plain(h.error)}[/]" if h.error else ", ".join(
+            f"{n} {s}" for s, n in counts.items() if n)
+        title = f"{plain(h.host)}: {summary}"
         t = Table(title=title, title_justify="left", header_style="bold")
         for col in ("status", "severity", "rule", "title", "evidence", "remediation"):
             t.add_column(col, overflow="fold")
@@ -75,7 +76,7 @@ def table(report: Report, out: TextIO, all_results: bool = False) -> None:
             if r.waiver:
                 fix = f"waived until {r.waiver['expires']}: {r.waiver['reason']}"
             t.add_row(f"[{STYLE[r.status]}]{r.status}[/]", r.severity, r.rule,
-                      escape(r.title), escape(evidence[:160]), escape(fix))
+                      plain(r.title), plain(evidence[:160]), plain(fix))
         console.print(t)
     if len(report.hosts) > 1 and any(r["differing_hosts"] for r in report.fleet):
         ft = Table(title="fleet: rules where hosts differ", title_justify="left",
@@ -254,8 +255,10 @@ def html_report(report: Report) -> str:
         out += [f"<li class='fail'>new: {_e(x)}</li>" for x in c["new_failures"]]
         out += [f"<li class='pass'>fixed: {_e(x)}</li>" for x in c["fixed"]]
         out.append("</ul>")
+    # one column per result status (how many checks ended so), then why the host itself
+    # could not be scanned: two different things, so two different headings
     out.append("<h2>Hosts</h2><table><tr><th>host</th>"
-               + "".join(f"<th>{s}</th>" for s in STATUSES) + "<th>error</th></tr>")
+               + "".join(f"<th>{s}</th>" for s in STATUSES) + "<th>scan failure</th></tr>")
     for h in report.hosts:
         c = h.counts()
         out.append(f"<tr><td><a href='#host-{_e(h.host)}'>{_e(h.host)}</a></td>"

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from metalctl import cpulist
+from metalctl.output.safe import console as safe_console
+from metalctl.output.safe import plain
 
 
 def print_plan(data: dict[str, Any], notes: Console | None = None) -> None:
     """Print ``plan.to_dict()`` plus its ``bios`` section; notes go to ``notes`` (stderr)."""
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = safe_console()
     t = Table(title=f"{data['node']}: profile {data['profile']} ({data['facts_source']} facts)",
               show_header=False)
     t.add_column("what", style="bold")
@@ -32,8 +32,8 @@ def print_plan(data: dict[str, Any], notes: Console | None = None) -> None:
             f"  {k}={v}" for k, v in (data["tuned"].get("variables") or {}).items()))
     for section, opts in data["nova"].items():
         for key, value in opts.items():
-            t.add_row(escape(f"nova [{section}] {key}"),
-                      escape(json.dumps(value) if not isinstance(value, str) else value))
+            t.add_row(plain(f"nova [{section}] {key}"),
+                      plain(json.dumps(value) if not isinstance(value, str) else value))
     t.add_row("flavor extra specs", " ".join(f"{k}={v}"
                                              for k, v in data["flavor_extra_specs"].items()))
     for v in data["vfs"]:

@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import yaml
-from rich.console import Console
 from rich.table import Table
+
+from metalctl.logredact import scrub_values
+from metalctl.output.safe import console, plain
 
 FORMATS = ("table", "json", "yaml")
 
@@ -42,11 +44,11 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, *, columns: Sequence[tuple[
     """
     out = out or sys.stdout
     if fmt == "json":
-        out.write(json.dumps(list(rows), indent=2, default=str) + "\n")
+        out.write(scrub_values(json.dumps(list(rows), indent=2, default=str)) + "\n")
         return
     if fmt == "yaml":
-        out.write(yaml.safe_dump(json.loads(json.dumps(list(rows), default=str)),
-                                 sort_keys=False))
+        out.write(scrub_values(yaml.safe_dump(json.loads(json.dumps(list(rows), default=str)),
+                                              sort_keys=False)))
         return
     table = Table(title=title, show_lines=False, header_style="bold")
     for header, _ in columns:
@@ -57,9 +59,9 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, *, columns: Sequence[tuple[
             value = key(row) if callable(key) else row.get(key)
             text = _cell(value)
             style = STYLES.get(text)
-            cells.append(f"[{style}]{text}[/]" if style else text.replace("[", r"\["))
+            cells.append(f"[{style}]{text}[/]" if style else plain(text))
         table.add_row(*cells)
-    Console(file=out, soft_wrap=False, width=None if out.isatty() else 200).print(table)
+    console(out).print(table)
 
 
 def summary_line(counts: dict[str, int]) -> str:

@@ -122,3 +122,55 @@ class TcpProxy:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.close()
+
+
+class EchoingIronic:
+    """A reverse proxy to a real Ironic that answers ``POST /v1/nodes`` with a 400 whose
+    faultstring echoes the request body, passwords and all (as some API gateways and
+    validation layers do)."""
+
+    def __init__(self, address: str, port: int, target: str) -> None:
+        import json as _json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import requests
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if self.command == "POST" and self.path.rstrip("/") == "/v1/nodes":
+                    fault = {"faultstring": f"Invalid input for node: {body.decode()}",
+                             "debuginfo": None}
+                    data = _json.dumps({"error_message": _json.dumps(fault)}).encode()
+                    status, headers = 400, {"Content-Type": "application/json"}
+                else:
+                    resp = requests.request(self.command, target + self.path, data=body,
+                                            headers={k: v for k, v in self.headers.items()
+                                                     if k.lower() != "host"}, timeout=30)
+                    status, data = resp.status_code, resp.content
+                    headers = {k: v for k, v in resp.headers.items()
+                               if k.lower() not in ("content-length", "transfer-encoding",
+                                                    "connection", "content-encoding")}
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward  # noqa: N815
+
+        self.url = f"http://{address}:{port}"
+        self._server = ThreadingHTTPServer((address, port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
