@@ -31,6 +31,7 @@ import subprocess
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ VARIABLES: dict[str, Variable] = {
     "install": Variable("mapping", "site", "kind (liveimg|url), url, checksum"),
     "repos": Variable("list[mapping]", "site", "id, kind (baseurl|mirrorlist|metalink), url, "
                                                "gpgkey"),
-    "rootpw": Variable("Secret|None", "site", "SHA-512 crypt hash; None locks root"),
+    "rootpw": Variable("Secret or None", "site", "SHA-512 crypt hash; None locks root"),
     "ssh_keys": Variable("list[mapping]", "site", "user, key (the operator's public keys)"),
     "lang": Variable("str", "site", "installer and system language"),
     "keyboard": Variable("str", "site", "keyboard layout"),
@@ -130,7 +131,7 @@ def target_os(name: str) -> TargetOS:
     version = f"F{major}" if fedora else f"RHEL{major}"
     if version not in versionMap:
         known = sorted((v for v in versionMap if v.startswith("F" if fedora else "RHEL")),
-                       key=lambda v: int(v.lstrip("FRHEL")))
+                       key=lambda v: int(re.sub(r"\D", "", v)))
         raise InputError("--os", name, f"pykickstart knows {known[0]}..{known[-1]} only")
     return TargetOS(name=name, family="fedora" if fedora else "rhel", major=major,
                     version=version)
@@ -398,13 +399,14 @@ def variables_for(plan_or_row: Mapping[str, Any], site: KickstartSite | Mapping[
                                                 "metalctl can quote safely")
     if not _TOKEN.match(callback.token.reveal()):
         raise InputError(where, "callback.token", "not a URL-safe token of 16-256 characters")
+    network = _network(node, ks_site)
     return {
-        "node": {"name": node.name, "hostname": _network(node, ks_site)["hostname"]},
+        "node": {"name": node.name, "hostname": network["hostname"]},
         "profile": profile or "none",
         "kernel_args": args,
         "tuned": tuned,
         "extra_kernel_args": list(ks_site.kernel_args),
-        "network": _network(node, ks_site),
+        "network": network,
         "install": dict(ks_site.install),
         "repos": [dict(r) for r in ks_site.repos],
         "rootpw": ks_site.rootpw,
@@ -548,7 +550,10 @@ class _NoneRendered(Exception):
     """A variable that is None reached the output (caught and reported with its line)."""
 
 
-def _environment(dirs: Sequence[Path]) -> jinja2.Environment:
+@lru_cache(maxsize=16)
+def _environment(dirs: tuple[Path, ...]) -> jinja2.Environment:
+    # one environment per template path: Jinja caches compiled templates in it and
+    # reloads one whose file changed
     # Kickstart is not HTML: autoescape would corrupt it. Values are checked instead
     # (variables_for), and the sandbox keeps a site's own template from reaching Python.
     return jinja2.sandbox.SandboxedEnvironment(
@@ -556,6 +561,18 @@ def _environment(dirs: Sequence[Path]) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
         finalize=_refuse_none)
+
+
+def _stamp(dirs: Sequence[Path]) -> tuple[tuple[str, int], ...]:
+    """Names and modification times of the templates: a cache key that sees edits."""
+    return tuple(sorted((str(p), p.stat().st_mtime_ns) for d in dirs
+                        for p in d.glob("*.j2") if p.is_file()))
+
+
+@lru_cache(maxsize=64)
+def _names_used(dirs: tuple[Path, ...], name: str,
+                stamp: tuple[tuple[str, int], ...]) -> dict[str, str]:
+    return _used_names(_environment(dirs), name, set())
 
 
 def _used_names(env: jinja2.Environment, name: str, seen: set[str]) -> dict[str, str]:
@@ -623,7 +640,7 @@ def render(template_name: str, variables: Mapping[str, Any], *,
             not document, or a variable it uses is missing or None (naming the template,
             its line and the variable).
     """
-    dirs = _dirs(template_dirs)
+    dirs = tuple(_dirs(template_dirs))
     name = template_name if template_name.endswith(SUFFIX) else template_name + SUFFIX
     short = name[: -len(SUFFIX)]
     node = str((variables.get("node") or {}).get("name", "?"))
@@ -634,9 +651,9 @@ def render(template_name: str, variables: Mapping[str, Any], *,
     if unknown:
         raise InputError(name, f"variable {unknown[0]}", "unknown: not a documented kickstart "
                                                           "variable (kickstart/README.md)")
-    env = _environment(dirs)
+    env = _environment(tuple(dirs))
     try:
-        used = _used_names(env, name, set())
+        used = _names_used(dirs, name, _stamp(dirs))
         template = env.get_template(name)
     except jinja2.TemplateNotFound as exc:
         if exc.name != name:
@@ -731,6 +748,7 @@ def validate(text: str, os_version: str | TargetOS, label: str, *,
     """
     target = os_version if isinstance(os_version, TargetOS) else target_os(os_version)
     if for_ironic(text):
+        label = f"{label} (as Ironic renders it)"
         text = ironic_preview(text, label)
     lines = text.splitlines()
     for n, line in enumerate(lines, 1):
@@ -758,6 +776,10 @@ def validate(text: str, os_version: str | TargetOS, label: str, *,
             raise InputError(label, "rootpw", "the crypted password is not SHA-512 crypt ($6$)")
     warns += _check_scripts(handler.scripts, label)
     warns += check_append(handler.bootloader.appendLine, kernel_args, label)
+    if target.family == "rhel" and target.major <= 9 and \
+            re.search(r"(^|\s)hugepages=\d+:", handler.bootloader.appendLine or ""):
+        warns.append(f"{target.version}: per-NUMA-node hugepages= on the command line need "
+                     "Linux 5.16 or a backport; an older kernel reserves none")
     return warns
 
 
@@ -770,22 +792,33 @@ def _snippet(line: str) -> str:
 
 
 def _check_scripts(scripts: Sequence[Any], label: str) -> list[str]:
-    """``bash -n`` on every %pre/%post/%onerror body written for a shell."""
+    """``bash -n`` on every %pre/%post/%onerror body written for a shell.
+
+    All bodies go to one ``bash -n`` (each inside a brace group); only when that fails is
+    each checked alone, to name the section and line.
+    """
     bash = shutil.which("bash")
     if bash is None:
         return ["bash not found: script sections were not syntax-checked"]
-    for script in scripts:
-        interp = script.interp or "/bin/sh"
-        if not interp.endswith(("/sh", "/bash")):
-            continue
-        proc = subprocess.run([bash, "-n"], input=script.script, capture_output=True,
-                              text=True, timeout=30, check=False)
-        if proc.returncode != 0:
-            first = (proc.stderr.strip().splitlines() or ["syntax error"])[0]
-            m = re.search(r"line (\d+)", first)
+    shell = [s for s in scripts if (s.interp or "/bin/sh").endswith(("/sh", "/bash"))]
+    if not shell or _bash_n(bash, "".join(f"{{\n{s.script}\n}}\n" for s in shell)) is None:
+        return []
+    for script in shell:
+        error = _bash_n(bash, script.script)
+        if error is not None:
+            m = re.search(r"line (\d+)", error)
             line = script.lineno + int(m.group(1)) if m else script.lineno
             kind = {0: "%pre", 1: "%post", 2: "%traceback", 3: "%pre-install",
                     4: "%onerror"}.get(script.type, "script")
-            reason = first.split(": ", 2)[-1]
-            raise InputError(label, f"{kind} section", f"shell syntax: {reason}", line)
+            raise InputError(label, f"{kind} section", f"shell syntax: "
+                                                       f"{error.split(': ', 2)[-1]}", line)
     return []
+
+
+def _bash_n(bash: str, text: str) -> str | None:
+    """bash's first syntax complaint about ``text``, or None."""
+    proc = subprocess.run([bash, "-n"], input=text, capture_output=True, text=True,
+                          timeout=30, check=False)
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr.strip().splitlines() or ["syntax error"])[0]
