@@ -783,6 +783,23 @@ def validate(text: str, os_version: str | TargetOS, label: str, *,
     return warns
 
 
+def render_checked(template_name: str, variables: Mapping[str, Any],
+                   os_version: str | TargetOS, *,
+                   template_dirs: Sequence[Path] | None = None) -> tuple[Rendered, list[str]]:
+    """Render and validate in one step (what ``provision --check`` shows, masked).
+
+    The plan's kernel arguments are ``variables["kernel_args"]``; errors are labelled
+    ``<template> for node <name>``.
+
+    Raises:
+        InputError: from :func:`render` or :func:`validate`.
+    """
+    rendered = render(template_name, variables, template_dirs=template_dirs)
+    warns = validate(rendered.text, os_version, f"{rendered.template} for node {rendered.node}",
+                     kernel_args=variables.get("kernel_args") or [])
+    return rendered, warns
+
+
 def _snippet(line: str) -> str:
     line = line.strip()
     # a rootpw or token line is never echoed whole into an error

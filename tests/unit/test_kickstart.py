@@ -146,7 +146,7 @@ def test_rhel8_has_no_timesource_so_the_rhel9_template_is_refused_naming_the_lin
     rendered = ks.render("rhel9-kvm", _vars(sriov_row))
     line = rendered.text.splitlines().index("timesource --ntp-server=ntp.example.net") + 1
     with pytest.raises(InputError) as err:
-        ks.validate(rendered.text, "RHEL8", "rhel9-kvm for node r750-01")
+        ks.render_checked("rhel9-kvm", _vars(sriov_row), "RHEL8")
     assert err.value.line == line
     assert str(err.value).startswith(f"rhel9-kvm for node r750-01:{line}: timesource")
     assert "Unknown command" in str(err.value)
