@@ -7,10 +7,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 from pykickstart.parser import KickstartParser
 from pykickstart.version import makeVersion
 
 from metalctl.credentials import Secret
+from metalctl.data import data_dir
+from metalctl.data.merge import deep_merge
 from metalctl.errors import InputError
 from metalctl.profile import stage
 from metalctl.profile.facts import inband
@@ -401,3 +404,89 @@ def test_ironic_itself_accepts_the_ironic_template(sriov_row, tmp_path):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["3", "3"]  # start, error and end heartbeats
+
+
+def test_a_site_file_through_the_site_loader(sriov_row):
+    """The operator's --site file, merged over the shipped site as harden reads it."""
+    site = ks.load_site(load_site(), environ={"KS_SAMPLE_ROOT_PASSWORD": CLEAR})
+    node = ks.KickstartNode("r750-02", "52:54:00:aa:bb:02", address6="fd00::22/64",
+                            gateway6="fd00::1")
+    variables = ks.variables_for(sriov_row, site, node, callback=CALLBACK)
+    rendered, _ = ks.render_checked("rhel9-kvm", variables, "Rocky 9")
+    handler = _parse(rendered.text)
+    assert handler.repo.dataList() == []  # liveimg: no install-time repositories
+    assert handler.liveimg.checksum.startswith("9f86d0")
+    assert [(p.mountpoint, p.size, p.grow, p.disk) for p in handler.partition.partitions] == \
+        [("/boot", 1024, False, "sda"), ("/", 20480, True, "sda")]
+    assert handler.clearpart.drives == ["sda"]
+    assert handler.ignoredisk.onlyuse == ["sda"]
+    assert handler.bootloader.appendLine.split()[-2:] == ["console=tty0",
+                                                          "console=ttyS0,115200n8"]
+    assert handler.timezone.timezone == "Europe/London"
+    assert [t.ntp_server for t in handler.timesource.dataList()] == ["ntp1.example.net",
+                                                                      "ntp2.example.net"]
+    net = handler.network.network[0]
+    assert (net.bootProto, net.ipv6, net.ipv6gateway, net.nameserver) == \
+        ("dhcp", "fd00::22/64", "fd00::1", "10.0.0.1,fd00::1")
+    assert "metalink=https://mirrors.example.net/metalink?repo=AppStream-9&arch=x86_64" in \
+        rendered.text
+    # an installation tree instead: install-time repositories and %packages
+    tree = ks.load_site(load_site() | {"kickstart": {**load_site()["kickstart"],
+                                                    "install": {"url": "http://t/os/"}}},
+                        environ={"KS_SAMPLE_ROOT_PASSWORD": CLEAR})
+    variables = ks.variables_for(sriov_row, tree, node, callback=CALLBACK)
+    handler = _parse(ks.render_checked("rhel9-kvm", variables, "RHEL9")[0].text)
+    assert {(r.name, r.baseurl or None, r.metalink or None)
+            for r in handler.repo.dataList()} == {
+        ("baseos", "https://mirror.example.net/rocky/9/BaseOS/x86_64/os/", None),
+        ("appstream", None, "https://mirrors.example.net/metalink?repo=AppStream-9&arch=x86_64")}
+    assert {"openssh-server", "curl", "tuned", "tuned-profiles-cpu-partitioning"} <= \
+        set(handler.packages.packageList)
+
+
+def load_site():
+    """tests/samples/kickstart/site.yaml over the shipped hardening/site.yaml, merged as
+    metalctl.hosts.load_site merges a --site file."""
+    shipped = yaml.safe_load((data_dir("hardening") / "site.yaml").read_text())
+    sample = yaml.safe_load((REPO / "tests" / "samples" / "kickstart" / "site.yaml").read_text())
+    return deep_merge(shipped, sample)
+
+
+def _script(text: str, needle: str) -> str:
+    return next(s.script for s in _parse(text).scripts if needle in s.script)
+
+
+def test_the_installer_scripts_send_host_keys_and_errors_with_the_token(sriov_row, tmp_path):
+    """Run the rendered %post --nochroot and %onerror bodies as anaconda would, with
+    curl replaced by a recorder (no network): what reaches metalctl, and how."""
+    text = ks.render("rhel9-kvm", _vars(sriov_row)).text
+    target = tmp_path / "sysimage"
+    (target / "etc" / "ssh").mkdir(parents=True)
+    (target / "root").mkdir()
+    keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEd5 root@r750-01",
+            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= root@r750-01"]
+    for kind, key in zip(("ed25519", "ecdsa"), keys, strict=True):
+        (target / "etc" / "ssh" / f"ssh_host_{kind}_key.pub").write_text(key + "\n")
+    (target / "root" / "metalctl-post.log").write_text("dracut: cannot find module foo\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    # the recorder keeps curl's arguments and the files named by --data-urlencode x@file
+    (bin_dir / "curl").write_text(
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> \"$CALLS\"\n"
+        "case \"$a\" in *@/*) cat \"${a#*@}\" >> \"$CALLS\";; esac; done\n")
+    (bin_dir / "curl").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "ANA_INSTALL_PATH": str(target),
+           "CALLS": str(calls), "TMPDIR": str(tmp_path)}
+    for needle in ("stage=hostkeys", "stage=error"):
+        body = _script(text, needle).replace("/tmp/", f"{tmp_path}/")
+        subprocess.run(["bash", "-c", body], env=env, check=True, timeout=30)
+    sent = calls.read_text()
+    assert f"Authorization: Bearer {TOKEN}" in sent
+    assert "stage=hostkeys" in sent
+    assert "node=r750-01" in sent
+    assert "http://10.0.0.1:8080/callback/r750-01" in sent
+    for key in keys:
+        assert key in sent
+    assert "dracut: cannot find module foo" in sent  # the installer's own message
+    assert "metalctl: the kickstart install of r750-01 failed" in sent
