@@ -552,10 +552,10 @@ class _NoneRendered(Exception):
 
 @lru_cache(maxsize=16)
 def _environment(dirs: tuple[Path, ...]) -> jinja2.Environment:
-    # one environment per template path: Jinja caches compiled templates in it and
-    # reloads one whose file changed
-    # Kickstart is not HTML: autoescape would corrupt it. Values are checked instead
-    # (variables_for), and the sandbox keeps a site's own template from reaching Python.
+    # One environment per template path: Jinja caches compiled templates in it and
+    # reloads a template whose file changed. Kickstart is not HTML, so autoescape would
+    # corrupt it; values are checked instead (variables_for), and the sandbox keeps a
+    # site's own template from reaching into Python.
     return jinja2.sandbox.SandboxedEnvironment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
         undefined=jinja2.StrictUndefined, autoescape=False,  # noqa: S701
@@ -651,7 +651,7 @@ def render(template_name: str, variables: Mapping[str, Any], *,
     if unknown:
         raise InputError(name, f"variable {unknown[0]}", "unknown: not a documented kickstart "
                                                           "variable (kickstart/README.md)")
-    env = _environment(tuple(dirs))
+    env = _environment(dirs)
     try:
         used = _names_used(dirs, name, _stamp(dirs))
         template = env.get_template(name)

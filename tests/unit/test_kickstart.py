@@ -224,6 +224,13 @@ def test_own_templates_undocumented_names_missing_attributes_and_none(sriov_row,
         ks.render("c", dhcp, template_dirs=[tmp_path])
     assert err.value.line == 3
     assert "None" in str(err.value)
+    (tmp_path / "d.ks.j2").write_text("text\n{% if lang %}\nlang {{ lang }}\n")
+    with pytest.raises(InputError) as err:
+        ks.render("d", variables, template_dirs=[tmp_path])
+    assert err.value.field == "(syntax)"
+    (tmp_path / "e.ks.j2").write_text("{% include lang ~ '.ks.j2' %}\n")
+    with pytest.raises(InputError, match="computed template name"):
+        ks.render("e", variables, template_dirs=[tmp_path])
 
 
 def test_unknown_template_and_partials_are_refused(sriov_row):
