@@ -497,3 +497,10 @@ def test_the_installer_scripts_send_host_keys_and_errors_with_the_token(sriov_ro
         assert key in sent
     assert "dracut: cannot find module foo" in sent  # the installer's own message
     assert "metalctl: the kickstart install of r750-01 failed" in sent
+
+
+def test_deprecated_options_are_warnings_not_errors(sriov_row):
+    text = ks.render("rhel9-kvm", _vars(sriov_row)).text.replace(
+        "skipx\n", "skipx\nlogging --level=debug\n")
+    warns = ks.validate(text, "RHEL9", "t", kernel_args=sriov_row["plan"]["kernel_args"])
+    assert any("--level" in w and "deprecated" in w for w in warns)
