@@ -19,6 +19,10 @@ accepts, checked before any machine is powered.
 Secrets (the crypted root password, the callback token) are :class:`Secret` values in
 the variables; :class:`Rendered` keeps them apart so :meth:`Rendered.masked` can show a
 kickstart with ``***`` in their place, and its ``repr`` never shows the text.
+
+Specs: the kickstart grammar is pykickstart 3.78's (RHEL3-RHEL11, FC3-F46); the Ironic
+template follows Ironic 39's ``ironic/drivers/modules/ks.cfg.template`` and its
+``pxe_utils.validate_kickstart_template``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ from metalctl.data import data_dir, read_text
 from metalctl.data import validate as validate_data
 from metalctl.errors import InputError
 from metalctl.provision import shacrypt
+
+__all__ = ["IRONIC_VALIDATION_OPTIONS", "REPEATABLE", "VARIABLES", "Callback", "KickstartNode",
+           "KickstartSite", "Rendered", "TargetOS", "Variable", "check_append", "for_ironic",
+           "ironic_preview", "list_templates", "load_site", "render", "render_checked",
+           "target_os", "validate", "variables_for"]
 
 SUFFIX = ".ks.j2"
 SECTION = "kickstart"  # the site's section this module reads

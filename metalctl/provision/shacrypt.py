@@ -1,9 +1,10 @@
 """SHA-512 crypt (``$6$``), the password hash anaconda's ``rootpw --iscrypted`` takes.
 
-Implemented from Ulrich Drepper's specification ("Unix crypt using SHA-256 and
-SHA-512", the algorithm glibc's ``crypt(3)`` uses) with :mod:`hashlib` only: Python's
-``crypt`` module is deprecated and gone in 3.13, and passlib is unmaintained. The tests
-check the specification's own vectors and, where present, glibc's answer.
+Implemented from Ulrich Drepper's specification "Unix crypt using SHA-256 and
+SHA-512" (https://www.akkadia.org/drepper/SHA-crypt.txt; the algorithm of glibc's
+``crypt(3)`` and ``openssl passwd -6``) with :mod:`hashlib` only: Python's ``crypt``
+module is deprecated and gone in 3.13, and passlib is unmaintained. The tests check the
+specification's own vectors and OpenSSL's answers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 import secrets
 
 from metalctl.credentials import Secret
+
+__all__ = ["ROUNDS", "is_sha512_crypt", "sha512_crypt", "verify"]
 
 ROUNDS_DEFAULT = 5000  # the specification's default: no "rounds=" field is written
 ROUNDS_MIN = 1000
