@@ -23,9 +23,9 @@ from pathlib import Path
 
 from metalctl import hosts, ssh
 from metalctl.audit import run as audit
-from metalctl.harden import engine
-from metalctl.harden import rules as rules_mod
 from metalctl.lab.hosts import HostLab
+from metalctl.rules import catalogue as rules_mod
+from metalctl.rules import engine
 
 HOSTS = 10
 NET = 203

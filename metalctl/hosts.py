@@ -16,8 +16,8 @@ from metalctl import ssh
 from metalctl.data.merge import deep_merge
 from metalctl.data.paths import data_dir
 from metalctl.errors import InputError
-from metalctl.harden import gather
 from metalctl.pki import SitePKI
+from metalctl.rules import gather
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from metalctl.bmc import ipmi
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet, Secret
 from metalctl.errors import BmcAuthFailed, MetalctlError
-from metalctl.harden.rules import Rule
 from metalctl.model.node import DiscoveryRecord, Protocol
 from metalctl.profile import bios
+from metalctl.rules.catalogue import Rule
 from metalctl.store import Store
 
 

@@ -38,11 +38,11 @@ from metalctl.budget import DISCOVERY, Budget
 from metalctl.credentials import CredentialSet
 from metalctl.errors import describe
 from metalctl.exitcodes import ExitCode
-from metalctl.harden import engine
-from metalctl.harden.rules import Rule
 from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
 from metalctl.model.node import Event, Lifecycle
 from metalctl.pki import SitePKI
+from metalctl.rules import engine
+from metalctl.rules.catalogue import Rule
 from metalctl.store import Store, now
 
 STAGE = "audit"
@@ -95,11 +95,11 @@ def remediation(rule: Rule, status: str) -> str | None:
     return rule.remediation
 
 
-def to_result(host: str, rule: Rule, o: engine.Outcome) -> Result:
+def to_result(host: str, rule: Rule, o: engine.CheckOutcome) -> Result:
     status = MAP.get(o.status, ERROR)
     if o.status == engine.REPORT:
         status = _report_status(o.detail)
-    if o.status == engine.ERROR and "no PKI material" in o.detail:
+    if o.status == engine.ERROR and o.missing == "pki":
         status = NOTCHECKED  # auditing without the site PKI: nothing to compare against
     source = rule.check.get("file") or rule.check.get("path") or rule.check.get("glob") or \
         {"sshd": "sshd -T", "sysctl": "sysctl -a", "cmdline": "/proc/cmdline",

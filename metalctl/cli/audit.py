@@ -15,8 +15,8 @@ from metalctl.cli import pki as pki_cli
 from metalctl.credentials import CredentialSet
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
-from metalctl.harden import rules as rules_mod
 from metalctl.hosts import load_site
+from metalctl.rules import catalogue as rules_mod
 
 FORMATS = ("table", "json", "junit", "sarif", "html")
 

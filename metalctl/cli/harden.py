@@ -11,10 +11,10 @@ from metalctl import harden as stage
 from metalctl.cli import common
 from metalctl.cli import pki as pki_cli
 from metalctl.exitcodes import ExitCode
-from metalctl.harden import rules as rules_mod
 from metalctl.hosts import load_site
 from metalctl.model.compliance import HardenStatus
 from metalctl.output.render import render, summary_line
+from metalctl.rules import catalogue as rules_mod
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -17,12 +17,12 @@ from typing import Any
 
 from metalctl import fleet, ssh
 from metalctl.errors import HostDropped, HostError, HostUnreachable, describe
-from metalctl.harden import apply, engine
-from metalctl.harden.rules import Rule
 from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
 from metalctl.model.compliance import HardenStatus
 from metalctl.model.node import Event, Lifecycle
 from metalctl.pki import SitePKI
+from metalctl.rules import apply, engine
+from metalctl.rules.catalogue import Rule
 from metalctl.store import Store, now
 
 LOG = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class HostResult:
 
     host: str
     status: HardenStatus
-    outcomes: list[engine.Outcome] = field(default_factory=list)
+    outcomes: list[engine.CheckOutcome] = field(default_factory=list)
     diff: str = ""
     changed: list[str] = field(default_factory=list)
     reboot_required: list[str] = field(default_factory=list)
@@ -74,7 +74,7 @@ class HostResult:
 
 def harden_host(host: HostSpec, rules: list[Rule], opts: HardenOptions, dns: list[str],
                 material: dict[str, str],
-                on_plan: Callable[[engine.Plan], None] | None = None) -> HostResult:
+                on_plan: Callable[[engine.RulePlan], None] | None = None) -> HostResult:
     """``material``: the host's PKI files (:func:`pki_material`), empty when no rule needs
     them."""
     target = ssh_target(host, opts)
@@ -137,7 +137,7 @@ def harden(hosts: list[HostSpec], rules: list[Rule], opts: HardenOptions | None 
     """
     opts = opts or HardenOptions()
     dns = allowed_dns(hosts, opts.pki, opts.site)
-    needs_pki = any("pki:" in str(r.check) for r in rules)
+    needs_pki = bool(engine.pki_sources(rules))
     # read (and issue missing) certificates once, before any host: DN list and files agree
     material = {h.name: pki_material(h, opts.pki) if needs_pki else {} for h in hosts}
 

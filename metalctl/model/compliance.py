@@ -42,3 +42,16 @@ class AuditStatus(ValueEnum):
     NOTAPPLICABLE = "notapplicable"  # the rule's platform or condition does not hold
     NOTCHECKED = "notchecked"        # nothing to compare with (no credentials, no PKI)
     WAIVED = "waived"                # a failure an active waiver accepts
+
+
+class CheckStatus(ValueEnum):
+    """What the rules engine found for one rule on one host."""
+
+    COMPLIANT = "compliant"
+    CHANGE = "change"              # harden will (or did) change something
+    DEFERRED = "deferred"          # needs a reboot into the right kernel state first
+    NOTAPPLICABLE = "notapplicable"
+    NOTCHECKED = "notchecked"      # the site gave nothing to check against
+    REPORT = "report"              # informational (pending updates)
+    MANUAL = "manual"              # not compliant, no automatic fix (audit: fail)
+    ERROR = "error"

@@ -23,9 +23,9 @@ from metalctl import harden, hosts
 from metalctl.audit import formats, history, rollup, waivers
 from metalctl.audit import run as audit
 from metalctl.audit.model import FAIL, PASS, WAIVED
-from metalctl.harden import rules as rules_mod
 from metalctl.lab.hosts import HostLab
 from metalctl.pki import SitePKI
+from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
 
 from .test_cli import run as cli

@@ -7,12 +7,12 @@ from dataclasses import replace
 from metalctl.audit import bmc as bmc_audit
 from metalctl.audit.model import FAIL, NOTAPPLICABLE, PASS
 from metalctl.budget import Budget
-from metalctl.harden import rules as rules_mod
 from metalctl.lab import libvirt_lab
 from metalctl.profile import bios
 from metalctl.profile import stage as profile_stage
 from metalctl.profile.facts import inband
 from metalctl.profile.library import ProfileLibrary
+from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
 
 from .conftest import SPEC

@@ -9,8 +9,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from metalctl.errors import InputError
-from metalctl.harden import edit, engine, gather, rules
 from metalctl.pki import SitePKI
+from metalctl.rules import catalogue as rules
+from metalctl.rules import edit, engine, gather
 
 RULES = rules.load()
 SITE = {"lsm": "auto", "libvirt": {"tls_priority": "NORMAL:-VERS-ALL:+VERS-TLS1.2"},
@@ -98,7 +99,7 @@ def test_rule_data_is_validated_with_file_and_rule_named(tmp_path):
     (tmp_path / "bad.yaml").write_text("- id: XYZ-001\n  title: A title\n  rationale: why not\n"
                                        "  severity: urgent\n  platforms: [rhel]\n"
                                        "  check: {kind: libvirt_kv}\n")
-    with pytest.raises(InputError, match=r"bad.yaml: XYZ-001.severity"):
+    with pytest.raises(InputError, match=r"bad.yaml:4: XYZ-001.severity"):
         rules.load([tmp_path])
     (tmp_path / "bad.yaml").write_text("- id: SEL-001\n  title: Duplicate\n  rationale: again\n"
                                        "  severity: low\n  platforms: [rhel]\n"

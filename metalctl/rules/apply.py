@@ -15,7 +15,7 @@ import base64
 import shlex
 import time
 
-from metalctl.harden.engine import Plan
+from metalctl.rules.plan import RulePlan
 
 HANDLERS = {
     # sysv (Debian without systemd, the lab hosts): virtlogd first, libvirtd reads
@@ -31,7 +31,7 @@ HANDLERS = {
 }
 
 
-def script(plan: Plan, init: str, daemon: str = "libvirtd", pace_s: float = 0.0) -> str:
+def script(plan: RulePlan, init: str, daemon: str = "libvirtd", pace_s: float = 0.0) -> str:
     q = shlex.quote
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     lines = ["set -eu", "umask 077"]

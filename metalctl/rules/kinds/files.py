@@ -1,0 +1,107 @@
+"""Kinds that install whole files: fixed content, or the host's certificates and keys from
+the site PKI (``source: pki:<name>``; keys are gathered as hashes only and never shown
+in diffs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metalctl.rules.catalogue import Rule
+from metalctl.rules.gather import GatherSpec, HostFacts
+from metalctl.rules.kinds import STR, register
+from metalctl.rules.plan import (
+    CHANGE,
+    COMPLIANT,
+    ERROR,
+    CheckOutcome,
+    Context,
+    RulePlan,
+    Workspace,
+    expand,
+    outcome,
+)
+
+_FILE = {
+    "path": STR,
+    "content": {"type": "string"},
+    "mode": {"type": "string", "pattern": "^0?[0-7]{3,4}$"},
+    "group": STR,
+    "source": {"type": "string", "pattern": "^pki:[a-z_]+$"},
+}
+
+
+def _specs(c: dict[str, Any]) -> list[dict[str, Any]]:
+    return c["files"] if c["kind"] == "files" else [c]
+
+
+def _pki_sources(c: dict[str, Any]) -> list[str]:
+    return [s["source"].split(":", 1)[1] for s in _specs(c) if s.get("source")]
+
+
+def _gather(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
+    for f in _specs(c):
+        for path in expand(f["path"]):
+            (spec.hashed if str(f.get("source", "")).startswith("pki:") else spec.content).add(path)
+
+
+@register(
+    "file",
+    body=_FILE,
+    required=("path",),
+    one_of=("content", "source"),
+    gather=_gather,
+    pki_sources=_pki_sources,
+)
+@register(
+    "files",
+    body={
+        "files": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["path"],
+                "oneOf": [{"required": ["content"]}, {"required": ["source"]}],
+                "properties": _FILE,
+            },
+        }
+    },
+    required=("files",),
+    gather=_gather,
+    pki_sources=_pki_sources,
+)
+def k_files(
+    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
+) -> CheckOutcome:
+    specs = c["files"] if c["kind"] == "files" else [c]
+    changed = []
+    for spec in specs:
+        source = spec.get("source")
+        if source:
+            name = source.split(":", 1)[1]
+            if name not in ctx.pki:
+                return outcome(
+                    rule,
+                    ERROR,
+                    f"no PKI material {name!r} for {ctx.host}: run "
+                    "`metalctl pki issue` for this host",
+                    missing="pki",
+                )
+            content = ctx.pki[name]
+        else:
+            content = spec["content"]
+        group = spec.get("group", "root")
+        if group not in facts.groups:
+            return outcome(rule, ERROR, f"group {group} does not exist on the host")
+        secret = source is not None and source.endswith("_key")
+        saved = ws.snapshot(spec["path"])
+        ws.put(spec["path"], content, mode=spec.get("mode", "0644"), group=group, secret=secret)
+        if ws.change(spec["path"]) is not None:
+            changed.append(spec["path"])
+        else:
+            ws.restore(spec["path"], saved)
+    if not changed:
+        return outcome(rule, COMPLIANT)
+    return outcome(rule, CHANGE, "", actual="; ".join(f"{p} differs" for p in changed))

@@ -1,0 +1,155 @@
+"""Kinds about package repositories: only the site's declared repositories, with pinned
+signing keys (dnf ``*.repo``, apt ``sources.list``), and the pending-updates report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+from metalctl.rules import edit
+from metalctl.rules.catalogue import Rule
+from metalctl.rules.gather import GatherSpec, HostFacts
+from metalctl.rules.kinds import register
+from metalctl.rules.plan import (
+    APT_FILES,
+    APT_GLOB,
+    CHANGE,
+    COMPLIANT,
+    DNF_GLOB,
+    ERROR,
+    NOTCHECKED,
+    REPORT,
+    CheckOutcome,
+    Context,
+    RulePlan,
+    Workspace,
+    outcome,
+)
+
+
+def _gather_report(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
+    spec.probes[rule.id + "-dnf"] = f"command -v dnf >/dev/null && {{ {c['probe_dnf']}; }}"
+    spec.probes[rule.id + "-apt"] = f"command -v apt-get >/dev/null && {{ {c['probe_apt']}; }}"
+
+
+def _gather_dnf(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
+    spec.globs.add(DNF_GLOB)
+
+
+def _gather_apt(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
+    spec.content.update(APT_FILES)
+    spec.globs.add(APT_GLOB)
+
+
+@register(
+    "report",
+    body={
+        "probe_dnf": {"type": "string", "minLength": 1},
+        "probe_apt": {"type": "string", "minLength": 1},
+    },
+    required=("probe_dnf", "probe_apt"),
+    gather=_gather_report,
+)
+def k_report(
+    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
+) -> CheckOutcome:
+    parts = []
+    for pm in ("dnf", "apt"):
+        out = facts.probes.get(f"{rule.id}-{pm}", "").strip()
+        if out:
+            last = out.splitlines()[-1]
+            parts.append(f"{pm}: {last + ' pending' if last.isdigit() else last[:100]}")
+    return outcome(rule, REPORT, "; ".join(parts) or "no package manager answered")
+
+
+@register("dnf_allowlist", gather=_gather_dnf)
+def k_dnf_allowlist(
+    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
+) -> CheckOutcome:
+    declared = {r["id"]: r for r in ctx.site.get("repositories", {}).get("dnf") or []}
+    if not declared:
+        return outcome(
+            rule,
+            NOTCHECKED,
+            "the site declares no dnf repositories (hardening/site.yaml repositories.dnf)",
+        )
+    actions = []
+    for path in sorted(p for p in facts.files if fnmatch.fnmatch(p, DNF_GLOB)):
+        text = ws.text(path)
+        new = text
+        for section in edit.ini_sections(text):
+            if section not in declared:
+                if edit.get_ini(new, section, "enabled") != "0":
+                    new = edit.set_ini(new, section, "enabled", "0")
+                    actions.append(f"disabled undeclared repo {section} ({path})")
+            elif (
+                declared[section].get("gpgkey")
+                and edit.get_ini(new, section, "gpgkey") != declared[section]["gpgkey"]
+            ):
+                new = edit.set_ini(new, section, "gpgkey", declared[section]["gpgkey"])
+                actions.append(f"pinned gpgkey of {section}")
+        if new != text:
+            ws.put(path, new)
+    if not actions:
+        return outcome(rule, COMPLIANT)
+    return outcome(rule, CHANGE, "", actual="; ".join(actions))
+
+
+_APT_LINE = re.compile(r"^\s*(deb|deb-src)\s+(\[[^\]]*\]\s+)?(\S+)\s+(.*)$")
+
+
+@register("apt_allowlist", gather=_gather_apt)
+def k_apt_allowlist(
+    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
+) -> CheckOutcome:
+    declared = ctx.site.get("repositories", {}).get("apt") or []
+    paths = sorted(p for p in facts.files if p in APT_FILES or fnmatch.fnmatch(p, APT_GLOB))
+    actions, problems = [], []
+    for path in paths:
+        lines = ws.text(path).splitlines()
+        out = []
+        for line in lines:
+            m = _APT_LINE.match(line)
+            if not m:
+                out.append(line)
+                continue
+            kind, opts, uri, rest = m.group(1), (m.group(2) or "").strip(), m.group(3), m.group(4)
+            match = next(
+                (d for d in declared if uri.rstrip("/").startswith(d["uri"].rstrip("/"))), None
+            )
+            if declared and match is None:
+                out.append(f"# metalctl: disabled undeclared source: {line.strip()}")
+                actions.append(f"disabled {uri} ({path})")
+                continue
+            if "trusted=yes" in opts:
+                if match is None:
+                    problems.append(
+                        f"{uri} is trusted=yes; declare it with its signed-by "
+                        "keyring in the site policy"
+                    )
+                    out.append(line)
+                    continue
+                out.append(f"{kind} [signed-by={match['signed_by']}] {uri} {rest}")
+                actions.append(f"{uri}: trusted=yes replaced by signed-by ({path})")
+                continue
+            if match is not None and "signed-by=" not in opts:
+                out.append(f"{kind} [signed-by={match['signed_by']}] {uri} {rest}")
+                actions.append(f"{uri}: pinned signed-by ({path})")
+                continue
+            out.append(line)
+        new = "\n".join(out) + "\n"
+        if new != ws.text(path):
+            ws.put(path, new)
+    if problems:
+        return outcome(rule, ERROR, "; ".join(problems))
+    if not declared:
+        return outcome(
+            rule,
+            NOTCHECKED if not actions else CHANGE,
+            "the site declares no apt sources (hardening/site.yaml repositories.apt)",
+        )
+    if not actions:
+        return outcome(rule, COMPLIANT)
+    return outcome(rule, CHANGE, "", actual="; ".join(actions))

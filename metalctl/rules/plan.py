@@ -1,0 +1,225 @@
+"""What the rules engine works with and produces: the rendering context, per-rule
+outcomes, the plan of file changes, commands and handlers, and the workspace in which
+rules edit files one after another. Pure data; no I/O."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from metalctl.model.compliance import CheckStatus
+from metalctl.rules.catalogue import Rule
+from metalctl.rules.gather import HostFacts
+
+COMPLIANT, CHANGE, DEFERRED = CheckStatus.COMPLIANT, CheckStatus.CHANGE, CheckStatus.DEFERRED
+NOTAPPLICABLE, NOTCHECKED = CheckStatus.NOTAPPLICABLE, CheckStatus.NOTCHECKED
+REPORT, MANUAL, ERROR = CheckStatus.REPORT, CheckStatus.MANUAL, CheckStatus.ERROR
+
+LIBVIRT_CONFS = ("/etc/libvirt/libvirtd.conf", "/etc/libvirt/virtproxyd.conf")
+DNF_GLOB = "/etc/yum.repos.d/*.repo"
+APT_FILES = ("/etc/apt/sources.list",)
+APT_GLOB = "/etc/apt/sources.list.d/*.list"
+
+
+@dataclass
+class Context:
+    """What a host's rules are rendered with: site policy, inventory and PKI material."""
+
+    host: str
+    mgmt_address: str
+    allowed_dns: list[str]
+    site: dict[str, Any]
+    pki: dict[str, str] = field(default_factory=dict)  # source name -> PEM text
+
+    def variables(self, facts: HostFacts) -> dict[str, Any]:
+        """The ``{name}`` variables rule bodies are rendered with, for this host."""
+        lsm = self.site.get("lsm", "auto")
+        if lsm == "auto":
+            lsm = "selinux" if facts.family == "rhel" else "apparmor"
+        modular = facts.init == "systemd" and "virtproxyd" in facts.binaries
+        apply_updates = str(self.site.get("updates", {}).get("apply", "no"))
+        return {
+            "lsm": lsm,
+            "selinux_policy": "targeted" if facts.family == "rhel" else "default",
+            "mgmt_address": self.mgmt_address,
+            "allowed_dns": self.allowed_dns,
+            "tls_priority": self.site.get("libvirt", {}).get("tls_priority"),
+            "libvirt_daemon": "virtproxyd" if modular else "libvirtd",
+            "libvirt_daemon_conf": LIBVIRT_CONFS[1] if modular else LIBVIRT_CONFS[0],
+            "qemu_group": "qemu" if facts.family == "rhel" else "libvirt-qemu",
+            "dnf_apply_updates": apply_updates,
+            "apt_unattended": "1" if apply_updates == "yes" else "0",
+        }
+
+
+_VAR = re.compile(r"\{([a-z_]+)\}")
+
+
+def render(value: Any, variables: dict[str, Any]) -> Any:
+    """Replace ``{name}`` with known variables only (``${distro_codename}`` stays)."""
+    if isinstance(value, str):
+        whole = _VAR.fullmatch(value)
+        if whole and whole.group(1) in variables:
+            return variables[whole.group(1)]  # keeps lists and ints as they are
+        return _VAR.sub(lambda m: str(variables[m.group(1)]) if m.group(1) in variables
+                        else m.group(0), value)
+    if isinstance(value, dict):
+        return {k: render(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, variables) for v in value]
+    return value
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+
+@dataclass
+class FileChange:
+    """The new content and metadata of one file (``old`` None: new or secret)."""
+
+    path: str
+    old: str | None  # None: new file (or content not gathered: secrets)
+    new: str
+    mode: str
+    owner: str = "root"
+    group: str = "root"
+    secret: bool = False  # never shown in diffs or logs
+
+    def diff(self) -> str:
+        """A unified diff; secret files show only that they change."""
+        if self.secret:
+            return (f"--- {self.path}\n+++ {self.path}\n"
+                    f"(secret content replaced, mode {self.mode})\n")
+        return "".join(difflib.unified_diff(
+            (self.old or "").splitlines(keepends=True), self.new.splitlines(keepends=True),
+            fromfile=f"{self.path}" if self.old is not None else "/dev/null",
+            tofile=f"{self.path}"))
+
+
+@dataclass
+class CheckOutcome:
+    """What one rule found on one host (and, for harden, what it will change)."""
+
+    rule: str
+    severity: str
+    title: str
+    status: CheckStatus
+    detail: str = ""
+    expected: str | None = None
+    actual: str | None = None
+    #: the input the check could not be made without (e.g. ``pki``): harden reports
+    #: an error, audit "not checked" (there is nothing to compare with)
+    missing: str | None = None
+
+
+@dataclass
+class RulePlan:
+    """Every rule's outcome on one host, the files that change, commands, handlers."""
+
+    host: str
+    outcomes: list[CheckOutcome] = field(default_factory=list)
+    files: dict[str, FileChange] = field(default_factory=dict)
+    commands: list[tuple[str, str]] = field(default_factory=list)  # (rule id, command)
+    handlers: list[str] = field(default_factory=list)
+    reboot_required: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return len(self.files) + len(self.commands)
+
+    def diff(self) -> str:
+        """Every change as one reviewable text (files, commands, handlers)."""
+        parts = [c.diff() for c in self.files.values()]
+        parts += [f"# {rid}: run: {cmd}\n" for rid, cmd in self.commands]
+        parts += [f"# handler: restart {h}\n" for h in self.handlers]
+        return "".join(parts)
+
+
+class Workspace:
+    """Current file texts as rules edit them one after another."""
+
+    def __init__(self, facts: HostFacts) -> None:
+        self.facts = facts
+        self.texts: dict[str, str] = {}
+        self.meta: dict[str, tuple[str, str, str, bool]] = {}
+
+    def text(self, path: str) -> str:
+        """The file's text as the rules evaluated so far left it."""
+        if path not in self.texts:
+            self.texts[path] = self.facts.text(path)
+        return self.texts[path]
+
+    def put(self, path: str, text: str, mode: str | None = None, owner: str | None = None,
+            group: str | None = None, secret: bool = False) -> None:
+        """Set the file's new text (and metadata)."""
+        self.texts[path] = text
+        f = self.facts.file(path)
+        self.meta[path] = (mode or f.mode or "644", owner or f.owner or "root",
+                           group or f.group or "root", secret)
+
+    def snapshot(self, path: str) -> tuple[str | None, tuple[str, str, str, bool] | None]:
+        """What :meth:`restore` puts back."""
+        return self.texts.get(path), self.meta.get(path)
+
+    def restore(self, path: str,
+                saved: tuple[str | None, tuple[str, str, str, bool] | None]) -> None:
+        """Undo a put that turned out to change nothing (what was there stays)."""
+        text, meta = saved
+        for table, value in ((self.texts, text), (self.meta, meta)):
+            if value is None:
+                table.pop(path, None)  # type: ignore[attr-defined]
+            else:
+                table[path] = value  # type: ignore[index]
+
+    def change(self, path: str) -> FileChange | None:
+        """What writing ``path`` would change on the host (content or metadata), if any."""
+        text = self.texts[path]
+        f = self.facts.file(path)
+        mode, owner, group, secret = self.meta.get(
+            path, (f.mode or "644", f.owner or "root", f.group or "root", False))
+        same_content = (f.exists and (
+            (f.content is not None and f.content == text)
+            or (f.content is None and f.sha256 == sha256_text(text))))
+        same_meta = f.exists and (f.mode or "").lstrip("0") == mode.lstrip("0") and \
+            f.owner == owner and f.group == group
+        if same_content and same_meta:
+            return None
+        return FileChange(path, f.content if f.exists else None, text, mode, owner, group,
+                          secret)
+
+    def changes(self) -> dict[str, FileChange]:
+        """Every file whose writing would change the host."""
+        return {p: c for p in self.texts if (c := self.change(p)) is not None}
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def outcome(rule: Rule, status: CheckStatus, detail: str = "", expected: Any = None,
+            actual: Any = None, missing: str | None = None) -> CheckOutcome:
+    """A rule's outcome with expected/actual as text."""
+    return CheckOutcome(rule.id, rule.severity, rule.title, status, detail,
+                        None if expected is None else str(expected),
+                        None if actual is None else str(actual), missing)
+
+
+def manual(rule: Rule, expected: Any, actual: Any) -> CheckOutcome:
+    """Not compliant, and no automatic fix: the rule's remediation text says what to do."""
+    return outcome(rule, MANUAL, rule.remediation or "", expected, actual)
+
+
+def lsm_active(lsm: str, facts: HostFacts) -> bool:
+    """Is this LSM enforcing in the running kernel?"""
+    return facts.selinux_enabled if lsm == "selinux" else facts.apparmor_enabled if \
+        lsm == "apparmor" else False
+
+
+def expand(path: str) -> list[str]:
+    """Paths that depend on the libvirt daemon flavour: gather both, use the one that fits."""
+    if "{libvirt_daemon}" in path:
+        return [path.replace("{libvirt_daemon}", d) for d in ("libvirtd", "virtproxyd")]
+    return [path]
