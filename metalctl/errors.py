@@ -167,6 +167,10 @@ class BiosError(MetalctlError):
     message = "node %(node)s: BIOS: %(reason)s"
 
 
+class BiosUnsupported(BiosError):
+    """The node's BMC offers no BIOS settings metalctl can use (IPMI only, no Bios)."""
+
+
 class LabError(MetalctlError):
     """The emulated lab could not be started or inspected."""
 

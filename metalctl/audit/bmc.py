@@ -8,9 +8,6 @@ import secrets
 import time
 from typing import Any
 
-import requests
-import urllib3
-
 from metalctl.audit.model import (
     ERROR,
     FAIL,
@@ -21,26 +18,19 @@ from metalctl.audit.model import (
     HostAudit,
     Result,
 )
-from metalctl.bmc import ipmi
+from metalctl.bmc import checks, ipmi
+from metalctl.bmc.bios import RedfishBios
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet, Secret
-from metalctl.errors import BmcAuthFailed, MetalctlError
+from metalctl.errors import BmcAuthFailed, BmcTLSError, BmcUnreachable, MetalctlError
+from metalctl.model.bios import diff
 from metalctl.model.node import DiscoveryRecord, Protocol
-from metalctl.profile import bios
 from metalctl.rules.catalogue import Rule
 from metalctl.store import Store
 
 
 def _version(text: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", text or ""))
-
-
-def _get(url: str, verify: bool | str, auth: tuple[str, str] | None,
-         budget: Budget) -> requests.Response:
-    with urllib3.warnings.catch_warnings():
-        urllib3.warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-        return requests.get(url, auth=auth, verify=verify,
-                            timeout=(budget.connect_timeout_s, budget.read_timeout_s))
 
 
 def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
@@ -82,7 +72,7 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
                 if creds is None:
                     add(rule, NOTCHECKED, detail="no credentials to read the BIOS")
                     continue
-                rows = bios.diff(desired, bios.RedfishBios(rec, creds, verify, budget).state())
+                rows = diff(desired, RedfishBios(rec, creds, verify, budget).state())
                 drift = [f"{r.attribute}={r.current} (want {r.desired})" for r in rows
                          if r.status != "ok"]
                 add(rule, FAIL if drift else PASS, f"BIOS of profile {profile}",
@@ -97,26 +87,24 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
                 else:
                     ok = _version(rec.bios_version) >= _version(str(want))
                     add(rule, PASS if ok else FAIL, f">= {want}", rec.bios_version)
-            elif test == "unauthenticated":
-                r = _get(base_url + "/redfish/v1/Systems", verify, None, budget)
-                add(rule, PASS if r.status_code in (401, 403) else FAIL, "HTTP 401/403",
-                    f"HTTP {r.status_code}")
-            elif test == "wrong_credentials":
-                bogus = ("metalctl-audit", secrets.token_urlsafe(12))
-                r = _get(base_url + "/redfish/v1/Systems", verify, bogus, budget)
-                add(rule, PASS if r.status_code in (401, 403) else FAIL, "HTTP 401/403",
-                    f"HTTP {r.status_code}")
+            elif test in ("unauthenticated", "wrong_credentials"):
+                bogus = ("metalctl-audit", secrets.token_urlsafe(12)) \
+                    if test == "wrong_credentials" else None
+                code = checks.status_of(base_url, rec.address, "/redfish/v1/Systems", verify,
+                                        bogus, budget)
+                add(rule, PASS if code in (401, 403) else FAIL, "HTTP 401/403", f"HTTP {code}")
             elif test == "tls":
                 if (rec.scheme or "https") != "https":
                     add(rule, FAIL, "https", rec.scheme)
                     continue
                 try:
-                    _get(base_url + "/redfish/v1/", verify or True, None, budget)
+                    checks.status_of(base_url, rec.address, "/redfish/v1/", verify or True,
+                                     None, budget)
                     add(rule, PASS, "certificate verified", "verified")
-                except requests.exceptions.SSLError:
+                except BmcTLSError:
                     add(rule, FAIL, "certificate verified", "not trusted by the site CA bundle")
-        except requests.exceptions.RequestException as exc:
-            add(rule, ERROR, detail=f"BMC unreachable: {type(exc).__name__}")
+        except BmcUnreachable as exc:
+            add(rule, ERROR, detail=f"BMC unreachable: {exc.reason}")
         except MetalctlError as exc:
             add(rule, ERROR, detail=str(exc))
     return HostAudit(label, kind="bmc", results=results,

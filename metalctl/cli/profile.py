@@ -286,7 +286,7 @@ def run_apply(args: argparse.Namespace) -> ExitCode:
                     ("changed", lambda r: [f"{k}={v['to']}" for k, v in r["changes"].items()]
                      or None), ("error", "error")])
     common.STDERR.print(summary_line(Counter(r.outcome.value for r in results)))
-    bad = {bios.Outcome.FAILED, bios.Outcome.UNSUPPORTED}
+    bad = {bios.BiosOutcome.FAILED, bios.BiosOutcome.UNSUPPORTED}
     return ExitCode.FAILED if any(r.outcome in bad for r in results) else ExitCode.OK
 
 

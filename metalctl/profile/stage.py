@@ -18,7 +18,14 @@ from typing import Any
 from metalctl import fleet
 from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
-from metalctl.errors import BiosError, FactsIncomplete, InputError, MetalctlError, describe
+from metalctl.errors import (
+    BiosError,
+    BiosUnsupported,
+    FactsIncomplete,
+    InputError,
+    MetalctlError,
+    describe,
+)
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 from metalctl.model.topology import Topology
 from metalctl.profile import bios, derive
@@ -171,15 +178,16 @@ def apply_bios(store: Store | None, node: NodeRef, profile: Profile, creds: Cred
             backend = bios.RedfishBios(node.record, creds, verify, budget)
             result = bios.apply(backend, desired, reboot=reboot, settle_s=settle_s)
     except MetalctlError as exc:
-        result = bios.ApplyResult(node.label, bios.Outcome.UNSUPPORTED
-                                  if "need Redfish" in str(exc) else bios.Outcome.FAILED,
-                                  error=str(exc), via="ironic" if ironic else "redfish")
+        outcome = bios.BiosOutcome.UNSUPPORTED if isinstance(exc, BiosUnsupported) \
+            else bios.BiosOutcome.FAILED
+        result = bios.ApplyResult(node.label, outcome, error=str(exc),
+                                  via="ironic" if ironic else "redfish")
     result.node = node.label  # the node's name, not the BMC's system name
     if store is not None and node.key:
         store.add_event(Event(node.key, STAGE, f"bios-{result.outcome.value}", now(),
                               {"profile": profile.name, "via": result.via, **result.changes},
                               result.error))
-        if result.outcome in (bios.Outcome.APPLIED, bios.Outcome.UNCHANGED):
+        if result.outcome in (bios.BiosOutcome.APPLIED, bios.BiosOutcome.UNCHANGED):
             store.set_state(node.key, Lifecycle.PROFILED)
             # what the BIOS should keep matching (audit BMC-001 checks drift against it)
             store.put_data(node.key, "bios", {"profile": profile.name, "via": result.via,
@@ -242,7 +250,7 @@ def apply(nodes: list[NodeRef], profile: Profile, opts: BiosOptions, *,
 
     def done(o: fleet.TaskOutcome[NodeRef, bios.ApplyResult]) -> None:
         res = o.value if o.ok and o.value else bios.ApplyResult(
-            o.item.label, bios.Outcome.FAILED, error=describe(o.error))
+            o.item.label, bios.BiosOutcome.FAILED, error=describe(o.error))
         results[o.item.label] = res
         if on_result:
             on_result(res)

@@ -59,12 +59,12 @@ def test_bios_drift_apply_and_rerun_through_redfish(lab, lab_creds, kvm):
     assert drift["ProcCStates"] == ("Enabled", "Disabled")
     assert drift["SysProfile"] == ("PerfOptimized", "Custom")  # the vendor rule
     result = stage.apply_bios(store, node, prof, lab_creds, lab.ca_bundle, FAST)
-    assert result.outcome is bios.Outcome.APPLIED, result.error
+    assert result.outcome is bios.BiosOutcome.APPLIED, result.error
     assert set(result.changes) == set(drift)
     assert {r.status for r in stage.diff_bios(node, prof, lab_creds, lab.ca_bundle,
                                               FAST)} == {"ok"}
     again = stage.apply_bios(store, node, prof, lab_creds, lab.ca_bundle, FAST)
-    assert again.outcome is bios.Outcome.UNCHANGED
+    assert again.outcome is bios.BiosOutcome.UNCHANGED
     assert not again.changes
     row = store.find(node.key)
     assert row["state"] == Lifecycle.PROFILED.value
@@ -81,7 +81,7 @@ def test_refusals_change_nothing(lab, lab_creds, kvm, tmp_path):
     acme = dataclasses.replace(node, record=dataclasses.replace(node.record,
                                                                 manufacturer="Acme"))
     r = stage.apply_bios(store, acme, prof, lab_creds, lab.ca_bundle, FAST)
-    assert r.outcome is bios.Outcome.FAILED
+    assert r.outcome is bios.BiosOutcome.FAILED
     assert "no BIOS attribute map for manufacturer " \
         "'Acme'" in r.error
     # a site map naming attributes this BMC does not have
@@ -94,7 +94,7 @@ def test_refusals_change_nothing(lab, lab_creds, kvm, tmp_path):
     r = stage.apply_bios(store, node, prof.__class__(name="p", data={"bios": {
         "virtualization": True, "turbo": True}}), lab_creds, lab.ca_bundle, FAST,
         bios_lib=bios.BiosLibrary([site]))
-    assert r.outcome is bios.Outcome.FAILED
+    assert r.outcome is bios.BiosOutcome.FAILED
     assert "TurboBoostTech is not an attribute of this BMC" in r.error
     assert "(nothing written)" in r.error
     # IPMI-only node
@@ -102,7 +102,7 @@ def test_refusals_change_nothing(lab, lab_creds, kvm, tmp_path):
     store.save_discovered(ipmi_rec)
     r = stage.apply_bios(store, stage.resolve(store, ipmi_rec.key), prof, lab_creds,
                          lab.ca_bundle, FAST)
-    assert r.outcome is bios.Outcome.UNSUPPORTED
+    assert r.outcome is bios.BiosOutcome.UNSUPPORTED
     assert "BIOS settings need Redfish" in r.error
     assert backend.state().current == untouched
     assert store.find(node.key)["state"] == Lifecycle.DISCOVERED.value
@@ -119,7 +119,7 @@ def test_bios_through_ironic_clean_step(lab, lab_creds, kvm, ironic):
     try:
         r = stage.apply_bios(store, node, prof, lab_creds, lab.ca_bundle, FAST,
                              ironic=ironic, settle_s=300)
-        assert r.outcome is bios.Outcome.APPLIED, r.error
+        assert r.outcome is bios.BiosOutcome.APPLIED, r.error
         assert r.via == "ironic"
         cached = ironic.bios_settings(node.ironic_uuid)
         assert cached["ProcVirtualization"] == "Enabled"
@@ -128,7 +128,7 @@ def test_bios_through_ironic_clean_step(lab, lab_creds, kvm, ironic):
         assert ironic.node(node.ironic_uuid)["provision_state"] == "manageable"
         again = stage.apply_bios(store, node, prof, lab_creds, lab.ca_bundle, FAST,
                                  ironic=ironic)
-        assert again.outcome is bios.Outcome.UNCHANGED
+        assert again.outcome is bios.BiosOutcome.UNCHANGED
     finally:
         # Ironic rebooted the node to apply: the lab's QEMU guest is running now
         ironic.set_power_state(node.ironic_uuid, "off")

@@ -88,14 +88,14 @@ def test_pending_until_reset_then_verified():
     bmc = Scripted({"ProcTurboMode": "Disabled", "LogicalProc": "Enabled"})
     desired = {"ProcTurboMode": "Enabled", "LogicalProc": "Enabled"}
     r = bios.apply(bmc, desired)
-    assert r.outcome is bios.Outcome.PENDING
+    assert r.outcome is bios.BiosOutcome.PENDING
     assert bmc.resets == 0
     assert [row.status for row in r.rows] == ["ok", "pending"]
     r = bios.apply(bmc, desired, reboot=True, poll_s=0)
-    assert r.outcome is bios.Outcome.APPLIED
+    assert r.outcome is bios.BiosOutcome.APPLIED
     assert bmc.resets == 1
     assert bmc.writes == [{"ProcTurboMode": "Enabled"}] * 2  # only what differs
-    assert bios.apply(bmc, desired).outcome is bios.Outcome.UNCHANGED
+    assert bios.apply(bmc, desired).outcome is bios.BiosOutcome.UNCHANGED
 
 
 def test_a_reset_that_does_not_apply_fails_after_the_deadline():
@@ -105,5 +105,5 @@ def test_a_reset_that_does_not_apply_fails_after_the_deadline():
 
     bmc = Stubborn({"ProcTurboMode": "Disabled"})
     r = bios.apply(bmc, {"ProcTurboMode": "Enabled"}, reboot=True, settle_s=0.05, poll_s=0.01)
-    assert r.outcome is bios.Outcome.FAILED
+    assert r.outcome is bios.BiosOutcome.FAILED
     assert "not current" in r.error
