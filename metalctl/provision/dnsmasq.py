@@ -149,6 +149,11 @@ def validate(cfg: DnsmasqConfig) -> DnsmasqConfig:
             _ip(host.ip, f"hosts[{i}].ip")
         if host.name is not None:
             check_node(host.name)
+            # dnsmasq reads a dhcp-host field shaped like a lease time as one ("1234",
+            # "12h"), so such a name would silently become a lease time
+            if re.fullmatch(r"\d+[smhdw]?|infinite", host.name):
+                raise InputError(_WHERE, f"hosts[{i}].name",
+                                 f"{host.name!r} reads as a lease time to dnsmasq")
     if cfg.known_only and not cfg.hosts:
         raise InputError(_WHERE, "known_only", "no hosts: nothing would ever be answered")
     for name in ("tftp_root", "lease_file", "pid_file"):

@@ -21,7 +21,6 @@ from metalctl.errors import InputError
 #: the host key types OpenSSH generates today (DSA is gone since OpenSSH 9.8)
 KNOWN_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                "ecdsa-sha2-nistp521", "ssh-rsa")
-MAX_KEYS = 8
 MAX_LINE_CHARS = 4096  # an RSA 16384-bit key is about 2,800 characters
 MIN_RSA_BITS = 2048
 # uncompressed EC point sizes (0x04 || X || Y), RFC 5656 §3.1 and SEC 1 §2.3.3
@@ -122,8 +121,8 @@ def parse(text: str) -> tuple[HostKey, ...]:
         The keys, identical duplicates removed, in the order given.
 
     Raises:
-        InputError: any bad line, no key at all, more than :data:`MAX_KEYS`, or two
-            different keys of one type (a host has one key per type).
+        InputError: any bad line, no key at all, or two different keys of one type (a
+            host has one key per type, so there are at most five keys).
     """
     keys: list[HostKey] = []
     for number, raw in enumerate(text.splitlines(), 1):
@@ -136,8 +135,6 @@ def parse(text: str) -> tuple[HostKey, ...]:
         if any(k.type == key.type for k in keys):
             raise InputError(_WHERE, f"line {number}", f"a second, different {key.type} key")
         keys.append(key)
-        if len(keys) > MAX_KEYS:
-            raise InputError(_WHERE, f"line {number}", f"more than {MAX_KEYS} keys")
     if not keys:
         raise InputError(_WHERE, "body", "no host key")
     return tuple(keys)
