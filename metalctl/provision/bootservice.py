@@ -5,7 +5,8 @@
 shared state file) and follows them with :meth:`BootService.install` and
 :meth:`BootService.events`.
 
-Routes (HTTP/1.0 semantics, one request per connection, bodies bounded):
+Routes (HTTP/1.1, one request per connection, bodies bounded; transport in
+:mod:`metalctl.provision.bootserver`):
 
 * ``GET /boot.ipxe``: the entry script dnsmasq hands to iPXE; it chains the per-MAC one.
 * ``GET /boot/<mac>.ipxe`` (``52-54-00-..`` as iPXE's ``${mac:hexhyp}`` gives it, or
@@ -36,21 +37,17 @@ import hmac
 import ipaddress
 import logging
 import re
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from metalctl.credentials import Secret
 from metalctl.errors import InputError, MetalctlError
 from metalctl.provision import hostkeys as hostkeys_mod
 from metalctl.provision import tokens
+from metalctl.provision.bootserver import HttpServer, Request, Response, scrub
 from metalctl.provision.bootstate import (
     ACTIVE,
     FAILED,
@@ -79,20 +76,15 @@ MAX_DEADLINE_S = 7 * 24 * 3600.0
 #: a sink for host keys: (node, mac, keys); raise a MetalctlError to refuse them
 HostKeySink = Callable[[str, str, tuple[HostKey, ...]], None]
 
-_SCRUB = re.compile(r"(token=|bearer\s+)[^\s&'\"]*", re.IGNORECASE)
 _BOOT_RE = re.compile(r"/boot/([0-9A-Fa-f:-]{17})\.ipxe")
 _NODE_PATH = re.compile(r"/(ks|callback)/([^/]+)")
+_TEXT = "text/plain"
 
 LOCAL_BOOT_SCRIPT = """#!ipxe
 # metalctl: no install is pending for this machine: boot from the local disk
 iseq ${platform} efi && exit ||
 sanboot --no-describe --drive 0x80 || exit
 """
-
-
-def scrub(text: str) -> str:
-    """Mask anything shaped like a token in ``text`` (query parameters, bearer headers)."""
-    return _SCRUB.sub(r"\1***", text)
 
 
 def _clean_message(raw: bytes, token: str | None) -> str:
@@ -104,227 +96,13 @@ def _clean_message(raw: bytes, token: str | None) -> str:
     return " ".join(text.split())[:MAX_MESSAGE_CHARS]
 
 
-class _Server(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a bounded number of handler threads and a deep backlog.
-
-    Python's default backlog of 5 drops SYNs when a rack boots at once (a dropped SYN
-    costs the client a 1 s retransmit), so the backlog is 1024; handler threads are
-    capped, and connections beyond the cap wait in that backlog instead of spawning.
-    """
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024
-
-    def __init__(self, address: tuple[str, int], handler: type, service: BootService,
-                 max_connections: int) -> None:
-        self.address_family = (socket.AF_INET6 if ipaddress.ip_address(address[0]).version == 6
-                               else socket.AF_INET)
-        self.service = service
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._last_expiry = 0.0
-        super().__init__(address, handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the FQDN of the bind address (a DNS lookup)
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self._slots.acquire()
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def service_actions(self) -> None:
-        # deadlines pass even when nobody asks: record timeouts within about 5 s
-        now = time.monotonic()
-        if now - self._last_expiry >= 5.0:
-            self._last_expiry = now
-            try:
-                self.service.state.expire()
-            except MetalctlError as exc:
-                LOG.warning("boot service: expiring installs failed: %s", exc)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "metalctl-boot"
-    sys_version = ""
-    protocol_version = "HTTP/1.0"
-
-    # --- plumbing ------------------------------------------------------------------------
-
-    def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        """Requests are logged once, by :meth:`_send`, without secrets."""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
-        # http.server logs malformed request lines verbatim: scrub them
-        LOG.debug("boot service: %s: %s", self.client_address[0], scrub(format % args))
-
-    def _send(self, status: int, body: bytes = b"", ctype: str = "text/plain",
-              note: str = "") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if body and self.command != "HEAD":
-            self.wfile.write(body)
-        self._log(status, len(body), note)
-
-    def _log(self, status: int, size: int, note: str) -> None:
-        took_ms = (time.perf_counter() - self._t0) * 1000.0
-        LOG.info("boot service: %s %s %s -> %d %dB %.1fms %s", self.client_address[0],
-                 self.command, scrub(urlsplit(self.path).path), status, size, took_ms, note)
-
-    def _forbidden(self, note: str) -> None:
-        self._send(HTTPStatus.FORBIDDEN, b"", note=note)
-
-    def _read_body(self) -> bytes | None:
-        """The request body within :data:`MAX_BODY_BYTES` and the request timeout."""
-        if self.headers.get("Transfer-Encoding"):
-            self._send(HTTPStatus.LENGTH_REQUIRED, b"Content-Length required\n")
-            return None
-        try:
-            size = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            size = -1
-        if size < 0 or size > MAX_BODY_BYTES:
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                       f"body must be 0..{MAX_BODY_BYTES} bytes\n".encode())
-            return None
-        deadline = time.monotonic() + self.server.service.request_timeout_s
-        chunks, remaining = [], size
-        while remaining and time.monotonic() < deadline:
-            chunk = self.rfile.read1(remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        if remaining:
-            self._send(HTTPStatus.BAD_REQUEST, b"incomplete body\n")
-            return None
-        return b"".join(chunks)
-
-    # --- routes --------------------------------------------------------------------------
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._t0 = time.perf_counter()
-        self._route("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._t0 = time.perf_counter()
-        self._route("POST")
-
-    def _route(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query, max_num_fields=4)
-        service = self.server.service
-        try:
-            if method == "GET" and parts.path == "/boot.ipxe":
-                self._send(HTTPStatus.OK, service.entry_script().encode())
-            elif method == "GET" and (m := _BOOT_RE.fullmatch(parts.path)):
-                self._boot_script(m.group(1))
-            elif (m := _NODE_PATH.fullmatch(parts.path)) and m.group(1) == "ks" \
-                    and method == "GET":
-                self._kickstart(m.group(2), _one(query, "token"))
-            elif m and m.group(1) == "callback" and method == "POST":
-                self._callback(m.group(2), _one(query, "stage"), self._presented(query))
-            elif method == "GET" and parts.path.startswith("/files/") and service.files_dir:
-                self._file(parts.path.removeprefix("/files/"))
-            elif method == "GET" and parts.path == "/healthz":
-                self._send(HTTPStatus.OK, b"ok\n")
-            else:
-                self._send(HTTPStatus.NOT_FOUND, b"not found\n")
-        except MetalctlError as exc:
-            LOG.error("boot service: %s %s: %s", method, scrub(parts.path), scrub(str(exc)))
-            self._send(HTTPStatus.SERVICE_UNAVAILABLE, b"boot service state unavailable\n")
-
-    def _presented(self, query: dict[str, list[str]]) -> str | None:
-        auth = self.headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer ":
-            return auth[7:].strip()
-        return _one(query, "token")
-
-    def _boot_script(self, raw_mac: str) -> None:
-        try:
-            mac = normalise_mac(raw_mac)
-        except InputError:
-            self._send(HTTPStatus.BAD_REQUEST, b"not a MAC address\n", note="bad MAC")
-            return
-        script, note = self.server.service.boot_script(mac)
-        self._send(HTTPStatus.OK, script.encode(), note=note)
-
-    def _kickstart(self, node: str, presented: str | None) -> None:
-        service = self.server.service
-        fp = tokens.fingerprint(presented)
-        cred = service.state.credentials(node) if NODE_RE.fullmatch(node) else None
-        if not tokens.matches(presented, cred[1] if cred else None):
-            self._forbidden(f"kickstart {node[:64]}: wrong token {fp}")
-            return
-        state, digest, fetched_at = cred
-        if state != ACTIVE or fetched_at is not None:
-            why = f"install {state}" if state != ACTIVE else "already fetched"
-            self._forbidden(f"kickstart {node}: {why} {fp}")
-            return
-        text = service.state.take_kickstart(node, digest, self.client_address[0])
-        if text is None:  # lost a race with another fetch, or the deadline just passed
-            self._forbidden(f"kickstart {node}: already fetched or expired {fp}")
-            return
-        service.forget_token(node)
-        body = text.replace(TOKEN_PLACEHOLDER, presented or "").encode()
-        self._send(HTTPStatus.OK, body, note=f"kickstart {node} {fp}")
-
-    def _callback(self, node: str, stage: str | None, presented: str | None) -> None:
-        service = self.server.service
-        fp = tokens.fingerprint(presented)
-        cred = service.state.credentials(node) if NODE_RE.fullmatch(node) else None
-        if not tokens.matches(presented, cred[1] if cred else None) or cred[0] != ACTIVE:
-            self._forbidden(f"callback {node[:64]}: token refused {fp}")
-            return
-        if stage not in CALLBACK_STAGES:
-            self._send(HTTPStatus.BAD_REQUEST, b"stage must be one of "
-                       + ", ".join(CALLBACK_STAGES).encode() + b"\n", note=f"{node} bad stage")
-            return
-        if service.state.count_events(node) >= MAX_EVENTS_PER_INSTALL:
-            self._send(HTTPStatus.TOO_MANY_REQUESTS, b"too many callbacks\n", note=node)
-            return
-        body = self._read_body()
-        if body is None:
-            return
-        status, reply = service.callback(node, stage, body, presented)
-        self._send(status, reply.encode(), note=f"callback {node} {stage} {fp}")
-
-    def _file(self, rel: str) -> None:
-        path = self.server.service.file_path(rel)
-        if path is None:
-            self._send(HTTPStatus.NOT_FOUND, b"not found\n")
-            return
-        with path.open("rb") as f:
-            size = path.stat().st_size
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(size))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.flush()
-            self.connection.sendfile(f)
-        self._log(HTTPStatus.OK, size, "file")
-
-
 def _one(query: dict[str, list[str]], key: str) -> str | None:
     values = query.get(key)
     return values[0] if values and len(values) == 1 else None
+
+
+def _forbidden(note: str) -> Response:
+    return Response(HTTPStatus.FORBIDDEN, b"", note=note)
 
 
 class BootService:
@@ -339,7 +117,7 @@ class BootService:
         on_hostkeys: called with (node, mac, keys) when an install reports its host keys;
             raise a :class:`~metalctl.errors.MetalctlError` to refuse them.
         request_timeout_s: socket timeout per request, and the cap on reading a body.
-        max_connections: handler threads at once; more connections wait in the backlog.
+        max_connections: requests handled at once; more wait (within the timeout).
         clock: seconds since the epoch (tests move it to reach deadlines).
 
     Raises:
@@ -349,7 +127,7 @@ class BootService:
     def __init__(self, bind: str, port: int, state_dir: Path, *,
                  public_url: str | None = None, files_dir: Path | None = None,
                  on_hostkeys: HostKeySink | None = None, request_timeout_s: float = 10.0,
-                 max_connections: int = 256, clock: Callable[[], float] = time.time) -> None:
+                 max_connections: int = 1024, clock: Callable[[], float] = time.time) -> None:
         try:
             ipaddress.ip_address(bind)
         except ValueError:
@@ -366,8 +144,7 @@ class BootService:
         self.state = BootState(Path(state_dir), clock)
         self._plain: dict[str, Secret] = {}
         self._mint = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: HttpServer | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -385,27 +162,24 @@ class BootService:
         Raises:
             BootServiceError: the address cannot be bound.
         """
-        handler = type("Handler", (_Handler,), {"timeout": self.request_timeout_s})
+        self._http = HttpServer(self.bind, self.port, self.route,
+                                request_timeout_s=self.request_timeout_s,
+                                max_connections=self.max_connections,
+                                max_body_bytes=MAX_BODY_BYTES, tick=self.state.expire)
         try:
-            self._server = _Server((self.bind, self.port), handler, self, self.max_connections)
+            self.port = self._http.start()
         except OSError as exc:
+            self._http = None
             raise BootServiceError(where=f"{self.bind}:{self.port}",
                                    reason=exc.strerror or str(exc)) from None
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.2,),
-                                        name="metalctl-boot", daemon=True)
-        self._thread.start()
         LOG.info("boot service: listening on %s (state %s)", self.url, self.state.path)
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the state file; in-flight requests are abandoned."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5.0)
-            self._server = self._thread = None
+        """Stop serving and close the state file; requests in flight are cancelled."""
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
         self.state.close()
 
     def __enter__(self) -> BootService:
@@ -467,6 +241,74 @@ class BootService:
     def forget_token(self, node: str) -> None:
         with self._mint:
             self._plain.pop(node, None)
+
+    # --- routes (called on the server's event loop) --------------------------------------
+
+    def route(self, req: Request) -> Response:
+        """Answer one request (see the module docstring for the routes)."""
+        try:
+            if req.method == "GET" and req.path == "/boot.ipxe":
+                return Response(HTTPStatus.OK, self.entry_script().encode())
+            if req.method == "GET" and (m := _BOOT_RE.fullmatch(req.path)):
+                return self._boot_route(m.group(1))
+            m = _NODE_PATH.fullmatch(req.path)
+            if m and m.group(1) == "ks" and req.method == "GET":
+                return self._kickstart_route(m.group(2), _one(req.query, "token"), req.peer)
+            if m and m.group(1) == "callback" and req.method == "POST":
+                return self._callback_route(m.group(2), req)
+            if req.method == "GET" and req.path.startswith("/files/") and self.files_dir:
+                path = self.file_path(req.path.removeprefix("/files/"))
+                if path is not None:
+                    return Response(HTTPStatus.OK, content_type="application/octet-stream",
+                                    file=path, note="file")
+            if req.method == "GET" and req.path == "/healthz":
+                return Response(HTTPStatus.OK, b"ok\n")
+            return Response(HTTPStatus.NOT_FOUND, b"not found\n")
+        except MetalctlError as exc:
+            LOG.error("boot service: %s %s: %s", req.method, scrub(req.path), scrub(str(exc)))
+            return Response(HTTPStatus.SERVICE_UNAVAILABLE, b"boot service state unavailable\n")
+
+    def _boot_route(self, raw_mac: str) -> Response:
+        try:
+            mac = normalise_mac(raw_mac)
+        except InputError:
+            return Response(HTTPStatus.BAD_REQUEST, b"not a MAC address\n", note="bad MAC")
+        script, note = self.boot_script(mac)
+        return Response(HTTPStatus.OK, script.encode(), note=note)
+
+    def _kickstart_route(self, node: str, presented: str | None, peer: str) -> Response:
+        fp = tokens.fingerprint(presented)
+        cred = self.state.credentials(node) if NODE_RE.fullmatch(node) else None
+        if not tokens.matches(presented, cred[1] if cred else None):
+            return _forbidden(f"kickstart {node[:64]}: wrong token {fp}")
+        state, digest, fetched_at = cred  # type: ignore[misc]
+        if state != ACTIVE or fetched_at is not None:
+            why = f"install {state}" if state != ACTIVE else "already fetched"
+            return _forbidden(f"kickstart {node}: {why} {fp}")
+        text = self.state.take_kickstart(node, digest, peer)
+        if text is None:  # lost a race with another fetch, or the deadline just passed
+            return _forbidden(f"kickstart {node}: already fetched or expired {fp}")
+        self.forget_token(node)
+        body = text.replace(TOKEN_PLACEHOLDER, presented or "").encode()
+        return Response(HTTPStatus.OK, body, note=f"kickstart {node} {fp}")
+
+    def _callback_route(self, node: str, req: Request) -> Response:
+        auth = req.headers.get("authorization", "")
+        presented = auth[7:].strip() if auth[:7].lower() == "bearer " else _one(req.query,
+                                                                                  "token")
+        fp = tokens.fingerprint(presented)
+        cred = self.state.credentials(node) if NODE_RE.fullmatch(node) else None
+        if not tokens.matches(presented, cred[1] if cred else None) or cred[0] != ACTIVE:
+            return _forbidden(f"callback {node[:64]}: token refused {fp}")
+        stage = _one(req.query, "stage")
+        if stage not in CALLBACK_STAGES:
+            return Response(HTTPStatus.BAD_REQUEST, b"stage must be one of "
+                            + ", ".join(CALLBACK_STAGES).encode() + b"\n",
+                            note=f"{node}: bad stage")
+        if self.state.count_events(node) >= MAX_EVENTS_PER_INSTALL:
+            return Response(HTTPStatus.TOO_MANY_REQUESTS, b"too many callbacks\n", note=node)
+        status, reply = self.callback(node, stage, req.body, presented)
+        return Response(status, reply.encode(), note=f"callback {node} {stage} {fp}")
 
     # --- what the handlers call ----------------------------------------------------------
 

@@ -285,18 +285,26 @@ class BootState:
         return _record(rows[0]) if rows else None
 
     def active_by_mac(self, mac: str) -> tuple[InstallRecord, str] | None:
-        """The active install for ``mac`` and its token digest, or None."""
-        self.expire()
+        """The active install for ``mac`` (deadline not passed) and its token digest."""
         rows = self._run(f"SELECT {_COLUMNS}, token_sha256 FROM installs "  # noqa: S608
-                         "WHERE mac = ? AND state = ?", (mac, ACTIVE))
+                         "WHERE mac = ? AND state = ? AND deadline_at > ?",
+                         (mac, ACTIVE, self.now()))
         return (_record(rows[0][:-1]), rows[0][-1]) if rows else None
 
     def credentials(self, node: str) -> tuple[str, str, float | None] | None:
-        """``(state, token digest, kickstart fetched at)`` of the node's install."""
-        self.expire()
-        rows = self._run("SELECT state, token_sha256, kickstart_fetched_at FROM installs "
-                         "WHERE node = ?", (node,))
-        return rows[0] if rows else None
+        """``(state, token digest, kickstart fetched at)`` of the node's install.
+
+        An active install past its deadline reads as ``timeout`` here at once (the
+        service's periodic :meth:`expire` records it), so a request never costs a write.
+        """
+        rows = self._run("SELECT state, token_sha256, kickstart_fetched_at, deadline_at "
+                         "FROM installs WHERE node = ?", (node,))
+        if not rows:
+            return None
+        state, digest, fetched_at, deadline_at = rows[0]
+        if state == ACTIVE and deadline_at <= self.now():
+            state = TIMEOUT
+        return state, digest, fetched_at
 
     def set_token(self, node: str, token_digest: str) -> None:
         """Replace an active, not yet fetched install's token (a re-minted boot script)."""
@@ -341,7 +349,8 @@ class BootState:
         """Move an active install to ``installed`` or ``failed``; True when it moved."""
         now = self.now()
         counts = self._txn([("UPDATE installs SET state = ?, ended_at = ?, error = ? "
-                             "WHERE node = ? AND state = ?", (state, now, error, node, ACTIVE))])
+                             "WHERE node = ? AND state = ? AND deadline_at > ?",
+                             (state, now, error, node, ACTIVE, now))])
         return bool(counts[0])
 
     def expire(self) -> list[str]:
