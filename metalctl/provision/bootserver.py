@@ -198,10 +198,11 @@ class HttpServer:
                 except h11.RemoteProtocolError as exc:
                     response = Response(HTTPStatus.BAD_REQUEST, b"bad request\n",
                                         note=scrub(str(exc))[:200])
-                size = await self._write(writer, response, method)
+                # logged before the answer leaves: whoever has the answer can read the log
                 LOG.info("boot service: %s %s %s -> %d %dB %.1fms %s", peer, method,
-                         scrub(path), response.status, size,
+                         scrub(path), response.status, _size(response),
                          (time.perf_counter() - t0) * 1000.0, response.note)
+                await self._write(writer, response, method)
             finally:
                 self._slots.release()
         except (asyncio.TimeoutError, ConnectionError, _Closed) as exc:
@@ -247,9 +248,9 @@ class HttpServer:
                        parse_qs(target.query, max_num_fields=8), headers, bytes(body), peer)
 
     async def _write(self, writer: asyncio.StreamWriter, response: Response,
-                     method: str) -> int:
+                     method: str) -> None:
         phrase = HTTPStatus(response.status).phrase
-        size = response.file.stat().st_size if response.file else len(response.body)
+        size = _size(response)
         head = (f"HTTP/1.1 {response.status} {phrase}\r\nServer: metalctl-boot\r\n"
                 f"Content-Type: {response.content_type}\r\nContent-Length: {size}\r\n"
                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n").encode("latin-1")
@@ -257,12 +258,15 @@ class HttpServer:
             writer.write(head + (response.body if method != "HEAD" else b""))
             if writer.transport.get_write_buffer_size():  # the socket did not take it all
                 await asyncio.wait_for(writer.drain(), self._timeout)
-            return size
+            return
         writer.write(head)
         with response.file.open("rb") as f:
             loop = asyncio.get_running_loop()
             await asyncio.wait_for(loop.sendfile(writer.transport, f), FILE_TIMEOUT_S)
-        return size
+
+
+def _size(response: Response) -> int:
+    return response.file.stat().st_size if response.file else len(response.body)
 
 
 class _Closed(Exception):  # noqa: N818 - the client went away before a request

@@ -317,9 +317,9 @@ class BootState:
         counts = self._txn([
             ("UPDATE installs SET script_served_at = ? WHERE node = ? "
              "AND script_served_at IS NULL", (now, node)),
+            ("INSERT INTO events (node, stage, at, detail) SELECT ?, ?, ?, ? "
+             "WHERE changes() > 0", (node, "boot-script", now, "")),
         ])
-        if counts[0]:
-            self.event(node, "boot-script")
         return bool(counts[0])
 
     def take_kickstart(self, node: str, token_digest: str, peer: str) -> str | None:

@@ -341,7 +341,7 @@ def test_bodies_are_bounded(service):
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         t0 = time.monotonic()
         assert sock.recv(100) == b""
-        assert 0.5 < time.monotonic() - t0 < 5.0
+        assert 0.5 < time.monotonic() - t0 < 8.0
 
 
 def test_files_are_served_from_files_dir_only(service, files_dir):
