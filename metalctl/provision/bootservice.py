@@ -370,13 +370,14 @@ class BootService:
             return self._hostkeys(node, body)
         message = _clean_message(body, token)
         self.state.event(node, stage, message)
-        if stage in ("end", "error"):
-            self.state.finish(node, INSTALLED if stage == "end" else FAILED,
-                              message if stage == "error" else None)
+        if stage == "end":
+            self.state.finish(node, INSTALLED)
             self.forget_token(node)
-            LOG.info("boot service: install of %s %s%s", node,
-                     "ended" if stage == "end" else "failed: ", message if stage == "error"
-                     else "")
+            LOG.info("boot service: install of %s ended", node)
+        elif stage == "error":
+            self.state.finish(node, FAILED, message)
+            self.forget_token(node)
+            LOG.info("boot service: install of %s failed: %s", node, message)
         return HTTPStatus.OK, "ok\n"
 
     def _hostkeys(self, node: str, body: bytes) -> tuple[int, str]:
