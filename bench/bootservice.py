@@ -19,7 +19,9 @@ and NODES/10 unknown MACs ask for a script (200, local disk). Two phases:
 * **paced**: the nodes start evenly over ``--window-s`` (a rack powered on by its BMCs).
 
 Printed per phase: requests, wrong answers (must be 0), throughput, and p50/p99/max
-latency per request kind and overall (connect to last byte). Target: p99 < 100 ms.
+latency per request kind and overall (connect to last byte), with the CPU time of the
+service and of the simulated nodes, and the kernel's CPU pressure (on a shared machine,
+the share of time something waited for a CPU). Target: p99 < 100 ms.
 Every request has a 10 s timeout, every phase a 120 s cap; the server process is
 stopped at the end, also on failure.
 """
@@ -116,6 +118,15 @@ async def unknown(port: int, i: int, delay_s: float, lat: dict, wrong: list) -> 
         wrong.append(f"unknown MAC {i}: {status}")
 
 
+def cpu_pressure() -> str:
+    """The kernel's CPU pressure (share of time some task waited for a CPU, last 10 s)."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().split("\n", 1)[0]
+    except OSError:
+        return "n/a"
+    return line.split()[1].removeprefix("avg10=") + "%"
+
+
 def cpu_s(pid: int | None = None) -> float:
     """User + system CPU seconds of a process (this one by default)."""
     fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
@@ -134,7 +145,7 @@ async def phase(port: int, tag: str, nodes: int, window_s: float, server_pid: in
                                      PHASE_CAP_S)
     wall = time.perf_counter() - t0
     wrong += [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
-    return {"lat": lat, "wrong": wrong, "wall_s": wall,
+    return {"lat": lat, "wrong": wrong, "wall_s": wall, "pressure": cpu_pressure(),
             "server_cpu_s": cpu_s(server_pid) - server0, "client_cpu_s": cpu_s() - client0}
 
 
@@ -149,7 +160,8 @@ def report(name: str, res: dict) -> bool:
           f"({len(everything) / res['wall_s']:.0f} req/s), wrong answers: {len(res['wrong'])}")
     print(f"  CPU: boot service {res['server_cpu_s']:.2f} s "
           f"({1000 * res['server_cpu_s'] / len(everything):.2f} ms per request), "
-          f"simulated nodes {res['client_cpu_s']:.2f} s")
+          f"simulated nodes {res['client_cpu_s']:.2f} s; CPU pressure (others' load "
+          f"included) {res['pressure']}")
     for line in res["wrong"][:5]:
         print(f"  wrong: {line}")
     print(f"  {'kind':<14} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
