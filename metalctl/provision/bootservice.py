@@ -116,8 +116,9 @@ class BootService:
         files_dir: a directory served read-only under ``/files/`` (kernel, initrd, stage2).
         on_hostkeys: called with (node, mac, keys) when an install reports its host keys;
             raise a :class:`~metalctl.errors.MetalctlError` to refuse them.
-        request_timeout_s: socket timeout per request, and the cap on reading a body.
+        request_timeout_s: time for a request to arrive and a small answer to leave.
         max_connections: requests handled at once; more wait (within the timeout).
+        tick_s: how often passed deadlines are recorded as ``timeout`` events.
         clock: seconds since the epoch (tests move it to reach deadlines).
 
     Raises:
@@ -127,7 +128,8 @@ class BootService:
     def __init__(self, bind: str, port: int, state_dir: Path, *,
                  public_url: str | None = None, files_dir: Path | None = None,
                  on_hostkeys: HostKeySink | None = None, request_timeout_s: float = 10.0,
-                 max_connections: int = 1024, clock: Callable[[], float] = time.time) -> None:
+                 max_connections: int = 1024, tick_s: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
         try:
             ipaddress.ip_address(bind)
         except ValueError:
@@ -141,6 +143,7 @@ class BootService:
         self.on_hostkeys = on_hostkeys
         self.request_timeout_s = request_timeout_s
         self.max_connections = max_connections
+        self.tick_s = tick_s
         self.state = BootState(Path(state_dir), clock)
         self._plain: dict[str, Secret] = {}
         self._mint = threading.Lock()
@@ -165,7 +168,8 @@ class BootService:
         self._http = HttpServer(self.bind, self.port, self.route,
                                 request_timeout_s=self.request_timeout_s,
                                 max_connections=self.max_connections,
-                                max_body_bytes=MAX_BODY_BYTES, tick=self.state.expire)
+                                max_body_bytes=MAX_BODY_BYTES, tick=self._tick,
+                                tick_s=self.tick_s)
         try:
             self.port = self._http.start()
         except OSError as exc:
@@ -237,6 +241,14 @@ class BootService:
     def events(self, node: str) -> list[BootEvent]:
         """The events of the node's latest install, oldest first."""
         return self.state.events(node)
+
+    def _tick(self) -> None:
+        """Every few seconds: record passed deadlines, drop tokens of ended installs."""
+        self.state.expire()
+        active = {r.node for r in self.state.active()}
+        with self._mint:
+            for node in [n for n in self._plain if n not in active]:
+                del self._plain[node]
 
     def forget_token(self, node: str) -> None:
         with self._mint:

@@ -199,6 +199,20 @@ def test_expired_token_is_refused(service, clock):
     assert b"sanboot" in script
 
 
+def test_the_periodic_tick_records_timeouts_and_drops_their_tokens(tmp_path, files_dir):
+    clock = Clock()
+    with BootService(SERVER, 0, tmp_path / "s", files_dir=files_dir, clock=clock,
+                     tick_s=0.1) as svc:
+        svc.add_install("n1", MAC, KICKSTART, FILES, 60)
+        clock.offset = 61.0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "timeout" not in \
+                [e.stage for e in svc.state.events("n1")]:
+            time.sleep(0.05)
+        assert [e.stage for e in svc.state.events("n1")][-1] == "timeout"
+        assert "n1" not in svc._plain
+
+
 def test_callbacks_need_the_token_and_record_the_install(service, received, tmp_path):
     token = service.add_install("n1", MAC, KICKSTART, FILES, 600)
     bearer = {"Authorization": f"Bearer {token.reveal()}"}
