@@ -1,0 +1,154 @@
+"""The boot service's parts without a server: tokens, host keys, MACs, boot files, state.
+
+Host keys come from the real ``ssh-keygen``; the state is a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import subprocess
+
+import pytest
+
+from metalctl.credentials import Secret
+from metalctl.errors import InputError
+from metalctl.provision import hostkeys, tokens
+from metalctl.provision.bootstate import BootFiles, BootState, normalise_mac
+from metalctl.provision.errors import InstallConflict
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> dict[str, str]:
+    """Real public keys by ssh-keygen: {name: '.pub' line}."""
+    d = tmp_path_factory.mktemp("keys")
+    out = {}
+    for name, args in {"ed25519": ["-t", "ed25519"], "ecdsa256": ["-t", "ecdsa"],
+                       "ecdsa521": ["-t", "ecdsa", "-b", "521"],
+                       "rsa3072": ["-t", "rsa", "-b", "3072"],
+                       "rsa1024": ["-t", "rsa", "-b", "1024"],
+                       "ed25519b": ["-t", "ed25519"]}.items():
+        subprocess.run(["ssh-keygen", "-q", "-N", "", "-C", "root@host", *args,
+                        "-f", str(d / name)], check=True, timeout=60)
+        out[name] = (d / f"{name}.pub").read_text().strip()
+    return out
+
+
+def test_tokens_are_random_well_formed_and_checked_against_digests():
+    a, b = tokens.issue(), tokens.issue()
+    assert isinstance(a, Secret)
+    assert a.reveal() != b.reveal()
+    assert tokens.well_formed(a.reveal())
+    assert tokens.matches(a.reveal(), tokens.digest(a))
+    assert not tokens.matches(b.reveal(), tokens.digest(a))
+    assert not tokens.matches(None, tokens.digest(a))
+    assert not tokens.matches("", tokens.digest(a))
+    assert not tokens.matches(a.reveal() + "x", tokens.digest(a))
+    assert not tokens.matches(a.reveal(), None)
+    # the empty-digest stand-in can never be matched
+    assert not tokens.matches("", tokens.digest(""))
+
+
+def test_fingerprint_reveals_neither_token_nor_stored_digest():
+    t = tokens.issue()
+    fp = tokens.fingerprint(t)
+    assert fp.startswith("tok:")
+    assert len(fp) == 12
+    assert fp[4:] not in t.reveal()
+    assert fp[4:] not in tokens.digest(t)
+    assert tokens.fingerprint(t.reveal()) == fp
+    assert tokens.fingerprint(None) == "tok:none"
+
+
+@pytest.mark.parametrize("name", ["ed25519", "ecdsa256", "ecdsa521", "rsa3072"])
+def test_real_host_keys_parse_and_fingerprint_like_ssh_keygen(keys, name, tmp_path):
+    (key,) = hostkeys.parse(keys[name] + "\n")
+    assert keys[name].startswith(f"{key.type} {key.blob_b64} ")
+    pub = tmp_path / "k.pub"
+    pub.write_text(keys[name] + "\n")
+    listed = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(pub)],
+                            capture_output=True, text=True, check=True, timeout=30).stdout
+    assert listed.split()[1] == key.fingerprint
+    assert key.known_hosts_line("n1", "10.98.0.11") == f"n1,10.98.0.11 {key.type} " \
+        f"{key.blob_b64}"
+
+
+def test_a_host_body_with_several_keys_comments_and_duplicates(keys):
+    body = "\n".join(["# from %post", keys["ed25519"], "", keys["ecdsa256"], keys["ed25519"]])
+    parsed = hostkeys.parse(body)
+    assert [k.type for k in parsed] == ["ssh-ed25519", "ecdsa-sha2-nistp256"]
+
+
+def _blob(*parts: bytes) -> str:
+    return base64.b64encode(b"".join(struct.pack(">I", len(p)) + p for p in parts)).decode()
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("", "no host key"),
+    ("ssh-dss AAAAB3NzaC1kc3M=", "not one of"),
+    ("ssh-ed25519 !!!notbase64", "base64"),
+    ("ssh-ed25519", "expected"),
+    (f"ssh-ed25519 {_blob(b'ssh-ed25519', b'short')}", "malformed"),
+    (f"ssh-ed25519 {_blob(b'ssh-ed25519', bytes(32), b'extra')}", "malformed"),
+    (f"ssh-rsa {_blob(b'ssh-ed25519', bytes(32))}", "not of the declared type"),
+    (f"ecdsa-sha2-nistp256 {_blob(b'ecdsa-sha2-nistp256', b'nistp384', bytes([4]) * 65)}",
+     "malformed"),
+    ("ssh-ed25519 " + base64.b64encode(struct.pack(">I", 99) + b"ssh").decode(), "truncated"),
+    ("ssh-ed25519 " + "A" * 5000, "longer than"),
+])
+def test_malformed_keys_are_refused(body, reason):
+    with pytest.raises(InputError) as info:
+        hostkeys.parse(body)
+    assert reason in str(info.value)
+
+
+def test_weak_rsa_and_two_keys_of_one_type_are_refused(keys):
+    with pytest.raises(InputError, match="1024 bits"):
+        hostkeys.parse(keys["rsa1024"])
+    with pytest.raises(InputError, match="second, different ssh-ed25519"):
+        hostkeys.parse(keys["ed25519"] + "\n" + keys["ed25519b"])
+
+
+@pytest.mark.parametrize(("raw", "want"), [
+    ("52-54-00-AB-cd-EF", "52:54:00:ab:cd:ef"), ("52:54:00:ab:cd:ef", "52:54:00:ab:cd:ef")])
+def test_macs_in_ipxe_and_colon_form(raw, want):
+    assert normalise_mac(raw) == want
+
+
+@pytest.mark.parametrize("raw", ["52:54-00:ab:cd:ef", "52:54:00:ab:cd", "5254.00ab.cdef",
+                                 "52:54:00:ab:cd:eg", "52:54:00:ab:cd:ef:00", ""])
+def test_malformed_macs_are_refused(raw):
+    with pytest.raises(InputError):
+        normalise_mac(raw)
+
+
+@pytest.mark.parametrize("files", [
+    BootFiles("http://h/k ernel", "i"), BootFiles("k", "i", "http://h/${x}"),
+    BootFiles("k", "i", kernel_args=("a&&reboot",)), BootFiles("k", "/abs/i"),
+    BootFiles("k/../../etc/shadow", "i"), BootFiles("k", "i", kernel_args=("x'y",))])
+def test_boot_files_unsafe_in_ipxe_are_refused(files):
+    with pytest.raises(InputError):
+        files.validate()
+
+
+def test_state_keeps_installs_across_reopen_and_applies_deadlines(tmp_path):
+    now = [1000.0]
+    files = BootFiles("http://h/vmlinuz", "http://h/initrd")
+    state = BootState(tmp_path, clock=lambda: now[0])
+    state.add("n1", "52:54:00:98:00:01", tokens.digest("t" * 43), "ks", files, 60)
+    with pytest.raises(InstallConflict):
+        state.add("n2", "52:54:00:98:00:01", tokens.digest("u" * 43), "ks", files, 60)
+    state.close()
+    assert oct((tmp_path / "bootservice.db").stat().st_mode & 0o777) == "0o600"
+    again = BootState(tmp_path, clock=lambda: now[0])
+    assert [r.node for r in again.active()] == ["n1"]
+    assert again.take_kickstart("n1", tokens.digest("u" * 43), "x") is None
+    assert again.take_kickstart("n1", tokens.digest("t" * 43), "x") == "ks"
+    assert again.take_kickstart("n1", tokens.digest("t" * 43), "x") is None
+    now[0] += 61
+    assert again.expire() == ["n1"]
+    assert again.get("n1").state == "timeout"
+    # a timed-out install frees its MAC for the next install
+    again.add("n2", "52:54:00:98:00:01", tokens.digest("u" * 43), "ks", files, 60)
+    assert [e.stage for e in again.events("n1")] == ["added", "kickstart-fetched", "timeout"]
+    again.close()
