@@ -20,6 +20,7 @@ dpkg -s libvirt-dev >/dev/null 2>&1 || need_apt+=(libvirt-dev)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
+[ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)   # DHCP/TFTP of the boot service (never home-made)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -18,6 +18,7 @@ from metalctl.cli import lab as lab_cli
 from metalctl.cli import nodes as nodes_cli
 from metalctl.cli import pki as pki_cli
 from metalctl.cli import profile as profile_cli
+from metalctl.cli import serve as serve_cli
 from metalctl.errors import (
     InputError,
     IronicUnavailable,
@@ -41,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", type=Path, help="also write logs here")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for module in (discover_cli, enroll_cli, profile_cli, pki_cli, harden_cli, audit_cli,
-                   nodes_cli, lab_cli):
+                   nodes_cli, serve_cli, lab_cli):
         module.register(sub)
     return p
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         LOG.error("%s", exc)
         return ExitCode.INVALID_INPUT
-    except (IronicUnavailable, LabError, StoreError) as exc:
+    except (IronicUnavailable, LabError, StoreError, BootServiceError) as exc:
         LOG.error("%s", exc)
         return ExitCode.PEER_UNAVAILABLE
     except MetalctlError as exc:

@@ -30,6 +30,7 @@ BOUNDARIES = {
     "paramiko": ("ssh.py",),
     "fabric": ("ssh.py",),
     "invoke": ("ssh.py",),
+    "h11": ("provision/bootserver.py",),
 }
 
 

@@ -1,0 +1,49 @@
+"""``metalctl serve``: the boot service of ``provision --via pxe``, in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+
+from metalctl.exitcodes import ExitCode
+from metalctl.provision import dnsmasq
+from metalctl.provision.bootservice import BootService
+
+
+def default_state_dir() -> Path:
+    """``$METALCTL_BOOT_STATE``, else ``~/.local/state/metalctl/boot``."""
+    env = os.environ.get("METALCTL_BOOT_STATE")
+    return Path(env) if env else Path.home() / ".local" / "state" / "metalctl" / "boot"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` verb."""
+    p = sub.add_parser("serve", help="boot service: iPXE scripts, one-time kickstarts, "
+                                     "install callbacks (foreground; SIGTERM stops it)")
+    p.add_argument("--bind", required=True, help="address the provisioning network reaches")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--state-dir", type=Path, default=None,
+                   help="installs and events (default $METALCTL_BOOT_STATE or "
+                        "~/.local/state/metalctl/boot)")
+    p.add_argument("--files-dir", type=Path, help="installer files served under /files/")
+    p.add_argument("--public-url", help="URL installers use, when not http://BIND:PORT")
+    p.add_argument("--dnsmasq-check", type=Path, metavar="FILE",
+                   help="refuse to start unless dnsmasq --test accepts FILE")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> ExitCode:
+    """Serve until SIGTERM or SIGINT."""
+    if args.dnsmasq_check:
+        dnsmasq.check(args.dnsmasq_check)  # InputError -> exit 3
+    svc = BootService(args.bind, args.port, args.state_dir or default_state_dir(),
+                      files_dir=args.files_dir, public_url=args.public_url)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with svc:  # BootServiceError (address in use) -> exit 4
+        stop.wait()
+    return ExitCode.OK
