@@ -27,6 +27,7 @@ from metalctl.errors import (
     StoreError,
 )
 from metalctl.exitcodes import EPILOG, ExitCode
+from metalctl.provision.errors import BootServiceError
 
 LOG = logging.getLogger("metalctl")
 
