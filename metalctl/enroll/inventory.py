@@ -28,6 +28,7 @@ import yaml
 
 from metalctl.credentials import Secret
 from metalctl.errors import InputError
+from metalctl.model.mac import mac_problem
 from metalctl.model.node import DesiredNode
 
 _PASSWORD_FIELDS = {"redfish": "redfish_password", "idrac": "redfish_password",
@@ -97,7 +98,11 @@ def normalise_mac(path: str, field: str, value: Any) -> str:
         raise InputError(path, field, f"{value!r} is not a MAC address")
     mac = netaddr.EUI(value)
     mac.dialect = netaddr.mac_unix_expanded
-    return str(mac).lower()
+    text = str(mac).lower()
+    problem = mac_problem(text)
+    if problem:
+        raise InputError(path, field, f"{value!r} is a {problem}: no NIC has it as its own")
+    return text
 
 
 def _mapping(path: Path, field: str, value: Any) -> dict[str, Any]:

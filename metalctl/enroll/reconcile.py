@@ -28,12 +28,14 @@ from metalctl.credentials import CredentialSet
 from metalctl.enroll import naming
 from metalctl.errors import (
     AmbiguousMatch,
+    InvalidDesiredNode,
     IronicError,
     IronicUnavailable,
     MetalctlError,
 )
 from metalctl.errors import describe as describe_error
 from metalctl.ironic import Ironic
+from metalctl.model.mac import mac_problem
 from metalctl.model.node import (
     DesiredNode,
     DiscoveryRecord,
@@ -133,11 +135,16 @@ def desired_from_records(records: Sequence[DiscoveryRecord], creds: dict[str, Cr
     """Turn ``ok`` discovery records into desired Ironic nodes.
 
     ``creds`` maps credential-set names (as recorded at discovery) to the sets;
-    the user that worked at discovery is the one given to Ironic.
+    the user that worked at discovery is the one given to Ironic. One system reached
+    through several BMC addresses (same system UUID) becomes one node: the lowest
+    address wins, deterministically, and the others are kept as aliases in ``extra``
+    (otherwise every re-run would flip the node's BMC address). MACs that cannot be a
+    port (broadcast, multicast, all-zero) and Redfish host interfaces get no port.
     """
     naming.validate(opts.name_template)
     out = []
-    usable = sorted((r for r in records if r.status is Status.OK), key=lambda r: r.key)
+    usable, aliases = _one_record_per_system(
+        sorted((r for r in records if r.status is Status.OK), key=lambda r: r.key))
     for index, rec in enumerate(usable):
         cset = creds.get(rec.credentials or "")
         entry = next((c for c in cset.entries if c.username == rec.bmc_username), None) \
@@ -154,16 +161,72 @@ def desired_from_records(records: Sequence[DiscoveryRecord], creds: dict[str, Cr
             driver, pw_field = "ipmi", "ipmi_password"
             info = {"ipmi_address": rec.address, "ipmi_port": rec.port,
                     "ipmi_username": rec.bmc_username}
+        extra = {"metalctl_key": rec.key, "system_uuid": rec.uuid}
+        if aliases.get(rec.key):
+            extra["metalctl_aliases"] = aliases[rec.key]
         out.append(DesiredNode(
             key=rec.key, origin="store", driver=driver,
             driver_info={k: v for k, v in info.items() if v is not None},
             password=entry.password if entry else None, password_field=pw_field,
             name=naming.render(opts.name_template, rec, index),
-            properties=_properties(rec), macs=tuple(n.mac for n in rec.hardware.nics),
-            extra={"metalctl_key": rec.key, "system_uuid": rec.uuid},
-            credentials=rec.credentials,
+            properties=_properties(rec), macs=_port_macs(rec),
+            extra=extra, credentials=rec.credentials,
         ))
     return out
+
+
+def _one_record_per_system(records: list[DiscoveryRecord]
+                           ) -> tuple[list[DiscoveryRecord], dict[str, list[str]]]:
+    """Keep the first record (by key) of each system UUID; the others become aliases."""
+    kept: dict[str, DiscoveryRecord] = {}
+    out: list[DiscoveryRecord] = []
+    aliases: dict[str, list[str]] = {}
+    for rec in records:
+        identity = (rec.uuid or "").lower()
+        if identity and identity in kept:
+            first = kept[identity]
+            aliases.setdefault(first.key, []).append(rec.key)
+            LOG.warning("system %s is reachable as %s and %s: enrolled once, as %s",
+                        identity, first.key, rec.key, first.key)
+            continue
+        if identity:
+            kept[identity] = rec
+        out.append(rec)
+    return out, aliases
+
+
+def _port_macs(rec: DiscoveryRecord) -> tuple[str, ...]:
+    macs = []
+    for nic in rec.hardware.nics:
+        problem = mac_problem(nic.mac)
+        if problem or getattr(nic, "host_interface", False):
+            LOG.warning("%s: no port for NIC %s (%s)", rec.key, nic.mac,
+                        problem or "Redfish host interface to the BMC")
+            continue
+        if nic.mac not in macs:  # a VLAN or partition repeating its parent's MAC
+            macs.append(nic.mac)
+    return tuple(macs)
+
+
+def refuse_duplicates(desired: Sequence[DesiredNode]) -> dict[str, str]:
+    """Why each desired node that repeats an earlier one's name, MAC or BMC identity is
+    refused (key -> reason); whatever its source, a plan never holds two such entries."""
+    seen: dict[tuple[str, Any], str] = {}
+    refused: dict[str, str] = {}
+    for d in desired:
+        label = d.name or d.key
+        claims = [("BMC", d.bmc_identity), *(("MAC", m) for m in d.macs)]
+        if d.name:
+            claims.append(("name", d.name))
+        clash = next(((what, value) for what, value in claims if (what, value) in seen), None)
+        if clash:
+            what, value = clash
+            shown = "/".join(value) if isinstance(value, tuple) else value
+            refused[d.key] = f"same {what} {shown} as {seen[clash]}; not enrolled twice"
+            continue
+        for claim in claims:
+            seen[claim] = label
+    return refused
 
 
 def _properties(rec: DiscoveryRecord) -> dict[str, Any]:
@@ -273,7 +336,17 @@ def plan(ironic: Ironic, desired: Sequence[DesiredNode], opts: EnrollOptions
     """
     snap = IronicSnapshot.read(ironic)
     plans = []
+    refused = refuse_duplicates(desired)
     for d in desired:
+        if d.key in refused:
+            plans.append(NodePlan(d, error=InvalidDesiredNode(node=d.name or d.key,
+                                                              reason=refused[d.key])))
+            continue
+        bad_mac = next(((m, p) for m in d.macs if (p := mac_problem(m))), None)
+        if bad_mac:
+            plans.append(NodePlan(d, error=InvalidDesiredNode(
+                node=d.name or d.key, reason=f"{bad_mac[1]} {bad_mac[0]} cannot be a port")))
+            continue
         found = snap.candidates(d)
         named = snap.named(d)
         if named and found and named not in found:

@@ -69,3 +69,57 @@ def test_patch_touches_only_drifted_fields_and_resends_password_when_set_changed
     forced = enroll._diff(d, ironic_node(d), enroll.EnrollOptions(update_credentials=True))
     assert [op["path"] for op in forced] == ["/driver_info/redfish_password"]
     assert "calvin" not in str(forced)  # the patch holds a Secret until sent
+
+
+def test_macs_that_cannot_be_ports():
+    from metalctl.model.mac import mac_problem
+
+    assert mac_problem("b4:96:91:00:00:01") is None
+    assert mac_problem("ff:ff:ff:ff:ff:ff") == "broadcast MAC"
+    assert mac_problem("01:00:5e:00:00:fb") == "multicast MAC"
+    assert mac_problem("33:33:00:00:00:01") == "multicast MAC"
+    assert mac_problem("00:00:00:00:00:00") == "all-zero MAC"
+
+
+def test_one_system_behind_two_bmc_addresses_is_one_node_with_an_alias():
+    from dataclasses import replace
+
+    other = replace(REC, address="10.1.0.99")  # same system UUID, another BMC address
+    for order in ([REC, other], [other, REC]):  # whatever order discovery returned
+        [d] = enroll.desired_from_records(order, CREDS, enroll.EnrollOptions())
+        assert d.key == REC.key  # the lowest key wins, every run: no flip-flop
+        assert d.extra["metalctl_aliases"] == [other.key]
+
+
+def test_bogus_and_repeated_nic_macs_get_no_port():
+    from dataclasses import replace
+
+    nics = (NicFacts("b4:96:91:00:00:01"), NicFacts("b4:96:91:00:00:01", name="vlan100"),
+            NicFacts("ff:ff:ff:ff:ff:ff"), NicFacts("00:00:00:00:00:00"))
+    rec = replace(REC, hardware=replace(REC.hardware, nics=nics))
+    [d] = enroll.desired_from_records([rec], CREDS, enroll.EnrollOptions())
+    assert d.macs == ("b4:96:91:00:00:01",)
+
+
+def test_a_plan_never_holds_two_nodes_with_one_name_mac_or_bmc():
+    from dataclasses import replace
+
+    [a] = enroll.desired_from_records([REC], CREDS, enroll.EnrollOptions())
+    same_mac = replace(a, key="k2", name="other", driver_info={
+        **a.driver_info, "redfish_address": "https://10.1.0.50"})
+    same_name = replace(a, key="k3", macs=(), driver_info={
+        **a.driver_info, "redfish_address": "https://10.1.0.51"})
+    same_bmc = replace(a, key="k4", name="third", macs=())
+    refused = enroll.refuse_duplicates([a, same_mac, same_name, same_bmc])
+    assert set(refused) == {"k2", "k3", "k4"}
+    assert "same MAC b4:96:91:00:00:01" in refused["k2"]
+    assert f"same name {a.name}" in refused["k3"]
+    assert "same BMC" in refused["k4"]
+
+
+@pytest.mark.parametrize("mac", ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "00:00:00:00:00:00"])
+def test_an_inventory_port_with_a_non_unicast_mac_is_an_input_error(mac):
+    from metalctl.enroll import inventory
+
+    with pytest.raises(InputError, match="no NIC has it as its own"):
+        inventory.normalise_mac("nodes.yaml", "nodes[0].ports[0].address", mac)
