@@ -13,7 +13,8 @@ only checks names and accepted every bad value below):
 
 1. names: every section and option must be registered by one of the namespaces Nova's
    own config generator uses (``etc/nova/nova-config-generator.conf``), plus the
-   keystoneauth plugin options of a section that sets ``auth_type``;
+   keystoneauth plugin options of a section that sets ``auth_type`` and oslo.privsep's
+   options in the section of each privsep context (``[nova_sys_admin]``...);
 2. values: ``opt.type(value)`` for each value (repeated keys of a MultiOpt are each
    checked: ``cfg.ConfigParser`` keeps them), which covers types, ranges and choices;
 3. Nova's own parsers where oslo.config sees only a string: ``parse_cpu_spec`` for the
@@ -102,6 +103,29 @@ def _register(groups: dict[str, dict[str, Any]],
         dgroup = dep.group or gname
         dname = (dep.name or opt.dest).replace("-", "_")
         aliases[(dgroup, dname)] = (gname, opt)
+
+
+#: modules that define the privsep contexts a compute runs; each context registers
+#: oslo.privsep's options under its own section at import (not in any generator namespace)
+PRIVSEP_MODULES = ("nova.privsep", "vif_plug_ovs.privsep", "vif_plug_linux_bridge.privsep")
+
+
+def _privsep_options(groups: dict[str, dict[str, Any]],
+                     aliases: dict[tuple[str, str], tuple[str, Any]]) -> None:
+    """``[nova_sys_admin]``, ``[vif_plug_ovs_privileged]``...: oslo.privsep's options."""
+    import importlib
+
+    from oslo_privsep import priv_context
+
+    for name in PRIVSEP_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        for value in vars(module).values():
+            if isinstance(value, priv_context.PrivContext):
+                for opt in priv_context.OPTS:
+                    _register(groups, aliases, value.cfg_section, opt)
 
 
 def _plugin_options(chk: Checker, groups: dict[str, dict[str, Any]],
@@ -260,6 +284,7 @@ def main() -> int:
         chk.error("", "", f"not an INI document: {exc}")
         sections = {}
     groups, aliases, missing = load_options(NAMESPACES)
+    _privsep_options(groups, aliases)
     _plugin_options(chk, groups, aliases, sections)
     check_names_and_values(chk, groups, aliases, sections)
     check_cpu_sets(chk, sections)

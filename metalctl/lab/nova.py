@@ -25,6 +25,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -39,7 +40,7 @@ import requests
 import yaml
 
 from metalctl.errors import LabError
-from metalctl.lab import nova_venv
+from metalctl.lab import libvirt_lab, nova_venv
 from metalctl.lab.procs import alive, spawn, wait_ready
 
 LOG = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ PLACEMENT_TOKEN = "admin"  # noqa: S105 - noauth2: the token *is* the role, not 
 #: Nova services wait up to 180 s on SIGTERM by default (graceful_shutdown_timeout);
 #: with these a stopped service is gone in about 3 s (LAB.md)
 SHUTDOWN = {"graceful_shutdown_timeout": "5", "manager_shutdown_timeout": "0"}
-STOP_ORDER = ("nova-compute", "nova-api", "nova-scheduler", "nova-conductor", "placement",
+STOP_ORDER = ("nova-compute", "libvirtd", "nova-api", "nova-scheduler", "nova-conductor",
+              "placement",
               "rabbitmq", "epmd")
 
 
@@ -390,21 +392,51 @@ def up(directory: Path, address_base: str, *, timeout_s: float = 120) -> NovaLab
     return lab
 
 
+def start_libvirtd(lab: NovaLab) -> str:
+    """A private libvirtd for the lab's computes (own /etc/libvirt, /run/libvirt and
+    /var/lib/libvirt in a mount namespace: the machine's libvirt is untouched).
+
+    Returns:
+        The ``[libvirt] connection_uri`` that reaches it.
+    """
+    # the rack lab's recipe; it records its pid in ``.pids`` of the object it is given
+    libvirt_lab._start_libvirtd(lab.dir, lab)  # type: ignore[arg-type]
+    lab.save()
+    return libvirt_lab.uri(lab.dir)
+
+
+def compute_site(lab: NovaLab, name: str, connection_uri: str) -> dict[str, Any]:
+    """:meth:`NovaLab.site` for a compute of this lab: QEMU (TCG) against the private
+    libvirtd, ``state_path`` in the lab directory, privsep without sudo, quick stop."""
+    state = lab.dir / "computes" / name / "state"
+    conf = lab.dir / "computes" / name / "nova.conf"
+    return {**lab.site(),
+            "libvirt": {"virt_type": "qemu", "connection_uri": connection_uri},
+            "state_path": str(state),
+            "options": {"DEFAULT": {"manager_shutdown_timeout": 0},
+                        "nova_sys_admin": {"helper_command": (
+                            f"{nova_venv.nova_bin('privsep-helper')} --config-file {conf}")}}}
+
+
 def start_compute(lab: NovaLab, name: str, conf_text: str, *, timeout_s: float = 60) -> int:
     """Run nova-compute with a configuration the hand-off stage rendered (revealed).
 
-    The config is written 0600 under ``computes/<name>/``; the process is recorded in
-    the lab state as ``nova-compute`` (one compute per lab). Waits until nova-api lists
-    the service ``up`` for ``[DEFAULT] host``.
+    The config is written 0600 under ``computes/<name>/`` (with the ``state`` directory
+    :func:`compute_site` names); the process is recorded in the lab state as
+    ``nova-compute`` (one compute per lab). Waits until nova-api lists the service ``up``
+    for ``[DEFAULT] host``.
 
     Returns:
         The compute's pid.
 
     Raises:
-        LabError: nova-compute exited or did not register; names its log.
+        LabError: nova-compute logged a fatal error, exited or did not register; the
+            message quotes its own log line (nova-compute often keeps running after one).
     """
     conf = lab.dir / "computes" / name / "nova.conf"
     _write_private(conf, conf_text)
+    # what a distribution package creates: state_path and its instances directory
+    (conf.parent / "state" / "instances").mkdir(parents=True, exist_ok=True)
     log = lab.log(f"nova-compute-{name}")
     pid = spawn([str(nova_venv.nova_bin("nova-compute")), "--config-file", str(conf)], log)
     lab.pids["nova-compute"] = pid
@@ -413,10 +445,28 @@ def start_compute(lab: NovaLab, name: str, conf_text: str, *, timeout_s: float =
     while time.monotonic() < deadline:
         if services_up(lab, ("nova-compute",), host=name):
             return pid
-        if not alive(pid):
-            raise LabError(reason=f"nova-compute {name} exited during start-up; see {log}")
+        failure = compute_failure(log)
+        if failure or not alive(pid):
+            raise LabError(reason=f"nova-compute {name} failed to start: "
+                                  f"{failure or 'exited'}; see {log}")
         time.sleep(0.5)
     raise LabError(reason=f"nova-compute {name} not 'up' within {timeout_s:g} s; see {log}")
+
+
+#: the line of a nova log that says why a service gave up: a CRITICAL record, or the
+#: exception line that closes the traceback of an ERROR (oslo.log prefixes every line)
+_FATAL = re.compile(r" (?:CRITICAL \S+ .*|ERROR nova (?:nova\.exception\.|\w+(?:Error|Exception)"
+                    r"\b).*)$")
+
+
+def compute_failure(log: Path) -> str | None:
+    """The first fatal line of a nova-compute log (without its timestamp), if any."""
+    if not log.exists():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        if m := _FATAL.search(line):
+            return m.group(0).strip()
+    return None
 
 
 def discover_hosts(lab: NovaLab) -> None:
