@@ -85,24 +85,27 @@ def _small_dedicated_profile() -> Profile:
 
 
 def _wait_provider(lab: nova.NovaLab, timeout_s: float) -> dict:
-    """Discover the compute into cell1, then find its resource provider through the
-    hypervisor (id and hypervisor_hostname, which is libvirt's host name)."""
+    """Wait for the compute's resource provider with CPU and memory inventories, map the
+    compute into cell1, and find the provider again through the hypervisor (its id is
+    the provider's uuid; its hypervisor_hostname is libvirt's host name)."""
     import requests
 
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        nova.discover_hosts(lab)
-        resp = requests.get(lab.api_url + "/os-hypervisors/detail",
-                            headers={**nova.API_HEADERS, **NOVA_MICROVERSION}, timeout=10)
-        hypervisors = resp.json().get("hypervisors", []) if resp.ok else []
-        if hypervisors:
-            hv = hypervisors[0]
-            rp = lab.placement(f"/resource_providers/{hv['id']}/inventories")
-            if {"PCPU", "VCPU", "MEMORY_MB"} <= set(rp["inventories"]):
-                return {"hypervisor": hv, "inventories": rp["inventories"]}
-        time.sleep(2)
-    raise AssertionError(f"no resource provider with PCPU/VCPU/MEMORY_MB within "
-                         f"{timeout_s:g} s; see {lab.log('nova-compute-' + COMPUTE)}")
+    providers: list = []
+    while time.monotonic() < deadline and not providers:
+        providers = lab.placement("/resource_providers?resources=PCPU:1,VCPU:1,MEMORY_MB:1"
+                                  )["resource_providers"]
+        time.sleep(0.5)
+    assert providers, (f"no resource provider with PCPU/VCPU/MEMORY_MB within {timeout_s:g} "
+                       f"s; see {lab.log('nova-compute-' + COMPUTE)}")
+    nova.discover_hosts(lab)
+    resp = requests.get(lab.api_url + "/os-hypervisors/detail",
+                        headers={**nova.API_HEADERS, **NOVA_MICROVERSION}, timeout=10)
+    hypervisors = resp.json()["hypervisors"]
+    assert [h["hypervisor_hostname"] for h in hypervisors] == [providers[0]["name"]]
+    hv = hypervisors[0]
+    inventories = lab.placement(f"/resource_providers/{hv['id']}/inventories")["inventories"]
+    return {"hypervisor": hv, "inventories": inventories}
 
 
 def test_compute_from_plan_reports_the_plan_to_placement(nova_lab: nova.NovaLab,
