@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,30 @@ def validate(text: str, *, label: str = "nova.conf", python: Path | None = None,
             ``[section] option`` with its line, and carries all of them in ``problems``.
         NovaValidatorError: the validator could not run or answered nonsense.
     """
-    interpreter = python or default_python()
+    outcome = validate_many({label: text}, python=python, timeout_s=timeout_s)[label]
+    if isinstance(outcome, NovaConfigError):
+        raise outcome
+    return outcome
 
+
+def validate_many(documents: Mapping[str, str], *, python: Path | None = None,
+                  timeout_s: float = TIMEOUT_S) -> dict[str, Validation | NovaConfigError]:
+    """Validate several configurations (label -> masked text) in one validator run.
+
+    Nova's option discovery is most of a run's time, so a fleet's configurations are
+    checked together: one result per label, a :class:`Validation` or the
+    :class:`NovaConfigError` that :func:`validate` would raise (one host's bad option
+    does not hide another host's verdict).
+
+    Raises:
+        NovaValidatorError: the validator could not run or answered nonsense.
+    """
+    interpreter = python or default_python()
+    labels = list(documents)
     started = time.monotonic()
     try:
-        proc = subprocess.run([str(interpreter), str(VALIDATOR)], input=text,
+        proc = subprocess.run([str(interpreter), str(VALIDATOR), "--batch"],
+                              input=json.dumps({"documents": [documents[k] for k in labels]}),
                               capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         raise NovaValidatorError(reason=f"no answer within {timeout_s:g} s") from None
@@ -103,17 +123,24 @@ def validate(text: str, *, label: str = "nova.conf", python: Path | None = None,
         raise NovaValidatorError(reason=f"cannot run {interpreter}: {exc.strerror}") from None
     elapsed = time.monotonic() - started
     answer = _answer(proc)
+    if len(answer["results"]) != len(labels):
+        raise NovaValidatorError(reason="answered for a different number of documents")
+    LOG.debug("%d nova.conf document(s) validated by nova %s in %.2f s", len(labels),
+              answer.get("nova_version"), elapsed)
+    return {label: _outcome(label, documents[label], result, answer, elapsed)
+            for label, result in zip(labels, answer["results"], strict=True)}
+
+
+def _outcome(label: str, text: str, result: dict[str, Any], answer: dict[str, Any],
+             elapsed: float) -> Validation | NovaConfigError:
     lines = _line_index(text)
-    errors = [_problem(e, lines) for e in answer["errors"]]
-    warnings = [_problem(w, lines) for w in answer["warnings"]]
-    LOG.debug("nova.conf validated by nova %s in %.2f s: %d error(s), %d warning(s)",
-              answer.get("nova_version"), elapsed, len(errors), len(warnings))
+    errors = [_problem(e, lines) for e in result["errors"]]
     if errors:
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise NovaConfigError(label, first.field, first.reason + more, first.line, errors)
-    return Validation(warnings=warnings, nova_version=answer.get("nova_version", ""),
-                      elapsed_s=elapsed)
+        return NovaConfigError(label, first.field, first.reason + more, first.line, errors)
+    return Validation(warnings=[_problem(w, lines) for w in result["warnings"]],
+                      nova_version=str(answer.get("nova_version", "")), elapsed_s=elapsed)
 
 
 def default_python() -> Path:
@@ -143,8 +170,10 @@ def _answer(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
         tail = (proc.stderr or proc.stdout).strip()[-800:]
         raise NovaValidatorError(reason=f"exit {proc.returncode}, no JSON answer: {tail}") \
             from None
-    if not isinstance(answer, dict) or not {"errors", "warnings"} <= set(answer):
-        raise NovaValidatorError(reason="answer lacks errors/warnings")
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list) or not all(
+            isinstance(r, dict) and {"errors", "warnings"} <= set(r) for r in results):
+        raise NovaValidatorError(reason="answer lacks results with errors and warnings")
     return answer
 
 
