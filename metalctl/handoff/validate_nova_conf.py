@@ -252,6 +252,8 @@ def check_pci(chk: Checker, sections: dict[str, dict[str, list[str]]]) -> None:
             chk.error("pci", "device_spec", str(exc))
     if good.get("alias"):
         CONF.set_override("alias", good["alias"], group="pci")
+        # nova caches the parsed aliases (functools.cache): one parse per document
+        request.get_alias_from_config.cache_clear()
         try:
             request.get_alias_from_config()
         except exception.NovaException as exc:

@@ -114,7 +114,9 @@ def test_compute_from_plan_reports_the_plan_to_placement(nova_lab: nova.NovaLab,
     plan = derive(facts, _small_dedicated_profile(), COMPUTE).to_dict()
     dedicated = cpulist.parse(plan["nova"]["compute"]["cpu_dedicated_set"])
     shared = cpulist.parse(plan["nova"]["compute"]["cpu_shared_set"])
-    assert dedicated and shared and not dedicated & shared
+    assert dedicated
+    assert shared
+    assert not dedicated & shared
 
     pki = SitePKI(tmp_path / "pki")
     pki.init()
