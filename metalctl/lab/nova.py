@@ -219,12 +219,17 @@ def _controller_conf(lab: NovaLab) -> str:
     state = lab.dir / "nova" / "state"
     lines = {
         "DEFAULT": {"transport_url": lab.transport_url(), "state_path": str(state),
-                    "host": "metalctl-lab-controller", "my_ip": lab.address(3), **SHUTDOWN},
+                    "host": "metalctl-lab-controller", "my_ip": lab.address(3),
+                    # the scheduler's first periodic discover_hosts otherwise waits a
+                    # random 0-60 s
+                    "periodic_fuzzy_delay": "0", **SHUTDOWN},
         "api": {"auth_strategy": "keystone"},
         "api_database": {"connection": _sqlite(lab, "nova_api")},
         "database": {"connection": _sqlite(lab, "nova_cell1")},
         "conductor": {"workers": "1"},
-        "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "-1"},
+        # maps new computes into cell1 every 2 s, as a site may choose instead of running
+        # `nova-manage cell_v2 discover_hosts` (:func:`discover_hosts`) after each
+        "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "2"},
         "placement": {"auth_type": "admin_token", "endpoint": lab.placement_url,
                       "token": PLACEMENT_TOKEN},
         "oslo_concurrency": {"lock_path": str(lab.dir / "nova" / "locks")},
@@ -392,6 +397,58 @@ def _wait_services(lab: NovaLab, timeout_s: float) -> None:
                           f"{lab.log('nova-scheduler')}")
 
 
+def prepare(directory: Path, address_base: str) -> NovaLab:
+    """Write the lab's configuration and credentials; start nothing.
+
+    What a compute's configuration needs (:meth:`NovaLab.site`, the credentials file)
+    exists from here on, so it can be rendered and validated while :func:`start` runs.
+
+    Raises:
+        LabError: not a loopback address, RabbitMQ not installed, or a lab already
+            running in ``directory``.
+    """
+    base = ipaddress.IPv4Address(address_base)
+    if base not in ipaddress.IPv4Network("127.0.0.0/8"):
+        raise LabError(reason=f"{address_base} is not a loopback address")
+    if not RABBIT_SERVER.exists():
+        raise LabError(reason=f"{RABBIT_SERVER} missing: apt-get install rabbitmq-server")
+    directory = Path(directory)
+    previous = NovaLab.load(directory)
+    if previous and any(alive(p) for p in previous.pids.values()):
+        raise LabError(reason=f"a Nova lab is already running in {directory}; stop it first")
+    venv = nova_venv.ensure()
+    directory.mkdir(parents=True, exist_ok=True)
+    lab = NovaLab(str(directory), str(base), rabbit_password=secrets.token_urlsafe(18))
+    _write_configs(lab, venv)
+    lab.save()
+    return lab
+
+
+def start(lab: NovaLab, *, timeout_s: float = 120) -> NovaLab:
+    """Start a prepared lab: RabbitMQ, Placement, nova-api, conductor, scheduler.
+
+    Raises:
+        LabError: something did not start; the message names the log to read. What was
+            started is stopped again.
+    """
+    try:
+        _start_rabbit(lab)
+        lab.save()
+        _sync_databases(lab)  # while RabbitMQ boots
+        _rabbit_ready(lab, timeout_s)
+        _start_services(lab)
+        lab.save()
+        wait_ready("Placement", _http_ready(lab.placement_url + "/"), lab.pids["placement"],
+                   lab.log("placement"), timeout_s)
+        wait_ready("nova-api", _http_ready(lab.api_url + "/"), lab.pids["nova-api"],
+                   lab.log("nova-api"), timeout_s)
+        _wait_services(lab, timeout_s)
+    except BaseException:
+        down(lab.dir)
+        raise
+    return lab
+
+
 def up(directory: Path, address_base: str, *, timeout_s: float = 120) -> NovaLab:
     """Start RabbitMQ, Placement, nova-api, nova-conductor and nova-scheduler.
 
@@ -407,48 +464,48 @@ def up(directory: Path, address_base: str, *, timeout_s: float = 120) -> NovaLab
         LabError: something did not start; the message names the log to read. What was
             started is stopped again.
     """
-    base = ipaddress.IPv4Address(address_base)
-    if base not in ipaddress.IPv4Network("127.0.0.0/8"):
-        raise LabError(reason=f"{address_base} is not a loopback address")
-    if not RABBIT_SERVER.exists():
-        raise LabError(reason=f"{RABBIT_SERVER} missing: apt-get install rabbitmq-server")
-    directory = Path(directory)
-    previous = NovaLab.load(directory)
-    if previous and any(alive(p) for p in previous.pids.values()):
-        raise LabError(reason=f"a Nova lab is already running in {directory}; stop it first")
-    venv = nova_venv.ensure()
-    directory.mkdir(parents=True, exist_ok=True)
-    lab = NovaLab(str(directory), str(base), rabbit_password=secrets.token_urlsafe(18))
-    try:
-        _write_configs(lab, venv)
-        _start_rabbit(lab)
-        lab.save()
-        _sync_databases(lab)  # while RabbitMQ boots
-        _rabbit_ready(lab, timeout_s)
-        _start_services(lab)
-        lab.save()
-        wait_ready("Placement", _http_ready(lab.placement_url + "/"), lab.pids["placement"],
-                   lab.log("placement"), timeout_s)
-        wait_ready("nova-api", _http_ready(lab.api_url + "/"), lab.pids["nova-api"],
-                   lab.log("nova-api"), timeout_s)
-        _wait_services(lab, timeout_s)
-    except BaseException:
-        down(directory)
-        raise
-    return lab
+    return start(prepare(directory, address_base), timeout_s=timeout_s)
 
 
-def start_libvirtd(lab: NovaLab) -> str:
+def start_libvirtd(lab: NovaLab, *, warm: bool = True) -> str:
     """A private libvirtd for the lab's computes (own /etc/libvirt, /run/libvirt and
     /var/lib/libvirt in a mount namespace: the machine's libvirt is untouched).
 
+    Call it before :func:`start` runs or after it returned (both record pids). With
+    ``warm``, QEMU's capabilities are probed at once (:func:`warm_libvirtd`).
+
     Returns:
         The ``[libvirt] connection_uri`` that reaches it.
+
+    Raises:
+        LabError: libvirtd did not start or did not answer; names its log.
     """
     # the rack lab's recipe; it records its pid in ``.pids`` of the object it is given
     libvirt_lab._start_libvirtd(lab.dir, lab)  # type: ignore[arg-type]
     lab.save()
+    if warm:
+        warm_libvirtd(lab)
     return libvirt_lab.uri(lab.dir)
+
+
+def warm_libvirtd(lab: NovaLab, timeout_s: float = 60) -> None:
+    """Have the private libvirtd probe QEMU's capabilities now: about 8 s here that
+    nova-compute's start would otherwise wait for.
+
+    Raises:
+        LabError: virsh failed or took longer than ``timeout_s``; names libvirtd's log.
+    """
+    uri = libvirt_lab.uri(lab.dir)
+    for what in ("capabilities", "domcapabilities"):
+        try:
+            proc = subprocess.run(["virsh", "-c", uri, what], capture_output=True, text=True,
+                                  timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise LabError(reason=f"virsh {what} took over {timeout_s:g} s; see "
+                                  f"{lab.dir / 'libvirtd.log'}") from None
+        if proc.returncode != 0:
+            raise LabError(reason=f"virsh {what}: {proc.stderr.strip()[-300:]}; see "
+                                  f"{lab.dir / 'libvirtd.log'}")
 
 
 def compute_site(lab: NovaLab, name: str, connection_uri: str) -> dict[str, Any]:
