@@ -30,6 +30,8 @@ from metalctl.profile.derive import derive
 from metalctl.profile.facts import inband
 from metalctl.profile.library import Profile, ProfileLibrary
 
+pytestmark = pytest.mark.peers
+
 ADDRESS_BASE = "127.99.0.0"
 COMPUTE = "lab-compute-1"
 COMPUTE_IP = "127.99.0.10"
