@@ -114,6 +114,11 @@ def test_control_plane_answers(nova_lab: Lab):
     assert services["nova-conductor"]["state"] == "up"
     assert services["nova-scheduler"]["state"] == "up"
     assert services["nova-conductor"]["status"] == "enabled"
+    # without authtoken the headers are the identity: none is refused, a reader is not admin
+    assert requests.get(lab.api_url + "/os-services", timeout=10).status_code == 401
+    reader = {**nova.API_HEADERS, "X-Roles": "reader"}
+    assert requests.get(lab.api_url + "/os-services", headers=reader,
+                        timeout=10).status_code == 403
 
 
 def _small_dedicated_profile() -> Profile:
