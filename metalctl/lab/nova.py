@@ -228,7 +228,7 @@ def _controller_conf(lab: NovaLab) -> str:
         "database": {"connection": _sqlite(lab, "nova_cell1")},
         "conductor": {"workers": "1"},
         # maps new computes into cell1 every 2 s, as a site may choose instead of running
-        # `nova-manage cell_v2 discover_hosts` (:func:`discover_hosts`) after each
+        # `nova-manage cell_v2 discover_hosts` after each
         "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "2"},
         "placement": {"auth_type": "admin_token", "endpoint": lab.placement_url,
                       "token": PLACEMENT_TOKEN},
@@ -570,13 +570,6 @@ def compute_failure(log: Path) -> str | None:
         if m := _FATAL.search(line):
             return m.group(0).strip()
     return None
-
-
-def discover_hosts(lab: NovaLab) -> None:
-    """``nova-manage cell_v2 discover_hosts``: map new computes into cell1."""
-    _manage(lab, "nova-manage cell_v2 discover_hosts",
-            [str(nova_venv.nova_bin("nova-manage")), "--config-file",
-             str(lab.dir / "nova" / "nova.conf"), "cell_v2", "discover_hosts"])
 
 
 def down(directory: Path, timeout_s: float = 20) -> list[str]:
