@@ -1,0 +1,603 @@
+"""A real Nova control plane on loopback: RabbitMQ, Placement, nova-api, conductor, scheduler.
+
+Recipes and versions are the ones verified in ../shared/LAB.md ("Nova and Placement on
+loopback"): nova 34.0.0 and openstack-placement 16 from the Nova venv
+(:mod:`metalctl.lab.nova_venv`), Debian's ``rabbitmq-server`` started without systemd,
+every database on sqlite. Without Keystone:
+
+* Placement keeps ``[api] auth_strategy = noauth2``: ``X-Auth-Token: admin`` is admin;
+* Nova 34 has no noauth2, so the lab's api-paste pipeline (nova's own file, with
+  ``authtoken`` taken out) lets ``NovaKeystoneContext`` read ``X-User-Id``,
+  ``X-Project-Id`` and ``X-Roles`` as keystonemiddleware would have set them.
+
+Addresses (from ``address_base``, all in 127.0.0.0/8): +1 epmd and RabbitMQ, +2
+Placement (8778), +3 nova-api (8774). Everything lives in the lab directory: configs,
+sqlite files, RabbitMQ's mnesia and cookie, one log per process under ``logs/``, and
+``nova-lab.json`` with the process ids (:func:`down` stops them, even from another
+process). A compute's configuration is rendered by the hand-off stage from a profile
+plan and :meth:`NovaLab.site`; :func:`start_compute` runs it against a libvirtd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from metalctl.errors import LabError
+from metalctl.lab import libvirt_lab, nova_venv
+from metalctl.lab.procs import alive, spawn, wait_ready
+
+LOG = logging.getLogger(__name__)
+
+RABBIT_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+EPMD_PORT = 14369  # not 4369: a system epmd on 0.0.0.0 would make our bind fail
+RABBIT_PORT, RABBIT_DIST_PORT = 5672, 25672
+PLACEMENT_PORT, API_PORT = 8778, 8774
+STATE_FILE = "nova-lab.json"
+#: nova's API headers without Keystone (see the module docstring)
+API_HEADERS = {"X-User-Id": "metalctl-lab", "X-Project-Id": "metalctl-lab",
+               "X-Roles": "admin,member,reader", "Accept": "application/json"}
+PLACEMENT_TOKEN = "admin"  # noqa: S105 - noauth2: the token *is* the role, not a secret
+#: Nova services wait up to 180 s on SIGTERM by default (graceful_shutdown_timeout);
+#: with these a stopped service is gone in about 3 s (LAB.md)
+SHUTDOWN = {"graceful_shutdown_timeout": "2", "manager_shutdown_timeout": "0"}
+STOP_ORDER = ("nova-compute", "libvirtd", "nova-api", "nova-scheduler", "nova-conductor",
+              "placement",
+              "rabbitmq", "epmd")
+
+
+@dataclass
+class NovaLab:
+    """What :func:`up` started; saved as ``nova-lab.json`` in the lab directory."""
+
+    directory: str
+    address_base: str
+    pids: dict[str, int] = field(default_factory=dict)
+    rabbit_password: str = field(default="", repr=False)  # lab-only, also in the 0600 files
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.directory)
+
+    def address(self, offset: int) -> str:
+        return str(ipaddress.IPv4Address(self.address_base) + offset)
+
+    @property
+    def rabbit_address(self) -> str:
+        return self.address(1)
+
+    @property
+    def placement_url(self) -> str:
+        return f"http://{self.address(2)}:{PLACEMENT_PORT}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.address(3)}:{API_PORT}/v2.1"
+
+    @property
+    def credentials_file(self) -> Path:
+        """Credential sets ``nova-lab-rabbit`` and ``nova-lab-placement`` (0600)."""
+        return self.dir / "credentials.yaml"
+
+    def log(self, name: str) -> Path:
+        return self.dir / "logs" / f"{name}.log"
+
+    def transport_url(self) -> str:
+        return f"rabbit://nova:{self.rabbit_password}@{self.rabbit_address}:{RABBIT_PORT}/"
+
+    def site(self) -> dict[str, Any]:
+        """A site ``nova:`` section (schema ``site-nova``) pointing computes at this lab."""
+        return {"transport": {"hosts": [f"{self.rabbit_address}:{RABBIT_PORT}"],
+                              "credentials": "nova-lab-rabbit"},
+                "placement": {"auth_type": "admin_token", "endpoint": self.placement_url,
+                              "credentials": "nova-lab-placement"},
+                "graceful_shutdown_timeout": int(SHUTDOWN["graceful_shutdown_timeout"])}
+
+    def save(self) -> None:
+        path = self.dir / STATE_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f, indent=2)
+
+    @classmethod
+    def load(cls, directory: Path) -> NovaLab | None:
+        path = Path(directory) / STATE_FILE
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+    # --- the peers' own answers ------------------------------------------------------
+
+    def api(self, path: str, timeout_s: float = 10) -> Any:
+        """GET nova-api ``path`` (under /v2.1) as the lab's admin; the JSON answer."""
+        return _get_json(self.api_url + path, API_HEADERS, timeout_s)
+
+    def placement(self, path: str, microversion: str = "1.39", timeout_s: float = 10) -> Any:
+        """GET Placement ``path`` with the noauth2 admin token; the JSON answer."""
+        return _get_json(self.placement_url + path,
+                         {"X-Auth-Token": PLACEMENT_TOKEN, "Accept": "application/json",
+                          "OpenStack-API-Version": f"placement {microversion}"}, timeout_s)
+
+
+def _get_json(url: str, headers: dict[str, str], timeout_s: float) -> Any:
+    try:
+        resp = requests.get(url, headers=headers, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise LabError(reason=f"GET {url}: {type(exc).__name__}") from None
+    if resp.status_code != 200:
+        raise LabError(reason=f"GET {url}: HTTP {resp.status_code}: {resp.text[:300]}")
+    return resp.json()
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _tcp_ready(address: str, port: int) -> Any:
+    def check() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection((address, port), 0.5):
+            return True
+        return False
+    return check
+
+
+def _http_ready(url: str) -> Any:
+    def check() -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+    return check
+
+
+# --- RabbitMQ --------------------------------------------------------------------------
+
+
+def _start_rabbit(lab: NovaLab) -> None:
+    """epmd in the foreground (so it is ours to stop), then RabbitMQ, state in ``rabbitmq/``."""
+    base = lab.dir / "rabbitmq"
+    for sub in ("mnesia", "log"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    addr = lab.rabbit_address
+    _write_private(base / "rabbitmq.conf",
+                   f"listeners.tcp.1 = {addr}:{RABBIT_PORT}\nloopback_users = none\n"
+                   f"default_user = nova\ndefault_pass = {lab.rabbit_password}\n")
+    (base / "enabled_plugins").write_text("[].\n")
+    (base / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq's
+    dist_interface = "{" + addr.replace(".", ",") + "}"
+    env = {"ERL_EPMD_ADDRESS": addr, "ERL_EPMD_PORT": str(EPMD_PORT), "HOME": str(base)}
+    lab.pids["epmd"] = spawn(["epmd", "-address", addr, "-port", str(EPMD_PORT)],
+                             lab.log("epmd"), env)
+    wait_ready("epmd", _tcp_ready(addr, EPMD_PORT), lab.pids["epmd"], lab.log("epmd"), 10)
+    env.update({
+        "RABBITMQ_NODENAME": f"rabbit@{addr}", "RABBITMQ_USE_LONGNAME": "true",
+        "RABBITMQ_DIST_PORT": str(RABBIT_DIST_PORT),
+        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-kernel inet_dist_use_interface {dist_interface}",
+    })
+    lab.pids["rabbitmq"] = spawn([str(RABBIT_SERVER)], lab.log("rabbitmq"), env)
+
+
+def _rabbit_ready(lab: NovaLab, timeout_s: float) -> None:
+    wait_ready("RabbitMQ", _tcp_ready(lab.rabbit_address, RABBIT_PORT), lab.pids["rabbitmq"],
+               lab.log("rabbitmq"), timeout_s)
+
+
+# --- configuration and databases ---------------------------------------------------------
+
+
+def _sqlite(lab: NovaLab, name: str) -> str:
+    return f"sqlite:///{lab.dir / 'db' / name}.sqlite"
+
+
+def _controller_conf(lab: NovaLab) -> str:
+    state = lab.dir / "nova" / "state"
+    lines = {
+        "DEFAULT": {"transport_url": lab.transport_url(), "state_path": str(state),
+                    "host": "metalctl-lab-controller", "my_ip": lab.address(3),
+                    # the scheduler's first periodic discover_hosts otherwise waits a
+                    # random 0-60 s
+                    "periodic_fuzzy_delay": "0", **SHUTDOWN},
+        "api": {"auth_strategy": "keystone"},
+        "api_database": {"connection": _sqlite(lab, "nova_api")},
+        "database": {"connection": _sqlite(lab, "nova_cell1")},
+        "conductor": {"workers": "1"},
+        # maps new computes into cell1 every 2 s, as a site may choose instead of running
+        # `nova-manage cell_v2 discover_hosts` after each
+        "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "2"},
+        "placement": {"auth_type": "admin_token", "endpoint": lab.placement_url,
+                      "token": PLACEMENT_TOKEN},
+        "oslo_concurrency": {"lock_path": str(lab.dir / "nova" / "locks")},
+        "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "0"},
+    }
+    return "".join(f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in opts.items()) + "\n"
+                   for s, opts in lines.items())
+
+
+def _api_paste(venv: Path) -> str:
+    """Nova's own api-paste.ini with ``authtoken`` taken out of the v2.1 pipelines."""
+    original = (venv / "etc" / "nova" / "api-paste.ini").read_text()
+    trimmed = original.replace(" authtoken keystonecontext", " keystonecontext")
+    if "authtoken keystonecontext" in trimmed or trimmed == original:
+        raise LabError(reason="nova's api-paste.ini changed shape: cannot take authtoken out")
+    return trimmed
+
+
+def _write_configs(lab: NovaLab, venv: Path) -> None:
+    for sub in ("nova/state", "nova/locks", "db", "logs", "placement"):
+        (lab.dir / sub).mkdir(parents=True, exist_ok=True)
+    _write_private(lab.dir / "nova" / "nova.conf", _controller_conf(lab))
+    (lab.dir / "nova" / "api-paste.ini").write_text(_api_paste(venv))
+    # nova's WSGI app parses sys.argv: gunicorn's arguments would be "unrecognized"
+    (lab.dir / "nova" / "nova_api_shim.py").write_text(
+        "import sys\nsys.argv = sys.argv[:1]\n"
+        "from nova.wsgi.osapi_compute import application  # noqa: E402,F401\n")
+    (lab.dir / "placement" / "placement.conf").write_text(
+        f"[api]\nauth_strategy = noauth2\n\n[placement_database]\n"
+        f"connection = {_sqlite(lab, 'placement')}\n")
+    _write_private(lab.credentials_file, yaml.safe_dump({
+        "nova-lab-rabbit": [{"username": "nova", "password": lab.rabbit_password}],
+        "nova-lab-placement": [{"username": "admin", "password": PLACEMENT_TOKEN}]}))
+
+
+def _manage(lab: NovaLab, what: str, argv: list[str], env: dict[str, str] | None = None,
+            timeout_s: float = 180) -> None:
+    log = lab.log("manage")
+    with open(log, "ab") as out:
+        out.write(f"\n$ {' '.join(argv)}\n".encode())
+        out.flush()
+        try:
+            proc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False,
+                                  env={**os.environ, **(env or {})}, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise LabError(reason=f"{what} took over {timeout_s:g} s; see {log}") from None
+    if proc.returncode != 0:
+        raise LabError(reason=f"{what} failed (exit {proc.returncode}); see {log}")
+
+
+DATABASES = ("nova_api", "nova_cell0", "nova_cell1", "placement")
+
+
+def db_cache_dir() -> Path:
+    """Synced, empty databases of this Nova venv (keyed by its pinned requirements):
+    ``nova-manage``/``placement-manage`` take 13 s on an idle machine and over 60 s on a
+    busy one, and their result only depends on the installed releases."""
+    key = hashlib.sha256("\n".join(nova_venv.NOVA_REQUIREMENTS).encode()).hexdigest()[:12]
+    return nova_venv.venv_dir().parent / "nova-db" / key
+
+
+def _sync_databases(lab: NovaLab) -> None:
+    """Nova's API, cell0 and cell1 databases and Placement's, all sqlite: copied from
+    :func:`db_cache_dir` when it has them, else synced and then cached."""
+    cache = db_cache_dir()
+    if all((cache / f"{name}.sqlite").exists() for name in DATABASES):
+        for name in DATABASES:
+            shutil.copyfile(cache / f"{name}.sqlite", lab.dir / "db" / f"{name}.sqlite")
+        _map_cells(lab, lab.dir / "db" / "nova_api.sqlite")
+        return
+    _sync_fresh(lab)
+    staging = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    for name in DATABASES:
+        shutil.copyfile(lab.dir / "db" / f"{name}.sqlite", staging / f"{name}.sqlite")
+    _map_cells(None, staging / "nova_api.sqlite")  # no lab's password in the cache
+    with contextlib.suppress(OSError):  # another run cached it first: theirs is as good
+        staging.rename(cache)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _map_cells(lab: NovaLab | None, api_db: Path) -> None:
+    """Point the API database's cell mappings at ``lab``'s databases and bus (None:
+    placeholders, for the cache)."""
+    cell1_db = _sqlite(lab, "nova_cell1") if lab else "sqlite:///"
+    cell0_db = _sqlite(lab, "nova_cell0") if lab else "sqlite:///"
+    url = lab.transport_url() if lab else "none:///"
+    with contextlib.closing(sqlite3.connect(api_db)) as db, db:
+        db.execute("UPDATE cell_mappings SET database_connection = ?, transport_url = ? "
+                   "WHERE name = 'cell1'", (cell1_db, url))
+        db.execute("UPDATE cell_mappings SET database_connection = ? WHERE name = 'cell0'",
+                   (cell0_db,))
+
+
+def _sync_fresh(lab: NovaLab) -> None:
+    manage = [str(nova_venv.nova_bin("nova-manage")), "--config-file",
+              str(lab.dir / "nova" / "nova.conf")]
+
+    def nova() -> None:
+        _manage(lab, "nova-manage api_db sync", [*manage, "api_db", "sync"])
+        _manage(lab, "nova-manage cell_v2 map_cell0",
+                [*manage, "cell_v2", "map_cell0", "--database_connection",
+                 _sqlite(lab, "nova_cell0")])
+        _manage(lab, "nova-manage cell_v2 create_cell",
+                [*manage, "cell_v2", "create_cell", "--name", "cell1"])
+        _manage(lab, "nova-manage db sync", [*manage, "db", "sync"])
+
+    def placement() -> None:
+        _manage(lab, "placement-manage db sync",
+                [str(nova_venv.nova_bin("placement-manage")), "--config-file",
+                 str(lab.dir / "placement" / "placement.conf"), "db", "sync"])
+
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(nova), pool.submit(placement)]:
+            future.result()
+
+
+# --- services ------------------------------------------------------------------------------
+
+
+def _gunicorn(lab: NovaLab, name: str, bind: str, app: str, chdir: Path,
+              env: dict[str, str]) -> None:
+    # --no-control-socket: gunicorn 26+ otherwise shares ~/.gunicorn/gunicorn.ctl
+    argv = [str(nova_venv.nova_bin("gunicorn")), "--no-control-socket", "--workers", "1",
+            "--bind", bind, "--chdir", str(chdir), "--timeout", "120", app]
+    lab.pids[name] = spawn(argv, lab.log(name), env)
+
+
+def _start_services(lab: NovaLab) -> None:
+    conf = str(lab.dir / "nova" / "nova.conf")
+    _gunicorn(lab, "placement", f"{lab.address(2)}:{PLACEMENT_PORT}",
+              "placement.wsgi.api:application", lab.dir / "placement",
+              {"OS_PLACEMENT_CONFIG_DIR": str(lab.dir / "placement")})
+    for service in ("nova-conductor", "nova-scheduler"):
+        lab.pids[service] = spawn([str(nova_venv.nova_bin(service)), "--config-file", conf],
+                                  lab.log(service))
+    _gunicorn(lab, "nova-api", f"{lab.address(3)}:{API_PORT}", "nova_api_shim:application",
+              # the paste file comes first: nova's wsgi_app loads the app from files[0]
+              lab.dir / "nova", {"OS_NOVA_CONFIG_DIR": str(lab.dir / "nova"),
+                                 "OS_NOVA_CONFIG_FILES": "api-paste.ini;nova.conf"})
+
+
+def services_up(lab: NovaLab, binaries: tuple[str, ...], host: str | None = None) -> bool:
+    """True when nova-api lists each binary (on ``host`` when given) ``up``."""
+    try:
+        listed = lab.api("/os-services", timeout_s=5)["services"]
+    except LabError:
+        return False
+    up_ = {s["binary"] for s in listed if s["state"] == "up"
+           and (host is None or s["host"] == host)}
+    return set(binaries) <= up_
+
+
+def _wait_services(lab: NovaLab, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if services_up(lab, ("nova-conductor", "nova-scheduler")):
+            return
+        for name in ("nova-conductor", "nova-scheduler", "nova-api"):
+            if not alive(lab.pids[name]):
+                raise LabError(reason=f"{name} exited during start-up; see {lab.log(name)}")
+        time.sleep(0.5)
+    raise LabError(reason=f"nova-conductor/nova-scheduler not 'up' in /os-services within "
+                          f"{timeout_s:g} s; see {lab.log('nova-conductor')} and "
+                          f"{lab.log('nova-scheduler')}")
+
+
+def prepare(directory: Path, address_base: str) -> NovaLab:
+    """Write the lab's configuration and credentials; start nothing.
+
+    What a compute's configuration needs (:meth:`NovaLab.site`, the credentials file)
+    exists from here on, so it can be rendered and validated while :func:`start` runs.
+
+    Raises:
+        LabError: not a loopback address, RabbitMQ not installed, or a lab already
+            running in ``directory``.
+    """
+    base = ipaddress.IPv4Address(address_base)
+    if base not in ipaddress.IPv4Network("127.0.0.0/8"):
+        raise LabError(reason=f"{address_base} is not a loopback address")
+    if not RABBIT_SERVER.exists():
+        raise LabError(reason=f"{RABBIT_SERVER} missing: apt-get install rabbitmq-server")
+    directory = Path(directory)
+    previous = NovaLab.load(directory)
+    if previous and any(alive(p) for p in previous.pids.values()):
+        raise LabError(reason=f"a Nova lab is already running in {directory}; stop it first")
+    venv = nova_venv.ensure()
+    directory.mkdir(parents=True, exist_ok=True)
+    lab = NovaLab(str(directory), str(base), rabbit_password=secrets.token_urlsafe(18))
+    _write_configs(lab, venv)
+    lab.save()
+    return lab
+
+
+def start(lab: NovaLab, *, timeout_s: float = 120) -> NovaLab:
+    """Start a prepared lab: RabbitMQ, Placement, nova-api, conductor, scheduler.
+
+    Raises:
+        LabError: something did not start; the message names the log to read. What was
+            started is stopped again.
+    """
+    try:
+        _start_rabbit(lab)
+        lab.save()
+        _sync_databases(lab)  # while RabbitMQ boots
+        _rabbit_ready(lab, timeout_s)
+        _start_services(lab)
+        lab.save()
+        wait_ready("Placement", _http_ready(lab.placement_url + "/"), lab.pids["placement"],
+                   lab.log("placement"), timeout_s)
+        wait_ready("nova-api", _http_ready(lab.api_url + "/"), lab.pids["nova-api"],
+                   lab.log("nova-api"), timeout_s)
+        _wait_services(lab, timeout_s)
+    except BaseException:
+        down(lab.dir)
+        raise
+    return lab
+
+
+def up(directory: Path, address_base: str, *, timeout_s: float = 120) -> NovaLab:
+    """Start RabbitMQ, Placement, nova-api, nova-conductor and nova-scheduler.
+
+    Args:
+        directory: the lab directory (created; everything is kept under it).
+        address_base: an IPv4 address in 127.0.0.0/8; the services use the next three.
+        timeout_s: bound on each readiness wait.
+
+    Returns:
+        The running lab, also saved in ``directory/nova-lab.json``.
+
+    Raises:
+        LabError: something did not start; the message names the log to read. What was
+            started is stopped again.
+    """
+    return start(prepare(directory, address_base), timeout_s=timeout_s)
+
+
+def start_libvirtd(lab: NovaLab, *, warm: bool = True) -> str:
+    """A private libvirtd for the lab's computes (own /etc/libvirt, /run/libvirt and
+    /var/lib/libvirt in a mount namespace: the machine's libvirt is untouched).
+
+    Call it before :func:`start` runs or after it returned (both record pids). With
+    ``warm``, QEMU's capabilities are probed at once (:func:`warm_libvirtd`).
+
+    Returns:
+        The ``[libvirt] connection_uri`` that reaches it.
+
+    Raises:
+        LabError: libvirtd did not start or did not answer; names its log.
+    """
+    # the rack lab's recipe; it records its pid in ``.pids`` of the object it is given
+    libvirt_lab._start_libvirtd(lab.dir, lab)  # type: ignore[arg-type]
+    lab.save()
+    if warm:
+        warm_libvirtd(lab)
+    return libvirt_lab.uri(lab.dir)
+
+
+def warm_libvirtd(lab: NovaLab, timeout_s: float = 60) -> None:
+    """Have the private libvirtd probe QEMU's capabilities now: about 8 s here that
+    nova-compute's start would otherwise wait for.
+
+    Raises:
+        LabError: virsh failed or took longer than ``timeout_s``; names libvirtd's log.
+    """
+    uri = libvirt_lab.uri(lab.dir)
+    for what in ("capabilities", "domcapabilities"):
+        try:
+            proc = subprocess.run(["virsh", "-c", uri, what], capture_output=True, text=True,
+                                  timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise LabError(reason=f"virsh {what} took over {timeout_s:g} s; see "
+                                  f"{lab.dir / 'libvirtd.log'}") from None
+        if proc.returncode != 0:
+            raise LabError(reason=f"virsh {what}: {proc.stderr.strip()[-300:]}; see "
+                                  f"{lab.dir / 'libvirtd.log'}")
+
+
+def compute_site(lab: NovaLab, name: str, connection_uri: str) -> dict[str, Any]:
+    """:meth:`NovaLab.site` for a compute of this lab: QEMU (TCG) against the private
+    libvirtd, ``state_path`` in the lab directory, privsep without sudo, quick stop."""
+    state = lab.dir / "computes" / name / "state"
+    conf = lab.dir / "computes" / name / "nova.conf"
+    return {**lab.site(),
+            "libvirt": {"virt_type": "qemu", "connection_uri": connection_uri},
+            "state_path": str(state),
+            "options": {"DEFAULT": {"manager_shutdown_timeout": 0},
+                        "nova_sys_admin": {"helper_command": (
+                            f"{nova_venv.nova_bin('privsep-helper')} --config-file {conf}")}}}
+
+
+def start_compute(lab: NovaLab, name: str, conf_text: str, *, timeout_s: float = 60) -> int:
+    """Run nova-compute with a configuration the hand-off stage rendered (revealed).
+
+    The config is written 0600 under ``computes/<name>/`` (with the ``state`` directory
+    :func:`compute_site` names); the process is recorded in the lab state as
+    ``nova-compute`` (one compute per lab). Waits until nova-api lists the service ``up``
+    for ``[DEFAULT] host``.
+
+    Returns:
+        The compute's pid.
+
+    Raises:
+        LabError: nova-compute logged a fatal error, exited or did not register; the
+            message quotes its own log line (nova-compute often keeps running after one).
+    """
+    conf = lab.dir / "computes" / name / "nova.conf"
+    _write_private(conf, conf_text)
+    # what a distribution package creates: state_path and its instances directory
+    (conf.parent / "state" / "instances").mkdir(parents=True, exist_ok=True)
+    log = lab.log(f"nova-compute-{name}")
+    pid = spawn([str(nova_venv.nova_bin("nova-compute")), "--config-file", str(conf)], log)
+    lab.pids["nova-compute"] = pid
+    lab.save()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if services_up(lab, ("nova-compute",), host=name):
+            return pid
+        failure = compute_failure(log)
+        if failure or not alive(pid):
+            raise LabError(reason=f"nova-compute {name} failed to start: "
+                                  f"{failure or 'exited'}; see {log}")
+        time.sleep(0.5)
+    raise LabError(reason=f"nova-compute {name} not 'up' within {timeout_s:g} s; see {log}")
+
+
+#: the line of a nova log that says why a service gave up: a CRITICAL record, or the
+#: exception line that closes the traceback of an ERROR (oslo.log prefixes every line)
+_FATAL = re.compile(r" (?:CRITICAL \S+ .*|ERROR nova (?:nova\.exception\.|\w+(?:Error|Exception)"
+                    r"\b).*)$")
+
+
+def compute_failure(log: Path) -> str | None:
+    """The first fatal line of a nova-compute log (without its timestamp), if any."""
+    if not log.exists():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        if m := _FATAL.search(line):
+            return m.group(0).strip()
+    return None
+
+
+def down(directory: Path, timeout_s: float = 20) -> list[str]:
+    """Stop every process of the Nova lab in ``directory``; returns the names stopped.
+
+    SIGTERM to each process group in :data:`STOP_ORDER`, then SIGKILL to what is left
+    after ``timeout_s`` (logged at warning level with the process's name).
+    """
+    lab = NovaLab.load(Path(directory))
+    if lab is None:
+        return []
+    stopped = []
+    names = sorted(lab.pids, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1)
+    for name in names:
+        pid = lab.pids[name]
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+                stopped.append(name)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(alive(p) for p in lab.pids.values()):
+        time.sleep(0.1)
+    for name, pid in lab.pids.items():
+        if alive(pid):
+            LOG.warning("lab: %s (pid %d) ignored SIGTERM for %g s; killing", name, pid,
+                        timeout_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    lab.pids = {}
+    lab.save()
+    return stopped

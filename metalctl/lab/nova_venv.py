@@ -1,0 +1,106 @@
+"""The Nova venv: nova, openstack-placement and their servers, apart from metalctl.
+
+Nova and Placement pin dozens of OpenStack libraries of their own release, so, like the
+Ironic peers (:mod:`metalctl.lab.peers`), they live in a venv of their own
+(``$METALCTL_NOVA_VENV``, default ``~/.cache/metalctl/nova``). Two things use it:
+
+* the lab's Nova control plane (:mod:`metalctl.lab.nova`): nova-api under gunicorn,
+  nova-conductor, nova-scheduler, placement-api, nova-compute with the libvirt driver;
+* the hand-off stage's validator (``metalctl/handoff/validate_nova_conf.py``), which
+  needs Nova's own option definitions and parsers; it finds the interpreter through
+  ``$METALCTL_NOVA_PYTHON`` or this venv.
+
+Versions are the ones verified in ../shared/LAB.md ("Nova and Placement on loopback"):
+nova 34.0.0, openstack-placement 16, gunicorn 26 (``--no-control-socket``). ``pyroute2``
+keeps os-vif from logging "Could not load 'ovs'" at every compute start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import venv
+from pathlib import Path
+
+from metalctl.errors import LabError
+
+LOG = logging.getLogger(__name__)
+
+NOVA_REQUIREMENTS = [
+    "nova==34.0.0",
+    "openstack-placement>=16,<17",
+    "gunicorn>=26",  # --no-control-socket exists from 26 on
+    "libvirt-python",  # builds against Debian's libvirt-dev (scripts/setup.sh installs it)
+    "pyroute2",
+    # nova 34.0.0 needs these at least; the 2026-08 upper-constraints pin them lower
+    "keystoneauth1>=5.16.0",
+    "oslo.versionedobjects>=3.12.0",
+]
+STAMP = "metalctl-requirements.txt"
+PIP_TIMEOUT_S = 900  # a cold install builds ovs and libvirt-python: about 70 s measured
+
+
+def venv_dir() -> Path:
+    """Where the Nova venv lives (``$METALCTL_NOVA_VENV`` or the shared cache)."""
+    return Path(os.environ.get("METALCTL_NOVA_VENV",
+                               Path.home() / ".cache" / "metalctl" / "nova"))
+
+
+def nova_bin(name: str) -> Path:
+    """A console script or the interpreter of the Nova venv (``nova-manage``, ``python``)."""
+    return venv_dir() / "bin" / name
+
+
+def installed() -> bool:
+    """True when the venv holds exactly the pinned requirements (the stamp matches)."""
+    stamp = venv_dir() / STAMP
+    return (stamp.exists() and stamp.read_text() == "\n".join(NOVA_REQUIREMENTS)
+            and nova_bin("nova-compute").exists() and nova_bin("placement-manage").exists())
+
+
+def ensure() -> Path:
+    """Create the Nova venv and install the pinned requirements unless already there.
+
+    Idempotent: a second call only compares the stamp file.
+
+    Returns:
+        The venv's directory.
+
+    Raises:
+        LabError: pip failed (its output's tail is in the message).
+    """
+    root = venv_dir()
+    if installed():
+        return root
+    if not (root / "bin" / "python").exists():
+        venv.EnvBuilder(with_pip=True).create(root)
+    LOG.info("lab: pip install %s into %s (about a minute)", " ".join(NOVA_REQUIREMENTS), root)
+    try:
+        proc = subprocess.run([str(nova_bin("python")), "-m", "pip", "install", "-q",
+                               "--disable-pip-version-check", *NOVA_REQUIREMENTS],
+                              capture_output=True, text=True, check=False,
+                              timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise LabError(reason=f"pip install into {root} took over {PIP_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout)[-1200:]
+        raise LabError(reason=f"pip install into {root} failed (exit {proc.returncode}): {tail}")
+    (root / STAMP).write_text("\n".join(NOVA_REQUIREMENTS))
+    return root
+
+
+def python() -> Path:
+    """The interpreter that has nova, installing the venv first when needed.
+
+    ``$METALCTL_NOVA_PYTHON`` names another interpreter with nova (for example a
+    distribution's ``/usr/bin/python3`` on a controller); it is used as it is.
+
+    Raises:
+        LabError: the venv could not be installed.
+    """
+    explicit = os.environ.get("METALCTL_NOVA_PYTHON")
+    if explicit:
+        return Path(explicit)
+    ensure()
+    return nova_bin("python")
