@@ -20,7 +20,8 @@ dpkg -s libvirt-dev >/dev/null 2>&1 || need_apt+=(libvirt-dev)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
-[ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)   # DHCP/TFTP of the boot service (never home-made)
+[ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)  # the lab's Nova message bus   # DHCP/TFTP of the boot service (never home-made)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -44,4 +45,6 @@ export METALCTL_PEERS_VENV=${METALCTL_PEERS_VENV:-$HOME/.cache/metalctl/peers}
 # quick when the venv already holds the pinned requirements (a stamp file records them)
 echo "setup: peers venv $METALCTL_PEERS_VENV (Ironic, sushy-tools, libvirt-python)" >&2
 .venv/bin/python -c "from metalctl.lab import peers; peers.ensure_venv()"
+echo "setup: Nova venv ${METALCTL_NOVA_VENV:-$HOME/.cache/metalctl/nova} (nova 34.0.0, placement 16)" >&2
+.venv/bin/python -c "from metalctl.lab import nova_venv; nova_venv.ensure()"
 echo "setup: ok ($ROOT/.venv, peers in $METALCTL_PEERS_VENV)" >&2

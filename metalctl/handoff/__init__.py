@@ -1,10 +1,22 @@
-"""Stage 7 — hand hardened, audited KVM hosts to Nova as compute nodes (not built yet).
+"""Stage 7 — hand hardened, audited KVM hosts to Nova as compute nodes (partly built).
 
-What will live here (issue "Hand-off to Nova"): nova-compute's configuration rendered
-from the node's stored profile plan (``[compute] cpu_dedicated_set``/``cpu_shared_set``,
-``reserved_host_memory_mb``, ``reserved_huge_pages``, ``[pci] device_spec``/``alias``),
-the harden stage's libvirt TLS material and the site, validated against Nova's own
-option definitions before anything is written; the audit gate; starting nova-compute and
-mapping it into its cell; and verification from Nova's and Placement's own APIs that
-the inventories match the plan.
+Built: nova-compute's configuration from the node's stored profile plan, the site's
+``nova:`` section (passwords by reference) and the site PKI (:mod:`.novaconf`),
+validated against Nova's own option definitions before anything is written
+(:mod:`.novaopts`, which runs ``validate_nova_conf.py`` with an interpreter that has
+nova). To come (issue "Hand-off to Nova"): the audit gate, applying through the harden
+engine, starting nova-compute and mapping it into its cell, verification from Nova's and
+Placement's APIs, and ``--disable``. See docs/handoff.md.
 """
+
+from metalctl.handoff.novaconf import NovaConf, NovaSite, render, site_from_dict, stored_plan
+from metalctl.handoff.novaopts import (
+    NovaConfigError,
+    NovaValidatorError,
+    Validation,
+    validate,
+    validate_many,
+)
+
+__all__ = ["NovaConf", "NovaConfigError", "NovaSite", "NovaValidatorError", "Validation",
+           "render", "site_from_dict", "stored_plan", "validate", "validate_many"]
