@@ -183,7 +183,12 @@ def test_interrupted_run_is_reported_and_rerun_converges(hostlab, pki, tmp_path)
     worker = threading.Thread(target=lambda: result.extend(harden.harden(
         host, RULES, options(hostlab, pki, tmp_path, pace_s=0.4))))
     worker.start()
-    time.sleep(2.0)  # a few files written, most not
+    # kill once the apply has written a first file (a fixed sleep raced the connect on a
+    # loaded machine): a few files written, most not
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and worker.is_alive() and hostlab.exec(
+            3, "ls /etc/pki/qemu 2>/dev/null | wc -l").stdout.strip() in ("", "0"):
+        time.sleep(0.2)
     hostlab.kill(3)
     worker.join(60)
     assert result[0].status == "dropped", result[0]
