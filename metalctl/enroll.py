@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metalctl import fleet, naming
+from metalctl import fleet, logredact, naming
 from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
 from metalctl.errors import (
@@ -270,6 +270,7 @@ def plan(ironic: Ironic, desired: Sequence[DesiredNode], opts: EnrollOptions
     Raises:
         IronicUnavailable: Ironic cannot be read (nothing was changed).
     """
+    register_secrets(desired)
     snap = IronicSnapshot.read(ironic)
     plans = []
     for d in desired:
@@ -405,7 +406,7 @@ def _as_metalctl(err: BaseException | None) -> MetalctlError:
     if isinstance(err, MetalctlError):
         return err
     LOG.warning("unexpected %s: %s", type(err).__name__, err)
-    return IronicError(reason=f"unexpected {type(err).__name__}: {err}")
+    return IronicError(reason=logredact.scrub(f"unexpected {type(err).__name__}: {err}"))
 
 
 def enroll(
@@ -466,9 +467,26 @@ def enroll(
 
 
 def _error_text(err: BaseException | None) -> str:
+    """The reason reported and stored for a failed node, credentials masked."""
     if isinstance(err, IronicUnavailable):
-        return f"{err} (re-run to converge)"
-    return describe_error(err)
+        return logredact.scrub(f"{err} (re-run to converge)")
+    return logredact.scrub(describe_error(err))
+
+
+def register_secrets(desired: Sequence[DesiredNode]) -> None:
+    """Register every credential enrollment sends, for masking wherever a peer echoes it.
+
+    The password travels as a Secret, but files may carry more in ``driver_info``
+    (``ipmi_kg_key``, ``*_token``...): all of them are masked in logs, errors,
+    events and output (see :mod:`metalctl.logredact`).
+    """
+    values: list[Any] = []
+    for d in desired:
+        if d.password is not None:
+            values.append(d.password)
+        values += [v for k, v in d.driver_info.items()
+                   if logredact.is_secret_field(k) and isinstance(v, str)]
+    logredact.register(values)
 
 
 def _record(store: Store, res: EnrollResult) -> None:

@@ -22,6 +22,7 @@ from ironicclient import exc as ironic_exc
 from keystoneauth1 import exceptions as ks_exc
 
 from metalctl.errors import IronicConflict, IronicError, IronicUnavailable, MetalctlError
+from metalctl.logredact import scrub
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,8 +69,10 @@ def translate(exc: BaseException) -> MetalctlError:
 
 
 def _message(exc: BaseException) -> str:
+    """The peer's error text, one line, credentials masked (a peer may echo the request)."""
     text = str(getattr(exc, "message", "") or exc)
-    return text.replace("\n", " ")[:300]
+    # masked before truncating, so a cut can never leave a secret's prefix behind
+    return scrub(text).replace("\n", " ")[:300]
 
 
 def translated(fn: Callable[..., T]) -> Callable[..., T]:

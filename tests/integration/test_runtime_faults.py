@@ -6,6 +6,8 @@ never answers, an HTTP peer that echoes what it is sent while posing as Ironic.
 
 from __future__ import annotations
 
+import http.server
+import json
 import signal
 import socket
 import sqlite3
@@ -16,6 +18,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+import yaml
 
 from metalctl.store import Store
 
@@ -99,3 +103,88 @@ def test_one_sigint_stops_discover_within_seconds_with_exit_130(tmp_path):
     with Store(store) as s:  # opens, and holds what finished before the signal
         assert [row["address"] for row in s.scans()] == ["127.22.0.9"]
         assert s.nodes() == []
+
+
+KG_KEY = "a1b2c3d4e5f60718293a"
+_API = {"X-OpenStack-Ironic-API-Minimum-Version": "1.1",
+        "X-OpenStack-Ironic-API-Maximum-Version": "1.87"}
+
+
+@contextmanager
+def echoing_ironic(address: str) -> Iterator[tuple[str, list[bytes]]]:
+    """An HTTP peer posing as Ironic that lists nothing and answers every write with a
+    400 quoting the request body (as a careless API or proxy does)."""
+    received: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            for k, v in _API.items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            base = f"http://{address}:{self.server.server_address[1]}"
+            v1 = {"id": "v1", "version": "1.87", "min_version": "1.1", "status": "CURRENT",
+                  "links": [{"href": base + "/v1/", "rel": "self"}]}
+            path = self.path.split("?")[0].rstrip("/")
+            body = {"": {"versions": [v1], "default_version": v1}, "/v1": v1,
+                    "/v1/drivers": {"drivers": []}, "/v1/nodes": {"nodes": []},
+                    "/v1/ports": {"ports": []}}.get(path)
+            self._send(200 if body is not None else 404, body or {"error_message": "{}"})
+
+        def _echo(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append(body)
+            fault = {"faultstring": f"Invalid input: {body.decode()}", "debuginfo": None}
+            self._send(400, {"error_message": json.dumps(fault)})
+
+        do_POST = do_PATCH = do_PUT = _echo  # noqa: N815
+
+    server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{address}:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_ironic_that_echoes_requests_never_gets_credentials_shown_or_stored(tmp_path):
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(yaml.safe_dump({"nodes": [{
+        "name": "echo-1", "driver": "ipmi",
+        "driver_info": {"ipmi_address": "10.0.0.1", "ipmi_username": "admin",
+                        "ipmi_password": PASSWORD, "ipmi_kg_key": KG_KEY},
+        "ports": [{"address": "52:54:00:22:00:01"}]}]}))
+    log = tmp_path / "debug.log"
+    store = tmp_path / "store.db"
+    with echoing_ironic("127.22.0.20") as (url, received):
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "metalctl", "--debug", "--log-file", str(log), "enroll",
+             "-f", str(nodes), "--ironic-url", url, "--store", str(store), "-o", "json"],
+            capture_output=True, text=True, timeout=120)
+        elapsed = time.monotonic() - started
+    print(f"echoing Ironic: exit {proc.returncode} in {elapsed:.1f}s")
+    assert any(PASSWORD.encode() in body for body in received)  # it did get the secret...
+    [row] = json.loads(proc.stdout)
+    assert row["action"] == "failed"
+    assert "Invalid input" in row["error"]  # ...and echoed it back, masked
+    assert "***" in row["error"]
+    texts = {"stdout": proc.stdout, "stderr": proc.stderr, "log": log.read_text()}
+    for path in tmp_path.glob("store.db*"):  # the WAL too
+        texts[path.name] = path.read_bytes().decode("latin-1")
+    assert "REQ: curl" in texts["log"]  # --debug did log the request bodies
+    for name, text in texts.items():
+        assert PASSWORD not in text, name
+        assert KG_KEY not in text, name
+    assert proc.returncode == 1
