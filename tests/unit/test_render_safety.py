@@ -1,12 +1,20 @@
 """Peer text is untrusted: credentials masked whatever the peer echoes, no terminal control,
 no rich markup, in tables, progress lines and logs; JSON/YAML stay exact."""
 
+import io
+import json
 import logging
 
 import pytest
+import yaml
+from rich.console import Console
+from rich.progress import Progress
 
 from metalctl import logredact
+from metalctl.audit import formats
+from metalctl.audit.model import HostAudit, Report
 from metalctl.credentials import Secret
+from metalctl.output import render
 
 
 @pytest.mark.parametrize(("text", "secret"), [
@@ -42,3 +50,51 @@ def test_log_records_are_masked_and_defanged(caplog):
     assert "\x1b" not in caplog.text
     assert "\x07" not in caplog.text
     assert "\\x1b]0;pwned\\x07x\\x1b[2J" in caplog.text
+
+
+HOSTILE = {"model": "[bold red]PWNED[/] :-1: \x1b]0;title\x07\x1b[2J", "status": "ok",
+           "error": "[link=http://evil.example]click[/link]"}
+
+
+def test_a_table_shows_peer_text_as_written_without_markup_emoji_or_controls():
+    out = io.StringIO()
+    render.render([HOSTILE], "table", columns=[("model", "model"), ("status", "status"),
+                                               ("error", "error")], out=out)
+    text = out.getvalue()
+    assert "[bold red]PWNED[/] :-1:" in text  # markup and emoji code kept as text
+    assert "\U0001f44e" not in text  # the thumbs-down emoji
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "\\x1b]0;title\\x07\\x1b[2J" in text
+    assert "[link=http://evil.example]click[/link]" in text
+
+
+def test_json_and_yaml_stay_exact():
+    out = io.StringIO()
+    render.render([HOSTILE], "json", columns=[], out=out)
+    assert json.loads(out.getvalue()) == [HOSTILE]
+    out = io.StringIO()
+    render.render([HOSTILE], "yaml", columns=[], out=out)
+    assert yaml.safe_load(out.getvalue()) == [HOSTILE]
+
+
+def test_progress_column_renders_peer_text_plain():
+    progress = Progress(render.PeerTextColumn("last"), console=Console(file=io.StringIO()))
+    task = progress.add_task("x", total=1, last="[red]n1[/] :-1: \x1b[2J")
+    cell = render.PeerTextColumn("last").render(progress.tasks[task])
+    assert cell.plain == "[red]n1[/] :-1: \\x1b[2J"
+    assert not cell.spans
+    assert render.markup_safe("[b]x[/b]\x1b") == "\\[b]x\\[/b]\\x1b"
+
+
+def test_audit_html_hosts_table_has_one_error_column_and_audit_table_is_plain():
+    report = Report(scan_id="s1", started_at="2026-01-01T00:00:00", duration_s=1.0, hosts=[
+        HostAudit(host="h1", error="ssh: \x1b[31m[bold]refused[/] :-1:", results=[]),
+    ], rules={})
+    page = formats.html_report(report)
+    hosts_header = page.split("<h2>Hosts</h2>")[1].split("</tr>")[0]
+    assert hosts_header.count("<th>error</th>") == 1
+    out = io.StringIO()
+    formats.table(report, out)
+    assert "[bold]refused[/] :-1:" in out.getvalue()
+    assert "\x1b" not in out.getvalue()
