@@ -16,9 +16,11 @@ events in its store and mirrors the state, and does nothing Ironic does itself.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +29,14 @@ from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
 from metalctl.errors import (
     AmbiguousMatch,
+    InputError,
     IronicError,
     IronicUnavailable,
     MetalctlError,
 )
 from metalctl.errors import describe as describe_error
 from metalctl.ironic import Ironic
+from metalctl.model.hardware import NicFacts
 from metalctl.model.node import (
     DesiredNode,
     DiscoveryRecord,
@@ -128,16 +132,21 @@ class EnrollResult:
 
 
 def desired_from_records(records: Sequence[DiscoveryRecord], creds: dict[str, CredentialSet],
-                         opts: EnrollOptions) -> list[DesiredNode]:
-    """Turn ``ok`` discovery records into desired Ironic nodes.
+                         opts: EnrollOptions, *, prefer: Collection[str] = ()
+                         ) -> list[DesiredNode]:
+    """Turn ``ok`` discovery records into desired Ironic nodes, one per system.
 
     ``creds`` maps credential-set names (as recorded at discovery) to the sets;
-    the user that worked at discovery is the one given to Ironic.
+    the user that worked at discovery is the one given to Ironic. A system
+    reached through several BMC addresses (same UUID, or same vendor, model and
+    serial) becomes one node: see :func:`merge_aliases`; ``prefer`` holds keys
+    already enrolled, kept over the others. Host-interface NICs get no port.
     """
     naming.validate(opts.name_template)
     out = []
     usable = sorted((r for r in records if r.status is Status.OK), key=lambda r: r.key)
-    for index, rec in enumerate(usable):
+    kept, aliases = merge_aliases(usable, prefer)
+    for index, rec in enumerate(kept):
         cset = creds.get(rec.credentials or "")
         entry = next((c for c in cset.entries if c.username == rec.bmc_username), None) \
             if cset else None
@@ -153,16 +162,96 @@ def desired_from_records(records: Sequence[DiscoveryRecord], creds: dict[str, Cr
             driver, pw_field = "ipmi", "ipmi_password"
             info = {"ipmi_address": rec.address, "ipmi_port": rec.port,
                     "ipmi_username": rec.bmc_username}
+        extra: dict[str, Any] = {"metalctl_key": rec.key, "system_uuid": rec.uuid}
+        if aliases.get(rec.key):
+            extra["metalctl_aliases"] = aliases[rec.key]
         out.append(DesiredNode(
             key=rec.key, origin="store", driver=driver,
             driver_info={k: v for k, v in info.items() if v is not None},
             password=entry.password if entry else None, password_field=pw_field,
             name=naming.render(opts.name_template, rec, index),
-            properties=_properties(rec), macs=tuple(n.mac for n in rec.hardware.nics),
-            extra={"metalctl_key": rec.key, "system_uuid": rec.uuid},
-            credentials=rec.credentials,
+            properties=_properties(rec),
+            macs=tuple(n.mac for n in rec.hardware.nics if not is_host_interface(n)),
+            extra=extra, credentials=rec.credentials,
         ))
     return out
+
+
+#: Serial numbers that firmware reports when it has none; never an identity.
+_PLACEHOLDER_SERIALS = {"", "0", "none", "n/a", "na", "not specified", "not available",
+                        "to be filled by o.e.m.", "default string", "system serial number",
+                        "0123456789", "1234567890", "xxxxxxxxxx", "unknown"}
+_NIL_UUIDS = {"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff",
+              "03000200-0400-0500-0006-000700080009"}  # the last: a common AMI placeholder
+
+
+def system_identity(rec: DiscoveryRecord) -> str | None:
+    """What identifies the hardware behind a record whatever BMC address reached it.
+
+    The SMBIOS UUID when it is a real one, else vendor + model + serial when the
+    serial is not a firmware placeholder; ``None`` when neither is known.
+    """
+    uuid = (rec.uuid or "").strip().lower()
+    if uuid and uuid not in _NIL_UUIDS:
+        return f"uuid:{uuid}"
+    serial = (rec.serial or "").strip()
+    if len(serial) >= 3 and serial.lower() not in _PLACEHOLDER_SERIALS:
+        return f"serial:{rec.manufacturer or rec.vendor or ''}/{rec.model or ''}/{serial}"
+    return None
+
+
+def _address_order(rec: DiscoveryRecord) -> tuple[int, int, str, int, str]:
+    try:
+        ip = ipaddress.ip_address(rec.address)
+        return (ip.version, int(ip), "", rec.port or 0, rec.key)
+    except ValueError:
+        return (9, 0, rec.address, rec.port or 0, rec.key)
+
+
+def merge_aliases(records: Sequence[DiscoveryRecord], prefer: Collection[str] = ()
+                  ) -> tuple[list[DiscoveryRecord], dict[str, list[str]]]:
+    """One record per system: the one in ``prefer`` (already enrolled), else the lowest
+    address (then port, then Redfish before IPMI by key), so every run keeps the same one.
+
+    Returns the kept records (input order) and, per kept key, the keys of its aliases.
+    """
+    groups: dict[str, list[DiscoveryRecord]] = {}
+    for rec in records:
+        ident = system_identity(rec)
+        if ident:
+            groups.setdefault(ident, []).append(rec)
+    dropped: set[str] = set()
+    aliases: dict[str, list[str]] = {}
+    for ident, group in groups.items():
+        if len(group) < 2:
+            continue
+        keeper = min(group, key=lambda r: (r.key not in prefer, _address_order(r)))
+        others = sorted(r.key for r in group if r is not keeper)
+        aliases[keeper.key] = others
+        dropped.update(others)
+        LOG.info("%s: one system behind %d BMC addresses; enrolling %s, aliases %s",
+                 ident, len(group), keeper.key, ", ".join(others))
+    return [r for r in records if r.key not in dropped], aliases
+
+
+def is_host_interface(nic: NicFacts) -> bool:
+    """The BMC's own USB/virtual NIC towards the host (Redfish host interface): no port."""
+    return bool(getattr(nic, "host_interface", False)) or nic.source == "host-interface"
+
+
+def mac_problem(mac: str) -> str | None:
+    """Why ``mac`` cannot be a node's port (all-zero, broadcast, multicast), or ``None``."""
+    digits = re.sub(r"[^0-9a-fA-F]", "", mac)
+    if len(digits) != 12 or len(re.sub(r"[0-9a-fA-F:.-]", "", mac)):
+        return f"{mac!r} is not a MAC address"
+    value = int(digits, 16)
+    if value == 0:
+        return f"{mac} is the all-zero MAC"
+    if value == 0xFFFFFFFFFFFF:
+        return f"{mac} is the broadcast MAC"
+    if value >> 40 & 1:  # I/G bit of the first octet
+        return f"{mac} is a multicast MAC"
+    return None
 
 
 def _properties(rec: DiscoveryRecord) -> dict[str, Any]:
@@ -263,17 +352,83 @@ def _extra(d: DesiredNode) -> dict[str, Any]:
     return extra
 
 
+def _where(d: DesiredNode) -> tuple[str, str]:
+    """(path, entry) naming a desired node in an error: its file entry, or its record."""
+    if d.origin == "store":
+        return f"discovered {d.key}", "record"
+    path, _, entry = d.origin.rpartition(":")
+    return (path, entry) if path else (d.origin, "node")
+
+
+def refusals(desired: Sequence[DesiredNode]) -> dict[int, InputError]:
+    """Desired nodes a plan must not hold, by index, each with its reason.
+
+    A plan never holds two entries with the same name, MAC or BMC identity (the
+    first one in the list is kept; the later one is refused naming the first),
+    nor a port whose MAC is all-zero, broadcast or multicast.
+
+    Raises:
+        InputError: for an entry read from a file (the file is wrong: exit 3, nothing
+            is changed). Entries from discovery are refused one by one instead.
+    """
+    out: dict[int, InputError] = {}
+    seen_name: dict[str, DesiredNode] = {}
+    seen_mac: dict[str, DesiredNode] = {}
+    seen_bmc: dict[tuple[str, str], DesiredNode] = {}
+
+    def refuse(i: int, d: DesiredNode, field: str, reason: str) -> None:
+        path, entry = _where(d)
+        err = InputError(path, f"{entry}.{field}" if field else entry, reason)
+        if d.origin != "store":
+            raise err
+        out.setdefault(i, err)
+
+    for i, d in enumerate(desired):
+        for j, mac in enumerate(d.macs):
+            problem = mac_problem(mac)
+            if problem:
+                refuse(i, d, f"ports[{j}].address", problem)
+            elif mac.lower() in seen_mac:
+                refuse(i, d, f"ports[{j}].address",
+                       f"MAC {mac} is already {_label(seen_mac[mac.lower()])}'s")
+        if d.bmc_identity in seen_bmc:
+            refuse(i, d, "", f"same BMC as {_label(seen_bmc[d.bmc_identity])} "
+                             f"({' '.join(filter(None, d.bmc_identity))})")
+        if d.name and d.name in seen_name:
+            refuse(i, d, "name", f"name {d.name!r} is already {_label(seen_name[d.name])}'s")
+        if i in out:
+            continue  # a refused entry claims nothing: the next holder is compared to the first
+        for mac in d.macs:
+            seen_mac.setdefault(mac.lower(), d)
+        seen_bmc.setdefault(d.bmc_identity, d)
+        if d.name:
+            seen_name.setdefault(d.name, d)
+    return out
+
+
+def _label(d: DesiredNode) -> str:
+    return d.key if d.origin == "store" else d.origin
+
+
 def plan(ironic: Ironic, desired: Sequence[DesiredNode], opts: EnrollOptions
          ) -> list[NodePlan]:
     """Match every desired node against Ironic; pure apart from reading Ironic.
 
+    Entries :func:`refusals` rejects are planned as failed, never applied.
+
     Raises:
+        InputError: an entry from a file repeats another's name, MAC or BMC, or has a
+            MAC that cannot be a port (nothing was changed).
         IronicUnavailable: Ironic cannot be read (nothing was changed).
     """
     register_secrets(desired)
+    refused = refusals(desired)
     snap = IronicSnapshot.read(ironic)
     plans = []
-    for d in desired:
+    for i, d in enumerate(desired):
+        if i in refused:
+            plans.append(NodePlan(d, error=refused[i]))
+            continue
         found = snap.candidates(d)
         named = snap.named(d)
         if named and found and named not in found:
@@ -428,6 +583,10 @@ def enroll(
     """
     opts = opts or EnrollOptions()
     plans = plan(ironic, desired, opts)
+    if store is not None:  # the other addresses of a system enrolled once (merge_aliases)
+        for d in desired:
+            for alias in d.extra.get("metalctl_aliases") or ():
+                store.add_event(Event(alias, "enroll", "alias", now(), {"of": d.key}))
     results: list[EnrollResult] = []
     written: dict[str, tuple[NodePlan, dict[str, Any]]] = {}
 
