@@ -10,10 +10,12 @@ import yaml
 from rich.console import Console
 from rich.progress import Progress
 
-from metalctl import logredact
+from metalctl import discover, logredact
 from metalctl.audit import formats
 from metalctl.audit.model import HostAudit, Report
 from metalctl.credentials import Secret
+from metalctl.model.hardware import Hardware, NicFacts
+from metalctl.model.node import DiscoveryRecord, Protocol, Status
 from metalctl.output import render
 
 
@@ -98,3 +100,21 @@ def test_audit_html_hosts_table_has_one_error_column_and_audit_table_is_plain():
     formats.table(report, out)
     assert "[bold]refused[/] :-1:" in out.getvalue()
     assert "\x1b" not in out.getvalue()
+
+
+def test_a_bmc_that_sends_the_password_back_in_any_string_is_masked():
+    logredact.register([Secret("probe-pw-5150")])
+    rec = DiscoveryRecord(
+        "10.0.0.9", 443, Protocol.REDFISH, Status.AUTH_FAILED, scheme="https",
+        error='HTTP 400: {"UserName": "admin", "Password": "whatever-it-was"}',
+        model="X probe-pw-5150", bmc_username="probe-pw-5150",
+        hardware=Hardware(nics=(NicFacts("b4:96:91:00:00:01", name="eth probe-pw-5150"),)))
+    clean = discover.scrubbed(rec)
+    assert clean.status is Status.AUTH_FAILED
+    assert clean.protocol is Protocol.REDFISH
+    assert clean.model == "X ***"
+    assert clean.hardware.nics[0].name == "eth ***"
+    assert clean.hardware.nics[0].mac == "b4:96:91:00:00:01"
+    assert "whatever-it-was" not in clean.error
+    assert clean.key == rec.key
+    assert clean.bmc_username == "probe-pw-5150"  # metalctl's own field, not the peer's
