@@ -145,6 +145,7 @@ def discover(
         MetalctlError: only for failures that are not about one BMC (e.g. the store).
     """
     opts = opts or DiscoverOptions()
+    logredact.register(e.password for e in creds.entries)  # masked wherever a BMC echoes one
     results: list[DiscoveryRecord] = []
 
     def work(probe: Probe) -> list[DiscoveryRecord]:
