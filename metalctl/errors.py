@@ -110,12 +110,6 @@ class IronicConflict(IronicError):
     """Ironic answered 409 (duplicate name/MAC, node locked)."""
 
 
-class InvalidDesiredNode(MetalctlError):
-    """A desired node the plan refuses before Ironic is touched (duplicate, bad MAC)."""
-
-    message = "%(node)s: %(reason)s"
-
-
 class AmbiguousMatch(IronicError):
     """A node's data matches several existing Ironic nodes; refusing to guess."""
 

@@ -4,14 +4,22 @@ Work is submitted through a sliding window of ``concurrency`` items, so the
 memory held stays proportional to the window, not to the number of items (a
 /16 range is 65,536 addresses). One failing item never stops the others: each
 item ends as a value or as the exception it raised.
+
+Workers are daemon threads, not a ``ThreadPoolExecutor``: the executor's
+workers are joined at interpreter exit, so after Ctrl-C the process lived on
+until every peer call in flight had timed out (a silent BMC: minutes). A
+daemon worker still blocked on a peer when the run is interrupted is simply
+abandoned; everything metalctl keeps (the store) is written by the calling
+thread, in transactions, so nothing half-written is left behind.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -44,39 +52,36 @@ def run(
     """Run ``work`` on every item with at most ``concurrency`` in flight.
 
     Yields outcomes as they complete (not in input order). ``on_done`` is called
-    for each, e.g. to advance a progress bar. KeyboardInterrupt (or any exception in
-    the caller) cancels what has not started and propagates at once, without waiting
-    for items still talking to a slow peer: the caller decides how to end the process
-    (the CLI exits 130 at once; every stage's writes are transactional and re-runs
-    converge).
+    for each in the calling thread, e.g. to advance a progress bar or write the
+    store. KeyboardInterrupt (or any exception raised by the consumer) starts
+    nothing more, abandons the items in flight and propagates at once.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     source = iter(items)
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="metalctl")
-    pending: dict[Future[R], T] = {}
+    done: queue.SimpleQueue[TaskOutcome[T, R]] = queue.SimpleQueue()
+    in_flight = 0
+
+    def worker(item: T) -> None:
+        try:
+            outcome: TaskOutcome[T, R] = TaskOutcome(item, value=work(item))
+        except BaseException as exc:  # noqa: BLE001 - reported as this item's outcome
+            outcome = TaskOutcome(item, error=exc)
+        done.put(outcome)
 
     def refill() -> None:
-        for item in itertools.islice(source, concurrency - len(pending)):
-            pending[pool.submit(work, item)] = item
+        nonlocal in_flight
+        for item in itertools.islice(source, concurrency - in_flight):
+            threading.Thread(target=worker, args=(item,), name="metalctl-worker",
+                             daemon=True).start()
+            in_flight += 1
 
-    try:
+    refill()
+    while in_flight:
+        # a blocking get is interrupted by SIGINT in the main thread (POSIX)
+        outcome = done.get()
+        in_flight -= 1
+        if on_done:
+            on_done(outcome)
+        yield outcome
         refill()
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                item = pending.pop(fut)
-                exc = fut.exception()
-                outcome: TaskOutcome[T, R] = (
-                    TaskOutcome(item, error=exc) if exc
-                    else TaskOutcome(item, value=fut.result()))
-                if on_done:
-                    on_done(outcome)
-                yield outcome
-            refill()
-    except BaseException:
-        # do not wait for workers blocked on peers (a BMC trickling bytes, a dead
-        # Ironic): a single Ctrl-C must end the run within seconds
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)

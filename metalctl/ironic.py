@@ -22,7 +22,7 @@ from ironicclient import exc as ironic_exc
 from keystoneauth1 import exceptions as ks_exc
 
 from metalctl.errors import IronicConflict, IronicError, IronicUnavailable, MetalctlError
-from metalctl.logredact import scrub_text
+from metalctl.logredact import scrub
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,10 +69,10 @@ def translate(exc: BaseException) -> MetalctlError:
 
 
 def _message(exc: BaseException) -> str:
-    """Ironic's error text, scrubbed: a peer (or a proxy in front of it) may echo the
-    request body, driver_info passwords included."""
-    text = scrub_text(str(getattr(exc, "message", "") or exc))
-    return text.replace("\n", " ")[:300]
+    """The peer's error text, one line, credentials masked (a peer may echo the request)."""
+    text = str(getattr(exc, "message", "") or exc)
+    # masked before truncating, so a cut can never leave a secret's prefix behind
+    return scrub(text).replace("\n", " ")[:300]
 
 
 def translated(fn: Callable[..., T]) -> Callable[..., T]:

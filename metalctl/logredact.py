@@ -1,64 +1,113 @@
-"""Last line of defence: a logging filter that blanks known secret values.
+"""Last line of defence: secrets and terminal control out of every text a peer can echo.
 
 :class:`~metalctl.credentials.Secret` already refuses to render, but third-party
 libraries log the *revealed* value (keystoneauth and ironicclient log request
-bodies at DEBUG, and a node create carries ``driver_info.*_password``). The CLI
-registers every secret it resolves here, and the filter replaces those strings in
-every record before any handler formats it.
+bodies at DEBUG, and a node create carries ``driver_info.*_password``), and a
+peer may echo what it was sent (an Ironic error that quotes the request body).
+Two defences, applied by :func:`scrub`:
+
+- every value registered here (:func:`register`: the CLI registers each secret it
+  resolves, enrollment every credential field it sends) is replaced by the mask
+  wherever it appears;
+- whatever was registered, the value of any credential *field* a peer spells out
+  (``*_password``, ``*_kg_key``, ``*token*``, ``*secret*``, as JSON, ``key=value``,
+  an HTTP header, or a JSON patch ``path``/``value`` pair) is masked.
+
+:class:`RedactingFilter` applies :func:`scrub` to every log record, and also
+replaces terminal control characters (an ESC from a BMC's string would otherwise
+reach the operator's terminal through the log handler).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterable
 
-from metalctl.credentials import MASK, MIN_SCRUB_LEN, Secret, revealed_values
+from metalctl.credentials import MASK, Secret, revealed_values
 
-#: ``key: value`` / ``key=value`` / ``"key": "value"`` where the key names a credential
-#: (``ipmi_password``, ``redfish_password``, ``ipmi_kg_key``, ``X-Auth-Token``, ...):
-#: peers echo request bodies in their errors and libraries log them at DEBUG, with
-#: values metalctl never held as a Secret (an inventory's ``ipmi_kg_key``)
-_KEYED = re.compile(
-    r"(?i)([\w.-]*(?:password|passwd|kg_key|secret|token|auth_key)[\w.-]*"
-    r"(?:\\*[\"'])?\s*[:=]\s*(?:\\*[\"'])?)"  # quotes, JSON-escaped any number of times
-    r"([^\s\"'\\,;}&\]]+)")
+#: A field name that holds a credential (Ironic driver_info, Redfish, HTTP headers).
+SECRET_FIELD = r"[\w-]*(?:password|passwd|kg_key|token|secret|api_key|private_key)[\w-]*"  # noqa: S105 - a pattern of field names
+
+_FIELD_VALUE = re.compile(
+    # "field": "value" | 'field': 'value' | field=value | field: value (header form)
+    r"(?P<key>[\"']?\b" + SECRET_FIELD + r"[\"']?\s*[:=]\s*)"
+    r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]\"']+)",
+    re.IGNORECASE)
+_PATCH_VALUE = re.compile(
+    # {"path": "/driver_info/ipmi_password", "op": "add", "value": "x"}, either order
+    r"(?P<key>[\"']path[\"']\s*:\s*[\"'][^\"']*" + SECRET_FIELD + r"[\"']"
+    r"(?:\s*,\s*[\"']\w+[\"']\s*:\s*[\"'][^\"']*[\"'])*\s*,\s*[\"']value[\"']\s*:\s*)"
+    r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s,}]+)",
+    re.IGNORECASE)
+_PATCH_VALUE_FIRST = re.compile(
+    r"(?P<key>[\"']value[\"']\s*:\s*)(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
+    r"(?=(?:\s*,\s*[\"']\w+[\"']\s*:\s*[\"'][^\"']*[\"'])*\s*,\s*[\"']path[\"']\s*:\s*"
+    r"[\"'][^\"']*" + SECRET_FIELD + r"[\"'])",
+    re.IGNORECASE)
+
+#: C0 controls but tab and newline, DEL, and C1 controls (CSI 0x9b is an ESC '[').
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+_values: set[str] = set()
+_values_lock = threading.Lock()
 
 
-def scrub_values(text: str, extra: Iterable[str] = ()) -> str:
-    """Replace every revealed secret value (and ``extra`` values) with the mask."""
-    for value in (*revealed_values(), *extra):
-        if len(value) >= MIN_SCRUB_LEN and value in text:
+def register(values: Iterable[Secret | str]) -> None:
+    """Remember secret values so :func:`scrub` masks them in any text, from now on.
+
+    Values shorter than 3 characters are not registered: masking them would
+    blank ordinary text (and such a password is refused elsewhere anyway).
+    """
+    with _values_lock:
+        for value in values:
+            text = value.reveal() if isinstance(value, Secret) else str(value)
+            if len(text) >= 3:
+                _values.add(text)
+
+
+def is_secret_field(name: str) -> bool:
+    """True for a field name that holds a credential (``ipmi_kg_key``, ``x_auth_token``...)."""
+    return re.fullmatch(SECRET_FIELD, name, re.IGNORECASE) is not None
+
+
+def _mask(match: re.Match[str]) -> str:
+    value = match.group("value")
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match.group('key')}{quote}{MASK}{quote}"
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret and every credential field's value masked."""
+    with _values_lock:
+        # registered values, and every Secret ever revealed to a peer (library callers
+        # that never registered anything are covered too)
+        values = sorted(_values | revealed_values(), key=len, reverse=True)  # longest first
+    for value in values:
+        if value in text:
             text = text.replace(value, MASK)
+    for pattern in (_PATCH_VALUE, _PATCH_VALUE_FIRST, _FIELD_VALUE):
+        text = pattern.sub(_mask, text)
     return text
 
 
-def scrub_text(text: str, extra: Iterable[str] = ()) -> str:
-    """:func:`scrub_values`, and mask the value of every credential-named key: for text a
-    peer produced (error messages, request bodies in library logs)."""
-    return _KEYED.sub(lambda m: m.group(1) + MASK, scrub_values(text, extra))
+def defang(text: str) -> str:
+    """Terminal control characters shown as ``\\xNN`` instead of acting on the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class RedactingFilter(logging.Filter):
-    """Replace registered secret values in log messages and arguments."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._values: set[str] = set()
+    """Apply :func:`scrub` and :func:`defang` to log messages, arguments and tracebacks."""
 
     def add(self, secrets: Iterable[Secret]) -> None:
-        """Register values to blank (besides every value revealed to a peer)."""
-        for s in secrets:
-            value = s.reveal()
-            if len(value) >= MIN_SCRUB_LEN:  # shorter would blank ordinary text
-                self._values.add(value)
+        """Register ``secrets`` (see :func:`register`)."""
+        register(secrets)
 
     def scrub(self, text: str) -> str:
-        """Blank registered and revealed secrets and credential-named keys' values."""
-        return scrub_text(text, self._values)
+        return defang(scrub(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Scrub the record in place; never drops one."""
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken format string is not our concern here

@@ -1,27 +1,28 @@
 """The local store: one SQLite file holding node records and their lifecycle events.
 
 Default path ``~/.local/state/metalctl/metalctl.db``; set ``--store`` or
-``$METALCTL_STORE``. Writes are serialised through one connection and a lock
-(fleet work is I/O-bound on peers, not on this file), and every read-modify-write is
-one ``BEGIN IMMEDIATE`` transaction, so several metalctl processes can share a store
-(each waits up to ``BUSY_TIMEOUT_S`` for the others' write lock). The store never holds
-credentials: records carry only the *name* of the credential set that worked.
+``$METALCTL_STORE``. Within a process, writes are serialised through one
+connection and a lock (fleet work is I/O-bound on peers, not on this file).
+Across processes (two ``discover`` runs on one store), every read-modify-write
+is one ``BEGIN IMMEDIATE`` transaction and inserts are upserts, so concurrent
+runs wait for each other (busy timeout) instead of failing on a unique key.
+The store never holds credentials: records carry only the *name* of the
+credential set that worked.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from metalctl.errors import StoreError
-from metalctl.logredact import scrub_values
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 
 SCHEMA = """
@@ -65,23 +66,20 @@ CREATE TABLE IF NOT EXISTS audit_results (
     PRIMARY KEY (scan_id, host, rule)
 );
 CREATE TABLE IF NOT EXISTS scans (
-    address TEXT NOT NULL,
-    port INTEGER NOT NULL DEFAULT 0,  -- 0: no port (nothing answered on any protocol)
+    address TEXT PRIMARY KEY,
+    port INTEGER,
     status TEXT NOT NULL,
     error TEXT,
-    at TEXT NOT NULL,
-    PRIMARY KEY (address, port)
+    at TEXT NOT NULL
 );
 """
 
-#: Stores made before scans' port was NOT NULL kept one row per re-run for addresses
-#: without a port (NULLs are distinct in a primary key): fold them into one.
-MIGRATIONS = """
-DELETE FROM scans WHERE port IS NULL AND rowid NOT IN
-    (SELECT MAX(rowid) FROM scans WHERE port IS NULL GROUP BY address);
-DELETE FROM scans WHERE port IS NULL AND address IN (SELECT address FROM scans WHERE port = 0);
-UPDATE scans SET port = 0 WHERE port IS NULL;
-"""
+#: ``PRAGMA user_version`` of the schema above; :meth:`Store.open` migrates older files.
+#: 1: ``scans`` keyed by address alone (version 0 keyed it by (address, port) with a NULL
+#: port for addresses without a BMC, and NULLs never collide: one more row per re-run).
+SCHEMA_VERSION = 1
+
+#: How long a writer waits for another process's transaction before StoreError.
 BUSY_TIMEOUT_S = 30.0
 
 
@@ -116,12 +114,17 @@ class Store:
             # autocommit mode: transactions are explicit (BEGIN IMMEDIATE in _tx)
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S,
                                    isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(SCHEMA)
-            conn.executescript(MIGRATIONS)
+            self._conn = conn
+            with self._tx() as tx:
+                _migrate(tx)
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    tx.execute(statement)
+                tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (OSError, sqlite3.DatabaseError) as exc:
+            self.close()
             raise StoreError(path=str(self.path), reason=str(exc)) from None
-        self._conn = conn
         return self
 
     def close(self) -> None:
@@ -135,78 +138,107 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """One statement, atomic on its own."""
-        with self._tx() as conn:
-            return conn.execute(sql, args).fetchall()
-
-    @contextlib.contextmanager
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: taken before the first read, so a read-modify-write by
-        another process cannot slip in between (the cause of duplicate-key crashes when
-        two discovers shared a store)."""
+        """One write transaction, taken before the first read (``BEGIN IMMEDIATE``).
+
+        Taking the write lock up front is what makes a read-then-write safe across
+        processes: a deferred transaction that read first fails with "database is
+        locked" on upgrade instead of waiting.
+        """
         if self._conn is None:
             raise StoreError(path=str(self.path), reason="store is not open")
         with self._lock:
+            conn = self._conn
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreError(path=str(self.path), reason=f"busy: {exc}") from None
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # busy beyond the timeout
+                raise StoreError(path=str(self.path), reason=str(exc)) from None
             try:
-                yield self._conn
+                yield conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            conn.execute("COMMIT")
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One write statement in its own transaction."""
+        with self._tx() as tx:
+            return tx.execute(sql, args).fetchall()
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One read; a single SELECT sees a consistent snapshot without a write lock."""
+        if self._conn is None:
+            raise StoreError(path=str(self.path), reason="store is not open")
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
 
     # --- nodes --------------------------------------------------------------------------
 
     def save_discovered(self, record: DiscoveryRecord) -> str:
         """Insert or refresh a discovered system; keeps a later lifecycle state.
 
+        The read, the upsert and the event are one transaction, so two runs that
+        find the same system at once record one ``discovered`` and one
+        ``rediscovered``. The address's no-system outcome, if any, is dropped.
+
         Returns the action recorded: ``discovered`` (new) or ``rediscovered``.
         """
         data = record.to_dict()
-        with self._tx() as conn:
-            existing = conn.execute("SELECT record FROM nodes WHERE key = ?",
-                                    (record.key,)).fetchall()
+        at = now()
+        with self._tx() as tx:
+            existing = tx.execute("SELECT record FROM nodes WHERE key = ?",
+                                  (record.key,)).fetchall()
+            tx.execute(
+                "INSERT INTO nodes (key, state, record, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET record = excluded.record, "
+                "updated_at = excluded.updated_at",
+                (record.key, Lifecycle.DISCOVERED.value, json.dumps(data), at))
+            tx.execute("DELETE FROM scans WHERE address = ?", (record.address,))
             if existing:
                 before = json.loads(existing[0][0])
-                changes = {k: {"from": before.get(k), "to": v} for k, v in data.items()
-                           if k not in ("duration_s",) and before.get(k) != v}
-                conn.execute("UPDATE nodes SET record = ?, updated_at = ? WHERE key = ?",
-                             (json.dumps(data), now(), record.key))
+                changes = {
+                    k: {"from": before.get(k), "to": v}
+                    for k, v in data.items()
+                    if k not in ("duration_s",) and before.get(k) != v
+                }
                 action = "rediscovered"
             else:
-                conn.execute("INSERT INTO nodes (key, state, record, updated_at) "
-                             "VALUES (?, ?, ?, ?)",
-                             (record.key, Lifecycle.DISCOVERED.value, json.dumps(data), now()))
                 changes, action = {}, "discovered"
-            self._event(conn, Event(record.key, "discover", action, now(), changes))
+            _insert_event(tx, Event(record.key, "discover", action, at, changes))
         return action
 
     def save_scan(self, address: str, port: int | None, status: str, error: str | None) -> None:
-        """Remember the outcome for an address that yielded no system."""
+        """Remember the latest outcome for an address that yielded no system (one row each)."""
         self._exec(
-            "INSERT OR REPLACE INTO scans (address, port, status, error, at) VALUES (?,?,?,?,?)",
-            (address, port or 0, status, error, now()),
+            "INSERT INTO scans (address, port, status, error, at) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(address) DO UPDATE SET port = excluded.port, "
+            "status = excluded.status, error = excluded.error, at = excluded.at",
+            (address, port, status, error, now()),
         )
+
+    def scans(self) -> list[dict[str, Any]]:
+        """Addresses whose latest probe yielded no system, with that outcome."""
+        return [{"address": a, "port": p, "status": s, "error": e, "at": t} for a, p, s, e, t in
+                self._query("SELECT address, port, status, error, at FROM scans "
+                           "ORDER BY address")]
 
     def set_state(
         self, key: str, state: Lifecycle, *, name: str | None = None,
         ironic_uuid: str | None = None,
     ) -> None:
         """Move a node to ``state`` (never backwards) and record its Ironic identity."""
-        with self._tx() as conn:
-            rows = conn.execute("SELECT state FROM nodes WHERE key = ?", (key,)).fetchall()
+        with self._tx() as tx:
+            rows = tx.execute("SELECT state FROM nodes WHERE key = ?", (key,)).fetchall()
             if not rows:
                 return
             current = Lifecycle(rows[0][0])
             new = state if state.rank > current.rank else current
-            conn.execute(
+            tx.execute(
                 "UPDATE nodes SET state = ?, name = COALESCE(?, name), "
                 "ironic_uuid = COALESCE(?, ironic_uuid), updated_at = ? WHERE key = ?",
-                (new.value, name, ironic_uuid, now(), key))
+                (new.value, name, ironic_uuid, now(), key),
+            )
 
     def nodes(self, state: Lifecycle | None = None) -> list[dict[str, Any]]:
         """All node rows (``key``, ``state``, ``name``, ``ironic_uuid``, ``record``)."""
@@ -215,7 +247,7 @@ class Store:
         if state:
             sql += " WHERE state = ?"
             args = (state.value,)
-        rows = self._exec(sql + " ORDER BY key", args)
+        rows = self._query(sql + " ORDER BY key", args)
         return [
             {"key": k, "state": s, "name": n, "ironic_uuid": u, "record": json.loads(r),
              "updated_at": t}
@@ -239,7 +271,7 @@ class Store:
                    "VALUES (?, ?, ?, ?)", (key, kind, json.dumps(data, default=str), now()))
 
     def get_data(self, key: str, kind: str) -> dict[str, Any] | None:
-        rows = self._exec("SELECT data FROM node_data WHERE node_key = ? AND kind = ?",
+        rows = self._query("SELECT data FROM node_data WHERE node_key = ? AND kind = ?",
                           (key, kind))
         return json.loads(rows[0][0]) if rows else None
 
@@ -248,36 +280,25 @@ class Store:
     def save_audit(self, scan_id: str, at: str, summary: dict[str, Any],
                    rows: list[tuple[str, str, str, str, str]]) -> None:
         """``rows``: (host, rule, status, severity, evidence JSON)."""
-        with self._tx() as conn:
-            conn.execute("INSERT OR REPLACE INTO audit_scans (scan_id, at, summary) "
-                         "VALUES (?,?,?)", (scan_id, at, json.dumps(summary)))
-            conn.executemany("INSERT OR REPLACE INTO audit_results VALUES (?,?,?,?,?,?)",
-                             [(scan_id, *row) for row in rows])
+        with self._tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO audit_scans (scan_id, at, summary) "
+                       "VALUES (?,?,?)", (scan_id, at, json.dumps(summary)))
+            tx.executemany("INSERT OR REPLACE INTO audit_results VALUES (?,?,?,?,?,?)",
+                           [(scan_id, *row) for row in rows])
 
     def audit_scans(self) -> list[dict[str, Any]]:
-        return [{"scan_id": s, "at": a, "summary": json.loads(m)} for s, a, m in self._exec(
+        return [{"scan_id": s, "at": a, "summary": json.loads(m)} for s, a, m in self._query(
             "SELECT scan_id, at, summary FROM audit_scans ORDER BY at, rowid")]
 
     def audit_results(self, scan_id: str) -> dict[tuple[str, str], str]:
-        return {(h, r): st for h, r, st in self._exec(
+        return {(h, r): st for h, r, st in self._query(
             "SELECT host, rule, status FROM audit_results WHERE scan_id = ?", (scan_id,))}
 
     # --- events -------------------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
-        """Append one lifecycle event."""
-        with self._tx() as conn:
-            self._event(conn, event)
-
-    @staticmethod
-    def _event(conn: sqlite3.Connection, event: Event) -> None:
-        # last line of defence: no value ever revealed to a peer is stored, whatever a
-        # peer echoed into an error or a change
-        conn.execute("INSERT INTO events (node_key, stage, action, at, changes, error) "
-                     "VALUES (?, ?, ?, ?, ?, ?)",
-                     (event.node_key, event.stage, event.action, event.at,
-                      scrub_values(json.dumps(event.changes, default=str)),
-                      scrub_values(event.error) if event.error else None))
+        with self._tx() as tx:
+            _insert_event(tx, event)
 
     def events(self, key: str | None = None) -> Iterator[Event]:
         sql = "SELECT node_key, stage, action, at, changes, error FROM events"
@@ -285,5 +306,37 @@ class Store:
         if key:
             sql += " WHERE node_key = ?"
             args = (key,)
-        for k, st, a, at, ch, err in self._exec(sql + " ORDER BY id", args):
+        for k, st, a, at, ch, err in self._query(sql + " ORDER BY id", args):
             yield Event(k, st, a, at, json.loads(ch), err)
+
+
+def _insert_event(conn: sqlite3.Connection, event: Event) -> None:
+    conn.execute(
+        "INSERT INTO events (node_key, stage, action, at, changes, error) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (event.node_key, event.stage, event.action, event.at,
+         json.dumps(event.changes, default=str), event.error),
+    )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a store written by an older metalctl to :data:`SCHEMA_VERSION` (in a transaction).
+
+    Raises:
+        sqlite3.DatabaseError: the file is newer than this metalctl or not a store.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"store schema version {version} is newer than this "
+                                    f"metalctl ({SCHEMA_VERSION}); upgrade metalctl")
+    pk = [row[1] for row in conn.execute("PRAGMA table_info(scans)") if row[5]]
+    if version < 1 and pk and pk != ["address"]:
+        # keep the latest outcome per address; duplicates of NULL ports collapse here
+        conn.execute("ALTER TABLE scans RENAME TO scans_v0")
+        conn.execute("CREATE TABLE scans (address TEXT PRIMARY KEY, port INTEGER, "
+                     "status TEXT NOT NULL, error TEXT, at TEXT NOT NULL)")
+        conn.execute("INSERT OR REPLACE INTO scans SELECT address, port, status, error, at "
+                     "FROM scans_v0 ORDER BY at, rowid")
+        conn.execute("DELETE FROM scans WHERE address IN (SELECT key FROM nodes) OR address "
+                     "IN (SELECT json_extract(record, '$.address') FROM nodes)")
+        conn.execute("DROP TABLE scans_v0")

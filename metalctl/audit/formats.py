@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from typing import Any, TextIO
 
+from rich.console import Console
 from rich.table import Table
 
 from metalctl import __version__
@@ -30,8 +31,7 @@ from metalctl.audit.model import (
     Report,
     Result,
 )
-from metalctl.output.safe import console as safe_console
-from metalctl.output.safe import plain
+from metalctl.output.render import markup_safe, plain
 
 SARIF_LEVEL = {"high": "error", "medium": "warning", "low": "note", "info": "note"}
 SECURITY_SEVERITY = {"high": "8.0", "medium": "5.0", "low": "2.0", "info": "0.0"}
@@ -59,12 +59,13 @@ def _message(r: Result) -> str:
 
 
 def table(report: Report, out: TextIO, all_results: bool = False) -> None:
-    console = safe_console(out)
+    # host text (evidence read from the host, errors) is plain text: no markup, no emoji
+    console = Console(file=out, emoji=False, width=None if out.isatty() else 200)
     for h in report.hosts:
         counts = h.counts()
-        summary = f"[red]error: {plain(h.error)}[/]" if h.error else ", ".join(
-            f"{n} {s}" for s, n in counts.items() if n)
-        title = f"{plain(h.host)}: {summary}"
+        title = f"{markup_safe(h.host)}: " + (
+            f"[red]error: {markup_safe(h.error)}[/]" if h.error else ", ".join(
+            f"{n} {s}" for s, n in counts.items() if n))
         t = Table(title=title, title_justify="left", header_style="bold")
         for col in ("status", "severity", "rule", "title", "evidence", "remediation"):
             t.add_column(col, overflow="fold")
@@ -75,7 +76,7 @@ def table(report: Report, out: TextIO, all_results: bool = False) -> None:
             fix = r.remediation or ""
             if r.waiver:
                 fix = f"waived until {r.waiver['expires']}: {r.waiver['reason']}"
-            t.add_row(f"[{STYLE[r.status]}]{r.status}[/]", r.severity, r.rule,
+            t.add_row(f"[{STYLE[r.status]}]{r.status}[/]", plain(r.severity), plain(r.rule),
                       plain(r.title), plain(evidence[:160]), plain(fix))
         console.print(t)
     if len(report.hosts) > 1 and any(r["differing_hosts"] for r in report.fleet):
@@ -85,19 +86,20 @@ def table(report: Report, out: TextIO, all_results: bool = False) -> None:
             ft.add_column(col, overflow="fold")
         for row in report.fleet:
             if row["differing_hosts"]:
-                ft.add_row(row["rule"], row["severity"] or "", row["consensus"],
-                           ", ".join(f"{k} {v}" for k, v in row["counts"].items()),
-                           ", ".join(row["differing_hosts"]))
+                ft.add_row(plain(row["rule"]), plain(row["severity"] or ""),
+                           plain(row["consensus"]),
+                           plain(", ".join(f"{k} {v}" for k, v in row["counts"].items())),
+                           plain(", ".join(row["differing_hosts"])))
         console.print(ft)
     if report.changes:
         c = report.changes
-        console.print(f"since scan {c['since_scan']} ({c['since']}): "
+        console.print(f"since scan {markup_safe(c['since_scan'])} ({markup_safe(c['since'])}): "
                       f"{len(c['new_failures'])} new failure(s), {len(c['fixed'])} fixed, "
                       f"{c['still_failing']} still failing")
         for item in c["new_failures"]:
-            console.print(f"  [red]new[/]   {item}")
+            console.print(f"  [red]new[/]   {markup_safe(item)}")
         for item in c["fixed"]:
-            console.print(f"  [green]fixed[/] {item}")
+            console.print(f"  [green]fixed[/] {markup_safe(item)}")
 
 
 def to_json(report: Report) -> str:
@@ -255,15 +257,15 @@ def html_report(report: Report) -> str:
         out += [f"<li class='fail'>new: {_e(x)}</li>" for x in c["new_failures"]]
         out += [f"<li class='pass'>fixed: {_e(x)}</li>" for x in c["fixed"]]
         out.append("</ul>")
-    # one column per result status (how many checks ended so), then why the host itself
-    # could not be scanned: two different things, so two different headings
     out.append("<h2>Hosts</h2><table><tr><th>host</th>"
-               + "".join(f"<th>{s}</th>" for s in STATUSES) + "<th>scan failure</th></tr>")
+               + "".join(f"<th>{s}</th>" for s in STATUSES)
+               # "error" is already a status column (rules that could not be checked)
+               + "<th>unreachable</th></tr>")
     for h in report.hosts:
         c = h.counts()
         out.append(f"<tr><td><a href='#host-{_e(h.host)}'>{_e(h.host)}</a></td>"
                    + "".join(f"<td class='{s}'>{c[s] or ''}</td>" for s in STATUSES)
-                   + f"<td class='error'>{_e(h.error)}</td></tr>")
+                   + f"<td class='error'>{_e(h.error) or ''}</td></tr>")
     out.append("</table>")
     if len(report.hosts) > 1:
         out.append("<h2>Fleet</h2><table><tr><th>rule</th><th>severity</th><th>title</th>"

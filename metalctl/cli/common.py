@@ -19,7 +19,7 @@ from metalctl.errors import InputError
 from metalctl.hosts import HostSpec, load_hosts
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl.logredact import RedactingFilter
-from metalctl.output.render import FORMATS
+from metalctl.output.render import FORMATS, PeerTextColumn
 from metalctl.ssh import SshTarget
 from metalctl.store import Store
 
@@ -139,7 +139,7 @@ def setup_logging(verbosity: int, log_file: Path | None) -> None:
 def progress(description: str, total: int | None, enabled: bool = True) -> Iterator[Progress]:
     """A rich progress bar on stderr (silent when stderr is not a terminal)."""
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=STDERR,
+                    PeerTextColumn("last"), TimeElapsedColumn(), console=STDERR,
                     transient=True, disable=not enabled or not sys.stderr.isatty())
     with prog:
         prog.add_task(description, total=total, last="")

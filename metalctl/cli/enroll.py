@@ -61,9 +61,11 @@ def _desired(args: argparse.Namespace, opts: stage.EnrollOptions) -> list:
         return nodes
     with common.open_store(args) as store:
         records = [r for r in store.discovered_records() if r.status is Status.OK]
+        # a system reached through several BMC addresses keeps the one already enrolled
+        enrolled = {n["key"] for n in store.nodes() if n["ironic_uuid"]}
     names = set(args.credentials or []) or {r.credentials for r in records if r.credentials}
     sets = {n: common.merged_credentials(args, n) for n in sorted(names)}
-    return stage.desired_from_records(records, sets, opts)
+    return stage.desired_from_records(records, sets, opts, prefer=enrolled)
 
 
 def run(args: argparse.Namespace) -> ExitCode:

@@ -5,6 +5,13 @@ Public API: :func:`discover` with :class:`DiscoverOptions`; records are
 :mod:`metalctl.bmc` (the boundary to sushy and pyghmi).
 """
 
-from metalctl.discover.scan import DiscoverOptions, Probe, discover, probe_address, status_of
+from metalctl.discover.scan import (
+    DiscoverOptions,
+    Probe,
+    discover,
+    probe_address,
+    scrubbed,
+    status_of,
+)
 
-__all__ = ["DiscoverOptions", "Probe", "discover", "probe_address", "status_of"]
+__all__ = ["DiscoverOptions", "Probe", "discover", "probe_address", "scrubbed", "status_of"]

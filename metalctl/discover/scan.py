@@ -9,13 +9,16 @@ status (``no-bmc``, ``auth-failed``, ``tls-error``, ``timeout``,
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from metalctl import fleet
+from metalctl import fleet, logredact
 from metalctl.bmc import ipmi, redfish
 from metalctl.budget import DISCOVERY, Budget
 from metalctl.credentials import CredentialSet
@@ -142,10 +145,11 @@ def discover(
         MetalctlError: only for failures that are not about one BMC (e.g. the store).
     """
     opts = opts or DiscoverOptions()
+    logredact.register(e.password for e in creds.entries)  # masked wherever a BMC echoes one
     results: list[DiscoveryRecord] = []
 
     def work(probe: Probe) -> list[DiscoveryRecord]:
-        return probe_address(probe, creds, opts)
+        return [scrubbed(r) for r in probe_address(probe, creds, opts)]
 
     def done(outcome: fleet.TaskOutcome[Probe, list[DiscoveryRecord]]) -> None:
         records = outcome.value if outcome.ok else [_crash_record(outcome)]
@@ -169,7 +173,36 @@ def _crash_record(outcome: fleet.TaskOutcome[Probe, list[DiscoveryRecord]]) -> D
         raise exc
     LOG.warning("address %s: unexpected %s", outcome.item.address, type(exc).__name__)
     return DiscoveryRecord(outcome.item.address, None, None, Status.PROTOCOL_ERROR,
-                           f"unexpected {type(exc).__name__}: {exc}")
+                           logredact.scrub(f"unexpected {type(exc).__name__}: {exc}"))
+
+
+#: Record fields metalctl fills itself, never from a BMC's answer: kept as they are (a
+#: site whose password equals its user name must still enroll with that user name).
+_OWN_FIELDS = frozenset({"address", "port", "scheme", "credentials", "bmc_username"})
+
+
+def scrubbed(value: Any) -> Any:
+    """``value`` (a record, its hardware, any nested dataclass) with every string masked.
+
+    A BMC received the password it is probed with, and may send it back in an
+    error body or in any string it serves (a model name): nothing it says reaches
+    the store or the screen unmasked (see :mod:`metalctl.logredact`).
+    """
+    if isinstance(value, enum.Enum):  # Status and Protocol are str enums: kept as they are
+        return value
+    if isinstance(value, str):
+        return logredact.scrub(value)
+    if isinstance(value, tuple):
+        return tuple(scrubbed(v) for v in value)
+    if isinstance(value, list):
+        return [scrubbed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: scrubbed(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: scrubbed(getattr(value, f.name)) for f in dataclasses.fields(value)
+                   if f.init and f.name not in _OWN_FIELDS}
+        return dataclasses.replace(value, **changes)
+    return value
 
 
 def _save(store: Store, records: Iterable[DiscoveryRecord]) -> None:

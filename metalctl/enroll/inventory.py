@@ -101,7 +101,7 @@ def normalise_mac(path: str, field: str, value: Any) -> str:
     text = str(mac).lower()
     problem = mac_problem(text)
     if problem:
-        raise InputError(path, field, f"{value!r} is a {problem}: no NIC has it as its own")
+        raise InputError(path, field, f"{problem}: no NIC has it as its own")
     return text
 
 

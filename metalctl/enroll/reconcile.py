@@ -16,25 +16,27 @@ events in its store and mirrors the state, and does nothing Ironic does itself.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metalctl import fleet
+from metalctl import fleet, logredact
 from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
 from metalctl.enroll import naming
 from metalctl.errors import (
     AmbiguousMatch,
-    InvalidDesiredNode,
+    InputError,
     IronicError,
     IronicUnavailable,
     MetalctlError,
 )
 from metalctl.errors import describe as describe_error
 from metalctl.ironic import Ironic
+from metalctl.model.hardware import NicFacts
 from metalctl.model.mac import mac_problem
 from metalctl.model.node import (
     DesiredNode,
@@ -69,7 +71,7 @@ class EnrollOptions:
         inspect: run out-of-band inspection on manageable nodes.
         provide: move manageable nodes to ``available``.
         resource_class / conductor_group: applied when the node data gives none.
-        name_template: site naming scheme (see :mod:`metalctl.naming`).
+        name_template: site naming scheme (see :mod:`metalctl.enroll.naming`).
         update_credentials: re-send passwords of existing nodes (Ironic masks them,
             so otherwise they are re-sent only when the credential set changed).
         verify_ca: Redfish TLS verification handed to Ironic (True, CA path, False).
@@ -131,21 +133,21 @@ class EnrollResult:
 
 
 def desired_from_records(records: Sequence[DiscoveryRecord], creds: dict[str, CredentialSet],
-                         opts: EnrollOptions) -> list[DesiredNode]:
-    """Turn ``ok`` discovery records into desired Ironic nodes.
+                         opts: EnrollOptions, *, prefer: Collection[str] = ()
+                         ) -> list[DesiredNode]:
+    """Turn ``ok`` discovery records into desired Ironic nodes, one per system.
 
     ``creds`` maps credential-set names (as recorded at discovery) to the sets;
-    the user that worked at discovery is the one given to Ironic. One system reached
-    through several BMC addresses (same system UUID) becomes one node: the lowest
-    address wins, deterministically, and the others are kept as aliases in ``extra``
-    (otherwise every re-run would flip the node's BMC address). MACs that cannot be a
-    port (broadcast, multicast, all-zero) and Redfish host interfaces get no port.
+    the user that worked at discovery is the one given to Ironic. A system
+    reached through several BMC addresses (same UUID, or same vendor, model and
+    serial) becomes one node: see :func:`merge_aliases`; ``prefer`` holds keys
+    already enrolled, kept over the others. Host-interface NICs get no port.
     """
     naming.validate(opts.name_template)
     out = []
-    usable, aliases = _one_record_per_system(
-        sorted((r for r in records if r.status is Status.OK), key=lambda r: r.key))
-    for index, rec in enumerate(usable):
+    usable = sorted((r for r in records if r.status is Status.OK), key=lambda r: r.key)
+    kept, aliases = merge_aliases(usable, prefer)
+    for index, rec in enumerate(kept):
         cset = creds.get(rec.credentials or "")
         entry = next((c for c in cset.entries if c.username == rec.bmc_username), None) \
             if cset else None
@@ -161,7 +163,7 @@ def desired_from_records(records: Sequence[DiscoveryRecord], creds: dict[str, Cr
             driver, pw_field = "ipmi", "ipmi_password"
             info = {"ipmi_address": rec.address, "ipmi_port": rec.port,
                     "ipmi_username": rec.bmc_username}
-        extra = {"metalctl_key": rec.key, "system_uuid": rec.uuid}
+        extra: dict[str, Any] = {"metalctl_key": rec.key, "system_uuid": rec.uuid}
         if aliases.get(rec.key):
             extra["metalctl_aliases"] = aliases[rec.key]
         out.append(DesiredNode(
@@ -169,64 +171,73 @@ def desired_from_records(records: Sequence[DiscoveryRecord], creds: dict[str, Cr
             driver_info={k: v for k, v in info.items() if v is not None},
             password=entry.password if entry else None, password_field=pw_field,
             name=naming.render(opts.name_template, rec, index),
-            properties=_properties(rec), macs=_port_macs(rec),
+            properties=_properties(rec),
+            macs=tuple(n.mac for n in rec.hardware.nics if not is_host_interface(n)),
             extra=extra, credentials=rec.credentials,
         ))
     return out
 
 
-def _one_record_per_system(records: list[DiscoveryRecord]
-                           ) -> tuple[list[DiscoveryRecord], dict[str, list[str]]]:
-    """Keep the first record (by key) of each system UUID; the others become aliases."""
-    kept: dict[str, DiscoveryRecord] = {}
-    out: list[DiscoveryRecord] = []
-    aliases: dict[str, list[str]] = {}
+#: Serial numbers that firmware reports when it has none; never an identity.
+_PLACEHOLDER_SERIALS = {"", "0", "none", "n/a", "na", "not specified", "not available",
+                        "to be filled by o.e.m.", "default string", "system serial number",
+                        "0123456789", "1234567890", "xxxxxxxxxx", "unknown"}
+_NIL_UUIDS = {"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff",
+              "03000200-0400-0500-0006-000700080009"}  # the last: a common AMI placeholder
+
+
+def system_identity(rec: DiscoveryRecord) -> str | None:
+    """What identifies the hardware behind a record whatever BMC address reached it.
+
+    The SMBIOS UUID when it is a real one, else vendor + model + serial when the
+    serial is not a firmware placeholder; ``None`` when neither is known.
+    """
+    uuid = (rec.uuid or "").strip().lower()
+    if uuid and uuid not in _NIL_UUIDS:
+        return f"uuid:{uuid}"
+    serial = (rec.serial or "").strip()
+    if len(serial) >= 3 and serial.lower() not in _PLACEHOLDER_SERIALS:
+        return f"serial:{rec.manufacturer or rec.vendor or ''}/{rec.model or ''}/{serial}"
+    return None
+
+
+def _address_order(rec: DiscoveryRecord) -> tuple[int, int, str, int, str]:
+    try:
+        ip = ipaddress.ip_address(rec.address)
+        return (ip.version, int(ip), "", rec.port or 0, rec.key)
+    except ValueError:
+        return (9, 0, rec.address, rec.port or 0, rec.key)
+
+
+def merge_aliases(records: Sequence[DiscoveryRecord], prefer: Collection[str] = ()
+                  ) -> tuple[list[DiscoveryRecord], dict[str, list[str]]]:
+    """One record per system: the one in ``prefer`` (already enrolled), else the lowest
+    address (then port, then Redfish before IPMI by key), so every run keeps the same one.
+
+    Returns the kept records (input order) and, per kept key, the keys of its aliases.
+    """
+    groups: dict[str, list[DiscoveryRecord]] = {}
     for rec in records:
-        identity = (rec.uuid or "").lower()
-        if identity and identity in kept:
-            first = kept[identity]
-            aliases.setdefault(first.key, []).append(rec.key)
-            LOG.warning("system %s is reachable as %s and %s: enrolled once, as %s",
-                        identity, first.key, rec.key, first.key)
+        ident = system_identity(rec)
+        if ident:
+            groups.setdefault(ident, []).append(rec)
+    dropped: set[str] = set()
+    aliases: dict[str, list[str]] = {}
+    for ident, group in groups.items():
+        if len(group) < 2:
             continue
-        if identity:
-            kept[identity] = rec
-        out.append(rec)
-    return out, aliases
+        keeper = min(group, key=lambda r: (r.key not in prefer, _address_order(r)))
+        others = sorted(r.key for r in group if r is not keeper)
+        aliases[keeper.key] = others
+        dropped.update(others)
+        LOG.info("%s: one system behind %d BMC addresses; enrolling %s, aliases %s",
+                 ident, len(group), keeper.key, ", ".join(others))
+    return [r for r in records if r.key not in dropped], aliases
 
 
-def _port_macs(rec: DiscoveryRecord) -> tuple[str, ...]:
-    macs = []
-    for nic in rec.hardware.nics:
-        problem = mac_problem(nic.mac)
-        if problem or getattr(nic, "host_interface", False):
-            LOG.warning("%s: no port for NIC %s (%s)", rec.key, nic.mac,
-                        problem or "Redfish host interface to the BMC")
-            continue
-        if nic.mac not in macs:  # a VLAN or partition repeating its parent's MAC
-            macs.append(nic.mac)
-    return tuple(macs)
-
-
-def refuse_duplicates(desired: Sequence[DesiredNode]) -> dict[str, str]:
-    """Why each desired node that repeats an earlier one's name, MAC or BMC identity is
-    refused (key -> reason); whatever its source, a plan never holds two such entries."""
-    seen: dict[tuple[str, Any], str] = {}
-    refused: dict[str, str] = {}
-    for d in desired:
-        label = d.name or d.key
-        claims = [("BMC", d.bmc_identity), *(("MAC", m) for m in d.macs)]
-        if d.name:
-            claims.append(("name", d.name))
-        clash = next(((what, value) for what, value in claims if (what, value) in seen), None)
-        if clash:
-            what, value = clash
-            shown = "/".join(value) if isinstance(value, tuple) else value
-            refused[d.key] = f"same {what} {shown} as {seen[clash]}; not enrolled twice"
-            continue
-        for claim in claims:
-            seen[claim] = label
-    return refused
+def is_host_interface(nic: NicFacts) -> bool:
+    """The BMC's own USB/virtual NIC towards the host (Redfish host interface): no port."""
+    return bool(getattr(nic, "host_interface", False)) or nic.source == "host-interface"
 
 
 def _properties(rec: DiscoveryRecord) -> dict[str, Any]:
@@ -327,25 +338,82 @@ def _extra(d: DesiredNode) -> dict[str, Any]:
     return extra
 
 
+def _where(d: DesiredNode) -> tuple[str, str]:
+    """(path, entry) naming a desired node in an error: its file entry, or its record."""
+    if d.origin == "store":
+        return f"discovered {d.key}", "record"
+    path, _, entry = d.origin.rpartition(":")
+    return (path, entry) if path else (d.origin, "node")
+
+
+def refusals(desired: Sequence[DesiredNode]) -> dict[int, InputError]:
+    """Desired nodes a plan must not hold, by index, each with its reason.
+
+    A plan never holds two entries with the same name, MAC or BMC identity (the
+    first one in the list is kept; the later one is refused naming the first),
+    nor a port whose MAC is all-zero, broadcast or multicast.
+
+    Raises:
+        InputError: for an entry read from a file (the file is wrong: exit 3, nothing
+            is changed). Entries from discovery are refused one by one instead.
+    """
+    out: dict[int, InputError] = {}
+    seen_name: dict[str, DesiredNode] = {}
+    seen_mac: dict[str, DesiredNode] = {}
+    seen_bmc: dict[tuple[str, str], DesiredNode] = {}
+
+    def refuse(i: int, d: DesiredNode, field: str, reason: str) -> None:
+        path, entry = _where(d)
+        err = InputError(path, f"{entry}.{field}" if field else entry, reason)
+        if d.origin != "store":
+            raise err
+        out.setdefault(i, err)
+
+    for i, d in enumerate(desired):
+        for j, mac in enumerate(d.macs):
+            problem = mac_problem(mac)
+            if problem:
+                refuse(i, d, f"ports[{j}].address", problem)
+            elif mac.lower() in seen_mac:
+                refuse(i, d, f"ports[{j}].address",
+                       f"MAC {mac} is already {_label(seen_mac[mac.lower()])}'s")
+        if d.bmc_identity in seen_bmc:
+            refuse(i, d, "", f"same BMC as {_label(seen_bmc[d.bmc_identity])} "
+                             f"({' '.join(filter(None, d.bmc_identity))})")
+        if d.name and d.name in seen_name:
+            refuse(i, d, "name", f"name {d.name!r} is already {_label(seen_name[d.name])}'s")
+        if i in out:
+            continue  # a refused entry claims nothing: the next holder is compared to the first
+        for mac in d.macs:
+            seen_mac.setdefault(mac.lower(), d)
+        seen_bmc.setdefault(d.bmc_identity, d)
+        if d.name:
+            seen_name.setdefault(d.name, d)
+    return out
+
+
+def _label(d: DesiredNode) -> str:
+    return d.key if d.origin == "store" else d.origin
+
+
 def plan(ironic: Ironic, desired: Sequence[DesiredNode], opts: EnrollOptions
          ) -> list[NodePlan]:
     """Match every desired node against Ironic; pure apart from reading Ironic.
 
+    Entries :func:`refusals` rejects are planned as failed, never applied.
+
     Raises:
+        InputError: an entry from a file repeats another's name, MAC or BMC, or has a
+            MAC that cannot be a port (nothing was changed).
         IronicUnavailable: Ironic cannot be read (nothing was changed).
     """
+    register_secrets(desired)
+    refused = refusals(desired)
     snap = IronicSnapshot.read(ironic)
     plans = []
-    refused = refuse_duplicates(desired)
-    for d in desired:
-        if d.key in refused:
-            plans.append(NodePlan(d, error=InvalidDesiredNode(node=d.name or d.key,
-                                                              reason=refused[d.key])))
-            continue
-        bad_mac = next(((m, p) for m in d.macs if (p := mac_problem(m))), None)
-        if bad_mac:
-            plans.append(NodePlan(d, error=InvalidDesiredNode(
-                node=d.name or d.key, reason=f"{bad_mac[1]} {bad_mac[0]} cannot be a port")))
+    for i, d in enumerate(desired):
+        if i in refused:
+            plans.append(NodePlan(d, error=refused[i]))
             continue
         found = snap.candidates(d)
         named = snap.named(d)
@@ -479,7 +547,7 @@ def _as_metalctl(err: BaseException | None) -> MetalctlError:
     if isinstance(err, MetalctlError):
         return err
     LOG.warning("unexpected %s: %s", type(err).__name__, err)
-    return IronicError(reason=f"unexpected {type(err).__name__}: {err}")
+    return IronicError(reason=logredact.scrub(f"unexpected {type(err).__name__}: {err}"))
 
 
 def enroll(
@@ -501,6 +569,10 @@ def enroll(
     """
     opts = opts or EnrollOptions()
     plans = plan(ironic, desired, opts)
+    if store is not None:  # the other addresses of a system enrolled once (merge_aliases)
+        for d in desired:
+            for alias in d.extra.get("metalctl_aliases") or ():
+                store.add_event(Event(alias, "enroll", "alias", now(), {"of": d.key}))
     results: list[EnrollResult] = []
     written: dict[str, tuple[NodePlan, dict[str, Any]]] = {}
 
@@ -540,9 +612,26 @@ def enroll(
 
 
 def _error_text(err: BaseException | None) -> str:
+    """The reason reported and stored for a failed node, credentials masked."""
     if isinstance(err, IronicUnavailable):
-        return f"{err} (re-run to converge)"
-    return describe_error(err)
+        return logredact.scrub(f"{err} (re-run to converge)")
+    return logredact.scrub(describe_error(err))
+
+
+def register_secrets(desired: Sequence[DesiredNode]) -> None:
+    """Register every credential enrollment sends, for masking wherever a peer echoes it.
+
+    The password travels as a Secret, but files may carry more in ``driver_info``
+    (``ipmi_kg_key``, ``*_token``...): all of them are masked in logs, errors,
+    events and output (see :mod:`metalctl.logredact`).
+    """
+    values: list[Any] = []
+    for d in desired:
+        if d.password is not None:
+            values.append(d.password)
+        values += [v for k, v in d.driver_info.items()
+                   if logredact.is_secret_field(k) and isinstance(v, str)]
+    logredact.register(values)
 
 
 def _record(store: Store, res: EnrollResult) -> None:

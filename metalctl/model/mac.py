@@ -8,20 +8,19 @@ so a PXE request from nowhere could match a node.
 
 from __future__ import annotations
 
+import re
+
 
 def mac_problem(mac: str) -> str | None:
-    """Why a canonical ``aa:bb:cc:dd:ee:ff`` MAC cannot be a port's address, or None."""
-    octets = mac.split(":")
-    if len(octets) != 6 or not all(len(o) == 2 for o in octets):
-        return "not a MAC address"
-    try:
-        first = int(octets[0], 16)
-        if all(int(o, 16) == 0 for o in octets):
-            return "all-zero MAC"
-    except ValueError:
-        return "not a MAC address"
-    if all(o.lower() == "ff" for o in octets):
-        return "broadcast MAC"
-    if first & 0x01:
-        return "multicast MAC"
+    """Why ``mac`` cannot be a node's port (all-zero, broadcast, multicast), or ``None``."""
+    digits = re.sub(r"[^0-9a-fA-F]", "", mac)
+    if len(digits) != 12 or len(re.sub(r"[0-9a-fA-F:.-]", "", mac)):
+        return f"{mac!r} is not a MAC address"
+    value = int(digits, 16)
+    if value == 0:
+        return f"{mac} is the all-zero MAC"
+    if value == 0xFFFFFFFFFFFF:
+        return f"{mac} is the broadcast MAC"
+    if value >> 40 & 1:  # I/G bit of the first octet
+        return f"{mac} is a multicast MAC"
     return None

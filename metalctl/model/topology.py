@@ -1,6 +1,6 @@
 """One model of a node's NUMA topology, whatever source filled it.
 
-Derivation (:mod:`metalctl.derive`) works on logical CPU ids, thread siblings,
+Derivation (:mod:`metalctl.profile.derive`) works on logical CPU ids, thread siblings,
 memory per NUMA node and NIC placement. A source that does not know one of those
 (a Redfish BMC never knows CPU ids) leaves it empty/``None`` and says so in
 ``unknown``; derivation then refuses with the missing fact named, rather than

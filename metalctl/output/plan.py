@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from metalctl import cpulist
-from metalctl.output.safe import console as safe_console
-from metalctl.output.safe import plain
+from metalctl.output.render import markup_safe
 
 
 def print_plan(data: dict[str, Any], notes: Console | None = None) -> None:
     """Print ``plan.to_dict()`` plus its ``bios`` section; notes go to ``notes`` (stderr)."""
-    console = safe_console()
+    console = Console(emoji=False, highlight=False,
+                      width=None if sys.stdout.isatty() else 200)
     t = Table(title=f"{data['node']}: profile {data['profile']} ({data['facts_source']} facts)",
               show_header=False)
     t.add_column("what", style="bold")
@@ -32,8 +33,8 @@ def print_plan(data: dict[str, Any], notes: Console | None = None) -> None:
             f"  {k}={v}" for k, v in (data["tuned"].get("variables") or {}).items()))
     for section, opts in data["nova"].items():
         for key, value in opts.items():
-            t.add_row(plain(f"nova [{section}] {key}"),
-                      plain(json.dumps(value) if not isinstance(value, str) else value))
+            t.add_row(markup_safe(f"nova [{section}] {key}"),
+                      markup_safe(json.dumps(value) if not isinstance(value, str) else value))
     t.add_row("flavor extra specs", " ".join(f"{k}={v}"
                                              for k, v in data["flavor_extra_specs"].items()))
     for v in data["vfs"]:

@@ -108,3 +108,45 @@ def test_no_secret_in_output_logs_or_store(lab, lab_password, ironic, tmp_path):
                 pytest.fail(f"{name} leaked into output #{i}")
     assert len(ironic.nodes()) >= 2
     assert Path(log).stat().st_size > 10_000
+
+
+def test_concurrent_discovers_on_one_store_all_succeed(lab, tmp_path):
+    """Three `metalctl discover` processes at once on one store: none crashes on the
+    nodes' unique key, each system is one node with exactly one 'discovered' event."""
+    env = lab_env(lab, tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-m", "metalctl", "discover", *lab.ranges,
+                               "--credentials", "lab", "-o", "json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **env}) for _ in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [e[-2000:] for _, e in outs]
+    found = {r["key"] for r in json.loads(outs[0][0]) if r["status"] == "ok"}
+    from metalctl.store import Store
+
+    with Store(Path(env["METALCTL_STORE"])) as store:
+        assert {n["key"] for n in store.nodes()} == found
+        discovered = [e.node_key for e in store.events() if e.action == "discovered"]
+        assert sorted(discovered) == sorted(found)
+        assert len({s["address"] for s in store.scans()}) == len(store.scans())
+
+
+def test_kg_key_and_password_masked_at_debug_against_the_lab_ironic(lab, ironic, tmp_path):
+    env = lab_env(lab, tmp_path)
+    log = tmp_path / "debug.log"
+    kg_key, password = "0f1e2d3c4b5a69788796", "marker-file-pw-7f3a"
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(yaml.safe_dump({"nodes": [{
+        "name": "kg-file", "driver": "ipmi",
+        "driver_info": {"ipmi_address": "127.22.0.41", "ipmi_username": "admin",
+                        "ipmi_password": password, "ipmi_kg_key": kg_key},
+        "ports": [{"address": "52:54:00:22:00:41"}]}]}))
+    proc = run(["--debug", "--log-file", str(log), "enroll", "--from-file", str(nodes),
+                "--no-manage", "-o", "json"], env, 0)
+    assert json.loads(proc.stdout)[0]["action"] == "created"
+    texts = [proc.stdout, proc.stderr, log.read_text()]
+    texts += [db.read_bytes().decode("latin-1") for db in tmp_path.glob("store.db*")]
+    assert "ipmi_kg_key" in texts[2]  # the request body was logged, field and all
+    for i, text in enumerate(texts):
+        for marker in (kg_key, password):
+            if marker in text:
+                pytest.fail(f"a credential leaked into output #{i}")

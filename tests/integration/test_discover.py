@@ -135,3 +135,15 @@ def test_results_saved_to_store(lab, lab_creds, tmp_path):
         assert all(n["state"] == "discovered" for n in nodes)
         actions = [e.action for e in store.events(nodes[0]["key"])]
         assert actions == ["discovered", "rediscovered"]
+
+
+def test_reruns_keep_one_scan_row_per_address(lab, lab_creds, tmp_path):
+    """Addresses without a BMC used to gain a row per re-run (their port was stored NULL)."""
+    from metalctl.store import Store
+
+    with Store(tmp_path / "s.db") as store:
+        for _ in range(3):
+            discover.discover(parse_targets(["127.20.9.4", "127.22.0.40"]), lab_creds,
+                              opts(lab), store=store)
+        assert [(s["address"], s["status"]) for s in store.scans()] == [
+            ("127.20.9.4", "no-bmc"), ("127.22.0.40", "no-bmc")]

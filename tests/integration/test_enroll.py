@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -218,3 +219,57 @@ def test_clouds_yaml_connection_and_provide(lab, lab_creds, ironic, tmp_path, mo
                                                                  opts), opts)
     assert (res.action.value, res.provision_state) == ("created", "available")
     assert ironic.node(res.uuid)["provision_state"] == "available"
+
+
+def test_one_bmc_reached_by_two_addresses_is_one_node_and_reruns_converge(lab, lab_creds,
+                                                                          ironic):
+    """A second address in front of the same BMC (127.22.0.30 forwards to Redfish BMC 0)
+    yields the same systems twice; the plan keeps the lowest address, records the alias,
+    and every re-run leaves Ironic unchanged instead of flipping the address."""
+    direct = SPEC.redfish_address(0)
+    proxy = TcpProxy("127.22.0.30", 443, (direct, 443))
+    try:
+        records = lab_records(lab, lab_creds, [direct])
+        opts = discover.DiscoverOptions(verify=False,  # the certificate names the BMC
+                                        budget=Budget(connect_timeout_s=1, read_timeout_s=5))
+        aliased = [r for r in discover.discover(parse_targets(["127.22.0.30"]), lab_creds,
+                                                opts) if r.status.value == "ok"]
+        assert sorted(r.uuid for r in aliased) == sorted(r.uuid for r in records)
+        eopts = options(lab)
+        for order in (records + aliased, aliased + records):
+            desired = enroll.desired_from_records(order, {"lab": lab_creds}, eopts)
+            assert len(desired) == len(records)
+            assert {d.driver_info["redfish_address"] for d in desired} == {f"https://{direct}"}
+        first = enroll.enroll(ironic, desired, eopts)
+        assert Counter(r.action.value for r in first) == {"created": len(records)}
+        for _ in range(2):
+            desired = enroll.desired_from_records(aliased + records, {"lab": lab_creds}, eopts)
+            again = enroll.enroll(ironic, desired, eopts)
+            assert Counter(r.action.value for r in again) == {"unchanged": len(records)}
+        nodes = ironic.nodes()
+        assert len(nodes) == len(records)
+        assert sorted(a for n in nodes for a in n["extra"]["metalctl_aliases"]) == \
+            sorted(r.key for r in aliased)
+    finally:
+        proxy.down()
+
+
+def test_plan_refuses_repeated_names_macs_and_unusable_macs_from_discovery(lab, lab_creds,
+                                                                          ironic):
+    records = lab_records(lab, lab_creds, [SPEC.redfish_address(0)])
+    opts = options(lab, manage=False)
+    good = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
+    assert len(good) >= 2
+    twin = dataclasses.replace(good[1], name=good[0].name)
+    broadcast = dataclasses.replace(good[1], key=good[1].key + "-b", name="bcast",
+                                    macs=("ff:ff:ff:ff:ff:ff",),
+                                    driver_info={**good[1].driver_info,
+                                                 "redfish_system_id": "/redfish/v1/Systems/x"})
+    results = {r.key: r for r in enroll.enroll(ironic, [good[0], twin, broadcast], opts)}
+    assert results[good[0].key].action.value == "created"
+    assert results[twin.key].action.value == "failed"
+    assert f"name {good[0].name!r} is already {good[0].key}'s" in results[twin.key].error
+    assert results[broadcast.key].action.value == "failed"
+    assert "broadcast MAC" in results[broadcast.key].error
+    assert [n["name"] for n in ironic.nodes()] == [good[0].name]  # nothing else was written
+    assert {p["address"] for p in ironic.ports()} == set(good[0].macs)
