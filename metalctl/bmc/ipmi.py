@@ -138,8 +138,9 @@ def discover(address: str, port: int, creds: CredentialSet, budget: Budget) -> D
             cmd.ipmi_session.logout()
         except Exception as exc:  # noqa: BLE001 - best effort; the session times out anyway
             LOG.debug("BMC %s: logout failed: %s", address, type(exc).__name__)
-    uuid = fru.get("UUID")
-    vendor = fru.get("Manufacturer") or fru.get("Board manufacturer")
+    uuid = fru.get("UUID")  # pyghmi fills it from Get System GUID (IPMI 2.0 §22.14)
+    vendor = fru.get("Manufacturer") or fru.get("Board manufacturer") or \
+        vendor_of(fru.get("Manufacturer ID"))
     return DiscoveryRecord(
         address=address, port=port, protocol=Protocol.IPMI, status=Status.OK,
         uuid=str(uuid).lower() if uuid else None,
@@ -151,6 +152,21 @@ def discover(address: str, port: int, creds: CredentialSet, budget: Budget) -> D
         bmc_username=cred.username,
         duration_s=round(time.monotonic() - started, 3),
     )
+
+
+#: IANA Private Enterprise Numbers of server vendors, as Get Device ID reports them
+#: (IPMI 2.0 §20.1 bytes 7-9); the FRU's own manufacturer string wins when present
+IANA_VENDORS = {
+    343: "Intel", 674: "Dell Inc.", 2: "IBM", 11: "HPE", 47196: "HPE", 19046: "Lenovo",
+    10876: "Supermicro", 7244: "Quanta", 37945: "Inspur", 2011: "Huawei", 5771: "Cisco",
+    42: "Oracle", 20301: "IBM", 15370: "Giga Computing", 40092: "ASRock Rack",
+    3704: "Fujitsu", 49769: "Ampere",
+}
+
+
+def vendor_of(iana: Any) -> str | None:
+    """The vendor of an IANA enterprise number (None when unknown or absent)."""
+    return IANA_VENDORS.get(iana) if isinstance(iana, int) else None
 
 
 def _firmware(fru: dict[str, Any]) -> str | None:

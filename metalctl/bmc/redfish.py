@@ -23,7 +23,7 @@ from sushy import auth as sushy_auth
 from sushy import connector as sushy_connector
 from sushy import exceptions as sushy_exc
 
-from metalctl.bmc import probe
+from metalctl.bmc import inventory, probe
 from metalctl.bmc.http import BmcSession, Deadline
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet
@@ -35,7 +35,7 @@ from metalctl.errors import (
     BmcTLSError,
     BmcUnreachable,
 )
-from metalctl.model.hardware import CpuFacts, DiskFacts, Hardware, NicFacts
+from metalctl.model.hardware import DiskFacts, Hardware
 from metalctl.model.node import DiscoveryRecord, Protocol, Status
 
 LOG = logging.getLogger(__name__)
@@ -181,10 +181,21 @@ def _discover(address: str, port: int, scheme: str, base_url: str, creds: Creden
     except MALFORMED as exc:
         raise malformed(exc, address) from None
     firmware = _manager_firmware(root)
+    reader = inventory.RawReader(lambda path: root._conn.get(path=path).json(),  # noqa: SLF001
+                                 address)
+    service = _json(root)
+    managers = reader.members(service.get("Managers"))
+    chassis = reader.members(service.get("Chassis"))
+    if len(members) > inventory.MAX_MEMBERS:
+        raise BmcProtocolError(address=address, reason=f"{len(members)} systems listed")
     for system in members:
         started = time.monotonic()
+        hardware = Hardware(cpu=inventory.cpu(reader, _json(system)),
+                            memory_gib=inventory.memory_gib(reader, _json(system)),
+                            nics=inventory.nics(reader, _json(system), managers, chassis),
+                            disks=_disks(address, system))
         records.append(_record(address, port, scheme, system, vendor, firmware, creds.name,
-                               started, cred.username))
+                               started, cred.username, hardware))
     LOG.debug("BMC %s: %d system(s) via %s", address, len(records), cred.username)
     return records
 
@@ -223,43 +234,6 @@ def _enum(value: Any) -> str | None:
     return str(getattr(value, "value", value))
 
 
-def _cpu(address: str, system: Any) -> CpuFacts:
-    procs = _optional("Processors", address, lambda: system.processors.get_members())
-    summary = _json(system).get("ProcessorSummary") or {}
-    if procs:
-        cpus = [p for p in procs if _enum(p.processor_type) in (None, "CPU")]
-        cores = [p.total_cores for p in cpus if p.total_cores is not None]
-        threads = [p.total_threads for p in cpus if p.total_threads is not None]
-        return CpuFacts(
-            sockets=len(cpus),
-            cores=sum(cores) if len(cores) == len(cpus) else None,
-            threads=sum(threads) if len(threads) == len(cpus) else None,
-            model=next((p.model for p in cpus if p.model), None),
-            arch=_enum(next((p.processor_architecture for p in cpus), None)),
-            source=SOURCE,
-        )
-    if summary:
-        return CpuFacts(sockets=summary.get("Count"), cores=summary.get("CoreCount"),
-                        threads=summary.get("LogicalProcessorCount"),
-                        model=summary.get("Model"), source=SOURCE)
-    return CpuFacts()
-
-
-def _nics(address: str, system: Any) -> tuple[NicFacts, ...]:
-    members = _optional("EthernetInterfaces", address,
-                        lambda: system.ethernet_interfaces.get_members()) or []
-    nics = []
-    for nic in members:
-        mac = nic.permanent_mac_address or nic.mac_address
-        if not mac:
-            continue
-        nics.append(NicFacts(mac=mac.lower(), name=nic.identity,
-                             link_speed_mbps=nic.speed_mbps,
-                             link_status=_enum(getattr(nic.status, "state", None)),
-                             source=SOURCE))
-    return tuple(nics)
-
-
 def _disks(address: str, system: Any) -> tuple[DiskFacts, ...]:
     def via_storage() -> list[DiskFacts]:
         out = []
@@ -285,12 +259,8 @@ def _gib(size: int | None) -> float | None:
 
 def _record(address: str, port: int, scheme: str, system: Any, vendor: str | None,
             firmware: str | None, creds_name: str, started: float,
-            username: str) -> DiscoveryRecord:
-    memory = _optional("MemorySummary", address, lambda: system.memory_summary)
+            username: str, hardware: Hardware) -> DiscoveryRecord:
     boot = _optional("Boot", address, lambda: system.boot)
-    hardware = Hardware(cpu=_cpu(address, system),
-                        memory_gib=getattr(memory, "size_gib", None),
-                        nics=_nics(address, system), disks=_disks(address, system))
     return DiscoveryRecord(
         address=address, port=port, protocol=Protocol.REDFISH, status=Status.OK,
         scheme=scheme, system_id=system.path, uuid=(system.uuid or "").lower() or None,

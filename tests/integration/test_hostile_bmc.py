@@ -131,3 +131,23 @@ def test_a_trickling_bmc_is_cut_at_its_deadline(where):
     assert rec.status is Status.TIMEOUT, rec.error
     assert "deadline of 3s" in rec.error
     assert elapsed < 6, f"held for {elapsed:.1f}s past a 3 s deadline"
+
+
+def test_a_bmc_listing_3000_processors_is_refused_not_recorded_as_3000_sockets():
+    system = "/redfish/v1/Systems/1"
+    members = [{"@odata.id": f"{system}/Processors/{i}"} for i in range(3000)]
+    routes = base_routes({
+        ("POST", SESSIONS): (401, {}, {}),
+        ("GET", "/redfish/v1/Systems"): (200, {}, {"@odata.id": "/redfish/v1/Systems",
+                                                   "Members": [{"@odata.id": system}]}),
+        ("GET", system): (200, {}, {"@odata.id": system, "Id": "1", "Name": "s",
+                                    "Processors": {"@odata.id": system + "/Processors"}}),
+        ("GET", system + "/Processors"): (200, {}, {"@odata.id": system + "/Processors",
+                                                    "Members": members}),
+    })
+    with HostileRedfish(BMC, PORT, routes) as bmc:
+        rec, elapsed = run(FAST)
+    assert rec.status is Status.PROTOCOL_ERROR, rec.error
+    assert "lists 3000 members" in rec.error
+    assert not any(p.startswith(system + "/Processors/") for _, p, _, _ in bmc.requests)
+    assert elapsed < 10

@@ -31,3 +31,14 @@ def test_sushy_connection_error_classified_by_its_cause():
     with pytest.raises(sushy_exc.ConnectionError) as info:
         sushy_style()
     assert isinstance(redfish.translate(info.value, "a"), BmcTLSError)
+
+
+def test_ipmi_vendor_from_the_iana_enterprise_number():
+    from metalctl.bmc.ipmi import vendor_of
+
+    assert vendor_of(674) == "Dell Inc."
+    assert vendor_of(10876) == "Supermicro"
+    assert vendor_of(47196) == "HPE"
+    assert vendor_of(19046) == "Lenovo"
+    assert vendor_of(999999) is None
+    assert vendor_of("674") is None  # only what Get Device ID decodes, never a string

@@ -27,7 +27,8 @@ def test_every_shipped_rule_is_well_formed():
     for r in RULES:
         assert re.fullmatch(r"[A-Z]{3}-\d{3}", r.id)
         assert r.severity in catalogue.SEVERITIES
-        assert set(r.references) <= {"stig", "cis", "ossg", "scap"}
+        assert set(r.references) <= {"stig", "cis", "ossg", "scap", "upstream"}
+        assert any(r.references.values()), f"{r.id}: no reference"
         assert r.kind in kinds.REGISTRY
         # fixed by harden (a kind that plans changes) or says how to fix it by hand
         assert r.remediation or r.kind not in CHECK_ONLY, f"{r.id}: no remediation"

@@ -32,7 +32,7 @@ from metalctl.rules.plan import (
         "quote": {"type": "boolean"},
         "must_exist": {"type": "boolean"},
         # schedule a relabel and report a reboot when SELinux is off
-        "relabel_when_selinux_off": {"type": "boolean"},
+        "relabel_if_selinux_off": {"type": "boolean"},
     },
     required=("file", "key", "value"),
     gather=gather_file,
@@ -48,7 +48,7 @@ def k_shell_kv(
     if have == str(c["value"]):
         return outcome(rule, COMPLIANT, "", c["value"], have)
     ws.put(path, edit.set_shell(text, c["key"], str(c["value"]), quote=c.get("quote", False)))
-    if c.get("relabel_when_selinux_off") and not facts.selinux_enabled:
+    if c.get("relabel_if_selinux_off") and not facts.selinux_enabled:
         # SELinux off in the running kernel: files created meanwhile carry no labels
         if not facts.exists.get("/.autorelabel"):
             plan.commands.append((rule.id, "touch /.autorelabel"))
