@@ -57,6 +57,14 @@ class _Loader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+# Dates stay text (as in JSON): a schema checks them with ``format: date``, so
+# ``2027-02-30`` is a field error rather than a ValueError deep inside PyYAML.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _lines(node: yaml.Node, path: FieldPath, out: dict[FieldPath, int]) -> None:
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -144,7 +152,8 @@ def validate(data: Any, schema_: Mapping[str, Any] | str, label: str,
         InputError: the most relevant violation, naming its field and line.
     """
     sch = schema(schema_) if isinstance(schema_, str) else schema_
-    validator = jsonschema.Draft202012Validator(sch)
+    validator = jsonschema.Draft202012Validator(
+        sch, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:
         return
@@ -182,6 +191,11 @@ def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return path, f"{_short(error.instance)} is not one of {allowed}"
+    if error.validator == "format":
+        return path, f"{_short(error.instance)} is not a valid {error.validator_value}"
+    if error.validator in ("maxItems", "minItems", "maxLength", "minLength", "pattern",
+                           "minimum", "maximum"):
+        return path, f"{_short(error.instance)}: {error.validator} {error.validator_value!r}"
     return path, _short_message(error)
 
 
