@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import sys
@@ -14,7 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from metalctl.credentials import CredentialSet, resolve
+from metalctl.credentials import Credential, CredentialSet, Secret, resolve
 from metalctl.errors import InputError
 from metalctl.hosts import HostSpec, load_hosts
 from metalctl.ironic import Ironic, IronicConfig
@@ -87,11 +88,21 @@ def verify_of(args: argparse.Namespace) -> bool | str:
     return args.ca_bundle or True
 
 
+def prompt_credential(name: str) -> Credential:
+    """Ask the terminal for one credential of set ``name`` (the password is not echoed)."""
+    user = input(f"BMC username for {name!r}: ")
+    return Credential(user, Secret(getpass.getpass("password: ")))
+
+
 def credential_sets(args: argparse.Namespace, names: list[str]) -> dict[str, CredentialSet]:
-    """Resolve each named set and register its passwords for log redaction."""
+    """Resolve each named set and register its passwords for log redaction.
+
+    A set found nowhere is asked for on the terminal, only when stdin is one.
+    """
     sets = {}
+    prompt = prompt_credential if sys.stdin.isatty() else None
     for name in names:
-        cset = resolve(name, args.credentials_file)
+        cset = resolve(name, args.credentials_file, prompt=prompt)
         REDACT.add(c.password for c in cset.entries)
         sets[name] = cset
     return sets
