@@ -206,12 +206,19 @@ def _type_name(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
+    # containers are named, never quoted: they may hold a password beside the bad field
+    if isinstance(value, (dict, list)):
+        return _type_name(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _short_message(error: jsonschema.ValidationError) -> str:
-    # jsonschema repeats the whole instance in its message; keep the first 200 characters
+    if isinstance(error.instance, (dict, list)):
+        # jsonschema's message repeats the whole instance; say what is wrong instead
+        if error.validator in ("oneOf", "anyOf"):
+            return f"{_type_name(error.instance)} matching none of the allowed shapes"
+        return f"{_type_name(error.instance)} failing {error.validator} {error.validator_value!r}"
     text = str(error.message)
     return text if len(text) <= 200 else text[:197] + "..."
 

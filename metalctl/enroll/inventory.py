@@ -17,15 +17,14 @@ Nothing is sent to Ironic until the whole file validates. Passwords are wrapped 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import netaddr
-import yaml
 
+from metalctl import data as datafiles
 from metalctl.credentials import Secret
 from metalctl.errors import InputError
 from metalctl.model.node import DesiredNode
@@ -50,45 +49,26 @@ _PM_TYPES = {"ipmi": "ipmi", "pxe_ipmitool": "ipmi", "redfish": "redfish", "idra
 def load(path: Path) -> list[DesiredNode]:
     """Read a baremetal-create file or an instackenv file (detected by its fields).
 
+    The file is read through :func:`metalctl.data.load` (bounded, UTF-8, no YAML
+    aliases) and validated against the ``instackenv`` or ``baremetal-nodes`` schema
+    before any field is used.
+
     Raises:
-        InputError: naming the file and the field at fault.
+        InputError: naming the file, the field at fault and its line.
     """
-    data = _parse(path)
-    nodes = data.get("nodes")
-    if not isinstance(nodes, list):
-        raise InputError(str(path), "nodes", "missing or not a list")
-    is_instack = any(isinstance(n, Mapping) and "pm_type" in n for n in nodes)
-    if not is_instack:
-        unknown = set(data) - {"nodes", "chassis"}
-        if unknown:
-            raise InputError(str(path), sorted(unknown)[0],
-                             "unknown top-level key (allowed: chassis, nodes)")
+    path = Path(path)
+    if path.suffix not in (".json", ".yaml", ".yml"):
+        raise InputError(str(path), "(file)", "extension must be .json, .yaml or .yml")
+    data, lines = datafiles.load_with_lines(path)
+    nodes = data.get("nodes") if isinstance(data, Mapping) else None
+    is_instack = isinstance(nodes, list) and any(
+        isinstance(n, Mapping) and "pm_type" in n for n in nodes)
+    datafiles.validate(data, "instackenv" if is_instack else "baremetal-nodes", str(path),
+                       lines)
     reader = _from_instack if is_instack else _from_baremetal
     desired = [reader(path, i, raw) for i, raw in enumerate(nodes)]
     check_unique(path, desired)
     return desired
-
-
-def _parse(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise InputError(str(path), "(file)", "does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            raise InputError(str(path), "(file)", "extension must be .json, .yaml or .yml")
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"line {exc.lineno}", f"not valid JSON: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(document)"
-        raise InputError(str(path), where, "not valid YAML") from None
-    if not isinstance(data, Mapping):
-        raise InputError(str(path), "(top level)", "must be a mapping with a 'nodes' list")
-    return dict(data)
 
 
 def normalise_mac(path: str, field: str, value: Any) -> str:
