@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,31 @@ from metalctl.errors import InputError
 KEY_BITS = 3072
 CA_DAYS = 3650
 LEAF_DAYS = 365
+
+
+#: a host name that is also a safe file name: no separator, no leading dot
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+_LABEL = r"[A-Za-z0-9][A-Za-z0-9-]{0,62}"
+_DNS_NAME = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
+
+
+def check_host_name(host: str) -> str:
+    """``host`` when it is a host name safe to use as a file name.
+
+    Raises:
+        InputError: anything else (path separators, ``..``, leading dots, empty).
+    """
+    if not isinstance(host, str) or not _HOST_NAME.match(host) or ".." in host:
+        raise InputError("host", repr(host), "not a host name (letters, digits, '.', '-', '_'; "
+                                             "no path separators)")
+    return host
+
+
+def _string_list(field: str, value: Sequence[str]) -> list[str]:
+    """A list of strings; one string is refused, never split into characters."""
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise InputError(field, repr(value)[:60], "must be a list of strings")
+    return list(value)
 
 
 def _now() -> dt.datetime:
@@ -152,13 +179,29 @@ class SitePKI:
         return f"C={self.country},O={self.organization},CN={host}"
 
     def host_dir(self, host: str) -> Path:
-        return self.dir / "hosts" / host
+        """``hosts/<host>`` under the PKI directory; ``host`` is validated first.
 
-    def issue(self, host: str, names: list[str], addresses: list[str],
+        Raises:
+            InputError: the name is not a host name (``../x``, ``a/b``, empty...).
+        """
+        return self.dir / "hosts" / check_host_name(host)
+
+    def issue(self, host: str, names: Sequence[str], addresses: Sequence[str],
               days: int = LEAF_DAYS) -> HostCerts:
-        """(Re)issue the host's server and client certificates."""
-        ca_cert, ca_key = self._ca()
+        """(Re)issue the host's server and client certificates.
+
+        Raises:
+            InputError: a bad host name, DNS name, address or validity; nothing written.
+        """
         d = self.host_dir(host)
+        names = _string_list("names", names)
+        addresses = _string_list("addresses", addresses)
+        for n in names:
+            if not _DNS_NAME.match(n):
+                raise InputError("names", n, "not a DNS name")
+        if not 0 < days <= 3650:
+            raise InputError("days", str(days), "must be 1-3650")
+        ca_cert, ca_key = self._ca()
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys([host, *names])]
         for a in addresses:
             try:
@@ -208,7 +251,7 @@ class SitePKI:
         if not root.exists():
             return []
         return [self.host(p.name) for p in sorted(root.iterdir())
-                if (p / "servercert.pem").exists()]
+                if _HOST_NAME.match(p.name) and (p / "servercert.pem").exists()]
 
     def due(self, within_days: int) -> list[HostCerts]:
         """Hosts whose certificates expire within ``within_days`` (renewal candidates)."""

@@ -192,7 +192,7 @@ def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return path, f"{_short(error.instance)} is not one of {allowed}"
     if error.validator == "format":
-        return path, f"{_short(error.instance)} is not a valid {error.validator_value}"
+        return path, f"not a {error.validator_value}: {_short(error.instance)}"
     if error.validator in ("maxItems", "minItems", "maxLength", "minLength", "pattern",
                            "minimum", "maximum"):
         return path, f"{_short(error.instance)}: {error.validator} {error.validator_value!r}"

@@ -54,9 +54,11 @@ def test_huge_scan_needs_explicit_limit():
 def test_scheme_prefix_keeps_the_whole_range():
     t = parse_target("ipmi://127.0.0.1-12")
     assert list(t) == [f"127.0.0.{i}" for i in range(1, 13)]
-    assert t.size == 12 and t.scheme == "ipmi"
+    assert t.size == 12
+    assert t.scheme == "ipmi"
     net = parse_target("ipmi://10.0.0.0/30")
-    assert list(net) == ["10.0.0.1", "10.0.0.2"] and net.size == 2
+    assert list(net) == ["10.0.0.1", "10.0.0.2"]
+    assert net.size == 2
 
 
 @pytest.mark.parametrize("bad", ["[fd00::1", "[fd00::1]x", "[fd00::1]:", "[bmc.example]:623",
@@ -90,7 +92,7 @@ def test_overlap_check_never_intersects_pairwise(monkeypatch):
 
     monkeypatch.setattr(netaddr.IPSet, "__and__", counting_and)
     monkeypatch.setattr(netaddr.IPSet, "intersection", counting_and)
-    texts = [f"10.{i // 250}.{i % 250}.1" for i in range(2000)] + ["bmc-%d.example" % i
+    texts = [f"10.{i // 250}.{i % 250}.1" for i in range(2000)] + [f"bmc-{i}.example"
                                                                    for i in range(500)]
     targets = parse_targets(texts)
     assert len(targets) == 2500
