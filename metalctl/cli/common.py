@@ -19,11 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from metalctl.credentials import Credential, CredentialSet, Secret, resolve
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
-from metalctl.hosts import HostSpec, load_hosts
+from metalctl.hosts import HostSpec, load_hosts, parse_ssh
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl.logredact import RedactingFilter
 from metalctl.output.render import FORMATS
-from metalctl.ssh import SshTarget
 from metalctl.store import Store
 
 STDERR = Console(stderr=True)
@@ -232,8 +231,8 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
 def hosts_of(args: argparse.Namespace) -> list[HostSpec]:
     """Hosts from ``--inventory`` and the positional ``[USER@]HOST[:PORT]`` arguments."""
     hosts = load_hosts(args.inventory) if args.inventory else []
-    for spec in args.hosts:
-        target = SshTarget.parse(spec)
+    for i, spec in enumerate(args.hosts):
+        target = parse_ssh(spec, "hosts", f"hosts[{i}]")
         hosts.append(HostSpec(name=target.host, ssh=spec, mgmt_address=target.host))
     if not hosts:
         raise InputError("hosts", "-", "give hosts or --inventory")
