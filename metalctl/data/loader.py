@@ -112,7 +112,13 @@ def parse(text: str, label: str) -> tuple[Any, dict[FieldPath, int]]:
     """
     if "\x00" in text:
         raise InputError(label, "(file)", "contains NUL bytes; not a text file")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters right here
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise InputError(label, "(syntax)", str(reason), mark.line + 1 if mark else None) \
+            from None
     try:
         node = loader.get_single_node()
         if node is None:
