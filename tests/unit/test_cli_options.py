@@ -4,6 +4,7 @@ directories, strings never split into lists, and one line per error."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 from pathlib import Path
 
@@ -52,7 +53,15 @@ def run(monkeypatch, tmp_path):
         return code, buf.getvalue() + err.getvalue()
 
     call.creds = creds  # type: ignore[attr-defined]
-    return call
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers),
+             {n: logging.getLogger(n).level for n in (*common._NOISY, "metalctl")})
+    yield call
+    # main() configures process-wide logging; leave it as the next test expects
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    for n, level in saved[2].items():
+        logging.getLogger(n).setLevel(level)
 
 
 def discover(run, *extra: str) -> list[str]:

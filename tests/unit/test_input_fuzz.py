@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import os
 import re
 import tempfile
@@ -109,7 +110,15 @@ def cli(monkeypatch):
         return code, buf.getvalue() + err.getvalue()
 
     run.home = home  # type: ignore[attr-defined]
-    return run
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers),
+             {n: logging.getLogger(n).level for n in (*common._NOISY, "metalctl")})
+    yield run
+    # main() configures process-wide logging; leave it as the next test expects
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    for n, level in saved[2].items():
+        logging.getLogger(n).setLevel(level)
 
 
 def assert_refused(code: int, out: str, path: str) -> None:
