@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import stat
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -85,8 +86,11 @@ def read_text(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
     """
     label = str(path)
     try:
-        if path.is_dir():
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
             raise InputError(label, "(file)", "is a directory; a file is expected")
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            raise InputError(label, "(file)", "not a regular file")
         with path.open("rb") as f:
             raw = f.read(max_bytes + 1)
     except FileNotFoundError:
