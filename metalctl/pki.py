@@ -29,11 +29,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from metalctl.data.loader import read_text
 from metalctl.errors import InputError
 
 KEY_BITS = 3072
 CA_DAYS = 3650
 LEAF_DAYS = 365
+PEM_MAX_BYTES = 1 << 20  # a CA certificate or key is a few KiB
 
 
 #: a host name that is also a safe file name: no separator, no leading dot
@@ -153,18 +155,30 @@ class SitePKI:
         return self.ca_cert_path
 
     def import_ca(self, cert_file: Path, key_file: Path) -> Path:
-        """Take an existing CA (certificate + unencrypted PEM key)."""
+        """Take an existing CA (certificate + unencrypted PEM key).
+
+        Raises:
+            InputError: either file unreadable, too large, not PEM, or not a CA.
+        """
+        cert_pem = read_text(cert_file, max_bytes=PEM_MAX_BYTES).encode()
+        key_pem = read_text(key_file, max_bytes=PEM_MAX_BYTES).encode()
         try:
-            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
-            raise InputError(str(cert_file), "ca", f"not a PEM certificate/key: {exc}") from None
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if not bc.ca:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError as exc:
+            raise InputError(str(cert_file), "ca", f"not a PEM certificate: {exc}") from None
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise InputError(str(key_file), "key", f"not an unencrypted PEM key: {exc}") from None
+        try:
+            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            bc = None
+        if bc is None or not bc.ca:
             raise InputError(str(cert_file), "basicConstraints", "not a CA certificate")
         if cert.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
             raise InputError(str(key_file), "key", "does not match the CA certificate")
-        _write_private(self.ca_key_path, key_file.read_bytes())
+        _write_private(self.ca_key_path, key_pem)
         _write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return self.ca_cert_path
 

@@ -278,3 +278,14 @@ def test_waiver_expiry_wrong_type_and_impossible_date(tmp_path):
         waivers.load(w, {"KRN-011"})
     assert (exc.value.field, exc.value.line) == ("waivers[0].expires", 4)
     assert "not a date" in exc.value.reason
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff", b"not pem", b""])
+def test_pki_import_of_garbage_is_an_input_error(run, tmp_path, content):
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(content)
+    code, out = run(["pki", "init", "--pki-dir", str(tmp_path / "pki"),
+                     "--import-cert", str(bad), "--import-key", str(bad)])
+    assert code == 3
+    assert str(bad) in out
+    assert not (tmp_path / "pki" / "ca").exists()
