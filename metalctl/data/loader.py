@@ -8,7 +8,8 @@ waivers, site, hosts, rack files) is read here and is treated as untrusted input
 * no YAML aliases: a few bytes of ``&a [*a, *a, ...]`` expand to gigabytes
   ("billion laughs"); anchors without aliases are harmless and allowed;
 * validated against a JSON Schema (draft 2020-12) from :mod:`metalctl.data.schemas`
-  or given inline, so an unknown key is an error, not a silently ignored typo.
+  or given inline, so an unknown key is an error, not a silently ignored typo. A
+  subschema may carry ``x-error``, the wording used when it fails (for patterns).
 
 Errors are :class:`~metalctl.errors.InputError` naming the file, the field as a path
 (``nodes[3].bmc.mac``) and the line: ``inventory/rack-a.yaml:14: nodes[3].bmc.mac: ...``.
@@ -201,6 +202,9 @@ def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return path, f"{_short(error.instance)} is not one of {allowed}"
+    if isinstance(error.schema, dict) and "x-error" in error.schema:
+        # a schema's own wording for a pattern an operator cannot be expected to read
+        return path, f"{_short(error.instance)}: {error.schema['x-error']}"
     if error.validator == "format":
         return path, f"not a {error.validator_value}: {_short(error.instance)}"
     if error.validator in ("maxItems", "minItems", "maxLength", "minLength", "pattern",
