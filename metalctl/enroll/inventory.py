@@ -142,17 +142,20 @@ def _from_instack(path: Path, i: int, raw: Any) -> DesiredNode:
                          f"{pm_type!r} is not one of {sorted(_PM_TYPES)}")
     if not raw.get("pm_addr"):
         raise InputError(str(path), f"{where}.pm_addr", "required")
+    port = int(raw["pm_port"]) if raw.get("pm_port") else None  # the schema: digits only
+    if port is not None and not 0 < port < 65536:
+        raise InputError(str(path), f"{where}.pm_port", f"{port} is not a port (1-65535)")
     if driver == "ipmi":
         info: dict[str, Any] = {"ipmi_address": raw["pm_addr"],
                                 "ipmi_username": raw.get("pm_user")}
-        if raw.get("pm_port"):
-            info["ipmi_port"] = int(raw["pm_port"])
+        if port:
+            info["ipmi_port"] = port
     else:
         if not raw.get("pm_system_id"):
             raise InputError(str(path), f"{where}.pm_system_id", "required for Redfish")
         address = str(raw["pm_addr"])
         if "://" not in address:
-            address = "https://" + address + (f":{raw['pm_port']}" if raw.get("pm_port") else "")
+            address = "https://" + address + (f":{port}" if port else "")
         info = {"redfish_address": address, "redfish_system_id": raw["pm_system_id"],
                 "redfish_username": raw.get("pm_user")}
         if "pm_verify_ca" in raw:

@@ -80,3 +80,23 @@ def test_instackenv_redfish_needs_system_id(tmp_path):
     with pytest.raises(InputError) as exc:
         inventory.load(p)
     assert exc.value.field == "nodes[0].pm_system_id"
+
+
+@pytest.mark.parametrize(("port", "reason"), [("ssh", "pm_port"), ("99999", "not a port"),
+                                              (70000, "pm_port")])
+def test_instackenv_port_as_a_word_or_out_of_range(tmp_path, port, reason):
+    p = write(tmp_path, "instackenv.json", {"nodes": [
+        {"pm_type": "ipmi", "pm_addr": "127.0.0.1", "pm_port": port}]})
+    with pytest.raises(InputError) as exc:
+        inventory.load(p)
+    assert exc.value.field == "nodes[0].pm_port"
+    assert reason in str(exc.value)
+
+
+def test_string_where_a_list_belongs_is_refused(tmp_path):
+    p = write(tmp_path, "instackenv.json", {"nodes": [
+        {"pm_type": "ipmi", "pm_addr": "127.0.0.1", "mac": "52:54:00:00:00:01"}]})
+    with pytest.raises(InputError) as exc:
+        inventory.load(p)
+    assert exc.value.field == "nodes[0].mac"
+    assert "expected array, got a string" in exc.value.reason
