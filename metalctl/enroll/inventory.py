@@ -31,17 +31,6 @@ from metalctl.model.node import DesiredNode
 
 _PASSWORD_FIELDS = {"redfish": "redfish_password", "idrac": "redfish_password",
                     "ipmi": "ipmi_password"}
-_NODE_FIELDS = {"name", "uuid", "driver", "driver_info", "properties", "resource_class",
-                "conductor_group", "extra", "ports", "portgroups", "description", "owner",
-                "lessee", "network_interface", "boot_interface", "deploy_interface",
-                "inspect_interface", "management_interface", "power_interface",
-                "bios_interface", "raid_interface", "vendor_interface", "console_interface",
-                "rescue_interface", "storage_interface", "firmware_interface", "chassis_uuid",
-                "automated_clean", "instance_info", "network_data", "shard"}
-_INSTACK_FIELDS = {"pm_type", "pm_addr", "pm_user", "pm_password", "pm_port", "pm_system_id",
-                   "ports", "mac", "cpu", "memory", "disk", "arch", "name", "capabilities",
-                   "profile", "root_device", "resource_class", "conductor_group", "kernel_id",
-                   "ramdisk_id", "platform", "_comment", "uuid", "pm_verify_ca"}
 _PM_TYPES = {"ipmi": "ipmi", "pxe_ipmitool": "ipmi", "redfish": "redfish", "idrac": "idrac",
              "pxe_drac": "idrac"}
 
@@ -106,9 +95,6 @@ def _from_baremetal(path: Path, i: int, raw: Any) -> DesiredNode:
     where = f"nodes[{i}]"
     if not isinstance(raw, Mapping):
         raise InputError(str(path), where, "must be a mapping")
-    unknown = set(raw) - _NODE_FIELDS
-    if unknown:
-        raise InputError(str(path), f"{where}.{sorted(unknown)[0]}", "unknown node field")
     driver = raw.get("driver")
     if not isinstance(driver, str) or not driver:
         raise InputError(str(path), f"{where}.driver", "required")
@@ -132,9 +118,6 @@ def _from_instack(path: Path, i: int, raw: Any) -> DesiredNode:
     where = f"nodes[{i}]"
     if not isinstance(raw, Mapping):
         raise InputError(str(path), where, "must be a mapping")
-    unknown = set(raw) - _INSTACK_FIELDS
-    if unknown:
-        raise InputError(str(path), f"{where}.{sorted(unknown)[0]}", "unknown field")
     pm_type = raw.get("pm_type")
     driver = _PM_TYPES.get(str(pm_type))
     if driver is None:
