@@ -8,7 +8,8 @@ on each BMC (TripleO's ``node discover --credentials`` model). Sources, first ma
    it must not be readable by group or others (mode 0600 or stricter);
 2. the environment: ``METALCTL_CRED_<NAME>_USERNAME`` / ``..._PASSWORD``
    (``NAME`` upper-cased, ``-`` and ``.`` become ``_``);
-3. an interactive prompt, only when stdin is a terminal.
+3. a ``prompt`` callback given by the caller (the CLI asks on a terminal); the library
+   itself never reads from stdin.
 
 File format::
 
@@ -24,18 +25,15 @@ Passwords are held in :class:`Secret`, whose ``repr``/``str``/``format`` render
 
 from __future__ import annotations
 
-import getpass
 import os
 import stat
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from metalctl.errors import CredentialsError
+from metalctl import data
+from metalctl.errors import CredentialsError, InputError
 
 MASK = "***"
 #: shorter values would blank ordinary words when scrubbed from text
@@ -46,6 +44,9 @@ _REVEALED: set[str] = set()
 def revealed_values() -> frozenset[str]:
     """Every secret value handed to a peer so far (see :meth:`Secret.reveal`)."""
     return frozenset(_REVEALED)
+
+#: a credentials file holds a few sets; anything larger is refused unread
+MAX_BYTES = 256 * 1024
 
 
 class Secret:
@@ -116,33 +117,66 @@ def _env_key(name: str) -> str:
 
 
 def _check_mode(path: Path) -> None:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise CredentialsError(str(path), "(file)", exc.strerror or "cannot stat") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CredentialsError(str(path), "(file)", "is a directory; a file is expected")
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise CredentialsError(
-            str(path), "mode", f"is {stat.filemode(mode)}; run `chmod 600 {path}` (holds passwords)"
-        )
+            str(path), "mode",
+            f"is {stat.filemode(st.st_mode)}; run `chmod 600 {path}` (holds passwords)")
 
 
-def _parse_entry(path: Path, name: str, index: int, raw: Any) -> Credential:
-    field = f"{name}[{index}]"
-    if not isinstance(raw, Mapping):
-        raise CredentialsError(str(path), field, "must be a mapping with username and password")
-    unknown = set(raw) - {"username", "password", "password_env"}
-    if unknown:
-        raise CredentialsError(str(path), f"{field}.{sorted(unknown)[0]}", "unknown key")
-    username = raw.get("username")
-    if not isinstance(username, str) or not username:
-        raise CredentialsError(str(path), f"{field}.username", "missing or not a string")
+def _masked(value: Any) -> Any:
+    """A copy with every ``password`` value replaced by a stand-in of the same JSON type,
+    so no schema error message can quote a password."""
+    if isinstance(value, dict):
+        return {k: _stand_in(v) if k == "password" else _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _stand_in(value: Any) -> Any:
+    for kind, stand_in in ((bool, False), (str, MASK), (int, 0), (float, 0.0), (list, [MASK]),
+                           (dict, {MASK: MASK})):
+        if isinstance(value, kind):
+            return stand_in
+    return value
+
+
+def read_file(path: Path) -> dict[str, tuple[dict[str, Any], ...]]:
+    """Read and validate a whole credentials file (schema ``credentials``).
+
+    Returns:
+        set name -> its raw entries (passwords still plain; wrap them before use).
+
+    Raises:
+        CredentialsError: unsafe mode, unreadable, too large, malformed (file, field, line).
+    """
+    _check_mode(path)
+    try:
+        raw, lines = data.load_with_lines(path, max_bytes=MAX_BYTES)
+        data.validate(_masked(raw), "credentials", str(path), lines)
+    except CredentialsError:
+        raise
+    except InputError as exc:
+        raise CredentialsError(exc.path, exc.field, exc.reason, exc.line) from None
+    raw = raw or {}
+    return {name: tuple(entries) if isinstance(entries, list) else (entries,)
+            for name, entries in raw.items()}
+
+
+def _entry(path: Path, name: str, index: int, raw: dict[str, Any]) -> Credential:
     if "password_env" in raw:
         var = raw["password_env"]
         if var not in os.environ:
-            raise CredentialsError(str(path), f"{field}.password_env", f"${var} is not set")
-        password = os.environ[var]
-    else:
-        password = raw.get("password")
-        if not isinstance(password, str):
-            raise CredentialsError(str(path), f"{field}.password", "missing or not a string")
-    return Credential(username, Secret(password))
+            raise CredentialsError(str(path), f"{name}[{index}].password_env",
+                                   f"${var} is not set")
+        return Credential(raw["username"], Secret(os.environ[var]))
+    return Credential(raw["username"], Secret(raw["password"]))
 
 
 def load_file(path: Path, name: str) -> CredentialSet | None:
@@ -151,37 +185,34 @@ def load_file(path: Path, name: str) -> CredentialSet | None:
     Raises:
         CredentialsError: the file is unsafe (group/other readable) or malformed.
     """
-    _check_mode(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "document"
-        raise CredentialsError(str(path), where, "not valid YAML") from None
-    if not isinstance(data, Mapping):
-        raise CredentialsError(str(path), "(top level)", "must map set names to lists")
-    if name not in data:
+    sets = read_file(path)
+    if name not in sets:
         return None
-    raw = data[name]
-    if isinstance(raw, Mapping):
-        raw = [raw]
-    if not isinstance(raw, list) or not raw:
-        raise CredentialsError(str(path), name, "must be a non-empty list of credentials")
-    entries = tuple(_parse_entry(path, name, i, item) for i, item in enumerate(raw))
-    return CredentialSet(name, entries)
+    return CredentialSet(name, tuple(_entry(path, name, i, e)
+                                     for i, e in enumerate(sets[name])))
 
 
-def resolve(
-    name: str, file: Path | None = None, *, interactive: bool | None = None
-) -> CredentialSet:
-    """Find credential set ``name`` in the file, the environment, or a prompt.
+#: asked for a set nothing else provides: ``prompt(name)`` returns one credential
+Prompt = Callable[[str], Credential]
+
+
+def resolve(name: str, file: Path | None = None, *, prompt: Prompt | None = None,
+            interactive: bool | None = None) -> CredentialSet:
+    """Find credential set ``name`` in the file, the environment, or through ``prompt``.
+
+    Args:
+        name: the set's name.
+        file: this file only, instead of the default search path.
+        prompt: asked when neither a file nor the environment has the set (the CLI
+            passes one that reads the terminal); the library never prompts itself.
+        interactive: ``False`` forbids calling ``prompt`` even when one is given.
 
     Raises:
         CredentialsError: nothing provides ``name`` or its source is malformed.
     """
     paths = [file] if file else default_paths()
     for path in paths:
-        if path.exists():
+        if path.exists() or path.is_symlink():
             found = load_file(path, name)
             if found:
                 return found
@@ -191,11 +222,8 @@ def resolve(
     if os.environ.get(key + "_USERNAME") and key + "_PASSWORD" in os.environ:
         cred = Credential(os.environ[key + "_USERNAME"], Secret(os.environ[key + "_PASSWORD"]))
         return CredentialSet(name, (cred,))
-    if interactive is None:
-        interactive = sys.stdin.isatty()
-    if interactive:
-        user = input(f"BMC username for {name!r}: ")
-        return CredentialSet(name, (Credential(user, Secret(getpass.getpass("password: "))),))
+    if prompt is not None and interactive is not False:
+        return CredentialSet(name, (prompt(name),))
     searched = ", ".join(str(p) for p in paths)
     raise CredentialsError(
         searched, name, f"no such credential set (nor ${key}_USERNAME/_PASSWORD in the environment)"

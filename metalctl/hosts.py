@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
+from metalctl import data as datafiles
 from metalctl import ssh
 from metalctl.data.merge import deep_merge
 from metalctl.data.paths import data_dir
@@ -35,34 +34,46 @@ class HostSpec:
 
 
 def load_hosts(path: Path) -> list[HostSpec]:
-    """``inventory/hosts.yaml``: ``hosts: [{name, ssh, mgmt_address, names}]``."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(str(path), "-", f"cannot read: {exc}") from None
+    """``inventory/hosts.yaml``: ``hosts: [{name, ssh, mgmt_address, names}]`` (schema
+    ``hosts``; a misspelt key such as ``mgmt_adress`` is an error, never ignored).
+
+    Raises:
+        InputError: naming the file, the field and the line.
+    """
+    data, lines = datafiles.load_with_lines(path, "hosts")
     out = []
-    for i, h in enumerate(data.get("hosts") or []):
-        for key in ("name", "ssh"):
-            if not isinstance(h, dict) or not h.get(key):
-                raise InputError(str(path), f"hosts[{i}].{key}", "required")
-        target = ssh.SshTarget.parse(h["ssh"])
+    for i, h in enumerate(data["hosts"]):
+        target = parse_ssh(h["ssh"], str(path), f"hosts[{i}].ssh", lines.get(("hosts", i, "ssh")))
         out.append(HostSpec(name=h["name"], ssh=h["ssh"],
                             mgmt_address=h.get("mgmt_address") or target.host,
                             names=tuple(h.get("names") or ())))
-    if not out:
-        raise InputError(str(path), "hosts", "no hosts listed")
     return out
 
 
+def parse_ssh(spec: str, label: str, field: str, line: int | None = None) -> ssh.SshTarget:
+    """``[user@]host[:port]`` as an :class:`~metalctl.ssh.SshTarget`, or an InputError."""
+    try:
+        target = ssh.SshTarget.parse(spec)
+    except ValueError:
+        raise InputError(label, field, f"{spec!r} is not [user@]host[:port]", line) from None
+    if not target.host or not 0 < target.port < 65536:
+        raise InputError(label, field, f"{spec!r} is not [user@]host[:port] (port 1-65535)",
+                         line)
+    return target
+
+
 def load_site(path: Path | None) -> dict[str, Any]:
-    """The shipped ``hardening/site.yaml`` with ``path`` merged over it."""
-    with (data_dir("hardening") / "site.yaml").open() as f:
-        site = yaml.safe_load(f) or {}
+    """The shipped ``hardening/site.yaml`` with ``path`` merged over it (schema ``site``;
+    the file is validated on its own first, so an error names its line).
+
+    Raises:
+        InputError: naming the file, the field and the line.
+    """
+    site = datafiles.load(data_dir("hardening") / "site.yaml", "site") or {}
     if path:
-        try:
-            site = deep_merge(site, yaml.safe_load(path.read_text()) or {})
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(str(path), "-", f"cannot read site policy: {exc}") from None
+        over = datafiles.load(path, "site") or {}
+        site = deep_merge(site, over)
+        datafiles.validate(site, "site", str(path))
     return site
 
 

@@ -9,12 +9,16 @@ that limits the probe to that protocol, and a ``:port`` suffix):
 * ``10.1.1.5``, ``bmc-r01u12.example``, ``[2001:db8::5]:8443``.
 
 Overlapping targets with the same port and protocol are an input error, not
-silently merged: a typo in a range is more often the cause than intent.
+silently merged: a typo in a range is more often the cause than intent. Host names
+compare case-insensitively (they are kept lower-cased) and IPv4-mapped IPv6 addresses
+(``::ffff:10.0.0.1``) are read as the IPv4 address they are. The check sorts the
+address spans once and sweeps them (n log n), so thousands of targets parse at once.
 """
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -33,36 +37,51 @@ class Target:
 
     text: str
     addresses: netaddr.IPSet | None  # None for a host name
-    hostname: str | None
+    hostname: str | None  # lower case
     port: int | None
     scheme: str | None  # "https"/"http"/"ipmi" when forced, else None (try all)
+    #: a CIDR was given: an IPv4 network's own and broadcast addresses are skipped
+    network: bool = False
 
     @property
     def size(self) -> int:
-        return 1 if self.addresses is None else self.addresses.size
+        """How many addresses iterating the target yields."""
+        if self.addresses is None:
+            return 1
+        if not self.network:
+            return self.addresses.size
+        return sum(c.size - 2 if c.version == 4 and c.prefixlen < 31 else c.size
+                   for c in self.addresses.iter_cidrs())
 
     def __iter__(self) -> Iterator[str]:
         if self.addresses is None:
             yield str(self.hostname)
             return
         for cidr in self.addresses.iter_cidrs():
-            if cidr.version == 4 and cidr.prefixlen < 31 and self._is_whole_network(cidr):
+            if self.network and cidr.version == 4 and cidr.prefixlen < 31:
                 yield from (str(ip) for ip in cidr.iter_hosts())
             else:
                 yield from (str(ip) for ip in cidr)
 
-    def _is_whole_network(self, cidr: netaddr.IPNetwork) -> bool:
-        return "/" in self.text
-
 
 def _split_port(text: str, field: str) -> tuple[str, int | None]:
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, close, rest = text[1:].partition("]")
+        if not close:
+            raise InputError(field, text, "unclosed '[': expected [IPv6] or [IPv6]:port")
+        if not (netaddr.valid_ipv6(host) or _is_v6_network(host)):
+            raise InputError(field, text, f"{host!r} in brackets is not an IPv6 address")
         if rest and not rest.startswith(":"):
             raise InputError(field, text, "expected [IPv6]:port")
         port_text = rest[1:] if rest else ""
+        if rest and not port_text:
+            raise InputError(field, text, "':' without a port")
+    elif "]" in text:
+        raise InputError(field, text, "']' without '['")
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+        if not port_text:
+            raise InputError(field, text, "':' without a port")
     else:
         host, port_text = text, ""
     if not port_text:
@@ -70,6 +89,28 @@ def _split_port(text: str, field: str) -> tuple[str, int | None]:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise InputError(field, text, f"port {port_text!r} is not 1-65535")
     return host, int(port_text)
+
+
+def _is_v6_network(text: str) -> bool:
+    try:
+        return "/" in text and netaddr.IPNetwork(text).version == 6
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return False
+
+
+_MAPPED = netaddr.IPNetwork("::ffff:0.0.0.0/96")
+
+
+def _unmap(addrs: netaddr.IPSet) -> netaddr.IPSet:
+    """IPv4-mapped IPv6 addresses (``::ffff:a.b.c.d``) become the IPv4 addresses."""
+    out = netaddr.IPSet()
+    for r in addrs.iter_ipranges():
+        if r.version == 6 and r.first >= _MAPPED.first and r.last <= _MAPPED.last:
+            out.add(netaddr.IPRange(netaddr.IPAddress(r.first - _MAPPED.first, 4),
+                                    netaddr.IPAddress(r.last - _MAPPED.first, 4)))
+        else:
+            out.add(r)
+    return out
 
 
 def parse_target(text: str, field: str = "targets") -> Target:
@@ -82,28 +123,60 @@ def parse_target(text: str, field: str = "targets") -> Target:
     scheme = None
     if "://" in raw:
         scheme, raw = raw.split("://", 1)
+        scheme = scheme.lower()
         if scheme not in SCHEMES:
             raise InputError(field, text, f"unknown scheme {scheme!r}; use https, http or ipmi")
+    if not raw:
+        raise InputError(field, text, "empty target")
     host, port = _split_port(raw, field)
+    network = "/" in host
     try:
-        if "/" in host:
+        if network:
             addrs = netaddr.IPSet(netaddr.IPNetwork(host, flags=netaddr.NOHOST))
         elif "-" in host and re.match(r"^[0-9a-fA-F.:]+-[0-9a-fA-F.:]+$", host):
             start, end = host.split("-")
             if "." in start and "." not in end and ":" not in end:  # 10.1.1.10-40
                 end = start.rsplit(".", 1)[0] + "." + end
             addrs = netaddr.IPSet(netaddr.IPRange(start, end))
-        elif netaddr.valid_ipv4(host) or netaddr.valid_ipv6(host):
+        elif netaddr.valid_ipv4(host, flags=netaddr.INET_PTON) or netaddr.valid_ipv6(host):
             addrs = netaddr.IPSet([host])
         elif _HOSTNAME.match(host) and not host.replace(".", "").isdigit():
-            return Target(text, None, host, port, scheme)
+            return Target(text, None, host.lower(), port, scheme)
         else:
             raise InputError(field, text, "not a CIDR, range, address or host name")
     except (netaddr.AddrFormatError, ValueError, TypeError) as exc:
         raise InputError(field, text, f"not a valid address range ({exc})") from None
     if addrs.size == 0:
         raise InputError(field, text, "range is empty (end before start?)")
-    return Target(text, addrs, None, port, scheme)
+    return Target(text, _unmap(addrs), None, port, scheme, network)
+
+
+def _first_overlap(targets: Sequence[Target]) -> tuple[int, int] | None:
+    """The first pair (later, earlier) of targets sharing an address, port and protocol.
+
+    One sort and one sweep over the address spans of each (port, protocol) group.
+    """
+    names: dict[tuple[object, ...], int] = {}
+    spans: dict[tuple[object, ...], list[tuple[int, int, int]]] = defaultdict(list)
+    hits: list[tuple[int, int]] = []
+    for i, t in enumerate(targets):
+        if t.addresses is None:
+            key = (t.port, t.scheme, t.hostname)
+            if key in names:
+                hits.append((i, names[key]))
+            names.setdefault(key, i)
+            continue
+        for r in t.addresses.iter_ipranges():
+            spans[(t.port, t.scheme, r.version)].append((r.first, r.last, i))
+    for group in spans.values():
+        group.sort()
+        end, owner = -1, -1
+        for first, last, i in group:
+            if first <= end and owner != i:
+                hits.append((max(i, owner), min(i, owner)))
+            if last > end:
+                end, owner = last, i
+    return min(hits) if hits else None
 
 
 def parse_targets(texts: Sequence[str], *, max_addresses: int = 65536,
@@ -114,19 +187,13 @@ def parse_targets(texts: Sequence[str], *, max_addresses: int = 65536,
         InputError: the first bad or overlapping target, by index.
     """
     targets = [parse_target(t, f"{source}[{i}]") for i, t in enumerate(texts)]
-    for i, a in enumerate(targets):
-        for j in range(i):
-            b = targets[j]
-            if (a.port, a.scheme) != (b.port, b.scheme):
-                continue
-            same_name = a.hostname is not None and a.hostname == b.hostname
-            both_ip = a.addresses is not None and b.addresses is not None
-            if same_name or (both_ip and (a.addresses & b.addresses).size):
-                raise InputError(
-                    f"{source}[{i}]", a.text, f"overlaps {source}[{j}] {b.text!r}"
-                )
-    total = sum(t.size for t in targets)
+    overlap = _first_overlap(targets)
+    if overlap:
+        i, j = overlap
+        raise InputError(f"{source}[{i}]", targets[i].text,
+                         f"overlaps {source}[{j}] {targets[j].text!r}")
+    total = sum(t.addresses.size if t.addresses is not None else 1 for t in targets)
     if total > max_addresses:
-        raise InputError(source, " ".join(texts),
+        raise InputError(source, f"{len(texts)} targets",
                          f"{total} addresses exceed --max-addresses {max_addresses}")
     return targets

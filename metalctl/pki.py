@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +29,38 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from metalctl.data.loader import read_text
 from metalctl.errors import InputError
 
 KEY_BITS = 3072
 CA_DAYS = 3650
 LEAF_DAYS = 365
+PEM_MAX_BYTES = 1 << 20  # a CA certificate or key is a few KiB
+
+
+#: a host name that is also a safe file name: no separator, no leading dot
+_HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+_LABEL = r"[A-Za-z0-9][A-Za-z0-9-]{0,62}"
+_DNS_NAME = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})*$")
+
+
+def check_host_name(host: str) -> str:
+    """``host`` when it is a host name safe to use as a file name.
+
+    Raises:
+        InputError: anything else (path separators, ``..``, leading dots, empty).
+    """
+    if not isinstance(host, str) or not _HOST_NAME.match(host) or ".." in host:
+        raise InputError("host", repr(host), "not a host name (letters, digits, '.', '-', '_'; "
+                                             "no path separators)")
+    return host
+
+
+def _string_list(field: str, value: Sequence[str]) -> list[str]:
+    """A list of strings; one string is refused, never split into characters."""
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise InputError(field, repr(value)[:60], "must be a list of strings")
+    return list(value)
 
 
 def _now() -> dt.datetime:
@@ -126,18 +155,30 @@ class SitePKI:
         return self.ca_cert_path
 
     def import_ca(self, cert_file: Path, key_file: Path) -> Path:
-        """Take an existing CA (certificate + unencrypted PEM key)."""
+        """Take an existing CA (certificate + unencrypted PEM key).
+
+        Raises:
+            InputError: either file unreadable, too large, not PEM, or not a CA.
+        """
+        cert_pem = read_text(cert_file, max_bytes=PEM_MAX_BYTES).encode()
+        key_pem = read_text(key_file, max_bytes=PEM_MAX_BYTES).encode()
         try:
-            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-            key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
-            raise InputError(str(cert_file), "ca", f"not a PEM certificate/key: {exc}") from None
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if not bc.ca:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError as exc:
+            raise InputError(str(cert_file), "ca", f"not a PEM certificate: {exc}") from None
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise InputError(str(key_file), "key", f"not an unencrypted PEM key: {exc}") from None
+        try:
+            bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            bc = None
+        if bc is None or not bc.ca:
             raise InputError(str(cert_file), "basicConstraints", "not a CA certificate")
         if cert.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
             raise InputError(str(key_file), "key", "does not match the CA certificate")
-        _write_private(self.ca_key_path, key_file.read_bytes())
+        _write_private(self.ca_key_path, key_pem)
         _write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return self.ca_cert_path
 
@@ -152,13 +193,29 @@ class SitePKI:
         return f"C={self.country},O={self.organization},CN={host}"
 
     def host_dir(self, host: str) -> Path:
-        return self.dir / "hosts" / host
+        """``hosts/<host>`` under the PKI directory; ``host`` is validated first.
 
-    def issue(self, host: str, names: list[str], addresses: list[str],
+        Raises:
+            InputError: the name is not a host name (``../x``, ``a/b``, empty...).
+        """
+        return self.dir / "hosts" / check_host_name(host)
+
+    def issue(self, host: str, names: Sequence[str], addresses: Sequence[str],
               days: int = LEAF_DAYS) -> HostCerts:
-        """(Re)issue the host's server and client certificates."""
-        ca_cert, ca_key = self._ca()
+        """(Re)issue the host's server and client certificates.
+
+        Raises:
+            InputError: a bad host name, DNS name, address or validity; nothing written.
+        """
         d = self.host_dir(host)
+        names = _string_list("names", names)
+        addresses = _string_list("addresses", addresses)
+        for n in names:
+            if not _DNS_NAME.match(n):
+                raise InputError("names", n, "not a DNS name")
+        if not 0 < days <= 3650:
+            raise InputError("days", str(days), "must be 1-3650")
+        ca_cert, ca_key = self._ca()
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys([host, *names])]
         for a in addresses:
             try:
@@ -208,7 +265,7 @@ class SitePKI:
         if not root.exists():
             return []
         return [self.host(p.name) for p in sorted(root.iterdir())
-                if (p / "servercert.pem").exists()]
+                if _HOST_NAME.match(p.name) and (p / "servercert.pem").exists()]
 
     def due(self, within_days: int) -> list[HostCerts]:
         """Hosts whose certificates expire within ``within_days`` (renewal candidates)."""

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from metalctl import data as datafiles
 from metalctl.audit.model import FAIL, WAIVED, Report
 from metalctl.errors import InputError
 
@@ -30,31 +29,32 @@ class Waiver:
 
 
 def load(path: Path, known_rules: set[str]) -> list[Waiver]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InputError(str(path), "-", f"cannot read waivers: {exc}") from None
+    """Read a waivers file (schema ``waivers``) through :func:`metalctl.data.load`.
+
+    Raises:
+        InputError: naming the file, the field and the line (an unknown rule, an
+            expiry that is not a real date, a reason too short to justify anything).
+    """
+    data, lines = datafiles.load_with_lines(path, "waivers")
+    label = str(path)
     out = []
-    for i, w in enumerate(data.get("waivers") or []):
-        where = f"waivers[{i}]"
-        if not isinstance(w, dict):
-            raise InputError(str(path), where, "a waiver is a mapping")
-        for key in ("rule", "reason", "expires"):
-            if not w.get(key):
-                raise InputError(str(path), f"{where}.{key}", "required")
+    for i, w in enumerate(data["waivers"]):
+        where = ("waivers", i)
+
+        def fail(key: str, reason: str, where: tuple = where) -> InputError:
+            return InputError(label, f"waivers[{where[1]}].{key}", reason,
+                              lines.get((*where, key)))
+
         if w["rule"] not in known_rules:
-            raise InputError(str(path), f"{where}.rule", f"unknown rule {w['rule']!r}")
-        expires = w["expires"]
-        if isinstance(expires, str):
-            try:
-                expires = dt.date.fromisoformat(expires)
-            except ValueError:
-                raise InputError(str(path), f"{where}.expires",
-                                 "not a date (YYYY-MM-DD)") from None
-        if len(str(w["reason"]).strip()) < 10:
-            raise InputError(str(path), f"{where}.reason", "give a real justification")
-        out.append(Waiver(rule=w["rule"], reason=str(w["reason"]).strip(), expires=expires,
-                          hosts=str(w.get("hosts", "*")), profile=w.get("profile"),
+            raise fail("rule", f"unknown rule {w['rule']!r}")
+        try:
+            expires = dt.date.fromisoformat(w["expires"])
+        except ValueError:
+            raise fail("expires", "not a date (YYYY-MM-DD)") from None
+        if len(w["reason"].strip()) < 10:
+            raise fail("reason", "give a real justification")
+        out.append(Waiver(rule=w["rule"], reason=w["reason"].strip(), expires=expires,
+                          hosts=w.get("hosts", "*"), profile=w.get("profile"),
                           by=w.get("by")))
     return out
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -14,19 +16,78 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from metalctl.credentials import CredentialSet, resolve
+from metalctl.credentials import Credential, CredentialSet, Secret, resolve
 from metalctl.errors import InputError
-from metalctl.hosts import HostSpec, load_hosts
+from metalctl.exitcodes import ExitCode
+from metalctl.hosts import HostSpec, load_hosts, parse_ssh
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl.logredact import RedactingFilter
 from metalctl.output.render import FORMATS, PeerTextColumn
-from metalctl.ssh import SshTarget
 from metalctl.store import Store
 
 STDERR = Console(stderr=True)
 REDACT = RedactingFilter()
 _NOISY = ("sushy", "urllib3", "ironicclient", "keystoneauth", "stevedore", "openstack",
           "pyghmi")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors exiting 3 (invalid input): 2 is the README's findings."""
+
+    def error(self, message: str) -> None:  # type: ignore[override] - never returns
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.INVALID_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _at_least(minimum: int):  # noqa: ANN202 - a checker
+    def check(value: object) -> str | None:
+        if isinstance(value, int) and value < minimum:
+            return f"must be at least {minimum}"
+        return None
+    return check
+
+
+def _seconds(value: object) -> str | None:
+    if isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
+        return "must be a finite number of seconds above 0"
+    return None
+
+
+def _port(value: object) -> str | None:
+    if isinstance(value, int) and not 0 < value < 65536:
+        return "must be a port number 1-65535"
+    return None
+
+
+def _existing_file(value: object) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if not os.path.exists(str(value)):  # requests also takes a c_rehash'd directory
+        return "no such file or directory"
+    return None
+
+
+#: options of any verb checked before the verb runs (so before any probe), by dest
+OPTION_CHECKS = {
+    "concurrency": _at_least(1), "max_addresses": _at_least(1), "days": _at_least(1),
+    "within_days": _at_least(0),
+    "connect_timeout": _seconds, "read_timeout": _seconds, "timeout": _seconds,
+    "redfish_port": _port, "ipmi_port": _port,
+    "ca_bundle": _existing_file,
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse wrong option values before a verb runs (exit 3, nothing probed).
+
+    Raises:
+        InputError: naming the option (``--concurrency``), its value and why.
+    """
+    for dest, check in OPTION_CHECKS.items():
+        value = getattr(args, dest, None)
+        reason = check(value)
+        if reason:
+            raise InputError("--" + dest.replace("_", "-"), repr(value), reason)
 
 
 def env_default(name: str, fallback: str | None = None) -> str | None:
@@ -87,11 +148,21 @@ def verify_of(args: argparse.Namespace) -> bool | str:
     return args.ca_bundle or True
 
 
+def prompt_credential(name: str) -> Credential:
+    """Ask the terminal for one credential of set ``name`` (the password is not echoed)."""
+    user = input(f"BMC username for {name!r}: ")
+    return Credential(user, Secret(getpass.getpass("password: ")))
+
+
 def credential_sets(args: argparse.Namespace, names: list[str]) -> dict[str, CredentialSet]:
-    """Resolve each named set and register its passwords for log redaction."""
+    """Resolve each named set and register its passwords for log redaction.
+
+    A set found nowhere is asked for on the terminal, only when stdin is one.
+    """
     sets = {}
+    prompt = prompt_credential if sys.stdin.isatty() else None
     for name in names:
-        cset = resolve(name, args.credentials_file)
+        cset = resolve(name, args.credentials_file, prompt=prompt)
         REDACT.add(c.password for c in cset.entries)
         sets[name] = cset
     return sets
@@ -121,18 +192,29 @@ def setup_logging(verbosity: int, log_file: Path | None) -> None:
     """-v: info, -vv/--debug: debug including peer libraries. Logs go to stderr/file."""
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 \
         else logging.DEBUG
-    handlers: list[logging.Handler] = [RichHandler(console=STDERR, show_path=False,
-                                                   rich_tracebacks=False)]
+    console = RichHandler(console=STDERR, show_path=False, rich_tracebacks=False)
+    # RichHandler prints the level in its own column; basicConfig's default format
+    # ("%(levelname)s:%(name)s:%(message)s") would print it a second time
+    console.setFormatter(logging.Formatter("%(message)s"))
+    handlers: list[logging.Handler] = [console]
     if log_file:
-        fh = logging.FileHandler(log_file)
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handlers.append(fh)
+        handlers.append(_file_handler(log_file))
     for h in handlers:
         h.addFilter(REDACT)
     logging.basicConfig(level=level, handlers=handlers, force=True)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.CRITICAL
                                          if verbosity == 0 else logging.WARNING)
+
+
+def _file_handler(path: Path) -> logging.Handler:
+    """A log file handler, or an InputError naming ``--log-file`` (missing directory...)."""
+    try:
+        fh = logging.FileHandler(path)
+    except OSError as exc:
+        raise InputError("--log-file", str(path), exc.strerror or "cannot open") from None
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return fh
 
 
 @contextmanager
@@ -149,8 +231,8 @@ def progress(description: str, total: int | None, enabled: bool = True) -> Itera
 def hosts_of(args: argparse.Namespace) -> list[HostSpec]:
     """Hosts from ``--inventory`` and the positional ``[USER@]HOST[:PORT]`` arguments."""
     hosts = load_hosts(args.inventory) if args.inventory else []
-    for spec in args.hosts:
-        target = SshTarget.parse(spec)
+    for i, spec in enumerate(args.hosts):
+        target = parse_ssh(spec, "hosts", f"hosts[{i}]")
         hosts.append(HostSpec(name=target.host, ssh=spec, mgmt_address=target.host))
     if not hosts:
         raise InputError("hosts", "-", "give hosts or --inventory")

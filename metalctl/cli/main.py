@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from metalctl import __version__
 from metalctl.cli import audit as audit_cli
 from metalctl.cli import common
@@ -33,7 +35,7 @@ LOG = logging.getLogger("metalctl")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="metalctl", epilog=EPILOG,
+    p = common.Parser(prog="metalctl", epilog=EPILOG,
                                 description="Rack of servers to hardened, profiled KVM compute "
                                             "nodes for OpenStack Nova.")
     p.add_argument("--version", action="version", version=f"metalctl {__version__}")
@@ -49,9 +51,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb; every error ends as one line on stderr and an exit code.
+
+    Usage errors and wrong option values exit 3 before anything is probed. A
+    traceback is shown only for an unexpected error under ``--debug``.
+    """
     args = parser().parse_args(argv)
-    common.setup_logging(args.verbose, args.log_file)
     try:
+        common.setup_logging(args.verbose, args.log_file)
+    except InputError as exc:
+        common.setup_logging(args.verbose, None)
+        LOG.error("%s", exc)
+        return ExitCode.INVALID_INPUT
+    try:
+        common.check_options(args)
         return int(args.func(args))
     except InputError as exc:
         LOG.error("%s", exc)
@@ -71,6 +84,26 @@ def main(argv: list[str] | None = None) -> int:
             stream.flush()
         logging.shutdown()
         os._exit(ExitCode.INTERRUPTED)
+    except (UnicodeError, yaml.YAMLError) as exc:
+        # a data file read outside metalctl.data (which raises InputError itself)
+        LOG.error("invalid input: %s", _one_line(exc))
+        return ExitCode.INVALID_INPUT
+    except OSError as exc:
+        if exc.filename is not None:  # a path the user gave: missing, a directory, denied
+            LOG.error("%s: %s", exc.filename, exc.strerror or _one_line(exc))
+            return ExitCode.INVALID_INPUT
+        LOG.error("%s", _one_line(exc))
+        return ExitCode.FAILED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a trace
+        LOG.error("internal error: %s: %s%s", type(exc).__name__, _one_line(exc),
+                  "" if args.verbose >= 2 else " (run with --debug for the traceback)",
+                  exc_info=args.verbose >= 2)
+        return ExitCode.FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

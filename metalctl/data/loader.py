@@ -8,7 +8,8 @@ waivers, site, hosts, rack files) is read here and is treated as untrusted input
 * no YAML aliases: a few bytes of ``&a [*a, *a, ...]`` expand to gigabytes
   ("billion laughs"); anchors without aliases are harmless and allowed;
 * validated against a JSON Schema (draft 2020-12) from :mod:`metalctl.data.schemas`
-  or given inline, so an unknown key is an error, not a silently ignored typo.
+  or given inline, so an unknown key is an error, not a silently ignored typo. A
+  subschema may carry ``x-error``, the wording used when it fails (for patterns).
 
 Errors are :class:`~metalctl.errors.InputError` naming the file, the field as a path
 (``nodes[3].bmc.mac``) and the line: ``inventory/rack-a.yaml:14: nodes[3].bmc.mac: ...``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import stat
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -57,6 +59,14 @@ class _Loader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+# Dates stay text (as in JSON): a schema checks them with ``format: date``, so
+# ``2027-02-30`` is a field error rather than a ValueError deep inside PyYAML.
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _lines(node: yaml.Node, path: FieldPath, out: dict[FieldPath, int]) -> None:
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
@@ -77,8 +87,11 @@ def read_text(path: Path, *, max_bytes: int = MAX_BYTES) -> str:
     """
     label = str(path)
     try:
-        if path.is_dir():
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
             raise InputError(label, "(file)", "is a directory; a file is expected")
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            raise InputError(label, "(file)", "not a regular file")
         with path.open("rb") as f:
             raw = f.read(max_bytes + 1)
     except FileNotFoundError:
@@ -104,7 +117,13 @@ def parse(text: str, label: str) -> tuple[Any, dict[FieldPath, int]]:
     """
     if "\x00" in text:
         raise InputError(label, "(file)", "contains NUL bytes; not a text file")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader refuses control characters right here
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise InputError(label, "(syntax)", str(reason), mark.line + 1 if mark else None) \
+            from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -144,7 +163,8 @@ def validate(data: Any, schema_: Mapping[str, Any] | str, label: str,
         InputError: the most relevant violation, naming its field and line.
     """
     sch = schema(schema_) if isinstance(schema_, str) else schema_
-    validator = jsonschema.Draft202012Validator(sch)
+    validator = jsonschema.Draft202012Validator(
+        sch, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:
         return
@@ -182,6 +202,14 @@ def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return path, f"{_short(error.instance)} is not one of {allowed}"
+    if isinstance(error.schema, dict) and "x-error" in error.schema:
+        # a schema's own wording for a pattern an operator cannot be expected to read
+        return path, f"{_short(error.instance)}: {error.schema['x-error']}"
+    if error.validator == "format":
+        return path, f"not a {error.validator_value}: {_short(error.instance)}"
+    if error.validator in ("maxItems", "minItems", "maxLength", "minLength", "pattern",
+                           "minimum", "maximum"):
+        return path, f"{_short(error.instance)}: {error.validator} {error.validator_value!r}"
     return path, _short_message(error)
 
 
@@ -192,12 +220,19 @@ def _type_name(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
+    # containers are named, never quoted: they may hold a password beside the bad field
+    if isinstance(value, (dict, list)):
+        return _type_name(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _short_message(error: jsonschema.ValidationError) -> str:
-    # jsonschema repeats the whole instance in its message; keep the first 200 characters
+    if isinstance(error.instance, (dict, list)):
+        # jsonschema's message repeats the whole instance; say what is wrong instead
+        if error.validator in ("oneOf", "anyOf"):
+            return f"{_type_name(error.instance)} matching none of the allowed shapes"
+        return f"{_type_name(error.instance)} failing {error.validator} {error.validator_value!r}"
     text = str(error.message)
     return text if len(text) <= 200 else text[:197] + "..."
 

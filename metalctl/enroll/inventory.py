@@ -17,15 +17,14 @@ Nothing is sent to Ironic until the whole file validates. Passwords are wrapped 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import netaddr
-import yaml
 
+from metalctl import data as datafiles
 from metalctl.credentials import Secret
 from metalctl.errors import InputError
 from metalctl.model.mac import mac_problem
@@ -33,17 +32,6 @@ from metalctl.model.node import DesiredNode
 
 _PASSWORD_FIELDS = {"redfish": "redfish_password", "idrac": "redfish_password",
                     "ipmi": "ipmi_password"}
-_NODE_FIELDS = {"name", "uuid", "driver", "driver_info", "properties", "resource_class",
-                "conductor_group", "extra", "ports", "portgroups", "description", "owner",
-                "lessee", "network_interface", "boot_interface", "deploy_interface",
-                "inspect_interface", "management_interface", "power_interface",
-                "bios_interface", "raid_interface", "vendor_interface", "console_interface",
-                "rescue_interface", "storage_interface", "firmware_interface", "chassis_uuid",
-                "automated_clean", "instance_info", "network_data", "shard"}
-_INSTACK_FIELDS = {"pm_type", "pm_addr", "pm_user", "pm_password", "pm_port", "pm_system_id",
-                   "ports", "mac", "cpu", "memory", "disk", "arch", "name", "capabilities",
-                   "profile", "root_device", "resource_class", "conductor_group", "kernel_id",
-                   "ramdisk_id", "platform", "_comment", "uuid", "pm_verify_ca"}
 _PM_TYPES = {"ipmi": "ipmi", "pxe_ipmitool": "ipmi", "redfish": "redfish", "idrac": "idrac",
              "pxe_drac": "idrac"}
 
@@ -51,45 +39,26 @@ _PM_TYPES = {"ipmi": "ipmi", "pxe_ipmitool": "ipmi", "redfish": "redfish", "idra
 def load(path: Path) -> list[DesiredNode]:
     """Read a baremetal-create file or an instackenv file (detected by its fields).
 
+    The file is read through :func:`metalctl.data.load` (bounded, UTF-8, no YAML
+    aliases) and validated against the ``instackenv`` or ``baremetal-nodes`` schema
+    before any field is used.
+
     Raises:
-        InputError: naming the file and the field at fault.
+        InputError: naming the file, the field at fault and its line.
     """
-    data = _parse(path)
-    nodes = data.get("nodes")
-    if not isinstance(nodes, list):
-        raise InputError(str(path), "nodes", "missing or not a list")
-    is_instack = any(isinstance(n, Mapping) and "pm_type" in n for n in nodes)
-    if not is_instack:
-        unknown = set(data) - {"nodes", "chassis"}
-        if unknown:
-            raise InputError(str(path), sorted(unknown)[0],
-                             "unknown top-level key (allowed: chassis, nodes)")
+    path = Path(path)
+    if path.suffix not in (".json", ".yaml", ".yml"):
+        raise InputError(str(path), "(file)", "extension must be .json, .yaml or .yml")
+    data, lines = datafiles.load_with_lines(path)
+    nodes = data.get("nodes") if isinstance(data, Mapping) else None
+    is_instack = isinstance(nodes, list) and any(
+        isinstance(n, Mapping) and "pm_type" in n for n in nodes)
+    datafiles.validate(data, "instackenv" if is_instack else "baremetal-nodes", str(path),
+                       lines)
     reader = _from_instack if is_instack else _from_baremetal
     desired = [reader(path, i, raw) for i, raw in enumerate(nodes)]
     check_unique(path, desired)
     return desired
-
-
-def _parse(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise InputError(str(path), "(file)", "does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
-        else:
-            raise InputError(str(path), "(file)", "extension must be .json, .yaml or .yml")
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), f"line {exc.lineno}", f"not valid JSON: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(document)"
-        raise InputError(str(path), where, "not valid YAML") from None
-    if not isinstance(data, Mapping):
-        raise InputError(str(path), "(top level)", "must be a mapping with a 'nodes' list")
-    return dict(data)
 
 
 def normalise_mac(path: str, field: str, value: Any) -> str:
@@ -131,9 +100,6 @@ def _from_baremetal(path: Path, i: int, raw: Any) -> DesiredNode:
     where = f"nodes[{i}]"
     if not isinstance(raw, Mapping):
         raise InputError(str(path), where, "must be a mapping")
-    unknown = set(raw) - _NODE_FIELDS
-    if unknown:
-        raise InputError(str(path), f"{where}.{sorted(unknown)[0]}", "unknown node field")
     driver = raw.get("driver")
     if not isinstance(driver, str) or not driver:
         raise InputError(str(path), f"{where}.driver", "required")
@@ -157,9 +123,6 @@ def _from_instack(path: Path, i: int, raw: Any) -> DesiredNode:
     where = f"nodes[{i}]"
     if not isinstance(raw, Mapping):
         raise InputError(str(path), where, "must be a mapping")
-    unknown = set(raw) - _INSTACK_FIELDS
-    if unknown:
-        raise InputError(str(path), f"{where}.{sorted(unknown)[0]}", "unknown field")
     pm_type = raw.get("pm_type")
     driver = _PM_TYPES.get(str(pm_type))
     if driver is None:
@@ -167,17 +130,20 @@ def _from_instack(path: Path, i: int, raw: Any) -> DesiredNode:
                          f"{pm_type!r} is not one of {sorted(_PM_TYPES)}")
     if not raw.get("pm_addr"):
         raise InputError(str(path), f"{where}.pm_addr", "required")
+    port = int(raw["pm_port"]) if raw.get("pm_port") else None  # the schema: digits only
+    if port is not None and not 0 < port < 65536:
+        raise InputError(str(path), f"{where}.pm_port", f"{port} is not a port (1-65535)")
     if driver == "ipmi":
         info: dict[str, Any] = {"ipmi_address": raw["pm_addr"],
                                 "ipmi_username": raw.get("pm_user")}
-        if raw.get("pm_port"):
-            info["ipmi_port"] = int(raw["pm_port"])
+        if port:
+            info["ipmi_port"] = port
     else:
         if not raw.get("pm_system_id"):
             raise InputError(str(path), f"{where}.pm_system_id", "required for Redfish")
         address = str(raw["pm_addr"])
         if "://" not in address:
-            address = "https://" + address + (f":{raw['pm_port']}" if raw.get("pm_port") else "")
+            address = "https://" + address + (f":{port}" if port else "")
         info = {"redfish_address": address, "redfish_system_id": raw["pm_system_id"],
                 "redfish_username": raw.get("pm_user")}
         if "pm_verify_ca" in raw:

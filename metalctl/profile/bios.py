@@ -24,40 +24,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
+from metalctl import data as datafiles
 from metalctl.bmc.bios import RedfishBios
 from metalctl.data.paths import data_dir
-from metalctl.errors import BiosError, InputError, MetalctlError
+from metalctl.errors import BiosError, MetalctlError
 from metalctl.model.bios import BiosState, DiffRow, as_text, diff, validate_against
 
 LOG = logging.getLogger(__name__)
-
-VENDOR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["vendor", "match", "intents"],
-    "properties": {
-        "vendor": {"type": "string"},
-        "verified": {"type": "boolean"},
-        "match": {"type": "object", "additionalProperties": False, "required": ["manufacturer"],
-                  "properties": {"manufacturer": {"type": "array",
-                                                  "items": {"type": "string"}}}},
-        "intents": {"type": "object", "additionalProperties": {
-            "oneOf": [{"$ref": "#/$defs/setting"},
-                      {"type": "array", "items": {"$ref": "#/$defs/setting"}}]}},
-        "requires": {"type": "array", "items": {
-            "type": "object", "additionalProperties": False, "required": ["when_any", "set"],
-            "properties": {"when_any": {"type": "array", "items": {"type": "string"}},
-                           "set": {"type": "object"}}}},
-    },
-    "$defs": {"setting": {"type": "object", "additionalProperties": False,
-                          "required": ["attribute", "values"],
-                          "properties": {"attribute": {"type": "string"},
-                                         "values": {"type": "object"}}}},
-}
-
 
 class BiosOutcome(str, Enum):
     UNCHANGED = "unchanged"
@@ -128,18 +101,15 @@ class BiosLibrary:
 
 @lru_cache(maxsize=8)
 def _load_maps(dirs: tuple[Path, ...]) -> list[VendorMap]:
+    """Every vendor map in ``dirs`` (first one per vendor wins), schema ``bios-map``.
+
+    Raises:
+        InputError: a map file that does not validate (file, field, line).
+    """
     seen: dict[str, VendorMap] = {}
-    validator = jsonschema.Draft202012Validator(VENDOR_SCHEMA)
     for d in dirs:
         for path in sorted(d.glob("*.yaml")):
-            try:
-                data = yaml.safe_load(path.read_text())
-            except yaml.YAMLError as exc:
-                raise InputError(str(path), "-", f"not valid YAML: {exc}") from None
-            errors = sorted(validator.iter_errors(data), key=lambda e: -len(e.absolute_path))
-            if errors:
-                where = ".".join(str(p) for p in errors[0].absolute_path) or "-"
-                raise InputError(str(path), where, errors[0].message)
+            data = datafiles.load(path, "bios-map")
             intents = {k: v if isinstance(v, list) else [v] for k, v in data["intents"].items()}
             m = VendorMap(vendor=data["vendor"],
                           manufacturers=tuple(s.lower() for s in data["match"]["manufacturer"]),

@@ -9,19 +9,19 @@ validated again (a child may complete what a parent left out).
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
-
+from metalctl import data as datafiles
 from metalctl.data.merge import deep_merge
 from metalctl.data.paths import data_dir
-from metalctl.errors import ProfileError
+from metalctl.errors import InputError, ProfileError
 
 MAX_DEPTH = 8
+#: a profile name is a file stem in a profile directory, never a path
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 #: keys of which a profile gives one; a child's choice replaces its parent's
 EXCLUSIVE = {"hugepages": ("percent_per_numa", "gib_per_numa")}
 
@@ -59,11 +59,19 @@ class ProfileLibrary:
         seen: dict[str, None] = {}
         for d in self.dirs:
             for p in sorted(d.glob("*.yaml")):
-                if p.stem != "schema":
-                    seen.setdefault(p.stem, None)
+                seen.setdefault(p.stem, None)
         return list(seen)
 
     def path(self, name: str) -> Path:
+        """The file of profile ``name``, only ever inside the profile directories.
+
+        Raises:
+            ProfileError: unknown, or not a plain name (``../../x``, ``a/b``).
+        """
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ProfileError(path=str(name), field="profile",
+                               reason="not a profile name (letters, digits, '.', '-', '_'; "
+                                      "no path separators)")
         for d in self.dirs:
             p = d / f"{name}.yaml"
             if p.is_file():
@@ -93,7 +101,11 @@ class ProfileLibrary:
             chain.append(current)
             layers.append(data)
             parent = data.get("extends")
-            current = self.path(parent) if parent else None
+            try:
+                current = self.path(parent) if parent else None
+            except ProfileError as exc:
+                raise ProfileError(path=str(chain[-1]), field="extends",
+                                   reason=f"{parent!r}: {exc.reason}") from None
         merged: dict[str, Any] = {}
         for layer in reversed(layers):
             for section, keys in EXCLUSIVE.items():
@@ -108,57 +120,41 @@ class ProfileLibrary:
                        description=str(merged.get("description", "")).strip())
 
 
-@lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
-    with (data_dir("profiles") / "schema.yaml").open() as f:
-        return yaml.safe_load(f)
+    """The profile JSON Schema (``metalctl/data/schemas/profile.yaml``)."""
+    return datafiles.schema("profile")
 
 
 def read_file(path: Path) -> dict[str, Any]:
-    """Load and validate one profile file on its own."""
+    """Load and validate one profile file on its own (through :func:`metalctl.data.load`).
+
+    Raises:
+        ProfileError: naming the file, the field and the line.
+    """
     try:
-        with path.open() as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise ProfileError(path=str(path), field="-", reason=exc.strerror or str(exc)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "-"
-        raise ProfileError(path=str(path), field=where,
-                           reason=f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        data, lines = datafiles.load_with_lines(path)
+    except InputError as exc:
+        raise ProfileError(path=exc.path, field=exc.field, reason=exc.reason,
+                           line=exc.line) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ProfileError(path=str(path), field="-", reason="a profile is a mapping of keys")
-    validate(data, str(path))
+        raise ProfileError(path=str(path), field="(top level)",
+                           reason="a profile is a mapping of keys")
+    validate(data, str(path), lines)
     return data
 
 
-def validate(data: dict[str, Any], path: str) -> None:
-    """Raise ProfileError for the first (most specific) schema violation."""
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (-len(e.absolute_path), e.path))
-    if not errors:
-        return
-    err = errors[0]
-    where = ".".join(str(p) for p in err.absolute_path) or "-"
-    if err.validator == "additionalProperties":
-        known = sorted((err.schema.get("properties") or {}).keys())
-        extra = sorted(set(err.instance) - set(known))
-        key = extra[0]
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-        field_name = f"{where}.{key}" if where != "-" else key
-        raise ProfileError(path=path, field=field_name, reason="unknown key" + hint)
-    if err.validator == "oneOf" and where.endswith("hugepages"):
-        raise ProfileError(path=path, field=where,
+def validate(data: dict[str, Any], path: str,
+             lines: dict[tuple[str | int, ...], int] | None = None) -> None:
+    """Raise ProfileError for the most relevant schema violation (file, field, line)."""
+    hugepages = data.get("hugepages")
+    if isinstance(hugepages, dict) and set(EXCLUSIVE["hugepages"]) <= set(hugepages):
+        line = (lines or {}).get(("hugepages",))
+        raise ProfileError(path=path, field="hugepages", line=line,
                            reason="give exactly one of percent_per_numa or gib_per_numa")
-    raise ProfileError(path=path, field=where, reason=_short(err))
-
-
-def _short(err: jsonschema.ValidationError) -> str:
-    if err.validator == "enum":
-        return f"{err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
-    if err.validator == "type":
-        return f"{err.instance!r} is not of type {err.validator_value}"
-    return err.message
+    try:
+        datafiles.validate(data, "profile", path, lines)
+    except InputError as exc:
+        raise ProfileError(path=exc.path, field=exc.field, reason=exc.reason,
+                           line=exc.line) from None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metalctl import data as datafiles
 from metalctl import fleet
 from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
@@ -63,22 +64,33 @@ def resolve(store: Store, ref: str) -> NodeRef:
 
 
 def read_facts_file(path: Path) -> Topology:
-    """Collector output (text), Ironic inspection data (JSON) or a saved Topology."""
+    """Collector output (text), Ironic inspection data (JSON) or a saved Topology.
+
+    Read through :func:`metalctl.data.read_text` (bounded, UTF-8); JSON is validated
+    against the ``ironic-inspection`` or ``facts`` schema before it is used.
+
+    Raises:
+        InputError: naming the file, the field and the line.
+    """
+    text = datafiles.read_text(path)
+    if not text.lstrip().startswith("{"):
+        return inband.parse(text, path=str(path))
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(str(path), "-", exc.strerror or str(exc)) from None
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(str(path), f"line {exc.lineno}", f"not JSON: {exc.msg}") from None
-        if "numa_topology" in data or "inventory" in data or "plugin_data" in data:
-            return ironic_inspection.parse(data, str(path))
-        if "cpus" in data:
-            return Topology.from_dict(data)
-        raise InputError(str(path), "-", "neither Ironic inspection data nor metalctl facts")
-    return inband.parse(text, path=str(path))
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(str(path), "(syntax)", f"not JSON: {exc.msg}", exc.lineno) from None
+    except RecursionError:
+        raise InputError(str(path), "(syntax)", "nested too deeply") from None
+    if not isinstance(data, dict):
+        raise InputError(str(path), "(top level)", "expected a JSON object")
+    if "numa_topology" in data or "inventory" in data or "plugin_data" in data:
+        datafiles.validate(data, "ironic-inspection", str(path))
+        return ironic_inspection.parse(data, str(path))
+    if "cpus" in data:
+        datafiles.validate(data, "facts", str(path))
+        return Topology.from_dict(data)
+    raise InputError(str(path), "(top level)",
+                     "neither Ironic inspection data nor metalctl facts")
 
 
 def collect(store: Store, node: NodeRef, *, local: bool = False, ssh: SshTarget | None = None,

@@ -36,7 +36,8 @@ def served(tmp_path_factory):
             log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
             procs.append((subprocess.Popen(
                 [str(peers.peer_bin("sushy-static")), "-i", address, "-p", "8000",
-                 "-m", str(SAMPLES / name / "redfish" / "v1")], stdout=log, stderr=subprocess.STDOUT), log))
+                 "-m", str(SAMPLES / name / "redfish" / "v1")],
+                stdout=log, stderr=subprocess.STDOUT), log))
             where[name] = address
         for name, address in where.items():
             deadline = time.monotonic() + 30

@@ -45,7 +45,7 @@ def test_unknown_vendor_is_a_clear_error():
 def test_a_broken_vendor_map_names_file_and_field(tmp_path):
     (tmp_path / "x.yaml").write_text("vendor: x\nmatch: {manufacturer: [x]}\nintents:\n"
                                      "  turbo: {attribute: T}\n")
-    with pytest.raises(InputError, match=r"x.yaml: intents.turbo"):
+    with pytest.raises(InputError, match=r"x.yaml:4: intents.turbo"):
         bios.BiosLibrary([tmp_path]).maps()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,41 @@ def test_json_errors_carry_the_line(tmp_path):
     with pytest.raises(InputError) as ei:
         load(write(tmp_path, '{\n  "a": 1,\n  oops\n}', "x.json"))
     assert ei.value.line == 3
+
+
+def test_dates_stay_text_and_impossible_dates_are_field_errors(tmp_path):
+    p = write(tmp_path, "d: 2027-06-30\n", "d.yaml")
+    assert load(p) == {"d": "2027-06-30"}
+    schema = {"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}
+    bad = write(tmp_path, "d: 2027-02-30\n", "bad.yaml")
+    with pytest.raises(InputError) as exc:
+        load(bad, schema)
+    assert (exc.value.field, exc.value.line) == ("d", 1)
+    assert "not a date" in exc.value.reason
+
+
+def test_control_characters_and_fifos_are_input_errors(tmp_path):
+    with pytest.raises(InputError) as exc:
+        load(write(tmp_path, "a: \x1f\n", "c.yaml"))
+    assert exc.value.field == "(syntax)"
+    fifo = tmp_path / "f.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        load(fifo)
+
+
+def test_errors_never_quote_a_container(tmp_path):
+    """A mapping beside the bad field may hold a password: name its type, never print it."""
+    p = write(tmp_path, "n: [{password: hunter2-x, port: 1}, 2]\n", "n.yaml")
+    schema = {"type": "object", "properties": {"n": {"type": "array", "maxItems": 1}}}
+    with pytest.raises(InputError) as exc:
+        load(p, schema)
+    assert exc.value.field == "n"
+    assert "hunter2" not in str(exc.value)
+
+
+def test_mgmt_address_must_be_an_ip(tmp_path):
+    p = write(tmp_path, "hosts:\n  - {name: c1, ssh: c1.example, mgmt_address: c1.example}\n")
+    with pytest.raises(InputError) as exc:
+        load(p, "hosts")
+    assert exc.value.field == "hosts[0].mgmt_address"

@@ -45,7 +45,7 @@ def write(tmp_path, name, data):
       "ports": [{"address": "zz:11:22:33:44:55"}]}, "nodes[1].ports[0].address",
      "is not a MAC"),
     ({"driver": "ipmi", "driver_info": {"ipmi_address": "127.0.0.9"}, "colour": "red"},
-     "nodes[1].colour", "unknown node field"),
+     "nodes[1].colour", "unknown key"),
     ({"driver_info": {"ipmi_address": "127.0.0.9"}}, "nodes[1].driver", "required"),
     ({"driver": "ipmi", "driver_info": {"ipmi_address": "127.0.0.1"}}, "nodes[1]",
      "same BMC as nodes[0]"),
@@ -70,7 +70,8 @@ def test_malformed_yaml_names_line(tmp_path):
     p.write_text("nodes:\n  - name: a\n   driver: [\n")
     with pytest.raises(InputError) as exc:
         inventory.load(p)
-    assert exc.value.field.startswith("line ")
+    assert exc.value.field == "(syntax)"
+    assert exc.value.line == 3
 
 
 def test_instackenv_redfish_needs_system_id(tmp_path):
@@ -79,3 +80,23 @@ def test_instackenv_redfish_needs_system_id(tmp_path):
     with pytest.raises(InputError) as exc:
         inventory.load(p)
     assert exc.value.field == "nodes[0].pm_system_id"
+
+
+@pytest.mark.parametrize(("port", "reason"), [("ssh", "pm_port"), ("99999", "not a port"),
+                                              (70000, "pm_port")])
+def test_instackenv_port_as_a_word_or_out_of_range(tmp_path, port, reason):
+    p = write(tmp_path, "instackenv.json", {"nodes": [
+        {"pm_type": "ipmi", "pm_addr": "127.0.0.1", "pm_port": port}]})
+    with pytest.raises(InputError) as exc:
+        inventory.load(p)
+    assert exc.value.field == "nodes[0].pm_port"
+    assert reason in str(exc.value)
+
+
+def test_string_where_a_list_belongs_is_refused(tmp_path):
+    p = write(tmp_path, "instackenv.json", {"nodes": [
+        {"pm_type": "ipmi", "pm_addr": "127.0.0.1", "mac": "52:54:00:00:00:01"}]})
+    with pytest.raises(InputError) as exc:
+        inventory.load(p)
+    assert exc.value.field == "nodes[0].mac"
+    assert "expected array, got a string" in exc.value.reason

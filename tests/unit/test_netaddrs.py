@@ -49,3 +49,53 @@ def test_same_addresses_on_other_ports_do_not_overlap():
 def test_huge_scan_needs_explicit_limit():
     with pytest.raises(InputError, match="exceed"):
         parse_targets(["10.0.0.0/8"])
+
+
+def test_scheme_prefix_keeps_the_whole_range():
+    t = parse_target("ipmi://127.0.0.1-12")
+    assert list(t) == [f"127.0.0.{i}" for i in range(1, 13)]
+    assert t.size == 12
+    assert t.scheme == "ipmi"
+    net = parse_target("ipmi://10.0.0.0/30")
+    assert list(net) == ["10.0.0.1", "10.0.0.2"]
+    assert net.size == 2
+
+
+@pytest.mark.parametrize("bad", ["[fd00::1", "[fd00::1]x", "[fd00::1]:", "[bmc.example]:623",
+                                 "fd00::1]", "10.0.0.1:", "ipmi://"])
+def test_malformed_brackets_and_ports_refused(bad):
+    with pytest.raises(InputError) as exc:
+        parse_targets([bad])
+    assert exc.value.path == "targets[0]"
+
+
+@pytest.mark.parametrize(("a", "b"), [("bmc.example", "BMC.Example"),
+                                      ("10.0.0.1", "::ffff:10.0.0.1"),
+                                      ("10.0.0.0/30", "[::ffff:10.0.0.2]"),
+                                      ("10.0.0.0/24", "10.0.0.200-10.0.1.5")])
+def test_overlap_is_case_insensitive_and_sees_mapped_ipv4(a, b):
+    with pytest.raises(InputError, match=r"overlaps targets\[0\]"):
+        parse_targets([a, b])
+
+
+def test_overlap_check_never_intersects_pairwise(monkeypatch):
+    """2,000 disjoint targets parse with no IPSet intersection at all (one sort + sweep);
+    the quadratic check made 2,000 * 1,999 / 2 intersections."""
+    import netaddr
+
+    calls = {"and": 0}
+    real_and = netaddr.IPSet.__and__
+
+    def counting_and(self, other):
+        calls["and"] += 1
+        return real_and(self, other)
+
+    monkeypatch.setattr(netaddr.IPSet, "__and__", counting_and)
+    monkeypatch.setattr(netaddr.IPSet, "intersection", counting_and)
+    texts = [f"10.{i // 250}.{i % 250}.1" for i in range(2000)] + [f"bmc-{i}.example"
+                                                                   for i in range(500)]
+    targets = parse_targets(texts)
+    assert len(targets) == 2500
+    assert calls["and"] == 0
+    with pytest.raises(InputError, match=r"targets\[2500\].*overlaps targets\[1999\]"):
+        parse_targets([*texts, "10.7.249.1"])

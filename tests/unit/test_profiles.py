@@ -40,17 +40,17 @@ def test_unknown_key_names_file_key_and_suggestion(tmp_path):
     path = write(tmp_path, "bad", "extends: nfv-sriov\ncpu:\n  host_cores_per_numaa: 2\n")
     with pytest.raises(ProfileError) as exc:
         ProfileLibrary([tmp_path]).load("bad")
-    assert str(exc.value) == (f"{path}: cpu.host_cores_per_numaa: unknown key; "
+    assert str(exc.value) == (f"{path}:3: cpu.host_cores_per_numaa: unknown key; "
                               "did you mean 'host_cores_per_numa'?")
 
 
 def test_bad_value_and_type(tmp_path):
     write(tmp_path, "v", "cpu: {isolation: maybe}\n")
-    with pytest.raises(ProfileError, match=r"v.yaml: cpu.isolation: 'maybe' is not one of"):
+    with pytest.raises(ProfileError, match=r"v.yaml:1: cpu.isolation: 'maybe' is not one of"):
         ProfileLibrary([tmp_path]).load("v")
     write(tmp_path, "t", "sriov:\n  nics:\n    - {match: {driver: ice}, vfs: many, "
                          "physical_network: p}\n")
-    with pytest.raises(ProfileError, match=r"t.yaml: sriov.nics.0.vfs"):
+    with pytest.raises(ProfileError, match=r"t.yaml:3: sriov.nics\[0\].vfs"):
         ProfileLibrary([tmp_path]).load("t")
     write(tmp_path, "h", "hugepages: {size: 1G, percent_per_numa: 50, gib_per_numa: 4}\n")
     with pytest.raises(ProfileError, match="exactly one of percent_per_numa or gib_per_numa"):
@@ -65,5 +65,5 @@ def test_unknown_profile_loop_and_yaml_errors(tmp_path):
     with pytest.raises(ProfileError, match="extends loop: a -> b -> a"):
         ProfileLibrary([tmp_path]).load("a")
     write(tmp_path, "y", "cpu: [unclosed\n")
-    with pytest.raises(ProfileError, match=r"y.yaml: line \d+: not valid YAML"):
+    with pytest.raises(ProfileError, match=r"y.yaml:\d+: \(syntax\): "):
         ProfileLibrary([tmp_path]).load("y")
