@@ -157,6 +157,9 @@ def host_interface_macs(reader: RawReader, managers: list[dict[str, Any]]) -> se
 
 
 def _looks_like_host_interface(nic: dict[str, Any]) -> bool:
+    # EthernetInterface v1.6+: the Redfish host interface is "Virtual" (Supermicro usb0)
+    if str(nic.get("EthernetInterfaceType") or "") == "Virtual":
+        return True
     text = " ".join(str(nic.get(k) or "") for k in ("Id", "Name", "Description")).lower()
     if any(h in text for h in _HOST_INTERFACE_HINTS):
         return True
@@ -189,9 +192,13 @@ def adapters_by_mac(reader: RawReader, chassis: list[dict[str, Any]]) -> dict[st
                     continue
                 pcie = (fn.get("Links") or {}).get("PCIeFunction") or {}
                 pci = reader.doc(pcie.get("@odata.id")) if isinstance(pcie, dict) else {}
+                # the function's own VF budget (HPE iLO 6), else the adapter's
+                vfs = _int(fn.get("MaxVirtualFunctions"))
+                vfs = vfs if vfs is not None else max_vfs
                 out[mac] = {"pci_vendor_id": _hex(pci.get("VendorId")),
                             "pci_device_id": _hex(pci.get("DeviceId")),
-                            "sriov_capable": sriov, "max_vfs": max_vfs}
+                            "sriov_capable": bool(vfs) if vfs is not None else sriov,
+                            "max_vfs": vfs}
     return out
 
 
@@ -208,13 +215,16 @@ def nics(reader: RawReader, system: dict[str, Any], managers: list[dict[str, Any
     adapters = adapters_by_mac(reader, chassis)
     out: list[NicFacts] = []
     seen: set[str] = set()
-    for nic in reader.members(system.get("EthernetInterfaces")):
-        mac = _mac(nic.get("PermanentMACAddress")) or _mac(nic.get("MACAddress"))
-        if not mac or mac in seen:
-            continue  # a VLAN or sub-interface repeats its parent's MAC
-        vlan = nic.get("VLAN")
-        if isinstance(vlan, dict) and vlan.get("VLANEnable") and "." in str(nic.get("Id")):
+    members = reader.members(system.get("EthernetInterfaces"))
+    macs = [_mac(n.get("PermanentMACAddress")) or _mac(n.get("MACAddress")) for n in members]
+    for nic, mac in zip(members, macs, strict=True):
+        if not mac:
             continue
+        vlan = nic.get("VLAN")
+        if isinstance(vlan, dict) and vlan.get("VLANEnable") and macs.count(mac) > 1:
+            continue  # a VLAN sub-interface repeating its parent's MAC, listed in any order
+        if mac in seen:
+            continue  # any other repeat of a MAC already recorded
         if mac in hidden or _looks_like_host_interface(nic):
             LOG.debug("BMC %s: %s is the Redfish host interface; not a NIC",
                       reader.address, mac)

@@ -239,6 +239,8 @@ def _disks(address: str, system: Any) -> tuple[DiskFacts, ...]:
         out = []
         for storage in system.storage.get_members():
             for drive in storage.drives:
+                if _enum(getattr(drive.status, "state", None)) == "Absent":
+                    continue  # an empty bay
                 out.append(DiskFacts(name=drive.name, model=drive.model,
                                      serial=drive.serial_number, media_type=_enum(drive.media_type),
                                      size_gib=_gib(drive.capacity_bytes), source=SOURCE))
@@ -247,7 +249,8 @@ def _disks(address: str, system: Any) -> tuple[DiskFacts, ...]:
     def via_simple() -> list[DiskFacts]:
         return [DiskFacts(name=d.name, model=d.model, size_gib=_gib(d.capacity_bytes),
                           source=SOURCE)
-                for s in system.simple_storage.get_members() for d in s.devices]
+                for s in system.simple_storage.get_members() for d in s.devices
+                if _enum(getattr(d.status, "state", None)) != "Absent"]  # empty bays
 
     return tuple(_optional("Storage", address, via_storage)
                  or _optional("SimpleStorage", address, via_simple) or ())
