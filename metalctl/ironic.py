@@ -137,6 +137,7 @@ class Ironic:
 
     @translated
     def nodes(self) -> list[dict[str, Any]]:
+        """Return every Ironic node (the ``NODE_FIELDS`` of each)."""
         return [n.to_dict() for n in self.client.node.list(fields=NODE_FIELDS,
                                                            limit=0)]
 
@@ -149,23 +150,28 @@ class Ironic:
 
     @translated
     def ports(self) -> list[dict[str, Any]]:
+        """Return every Ironic port: uuid, address and node."""
         return [p.to_dict() for p in self.client.port.list(
             fields=["uuid", "address", "node_uuid"], limit=0)]
 
     @translated
     def node(self, ident: str) -> dict[str, Any]:
+        """Return the Ironic node ``ident`` (UUID or name)."""
         return self.client.node.get(ident, fields=NODE_FIELDS).to_dict()
 
     @translated
     def create_node(self, **attrs: Any) -> dict[str, Any]:
+        """Create an Ironic node with ``attrs`` and return it."""
         return self.client.node.create(**attrs).to_dict()
 
     @translated
     def update_node(self, uuid: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        """Apply a JSON patch to node ``uuid`` and return the node."""
         return self.client.node.update(uuid, patch).to_dict()
 
     @translated
     def create_port(self, node_uuid: str, address: str) -> dict[str, Any]:
+        """Create a port with MAC ``address`` on node ``node_uuid`` and return it."""
         return self.client.port.create(node_uuid=node_uuid, address=address).to_dict()
 
     @translated
@@ -185,4 +191,5 @@ class Ironic:
 
     @translated
     def set_power_state(self, uuid: str, state: str) -> None:
+        """Ask Ironic to set node ``uuid``'s power ``state`` (on, off, reboot...)."""
         self.client.node.set_power_state(uuid, state)

@@ -105,9 +105,11 @@ class RedactingFilter(logging.Filter):
         register(secrets)
 
     def scrub(self, text: str) -> str:
+        """Return ``text`` with secrets masked and control characters defanged."""
         return defang(scrub(text))
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Scrub the record's message and traceback in place; never drops a record."""
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a broken format string is not our concern here

@@ -39,6 +39,7 @@ class _Counter:
         self.channels: dict[str, int] = {}
 
     def add(self, table: dict[str, int], label: str) -> None:
+        """Count one more of ``label`` in ``table``, thread-safely."""
         with self._lock:
             table[label] = table.get(label, 0) + 1
 
@@ -56,6 +57,7 @@ class _RefuseUnknownKey(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
+        """Refuse a host whose key is not in known_hosts (never add it)."""
         raise _UnknownHostKey(f"{hostname}: host key not in known_hosts")
 
 
@@ -133,6 +135,7 @@ def connect(target: SshTarget) -> Connection:
 
 @dataclass(frozen=True)
 class ScriptResult:
+    """What a remote script returned: exit status and its output."""
     exited: int  # -1: the session ended without an exit status (host dropped)
     stdout: str
     stderr: str

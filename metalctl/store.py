@@ -84,12 +84,14 @@ BUSY_TIMEOUT_S = 30.0
 
 
 def default_path() -> Path:
+    """Return the store path: ``$METALCTL_STORE``, else ``~/.local/state/metalctl/metalctl.db``."""
     if os.environ.get("METALCTL_STORE"):
         return Path(os.environ["METALCTL_STORE"])
     return Path.home() / ".local" / "state" / "metalctl" / "metalctl.db"
 
 
 def now() -> str:
+    """Return the current UTC time as an ISO 8601 string to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -128,6 +130,7 @@ class Store:
         return self
 
     def close(self) -> None:
+        """Close the database connection; closing twice is harmless."""
         if self._conn:
             self._conn.close()
             self._conn = None
@@ -255,6 +258,7 @@ class Store:
         ]
 
     def discovered_records(self) -> list[DiscoveryRecord]:
+        """Return the discovery record of every stored node."""
         return [DiscoveryRecord.from_dict(n["record"]) for n in self.nodes()]
 
     def find(self, ref: str) -> dict[str, Any] | None:
@@ -267,10 +271,12 @@ class Store:
     # --- per-stage data (topology facts, profile plans, ...) ----------------------------
 
     def put_data(self, key: str, kind: str, data: dict[str, Any]) -> None:
+        """Store ``data`` of ``kind`` (topology, plan, bios...) for node ``key``, replacing any."""
         self._exec("INSERT OR REPLACE INTO node_data (node_key, kind, data, at) "
                    "VALUES (?, ?, ?, ?)", (key, kind, json.dumps(data, default=str), now()))
 
     def get_data(self, key: str, kind: str) -> dict[str, Any] | None:
+        """Return the data of ``kind`` stored for node ``key``, or None."""
         rows = self._query("SELECT data FROM node_data WHERE node_key = ? AND kind = ?",
                           (key, kind))
         return json.loads(rows[0][0]) if rows else None
@@ -287,20 +293,24 @@ class Store:
                            [(scan_id, *row) for row in rows])
 
     def audit_scans(self) -> list[dict[str, Any]]:
+        """Return every audit scan (id, time, summary), oldest first."""
         return [{"scan_id": s, "at": a, "summary": json.loads(m)} for s, a, m in self._query(
             "SELECT scan_id, at, summary FROM audit_scans ORDER BY at, rowid")]
 
     def audit_results(self, scan_id: str) -> dict[tuple[str, str], str]:
+        """Return the status of each (host, rule) in audit scan ``scan_id``."""
         return {(h, r): st for h, r, st in self._query(
             "SELECT host, rule, status FROM audit_results WHERE scan_id = ?", (scan_id,))}
 
     # --- events -------------------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
+        """Record ``event`` in its own transaction."""
         with self._tx() as tx:
             _insert_event(tx, event)
 
     def events(self, key: str | None = None) -> Iterator[Event]:
+        """Yield the events of node ``key`` (of every node when None), oldest first."""
         sql = "SELECT node_key, stage, action, at, changes, error FROM events"
         args: tuple[Any, ...] = ()
         if key:

@@ -59,6 +59,7 @@ def _message(r: Result) -> str:
 
 
 def table(report: Report, out: TextIO, all_results: bool = False) -> None:
+    """Write one table per host to ``out``: its failures, or every result with ``all_results``."""
     # host text (evidence read from the host, errors) is plain text: no markup, no emoji
     console = Console(file=out, emoji=False, width=None if out.isatty() else 200)
     for h in report.hosts:
@@ -103,6 +104,7 @@ def table(report: Report, out: TextIO, all_results: bool = False) -> None:
 
 
 def to_json(report: Report) -> str:
+    """Return the report as indented JSON."""
     return json.dumps(report.to_dict(), indent=2, default=str)
 
 
@@ -110,6 +112,7 @@ def to_json(report: Report) -> str:
 
 
 def junit(report: Report) -> str:
+    """Return the report as JUnit XML: one test suite per host, one test case per rule."""
     root = ET.Element("testsuites", name="metalctl audit")
     totals: Counter[str] = Counter()
     for h in report.hosts:
@@ -156,6 +159,7 @@ def junit(report: Report) -> str:
 
 
 def sarif(report: Report) -> str:
+    """Return the report as a SARIF 2.1.0 log, one rule descriptor per rule."""
     rule_ids = sorted(report.rules)
     index = {rid: i for i, rid in enumerate(rule_ids)}
     rules = []
@@ -235,6 +239,7 @@ def _e(value: Any) -> str:
 
 
 def html_report(report: Report) -> str:
+    """Return the report as one self-contained HTML page."""
     counts = Counter(r.status for r in report.results())
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
            f"<title>metalctl audit {report.scan_id}</title><style>{CSS}</style></head><body>",

@@ -11,6 +11,7 @@ from metalctl.store import Store
 
 
 def save(store: Store, report: Report) -> None:
+    """Store the report's results and a summary (hosts, failures, hosts in error)."""
     rows = [(r.host, r.rule, r.status, r.severity,
              json.dumps({"expected": r.evidence.expected, "actual": r.evidence.actual}))
             for r in report.results()]
@@ -34,6 +35,11 @@ def baseline(store: Store, since: str) -> dict[str, Any]:
 
 
 def compare(store: Store, report: Report, since: str) -> dict[str, Any]:
+    """Compare the report with the scan ``since`` names: new failures, fixed, still failing.
+
+    Raises:
+        InputError: no earlier scan matches ``since``.
+    """
     base = baseline(store, since)
     before = store.audit_results(base["scan_id"])
     now = {(r.host, r.rule): r.status for r in report.results()}

@@ -18,6 +18,7 @@ SCHEMA = "metalctl-audit/1"
 
 @dataclass
 class Evidence:
+    """What a result was judged on: where the value came from, expected and actual."""
     source: str | None = None  # file, command or "sshd -T" the value was read from
     expected: str | None = None
     actual: str | None = None
@@ -26,6 +27,7 @@ class Evidence:
 
 @dataclass
 class Result:
+    """One rule's outcome on one host or BMC, with its evidence and remediation."""
     host: str
     rule: str
     title: str
@@ -39,11 +41,13 @@ class Result:
     original_status: AuditStatus | None = None  # what a waived result would have been
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the result as a plain dict for JSON reports."""
         return asdict(self)
 
 
 @dataclass
 class HostAudit:
+    """Every result of one host or BMC, or the error that stopped its scan."""
     host: str
     kind: str = "host"  # host | bmc
     error: str | None = None
@@ -52,12 +56,14 @@ class HostAudit:
     ssh_sessions: int = 0
 
     def counts(self) -> dict[str, int]:
+        """Return the number of results per status (every status present, zero or more)."""
         out = dict.fromkeys(STATUSES, 0)
         for r in self.results:
             out[r.status] += 1
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the host's audit, with its counts, as a plain dict."""
         return {"host": self.host, "kind": self.kind, "error": self.error,
                 "duration_s": self.duration_s, "ssh_sessions": self.ssh_sessions,
                 "counts": self.counts(), "results": [r.to_dict() for r in self.results]}
@@ -65,6 +71,7 @@ class HostAudit:
 
 @dataclass
 class Report:
+    """One audit scan: every host's results, the rules, the fleet roll-up and changes."""
     scan_id: str
     started_at: str
     duration_s: float
@@ -76,9 +83,11 @@ class Report:
     expired_waivers: list[dict[str, Any]] = field(default_factory=list)
 
     def results(self) -> list[Result]:
+        """Return every result of every host, in host order."""
         return [r for h in self.hosts for r in h.results]
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the report as the JSON document of schema ``SCHEMA``."""
         return {"schema": SCHEMA, "scan_id": self.scan_id, "started_at": self.started_at,
                 "duration_s": self.duration_s, "hosts": [h.to_dict() for h in self.hosts],
                 "fleet": self.fleet, "changes": self.changes}

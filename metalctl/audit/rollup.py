@@ -13,6 +13,7 @@ CONSENSUS = 0.6
 
 
 def fleet(report: Report) -> list[dict[str, Any]]:
+    """Roll results up per rule across hosts: counts, consensus status, differing hosts."""
     by_rule: dict[str, dict[str, str]] = {}
     for r in report.results():
         by_rule.setdefault(r.rule, {})[r.host] = r.status

@@ -88,6 +88,7 @@ class AuditOptions:
 
 
 def remediation(rule: Rule, status: str) -> str | None:
+    """Return what to do about ``status``: the harden command, a reboot, or the rule's text."""
     if status == engine.CHANGE:
         return f"metalctl harden --rule {rule.id}"
     if status == engine.DEFERRED:
@@ -96,6 +97,7 @@ def remediation(rule: Rule, status: str) -> str | None:
 
 
 def to_result(host: str, rule: Rule, o: engine.CheckOutcome) -> Result:
+    """Turn a rule engine outcome into an audit result with its status and evidence."""
     status = MAP.get(o.status, ERROR)
     if o.status == engine.REPORT:
         status = _report_status(o.detail)
@@ -125,6 +127,10 @@ def _report_status(detail: str) -> str:
 
 def audit_host(host: HostSpec, rules: list[Rule], opts: AuditOptions,
                dns: list[str]) -> HostAudit:
+    """Audit one host: gather its facts in one SSH session and evaluate ``rules`` locally.
+
+    Nothing on the host is changed; connection errors propagate to the caller.
+    """
     started = time.monotonic()
     target = ssh_target(host, opts)  # same SSH policy as harden
     ctx = engine.Context(host=host.name, mgmt_address=host.mgmt_address, allowed_dns=dns,

@@ -86,9 +86,11 @@ class Deadline:
         self._timer.start()
 
     def remaining(self) -> float:
+        """Return the seconds left before the deadline (negative once past)."""
         return self.at - time.monotonic()
 
     def track(self, sock: socket.socket | None) -> None:
+        """Track ``sock`` so expiry shuts it down (at once when already expired)."""
         if sock is None:
             return
         with self._lock:
@@ -97,6 +99,7 @@ class Deadline:
             self._sockets.append(sock)
 
     def expire(self) -> None:
+        """Mark the deadline expired and shut down every tracked socket."""
         with self._lock:
             self.expired = True
             for sock in self._sockets:

@@ -22,6 +22,7 @@ FORMATS = ("table", "json", "junit", "sarif", "html")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``audit`` and its options."""
     p = sub.add_parser("audit", help="compliance scan of hosts (SSH) and BMCs (Redfish)",
                        description="Read-only: one SSH session per host gathers every fact in "
                                    "one round trip; results are evaluated locally against the "
@@ -57,11 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def render(report: Report, fmt: str) -> str:
+    """Return the report in ``fmt``: json, junit, sarif or html."""
     return {"json": formats.to_json, "junit": formats.junit, "sarif": formats.sarif,
             "html": formats.html_report}[fmt](report)
 
 
 def run(args: argparse.Namespace) -> ExitCode:
+    """Audit hosts and/or BMCs, store the scan, and write the report.
+
+    Raises:
+        InputError: neither hosts, ``--inventory`` nor ``--bmc`` given.
+    """
     rules = rules_mod.select(rules_mod.load(args.rules_dir), args.rule, args.tag, args.severity)
     hosts = common.hosts_of(args) if (args.hosts or args.inventory) else []
     if not hosts and not args.bmc:

@@ -22,6 +22,7 @@ PLAN_COLUMNS = [("name", "name"), ("would", "action"), ("uuid", "uuid"),
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``enroll`` and its options."""
     p = sub.add_parser("enroll", help="enroll discovered (or listed) nodes in Ironic",
                        description="Match each node against Ironic (BMC identity, port MACs, "
                                    "name), create or update it and its ports, then manage it "
@@ -69,6 +70,7 @@ def _desired(args: argparse.Namespace, opts: stage.EnrollOptions) -> list:
 
 
 def run(args: argparse.Namespace) -> ExitCode:
+    """Enroll discovered or listed nodes in Ironic (or show the plan with ``--dry-run``)."""
     budget = replace(ENROLLMENT, concurrency=args.concurrency, deadline_s=args.timeout)
     opts = stage.EnrollOptions(
         manage=not args.no_manage, inspect=args.inspect, provide=args.provide,

@@ -18,6 +18,7 @@ from metalctl.rules import catalogue as rules_mod
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``harden`` and its options."""
     p = sub.add_parser("harden", help="harden KVM hosts over SSH (SELinux/sVirt, libvirt TLS, "
                                       "trusted repositories)",
                        description="Gather each host's state in one SSH round trip, plan the "
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> ExitCode:
+    """Harden hosts over SSH (or show the diff with ``--check``) and record the results."""
     hosts = common.hosts_of(args)
     rules = rules_mod.select(rules_mod.load(args.rules_dir), args.rule, args.tag, args.severity)
     pki = pki_cli.site_pki(args)

@@ -22,6 +22,7 @@ SIZES = {
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``lab`` and its actions (up, status, down, env, hosts-up, hosts-down)."""
     p = sub.add_parser("lab", help="start/stop the emulated rack of real peers on 127.0.0.0/8")
     p.add_argument("action", choices=["up", "status", "down", "env", "hosts-up", "hosts-down"],
                    help="hosts-up/-down: SSH test hosts (network namespaces with their own "
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> ExitCode:
+    """Start, show, print the environment of, or stop the emulated rack or its SSH hosts."""
     d = args.dir or rack.default_dir()
     if args.action == "up":
         spec = rack.RackSpec(**{**SIZES[args.size].__dict__, "octet": args.octet})

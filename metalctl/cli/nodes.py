@@ -11,6 +11,7 @@ from metalctl.output.render import render
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``nodes`` and ``history``."""
     p = sub.add_parser("nodes", help="list nodes in the local store with their lifecycle state")
     common.add_output(p)
     common.add_store(p)
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_nodes(args: argparse.Namespace) -> ExitCode:
+    """List the nodes in the local store with their lifecycle state."""
     with common.open_store(args) as store:
         rows = [{"name": n["name"], "state": n["state"], "ironic_uuid": n["ironic_uuid"],
                  "key": n["key"], "updated_at": n["updated_at"],
@@ -35,6 +37,7 @@ def run_nodes(args: argparse.Namespace) -> ExitCode:
 
 
 def run_history(args: argparse.Namespace) -> ExitCode:
+    """List the lifecycle events of one node (by key or name), or of all."""
     with common.open_store(args) as store:
         key = args.node
         if key:

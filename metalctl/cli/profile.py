@@ -23,6 +23,7 @@ from metalctl.ssh import SshTarget
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``profile`` and its actions (list, show, facts, derive, apply, diff, verify)."""
     p = sub.add_parser("profile", help="performance profiles: derive per node, apply BIOS",
                        description="Turn a profile's intent into exact per-node settings "
                                    "from the node's real topology; apply its BIOS part "
@@ -134,6 +135,7 @@ def _ssh_target(args: argparse.Namespace) -> SshTarget | None:
 
 
 def run_list(args: argparse.Namespace) -> ExitCode:
+    """List the profiles found in the profile directories."""
     lib = _library(args)
     rows = []
     for name in lib.names():
@@ -146,6 +148,7 @@ def run_list(args: argparse.Namespace) -> ExitCode:
 
 
 def run_show(args: argparse.Namespace) -> ExitCode:
+    """Show one profile with its extends chain resolved."""
     prof = _library(args).load(args.name)
     data = {"name": prof.name, "chain": [str(p) for p in prof.chain], **prof.data}
     dump(data, "json" if args.output == "json" else "yaml")
@@ -153,6 +156,7 @@ def run_show(args: argparse.Namespace) -> ExitCode:
 
 
 def run_facts(args: argparse.Namespace) -> ExitCode:
+    """Collect a node's topology facts, store them and show them per NUMA node."""
     with common.open_store(args) as store:
         node = stage.resolve(store, args.node)
         ironic = common.ironic(args) if args.from_ironic else None
@@ -178,6 +182,7 @@ def _cpus_of(topo: Any, n: int) -> str:
 
 
 def run_derive(args: argparse.Namespace) -> ExitCode:
+    """Derive a node's plan from a profile and its facts, store it and show it."""
     prof = _library(args).load(args.profile)
     with common.open_store(args) as store:
         if args.facts:
@@ -213,6 +218,7 @@ def _bios_options(args: argparse.Namespace, ironic: Any = None) -> stage.BiosOpt
 
 
 def run_apply(args: argparse.Namespace) -> ExitCode:
+    """Apply a profile's BIOS attributes to nodes through their BMC or Ironic."""
     prof = _library(args).load(args.profile)
     opts = _bios_options(args, common.ironic(args) if args.via == "ironic" else None)
     with common.open_store(args) as store:
@@ -233,6 +239,7 @@ def run_apply(args: argparse.Namespace) -> ExitCode:
 
 
 def run_diff(args: argparse.Namespace) -> ExitCode:
+    """Show BIOS drift between a profile and nodes' current attributes (read only)."""
     prof = _library(args).load(args.profile)
     with common.open_store(args) as store:
         nodes = [stage.resolve(store, ref) for ref in args.nodes]
@@ -250,6 +257,7 @@ def run_diff(args: argparse.Namespace) -> ExitCode:
 
 
 def run_verify(args: argparse.Namespace) -> ExitCode:
+    """Check a live host against the plan stored for its node."""
     with common.open_store(args) as store:
         node = stage.resolve(store, args.node)
         if args.file:

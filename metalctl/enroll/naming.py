@@ -39,6 +39,11 @@ def _slug(value: Any) -> str:
 
 
 def facts(record: DiscoveryRecord, index: int) -> dict[str, str]:
+    """Return the slugged values a naming template may use for ``record``.
+
+    ``index`` is the node's position, rendered as three digits; a missing value falls back
+    to the first eight hex digits of the UUID (or key).
+    """
     uuid8 = (record.uuid or record.key).replace("-", "")[:8]
     parts = re.split(r"[.:]", record.address)
     out = {

@@ -56,6 +56,7 @@ _CPU_ARCH = {"x86": "x86_64", "x86-64": "x86_64", "x86_64": "x86_64", "arm": "aa
 
 
 class Action(str, enum.Enum):
+    """What enroll did to one node in Ironic."""
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
@@ -124,6 +125,7 @@ class EnrollResult:
     origin: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the result as a plain dict for rendering and events."""
         return {"key": self.key, "name": self.name, "action": self.action.value,
                 "uuid": self.uuid, "provision_state": self.provision_state,
                 "changes": list(self.changes), "error": self.error, "origin": self.origin}
@@ -275,6 +277,7 @@ class IronicSnapshot:
 
     @classmethod
     def read(cls, ironic: Ironic) -> IronicSnapshot:
+        """Read every Ironic node and port once and index them by BMC, MAC and name."""
         nodes = {n["uuid"]: n for n in ironic.nodes()}
         by_bmc: dict[tuple[str, str], set[str]] = {}
         for uuid, n in nodes.items():
@@ -288,11 +291,13 @@ class IronicSnapshot:
         return cls(nodes, by_bmc, by_mac, by_name, macs_of)
 
     def candidates(self, d: DesiredNode) -> set[str]:
+        """Return the Ironic nodes matching ``d`` by BMC identity or by one of its MACs."""
         found = set(self.by_bmc.get(d.bmc_identity, set()))
         found |= {self.by_mac[m] for m in d.macs if m in self.by_mac}
         return found
 
     def named(self, d: DesiredNode) -> str | None:
+        """Return the Ironic node already carrying ``d``'s name, if any."""
         return self.by_name.get(d.name) if d.name else None
 
 
@@ -460,6 +465,7 @@ def _reveal(patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def describe(p: NodePlan) -> tuple[str, ...]:
+    """Return the changes a plan makes: patched fields and ports to create."""
     changes = [op["path"].lstrip("/") for op in p.patch]
     changes += [f"port {m}" for m in p.new_ports]
     return tuple(changes)

@@ -132,9 +132,14 @@ class NovaConf:
     notes: list[str] = field(default_factory=list)  # why something was left out
 
     def set(self, section: str, option: str, *parts: Part) -> None:
+        """Add ``option`` to ``section``.
+
+        Its value is ``parts`` concatenated, kept apart so secrets stay masked.
+        """
         self.sections.setdefault(section, []).append((option, parts))
 
     def options(self) -> set[tuple[str, str]]:
+        """Return every (section, option) set."""
         return {(s, o) for s, opts in self.sections.items() for o, _ in opts}
 
     def get(self, section: str, option: str) -> list[str]:

@@ -66,9 +66,11 @@ class Checker:
         self.warnings: list[dict[str, str]] = []
 
     def error(self, section: str, option: str, reason: str) -> None:
+        """Record an error about ``option`` in ``section`` (``option`` empty for the section)."""
         self.errors.append({"section": section, "option": option, "reason": reason})
 
     def warn(self, section: str, option: str, reason: str) -> None:
+        """Record a warning about ``option`` in ``section``."""
         self.warnings.append({"section": section, "option": option, "reason": reason})
 
 
@@ -172,6 +174,10 @@ def _hint(word: str, choices: list[str]) -> str:
 def check_names_and_values(chk: Checker, groups: dict[str, dict[str, Any]],
                            aliases: dict[tuple[str, str], tuple[str, Any]],
                            sections: dict[str, dict[str, list[str]]]) -> None:
+    """Check every section and option is registered by Nova and each value parses.
+
+    Forbidden sections (database ones) are errors; deprecated names resolve through ``aliases``.
+    """
     known_sections = set(groups) | {g for g, _ in aliases}
     for section, opts in sections.items():
         if section in FORBIDDEN_SECTIONS:
@@ -210,6 +216,7 @@ def _check_value(chk: Checker, section: str, key: str, opt: Any, value: str) -> 
 
 
 def check_cpu_sets(chk: Checker, sections: dict[str, dict[str, list[str]]]) -> None:
+    """Check the CPU sets with Nova's ``parse_cpu_spec`` and that they are disjoint."""
     from nova import exception
     from nova.virt import hardware
 
@@ -229,6 +236,7 @@ def check_cpu_sets(chk: Checker, sections: dict[str, dict[str, list[str]]]) -> N
 
 
 def check_pci(chk: Checker, sections: dict[str, dict[str, list[str]]]) -> None:
+    """Check ``[pci] device_spec`` and ``alias`` are JSON that Nova's own parsers accept."""
     pci = sections.get("pci", {})
     good: dict[str, list[str]] = {}
     for key in ("device_spec", "alias"):
@@ -263,6 +271,7 @@ def check_pci(chk: Checker, sections: dict[str, dict[str, list[str]]]) -> None:
 
 
 def parse(text: str) -> dict[str, dict[str, list[str]]]:
+    """Parse configuration text with oslo.config into section -> option -> values."""
     from oslo_config import cfg
 
     sections: dict[str, dict[str, list[str]]] = {}

@@ -67,6 +67,7 @@ class HostResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the host's result, rule outcomes and diff, as a plain dict."""
         return {"host": self.host, "status": self.status.value, "changed": self.changed,
                 "reboot_required": self.reboot_required, "error": self.error,
                 "rules": [o.__dict__ for o in self.outcomes], "diff": self.diff}

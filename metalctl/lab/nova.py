@@ -79,6 +79,7 @@ class NovaLab:
         return Path(self.directory)
 
     def address(self, offset: int) -> str:
+        """Return the loopback address ``offset`` past the lab's base address."""
         return str(ipaddress.IPv4Address(self.address_base) + offset)
 
     @property
@@ -99,9 +100,11 @@ class NovaLab:
         return self.dir / "credentials.yaml"
 
     def log(self, name: str) -> Path:
+        """Return the log file path of service ``name``."""
         return self.dir / "logs" / f"{name}.log"
 
     def transport_url(self) -> str:
+        """Return the RabbitMQ transport URL the Nova services use."""
         return f"rabbit://nova:{self.rabbit_password}@{self.rabbit_address}:{RABBIT_PORT}/"
 
     def site(self) -> dict[str, Any]:
@@ -113,6 +116,7 @@ class NovaLab:
                 "graceful_shutdown_timeout": int(SHUTDOWN["graceful_shutdown_timeout"])}
 
     def save(self) -> None:
+        """Write the lab state (passwords included) to its directory, mode 0600."""
         path = self.dir / STATE_FILE
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -120,6 +124,7 @@ class NovaLab:
 
     @classmethod
     def load(cls, directory: Path) -> NovaLab | None:
+        """Return the lab saved in ``directory``, or None when there is none."""
         path = Path(directory) / STATE_FILE
         return cls(**json.loads(path.read_text())) if path.exists() else None
 

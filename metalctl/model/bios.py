@@ -50,6 +50,7 @@ def diff(desired: dict[str, str], state: BiosState) -> list[DiffRow]:
 
 
 def as_text(v: Any) -> str | None:
+    """Return a BIOS value as text (booleans as ``true``/``false``), None kept."""
     if v is None:
         return None
     if isinstance(v, bool):

@@ -63,6 +63,7 @@ class Hardware:
     numa_nodes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the hardware facts as a plain dict."""
         return {
             "cpu": asdict(self.cpu),
             "memory_gib": self.memory_gib,
@@ -73,6 +74,7 @@ class Hardware:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Hardware:
+        """Rebuild hardware facts from what ``to_dict`` returned."""
         return cls(
             cpu=CpuFacts(**(data.get("cpu") or {})),
             memory_gib=data.get("memory_gib"),

@@ -43,6 +43,7 @@ class Status(str, enum.Enum):
 
 
 class Protocol(str, enum.Enum):
+    """The management protocol a BMC answered on."""
     REDFISH = "redfish"
     IPMI = "ipmi"
 
@@ -142,6 +143,7 @@ class DiscoveryRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DiscoveryRecord:
+        """Rebuild a record from what ``to_dict`` returned (the store's node record)."""
         hw = Hardware.from_dict(
             {k: d.get(k) for k in ("cpu", "memory_gib", "nics", "disks", "numa_nodes")}
         )

@@ -26,6 +26,7 @@ class Cpu:
 
 @dataclass(frozen=True)
 class NumaNode:
+    """One NUMA node: its memory in MiB and the hugepages already allocated on it."""
     id: int
     memory_mib: int | None = None
     #: hugepages already allocated on this node, page size in KiB -> count
@@ -69,13 +70,16 @@ class Topology:
     # --- views used by derivation ------------------------------------------------------
 
     def online(self) -> list[Cpu]:
+        """Return the online CPUs, sorted."""
         return sorted(c for c in self.cpus if c.online)
 
     def node_ids(self) -> list[int]:
+        """Return every NUMA node id known from the nodes or the CPUs, sorted."""
         ids = {n.id for n in self.numa} | {c.node for c in self.cpus}
         return sorted(ids)
 
     def node(self, node_id: int) -> NumaNode:
+        """Return the NUMA node ``node_id``, or an empty one when nothing is known of it."""
         for n in self.numa:
             if n.id == node_id:
                 return n
@@ -91,10 +95,12 @@ class Topology:
         return sorted((tuple(sorted(ids)) for ids in groups.values()), key=lambda t: t[0])
 
     def threads_per_core(self) -> int:
+        """Return the largest number of threads on one core (0 without CPUs)."""
         cores = self.cores()
         return max((len(c) for c in cores), default=0)
 
     def summary(self) -> dict[str, Any]:
+        """Return the counts shown by ``profile facts``: sockets, nodes, cores, threads, NICs."""
         return {
             "source": self.source, "host": self.host, "cpu_vendor": self.cpu_vendor,
             "sockets": len({c.socket for c in self.cpus}), "numa_nodes": len(self.node_ids()),
@@ -107,6 +113,7 @@ class Topology:
     # --- serialisation (store, recorded facts) -----------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the topology as a JSON-ready dict (CPUs as compact rows)."""
         data = asdict(self)
         data["cpu_flags"] = sorted(self.cpu_flags)
         data["cpus"] = [[c.id, c.core, c.socket, c.node, c.online] for c in self.cpus]
@@ -118,6 +125,7 @@ class Topology:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Topology:
+        """Rebuild a topology from what ``to_dict`` returned."""
         return cls(
             cpus=tuple(Cpu(*row) for row in data.get("cpus") or ()),
             numa=tuple(NumaNode(id=n["id"], memory_mib=n.get("memory_mib"),

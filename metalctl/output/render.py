@@ -65,6 +65,7 @@ class PeerTextColumn(ProgressColumn):
         self.field = field
 
     def render(self, task: Task) -> Text:
+        """Render the task's field as plain text (peer text carries no markup)."""
         return plain(task.fields.get(self.field, ""))
 
 
@@ -100,6 +101,7 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, *, columns: Sequence[tuple[
 
 
 def summary_line(counts: dict[str, int]) -> str:
+    """Return ``"3 created, 1 failed"`` from counts, leaving out zeros."""
     return ", ".join(f"{n} {k}" for k, n in counts.items() if n)
 
 

@@ -33,6 +33,7 @@ from metalctl.model.bios import BiosState, DiffRow, as_text, diff, validate_agai
 LOG = logging.getLogger(__name__)
 
 class BiosOutcome(str, Enum):
+    """What applying BIOS attributes did to one node."""
     UNCHANGED = "unchanged"
     APPLIED = "applied"
     PENDING = "pending-reboot"
@@ -42,6 +43,7 @@ class BiosOutcome(str, Enum):
 
 @dataclass(frozen=True)
 class VendorMap:
+    """One vendor's BIOS attribute map: vendor-neutral intents -> vendor attributes."""
     vendor: str
     manufacturers: tuple[str, ...]
     intents: dict[str, list[dict[str, Any]]]
@@ -86,9 +88,15 @@ class BiosLibrary:
     dirs: list[Path] = field(default_factory=list)
 
     def maps(self) -> list[VendorMap]:
+        """Return the vendor maps of the extra directories and the shipped ones."""
         return _load_maps(tuple([*self.dirs, data_dir("profiles") / "bios"]))
 
     def for_manufacturer(self, manufacturer: str | None, node: str = "?") -> VendorMap:
+        """Return the vendor map whose manufacturer patterns match ``manufacturer``.
+
+        Raises:
+            BiosError: no map matches.
+        """
         text = (manufacturer or "").lower()
         for m in self.maps():
             if text and any(pat in text for pat in m.manufacturers):
@@ -127,6 +135,7 @@ def _load_maps(dirs: tuple[Path, ...]) -> list[VendorMap]:
 
 @dataclass
 class ApplyResult:
+    """The BIOS outcome of one node: attributes changed, per-attribute rows, error."""
     node: str
     outcome: BiosOutcome
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -58,6 +58,7 @@ class NumaPlan:
 
 @dataclass
 class VfPlan:
+    """The SR-IOV virtual functions planned on one NIC and how Nova exposes them."""
     nic: str
     pci_address: str | None
     numa_node: int | None
@@ -94,6 +95,7 @@ class ProfilePlan:
     notes: list[str]
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the plan as a plain dict for the store and renderers."""
         return asdict(self)
 
     @classmethod
@@ -121,6 +123,7 @@ class _Deriver:
         self.notes: list[str] = []
 
     def fail(self, need: str, have: str) -> ProfileUnsatisfiable:
+        """Return the error saying the profile needs ``need`` where the node has ``have``."""
         return ProfileUnsatisfiable(node=self.node, need=need, have=have)
 
     # --- facts ---------------------------------------------------------------------------
@@ -181,6 +184,12 @@ class _Deriver:
         return per_node, offline
 
     def run(self) -> ProfilePlan:
+        """Derive the plan: NIC selection, CPU split, hugepages, kernel args and Nova options.
+
+        Raises:
+            FactsIncomplete: the facts lack what derivation needs.
+            ProfileUnsatisfiable: the node's topology cannot satisfy the profile.
+        """
         self._check_facts()
         sriov = self._select("sriov")
         dpdk = self._select("dpdk")

@@ -51,6 +51,11 @@ class NodeRef:
 
 
 def resolve(store: Store, ref: str) -> NodeRef:
+    """Return the stored node named or keyed ``ref``.
+
+    Raises:
+        InputError: the node is not in the local store.
+    """
     row = store.find(ref)
     if row is None:
         raise InputError("node", ref, "not in the local store (run discover/enroll first, "
@@ -326,6 +331,11 @@ def verify(store: Store, node: NodeRef, live: Topology,
 
 def diff_bios(node: NodeRef, profile: Profile, creds: CredentialSet, verify: bool | str,
               budget: Budget, bios_lib: bios.BiosLibrary | None = None) -> list[bios.DiffRow]:
+    """Compare a profile's BIOS attributes with the node's current ones over Redfish.
+
+    Raises:
+        BiosError: the node has no BMC record.
+    """
     lib = bios_lib or bios.BiosLibrary()
     if node.record is None:
         raise BiosError(node=node.label, reason="no BMC record; discover the node first")

@@ -251,6 +251,7 @@ class BootService:
                 del self._plain[node]
 
     def forget_token(self, node: str) -> None:
+        """Forget the plain install token kept for ``node``."""
         with self._mint:
             self._plain.pop(node, None)
 
@@ -325,6 +326,7 @@ class BootService:
     # --- what the handlers call ----------------------------------------------------------
 
     def entry_script(self) -> str:
+        """Return the iPXE script that chains to this machine's per-MAC script."""
         return (f"#!ipxe\n# metalctl: ask the boot service for this machine's script\n"
                 f"chain --autofree {self.url}/boot/${{mac:hexhyp}}.ipxe || exit\n")
 

@@ -124,11 +124,13 @@ class BootFiles:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the boot files as a plain dict for the state database."""
         return {"kernel": self.kernel, "initrd": self.initrd, "stage2": self.stage2,
                 "kernel_args": list(self.kernel_args)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BootFiles:
+        """Rebuild boot files from what ``to_dict`` returned."""
         return cls(data["kernel"], data["initrd"], data.get("stage2"),
                    tuple(data.get("kernel_args", ())))
 
@@ -152,6 +154,7 @@ class BootEvent:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the event as a plain dict."""
         return {"node": self.node, "stage": self.stage, "at": self.at, "detail": self.detail}
 
 
@@ -172,6 +175,7 @@ class InstallRecord:
     error: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the install record, boot files and host keys included, as a plain dict."""
         return {"node": self.node, "mac": self.mac, "state": self.state,
                 "boot_files": self.boot_files.to_dict(), "created_at": self.created_at,
                 "deadline_at": self.deadline_at, "script_served_at": self.script_served_at,
@@ -217,10 +221,12 @@ class BootState:
             raise StoreError(path=str(self.path), reason=str(exc)) from None
 
     def close(self) -> None:
+        """Close the state database."""
         with self._lock:
             self._db.close()
 
     def now(self) -> float:
+        """Return the current time of the state's clock, in seconds since the epoch."""
         return float(self._clock())
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -342,6 +348,7 @@ class BootState:
         return rows[0][0]
 
     def set_hostkeys(self, node: str, keys: tuple[HostKey, ...]) -> None:
+        """Record the SSH host keys ``node`` delivered during its install."""
         payload = json.dumps([k.to_dict() for k in keys])
         self._txn([("UPDATE installs SET hostkeys = ? WHERE node = ?", (payload, node))])
 
@@ -366,6 +373,7 @@ class BootState:
         return due
 
     def active(self) -> list[InstallRecord]:
+        """Return the installs still active, after expiring those past their deadline."""
         self.expire()
         return [_record(r) for r in self._run(f"SELECT {_COLUMNS} FROM installs "  # noqa: S608
                                               "WHERE state = ? ORDER BY node", (ACTIVE,))]
@@ -373,6 +381,7 @@ class BootState:
     # --- events --------------------------------------------------------------------------
 
     def event(self, node: str, stage: str, detail: str = "") -> None:
+        """Record that ``node`` reached ``stage`` of its install, now."""
         self._txn([("INSERT INTO events (node, stage, at, detail) VALUES (?, ?, ?, ?)",
                     (node, stage, self.now(), detail))])
 

@@ -51,6 +51,7 @@ class HostKey:
         return "SHA256:" + base64.b64encode(raw).decode().rstrip("=")
 
     def to_dict(self) -> dict[str, str]:
+        """Return the key as ``{"type", "key"}`` (key base64)."""
         return {"type": self.type, "key": self.blob_b64}
 
 

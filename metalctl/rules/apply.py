@@ -32,6 +32,13 @@ HANDLERS = {
 
 
 def script(plan: RulePlan, init: str, daemon: str = "libvirtd", pace_s: float = 0.0) -> str:
+    """Return the shell script that applies ``plan`` on a host using ``init``.
+
+    Each file is written through a temporary file with a backup under
+    ``/var/backups/metalctl``, then commands and the daemon handlers run; each step echoes
+    a marker so the steps done can be read back. ``pace_s`` seconds are slept after
+    each file.
+    """
     q = shlex.quote
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     lines = ["set -eu", "umask 077"]

@@ -16,6 +16,7 @@ from typing import Any
 
 
 def libvirt_value(value: Any) -> str:
+    """Render ``value`` in libvirt's config syntax: 0/1, integer, list or quoted string."""
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
@@ -64,6 +65,7 @@ def set_kv(text: str, key: str, rendered: str | None, sep: str = "=") -> str:
 
 
 def get_shell(text: str, key: str) -> str | None:
+    """Return the last value of ``key=`` in shell-style text, unquoted, or None."""
     value = None
     for line in text.splitlines():
         m = re.match(rf"^\s*{re.escape(key)}=(.*)$", line)
@@ -73,6 +75,10 @@ def get_shell(text: str, key: str) -> str | None:
 
 
 def set_shell(text: str, key: str, value: str | None, quote: bool = False) -> str:
+    """Set ``key=value`` in shell-style text (once, replacing every line of it).
+
+    A None value removes the key.
+    """
     pattern = re.compile(rf"^\s*{re.escape(key)}=")
     rendered = f'{key}="{value}"' if quote else f"{key}={value}"
     out: list[str] = []
@@ -95,10 +101,12 @@ _SECTION = re.compile(r"^\s*\[([^\]]+)\]\s*$")
 
 
 def ini_sections(text: str) -> list[str]:
+    """Return the section names of INI text, in order."""
     return [m.group(1).strip() for line in text.splitlines() if (m := _SECTION.match(line))]
 
 
 def get_ini(text: str, section: str, key: str) -> str | None:
+    """Return the last value of ``key`` in ``section`` of INI text, or None."""
     current = None
     value = None
     for line in text.splitlines():
@@ -114,6 +122,10 @@ def get_ini(text: str, section: str, key: str) -> str | None:
 
 
 def set_ini(text: str, section: str, key: str, value: str | None) -> str:
+    """Set ``key=value`` in ``section`` of INI text, adding the section if missing.
+
+    A None value removes the key.
+    """
     lines = text.splitlines()
     out: list[str] = []
     current = None

@@ -19,6 +19,7 @@ from metalctl.errors import HostError
 
 @dataclass
 class FileFact:
+    """What was read of one file: existence, mode, owner, hash and, when asked, content."""
     exists: bool
     mode: str | None = None
     owner: str | None = None
@@ -29,6 +30,7 @@ class FileFact:
 
 @dataclass
 class HostFacts:
+    """Everything gathered from a host in one SSH session that rules evaluate."""
     os_id: str = ""
     os_like: str = ""
     version: str = ""
@@ -48,15 +50,18 @@ class HostFacts:
     binaries: set[str] = field(default_factory=set)
 
     def file(self, path: str) -> FileFact:
+        """Return the fact of ``path`` (not existing when it was not gathered or absent)."""
         return self.files.get(path) or FileFact(exists=False)
 
     def text(self, path: str) -> str:
+        """Return the content of ``path``, or an empty string when absent or not read."""
         f = self.file(path)
         return f.content if f.exists and f.content is not None else ""
 
 
 @dataclass
 class GatherSpec:
+    """What the rules need gathered: paths with content or hash, globs, units, probes."""
     content: set[str] = field(default_factory=set)  # paths whose content is needed
     hashed: set[str] = field(default_factory=set)  # paths compared by hash only
     globs: set[str] = field(default_factory=set)  # content for every match
@@ -69,6 +74,7 @@ BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "se
 
 
 def script(spec: GatherSpec) -> str:
+    """Return the read-only shell script that gathers ``spec`` in one session."""
     q = shlex.quote
     content = sorted(spec.content) + sorted(spec.globs)  # globs expand on the host
     everything = sorted(spec.content | spec.hashed) + sorted(spec.globs)
@@ -120,6 +126,11 @@ def _word(path: str) -> str:
 
 
 def parse(text: str, host: str) -> HostFacts:
+    """Parse the output of ``script`` into host facts.
+
+    Raises:
+        HostError: the output is truncated (no end marker).
+    """
     blocks: list[tuple[str, str, list[str]]] = []
     for line in text.splitlines():
         if line.startswith("### "):

@@ -196,6 +196,7 @@ class Workspace:
 
 
 def sha256_text(text: str) -> str:
+    """Return the SHA-256 hex digest of ``text`` encoded as UTF-8."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 

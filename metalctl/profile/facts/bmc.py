@@ -12,6 +12,7 @@ from metalctl.model.topology import Nic, Topology
 
 
 def from_record(record: DiscoveryRecord) -> Topology:
+    """Return the partial topology a BMC record gives: NICs, CPU vendor and model."""
     hw = record.hardware
     nics = tuple(Nic(name=n.name or n.mac, mac=n.mac, speed_mbps=n.link_speed_mbps,
                      vendor_id=n.pci_vendor_id, device_id=n.pci_device_id, max_vfs=n.max_vfs)

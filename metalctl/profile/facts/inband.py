@@ -23,6 +23,7 @@ SOURCE = "inband"
 
 
 def script() -> str:
+    """Return the shipped read-only collection script (``collect.sh``)."""
     return resources.files("metalctl.profile.facts").joinpath("collect.sh").read_text()
 
 

@@ -16,6 +16,11 @@ SOURCE = "ironic"
 
 
 def parse(data: dict[str, Any], path: str = "<inspection data>") -> Topology:
+    """Return the topology in Ironic inspection data (IPA's ``numa_topology`` and inventory).
+
+    Raises:
+        InputError: an entry of the data is malformed; ``path`` names the source.
+    """
     inventory = data.get("inventory") or {}
     plugin = data.get("plugin_data") or data
     numa = plugin.get("numa_topology") or {}

@@ -40,6 +40,7 @@ from metalctl.rules.plan import (
 def k_shell_kv(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check a ``key=value`` in a shell-style file; set it when it differs."""
     path = c["file"]
     if not facts.file(path).exists and c.get("must_exist", path.startswith("/etc/selinux")):
         return outcome(rule, ERROR, f"{path} missing")
@@ -83,6 +84,7 @@ def _ini_same(have: str | None, want: str) -> bool:
 def k_ini_set(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check options in one section of an INI file; set those that differ."""
     path = c["file"]
     text = ws.text(path)
     drift = []
@@ -110,6 +112,7 @@ def _gather_glob(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
 def k_ini_all(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check options in every section of INI files matching a glob; set those that differ."""
     drift = []
     for path in sorted(p for p in facts.files if fnmatch.fnmatch(p, c["glob"])):
         text = ws.text(path)

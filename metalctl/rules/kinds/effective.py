@@ -95,6 +95,7 @@ def k_sshd(
 def k_sysctl(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check a kernel parameter's live value; a mismatch is manual (set by a config rule)."""
     values = dict(
         line.split(" = ", 1)
         for line in facts.probes.get("sysctl", "").splitlines()
@@ -118,6 +119,7 @@ def k_sysctl(
 def k_cmdline(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check the kernel command line has one of ``any_of`` or none of ``absent`` (manual fix)."""
     args = facts.probes.get("cmdline", "").split()
     if "absent" in c:
         bad = [a for a in args if a in c["absent"]]

@@ -75,6 +75,10 @@ def _gather(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
 def k_files(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check files' content, mode and group; write those that differ.
+
+    The content is inline or PKI material of the host (certificates, keys).
+    """
     specs = c["files"] if c["kind"] == "files" else [c]
     changed = []
     for spec in specs:

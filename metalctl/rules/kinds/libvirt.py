@@ -40,6 +40,7 @@ from metalctl.rules.plan import (
 def k_libvirt_kv(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check one libvirt daemon setting; set it, or defer when its LSM is not active."""
     path = c["file"]
     if path.startswith("/etc/libvirt/") and not facts.file(path).exists and path not in ws.texts:
         return outcome(rule, ERROR, f"{path} missing (libvirt not installed?)")
@@ -67,6 +68,7 @@ def k_libvirt_kv(
 def k_libvirt_kv_set(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check several settings of a libvirt config file; set those that differ."""
     if not facts.file(c["file"]).exists:
         return outcome(rule, ERROR, f"{c['file']} missing (libvirt not installed?)")
     return _set_libvirt(rule, c["file"], c["values"], ws)

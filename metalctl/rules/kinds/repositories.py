@@ -55,6 +55,7 @@ def _gather_apt(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
 def k_report(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Report what the package managers' probes said (pending updates); never a change."""
     parts = []
     for pm in ("dnf", "apt"):
         out = facts.probes.get(f"{rule.id}-{pm}", "").strip()
@@ -68,6 +69,7 @@ def k_report(
 def k_dnf_allowlist(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Disable dnf repositories the site does not declare; pin declared ones' gpgkey."""
     declared = {r["id"]: r for r in ctx.site.get("repositories", {}).get("dnf") or []}
     if not declared:
         return outcome(
@@ -104,6 +106,7 @@ _APT_LINE = re.compile(r"^\s*(deb|deb-src)\s+(\[[^\]]*\]\s+)?(\S+)\s+(.*)$")
 def k_apt_allowlist(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Comment out apt sources the site does not declare; pin declared ones' signed-by."""
     declared = ctx.site.get("repositories", {}).get("apt") or []
     paths = sorted(p for p in facts.files if p in APT_FILES or fnmatch.fnmatch(p, APT_GLOB))
     actions, problems = [], []

@@ -31,6 +31,7 @@ def _gather_units(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
 def k_units(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check systemd units are enabled or disabled as listed; plan the systemctl commands."""
     cmds = []
     for unit in c.get("enable", []):
         if facts.units.get(unit, "absent") != "enabled":
@@ -53,6 +54,7 @@ def k_units(
 def k_command(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check a probe's output matches ``expect``; plan the ``fix`` command, else manual work."""
     out = facts.probes.get(rule.id, "")
     if re.search(c["expect"], out):
         return outcome(rule, COMPLIANT, "", c["expect"], out[:200])
@@ -66,6 +68,7 @@ def k_command(
 def k_selinux_runtime(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check SELinux is enforcing in the running kernel (deferred to reboot when disabled)."""
     if not facts.selinux_enabled:
         plan.reboot_required.append(f"{rule.id}: SELinux disabled in the running kernel")
         return outcome(
@@ -86,6 +89,7 @@ def k_selinux_runtime(
 def k_service(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check a daemon is running; otherwise restart it through the libvirtd handler."""
     name = c["name"]
     if name in facts.processes:
         return outcome(rule, COMPLIANT, "", "running", "running")
@@ -106,6 +110,7 @@ def k_service(
 def k_listening(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
+    """Check a port is (or is not) listening, on the given address when set."""
     port = str(c["port"])
     socks = sorted(s for s in facts.listening if s.rsplit(":", 1)[-1] == port)
     want = bool(c.get("listening", True))
