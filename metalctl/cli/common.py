@@ -192,10 +192,17 @@ def setup_logging(verbosity: int, log_file: Path | None) -> None:
     """-v: info, -vv/--debug: debug including peer libraries. Logs go to stderr/file."""
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 \
         else logging.DEBUG
-    console = RichHandler(console=STDERR, show_path=False, rich_tracebacks=False)
-    # RichHandler prints the level in its own column; basicConfig's default format
-    # ("%(levelname)s:%(name)s:%(message)s") would print it a second time
-    console.setFormatter(logging.Formatter("%(message)s"))
+    console: logging.Handler
+    if sys.stderr.isatty():
+        console = RichHandler(console=STDERR, show_path=False, rich_tracebacks=False)
+        # RichHandler prints the level in its own column; basicConfig's default format
+        # ("%(levelname)s:%(name)s:%(message)s") would print it a second time
+        console.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        # a pipeline or a log collector reads stderr: one line per record, never wrapped
+        # or cut to a terminal width it does not have
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     handlers: list[logging.Handler] = [console]
     if log_file:
         handlers.append(_file_handler(log_file))

@@ -205,7 +205,7 @@ def test_cli_input_errors_and_impossible_profiles(tmp_path):
     (site / "typo.yaml").write_text("extends: nfv-sriov\nhugepages:\n  sise: 1G\n")
     proc = run(["profile", "derive", "x", "-p", "typo", "--profile-dir", str(site),
                 "--facts", str(samples / "edge-1s-12c-64g.txt")], env, 3)
-    assert f"{site / 'typo.yaml'}: hugepages.sise: unknown key; did you mean 'size'?" in \
+    assert f"{site / 'typo.yaml'}:3: hugepages.sise: unknown key; did you mean 'size'?" in \
         proc.stderr.replace("\n", "")
     proc = run(["profile", "derive", "edge", "-p", "nfv-dpdk", "--facts",
                 str(samples / "edge-1s-12c-64g.txt")], env, 1)
