@@ -208,11 +208,14 @@ def _hex(value: Any) -> str | None:
     return value.lower()
 
 
-def nics(reader: RawReader, system: dict[str, Any], managers: list[dict[str, Any]],
-         chassis: list[dict[str, Any]]) -> tuple[NicFacts, ...]:
-    """The system's physical ports (no VLANs, no host interface), with adapter facts."""
-    hidden = host_interface_macs(reader, managers)
-    adapters = adapters_by_mac(reader, chassis)
+def nics(reader: RawReader, system: dict[str, Any], hidden: set[str],
+         adapters: dict[str, dict[str, Any]]) -> tuple[NicFacts, ...]:
+    """The system's physical ports (no VLANs, no host interface), with adapter facts.
+
+    ``hidden`` are the host interfaces' MACs (:func:`host_interface_macs`) and
+    ``adapters`` the chassis' adapter facts by MAC (:func:`adapters_by_mac`), read once
+    per BMC.
+    """
     out: list[NicFacts] = []
     seen: set[str] = set()
     members = reader.members(system.get("EthernetInterfaces"))

@@ -175,24 +175,31 @@ def _discover(address: str, port: int, scheme: str, base_url: str, creds: Creden
     vendor = presence.vendor or _json(root).get("Vendor")
     records = []
     try:
-        members = root.get_system_collection().get_members()
+        collection = root.get_system_collection()
+        # bounded before any member is fetched (get_members reads every one)
+        if len(collection.members_identities) > inventory.MAX_MEMBERS:
+            raise BmcProtocolError(address=address, reason=f"{len(collection.members_identities)}"
+                                                          " systems listed")
+        members = collection.get_members()
     except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
         raise translate(exc, address) from None
     except MALFORMED as exc:
         raise malformed(exc, address) from None
-    firmware = _manager_firmware(root)
     reader = inventory.RawReader(lambda path: root._conn.get(path=path).json(),  # noqa: SLF001
                                  address)
     service = _json(root)
     managers = reader.members(service.get("Managers"))
-    chassis = reader.members(service.get("Chassis"))
-    if len(members) > inventory.MAX_MEMBERS:
-        raise BmcProtocolError(address=address, reason=f"{len(members)} systems listed")
+    firmware = next((str(m["FirmwareVersion"]) for m in managers[:1]
+                     if m.get("FirmwareVersion")), None)
+    # per BMC, not per system: the host interfaces and the chassis' adapters are shared
+    hidden = inventory.host_interface_macs(reader, managers)
+    adapters = inventory.adapters_by_mac(reader, reader.members(service.get("Chassis")))
     for system in members:
         started = time.monotonic()
-        hardware = Hardware(cpu=inventory.cpu(reader, _json(system)),
-                            memory_gib=inventory.memory_gib(reader, _json(system)),
-                            nics=inventory.nics(reader, _json(system), managers, chassis),
+        doc = _json(system)
+        hardware = Hardware(cpu=inventory.cpu(reader, doc),
+                            memory_gib=inventory.memory_gib(reader, doc),
+                            nics=inventory.nics(reader, doc, hidden, adapters),
                             disks=_disks(address, system))
         records.append(_record(address, port, scheme, system, vendor, firmware, creds.name,
                                started, cred.username, hardware))
@@ -219,13 +226,6 @@ def _optional(what: str, address: str, fn: Any) -> Any:
             TypeError, ValueError) as exc:
         LOG.debug("BMC %s: %s unavailable: %s", address, what, type(exc).__name__)
         return None
-
-
-def _manager_firmware(root: sushy.Sushy) -> str | None:
-    def read() -> str | None:
-        managers = root.get_manager_collection().get_members()
-        return managers[0].firmware_version if managers else None
-    return _optional("Managers", "", read)
 
 
 def _enum(value: Any) -> str | None:
