@@ -7,7 +7,11 @@ Layout for ``RackSpec(octet=N)`` (all on 127.N.0.0/16, nothing else):
 * ``127.N.2.1…``  IPMI BMCs — RMCP+ on UDP 623 (:mod:`metalctl.lab.ipmi_bmc`);
 * ``127.N.3.1``   Redfish BMC backed by a private libvirtd (defined domains with
   CPUs, memory, NICs, a disk and BIOS), when ``libvirt_domains`` > 0;
-* ``127.N.4.1:6385`` standalone Ironic (sqlite, noauth, no message bus).
+* ``127.N.4.1:6385`` standalone Ironic (sqlite, noauth, no message bus);
+* with ``provnet=M``: the provisioning network 10.M.0.0/24 (:mod:`metalctl.lab.provnet`),
+  the private libvirtd inside its namespace and the domains' NICs on its bridge; the
+  host reaches it at 10.M.0.1. dnsmasq is started on it by whoever renders its
+  configuration (:meth:`ProvNet.start_dnsmasq`), and stopped by :func:`down`.
 
 The ranges printed for discovery include ``dead`` addresses with nothing
 behind them, as a real rack has.
@@ -32,6 +36,7 @@ import requests
 
 from metalctl.lab import ironic_conf, libvirt_lab, peers, pki, postgres
 from metalctl.lab.procs import alive, https_ready, spawn, wait_ready
+from metalctl.lab.provnet import ProvNet
 from metalctl.lab.spec import LAB_CREDENTIALS, LabState, RackSpec
 
 LOG = logging.getLogger(__name__)
@@ -180,7 +185,13 @@ def up(spec: RackSpec | None = None, directory: Path | None = None, *,
         waits += _start_redfish(spec, d, ca, cert, key, htpasswd, state)
         waits += _start_ipmi(spec, d, password, state)
         if spec.libvirt_domains:
-            waits += libvirt_lab.start(spec, d, ca, cert, key, htpasswd, state)
+            net = None
+            if spec.provnet is not None:
+                net = ProvNet(d, spec.provnet)
+                state.provnet = net.describe()
+                state.save()  # down() finds the namespace even if up() fails below
+                net.up()
+            waits += libvirt_lab.start(spec, d, ca, cert, key, htpasswd, state, net)
         state.save()
         for what, ready, pid, log in waits:
             wait_ready(what, ready, pid, log, 90.0)
@@ -191,6 +202,13 @@ def up(spec: RackSpec | None = None, directory: Path | None = None, *,
     return state
 
 
+def provnet(state: LabState) -> ProvNet | None:
+    """The lab's provisioning network, when it has one."""
+    if not state.provnet:
+        return None
+    return ProvNet(Path(state.directory), int(state.provnet["net"]))
+
+
 def status(directory: Path | None = None) -> dict[str, Any]:
     """Which lab processes are alive."""
     d = Path(directory or default_dir())
@@ -198,9 +216,12 @@ def status(directory: Path | None = None) -> dict[str, Any]:
     if state is None:
         return {"directory": str(d), "running": False, "processes": {}}
     procs = {name: alive(pid) for name, pid in state.pids.items()}
+    net = provnet(state)
+    if net is not None and net.dnsmasq_started:
+        procs["dnsmasq"] = net.dnsmasq_pid() is not None
     return {"directory": str(d), "running": bool(procs) and all(procs.values()),
             "processes": procs, "ranges": state.ranges, "ironic_url": state.ironic_url,
-            "env": state.env()}
+            "provnet": state.provnet, "env": state.env()}
 
 
 def down(directory: Path | None = None) -> list[str]:
@@ -229,6 +250,11 @@ def down(directory: Path | None = None) -> list[str]:
             LOG.warning("lab: pid %d ignored SIGTERM; killing", pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    net = provnet(state)
+    if net is not None:  # after libvirtd, whose QEMUs hold taps on the bridge
+        net.down()
+        stopped.append(f"provnet {net.namespace}")
+        state.provnet = None
     if state.postgres_data:
         postgres.stop(Path(state.postgres_data))
         stopped.append("postgres")
