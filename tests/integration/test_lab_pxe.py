@@ -28,8 +28,8 @@ from metalctl.budget import Budget
 from metalctl.lab import libvirt_lab, rack
 from metalctl.netaddrs import parse_targets
 from metalctl.provision import dnsmasq
-from metalctl.provision.bootservice import LOCAL_BOOT_SCRIPT, TOKEN_PLACEHOLDER, BootService
 from metalctl.provision.bootserver import Request, Response
+from metalctl.provision.bootservice import LOCAL_BOOT_SCRIPT, TOKEN_PLACEHOLDER, BootService
 from metalctl.provision.bootstate import ACTIVE, INSTALLED, BootFiles
 
 from .tinyinstaller import TinyInstaller
@@ -160,8 +160,10 @@ def test_one_time_pxe_boot_reaches_the_installer_and_its_callback(pxe_lab, kvm, 
     # iPXE asked for the entry script, then its own per-MAC script: the installer chain
     assert [s for _, s, _ in svc.answers("GET", "/boot.ipxe")] == [200]
     scripts = svc.answers("GET", f"/boot/{hyphen}.ipxe")
-    assert scripts and scripts[0][1] == 200
-    assert b"kernel --name vmlinuz" in scripts[0][2] and b"inst.ks=" in scripts[0][2]
+    assert scripts
+    assert scripts[0][1] == 200
+    assert b"kernel --name vmlinuz" in scripts[0][2]
+    assert b"inst.ks=" in scripts[0][2]
     # the kernel and initrd came from the service, the kickstart exactly once, with a token
     assert {p for _, m, p, s, _ in svc.seen if p.startswith("/files/") and s == 200} == {
         f"/files/{files.kernel}", f"/files/{files.initrd}"}
