@@ -73,7 +73,13 @@ class PowerResult:
 def _reason(exc: Exception, address: str) -> BmcError:
     """sushy's exception as a BMC error, with the BMC's own message for a refusal."""
     err = rf.translate(exc, address)
-    detail = getattr(exc, "detail", None) if isinstance(exc, sushy_exc.HTTPError) else None
+    detail = None
+    if isinstance(exc, sushy_exc.HTTPError):
+        # the BMC's message, then its @Message.ExtendedInfo (where the real reason is)
+        extended = [str(m.get("Message")) for m in (exc.extended_info or [])[:2]
+                    if isinstance(m, dict) and m.get("Message")]
+        parts = [str(exc.detail or ""), *extended]
+        detail = "; ".join(p for i, p in enumerate(parts) if p and p not in parts[:i])
     if isinstance(exc, sushy_exc.InvalidParameterValueError):
         detail = str(exc)
     if detail and isinstance(err, BmcProtocolError):
