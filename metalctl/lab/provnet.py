@@ -167,9 +167,22 @@ class ProvNet:
         return self._ip("netns", "pids", self.namespace, check=False).returncode == 0
 
     def up(self) -> ProvNet:
-        """Create the namespace, bridge and veth (completing a half-made one)."""
-        self.files.mkdir(parents=True, exist_ok=True)
+        """Create the namespace, bridge and veth (completing a half-made one of this
+        directory's).
+
+        Raises:
+            LabError: the namespace exists but was made for another lab directory (two
+                labs on one network would answer each other's machines), or ``ip`` failed.
+        """
         ns = self.namespace
+        mine = self.files / "provnet.json"
+        if self._exists() and not mine.exists():
+            raise LabError(reason=f"network namespace {ns} exists but is not this lab's "
+                                  f"({self.directory}); take another network number, or "
+                                  f"`metalctl lab down` the lab that owns it "
+                                  f"(`ip netns del {ns}` if none does)")
+        self.files.mkdir(parents=True, exist_ok=True)
+        mine.write_text(json.dumps(self.describe(), indent=2))
         if not self._exists():
             self._ip("netns", "add", ns)
         n = ["-n", ns]
@@ -198,7 +211,6 @@ class ProvNet:
                      [*n, "link", "set", self.bridge, "up"],
                      ["link", "set", self.host_interface, "up"]):
             self._ip(*args)
-        (self.files / "provnet.json").write_text(json.dumps(self.describe(), indent=2))
         return self
 
     def _address(self, args: list[str]) -> None:
@@ -276,12 +288,15 @@ class ProvNet:
         return out
 
     def down(self) -> None:
-        """Stop dnsmasq and delete the namespace (with the bridge) and the veth pair.
+        """Stop dnsmasq and delete the namespace (with the bridge) and the veth pair,
+        when :meth:`up` made them for this directory (never another lab's).
 
         Processes still running inside the namespace (a libvirtd not stopped by its
         owner) are killed first, or the namespace would outlive its mount.
         """
         self.stop_dnsmasq()
+        if not (self.files / "provnet.json").exists():
+            return  # never made here (or already down): another lab's, if it exists
         if self._exists():
             pids = self._ip("netns", "pids", self.namespace, check=False).stdout.split()
             for pid in pids:
@@ -289,6 +304,7 @@ class ProvNet:
                     os.kill(int(pid), signal.SIGKILL)
             self._ip("netns", "del", self.namespace, check=False)
         self._ip("link", "del", self.host_interface, check=False)
+        (self.files / "provnet.json").unlink(missing_ok=True)
 
 
 def _sysctl(key: str, value: str) -> None:

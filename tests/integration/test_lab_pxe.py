@@ -117,14 +117,24 @@ def served(pxe_lab, boot_files, tmp_path_factory: pytest.TempPathFactory):
         svc.stop()
 
 
-def _wait(what: str, done, timeout_s: float = BOOT_TIMEOUT_S, every_s: float = 0.5):
+def _wait(what: str, done, timeout_s: float = BOOT_TIMEOUT_S, every_s: float = 0.5,
+          evidence=lambda: ""):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = done()
         if value:
             return value
         time.sleep(every_s)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+    raise AssertionError(f"{what}: not within {timeout_s:.0f} s\n{evidence()}")
+
+
+def _evidence(svc: RecordingBootService, net, console: Path) -> str:
+    """What the boot path did so far, for a failure message."""
+    requests = [f"{m} {p} -> {int(s)}" for _, m, p, s, _ in list(svc.seen)]
+    dhcp = [ln for ln in net.dnsmasq_log.read_text(errors="replace").splitlines()
+            if "DHCP" in ln and "option" not in ln][-8:]
+    tail = console.read_text(errors="replace")[-1500:] if console.exists() else "(none)"
+    return (f"boot service saw: {requests}\ndnsmasq: {dhcp}\nconsole tail:\n{tail}")
 
 
 def _wait_off(record, creds, ca: str) -> None:
@@ -147,7 +157,8 @@ def test_one_time_pxe_boot_reaches_the_installer_and_its_callback(pxe_lab, kvm, 
     assert result.power_before == power.OFF
     assert result.actions == ("boot-once:Pxe", "On")
 
-    _wait("install ended", lambda: svc.install(NODE).state != ACTIVE)
+    _wait("install ended", lambda: svc.install(NODE).state != ACTIVE,
+          evidence=lambda: _evidence(svc, net, console))
     install = svc.install(NODE)
     assert install.state == INSTALLED, (install.state, install.error,
                                         console.read_text(errors="replace")[-2000:])
@@ -203,7 +214,8 @@ def test_a_mac_without_an_install_gets_the_local_boot_script(pxe_lab, kvm, serve
     result = power.network_boot(record, creds, pxe_lab.ca_bundle, BUDGET)
     assert result.actions[-1] == "On"
     answers = _wait("per-MAC script asked for",
-                    lambda: svc.answers("GET", f"/boot/{hyphen}.ipxe")[before:])
+                    lambda: svc.answers("GET", f"/boot/{hyphen}.ipxe")[before:],
+                    evidence=lambda: _evidence(svc, net, console))
     assert answers[0][1] == 200
     assert answers[0][2] == LOCAL_BOOT_SCRIPT.encode()
     assert not svc.answers("GET", "/ks/")[1:]  # nothing more than the first test's fetch

@@ -91,3 +91,13 @@ def test_network_numbers_outside_the_range_are_refused(tmp_path: Path):
         ProvNet(tmp_path, 255)
     with pytest.raises(LabError):
         ProvNet(tmp_path, 204).pinned_address(90)  # 10.204.0.100 on is the dynamic range
+
+
+def test_a_namespace_of_another_lab_is_never_taken_over(net: ProvNet, tmp_path: Path):
+    net.up()
+    other = ProvNet(tmp_path / "other-lab", 204)
+    with pytest.raises(LabError, match="not this lab's"):
+        other.up()
+    other.down()  # nothing of its own to remove; never another lab's namespace
+    assert net.namespace in _ip("netns", "list")
+    net.up()  # the owner still completes its own
