@@ -25,9 +25,9 @@ import pytest
 from metalctl import credentials, discover
 from metalctl.bmc import power
 from metalctl.budget import Budget
+from metalctl.cli import lab as cli_lab
 from metalctl.lab import libvirt_lab, rack
 from metalctl.netaddrs import parse_targets
-from metalctl.provision import dnsmasq
 from metalctl.provision.bootserver import Request, Response
 from metalctl.provision.bootservice import LOCAL_BOOT_SCRIPT, TOKEN_PLACEHOLDER, BootService
 from metalctl.provision.bootstate import ACTIVE, INSTALLED, BootFiles
@@ -98,19 +98,17 @@ def boot_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BootFile
 @pytest.fixture(scope="module")
 def served(pxe_lab, boot_files, tmp_path_factory: pytest.TempPathFactory):
     """The boot service on the host side of the provisioning network, and dnsmasq
-    pointing iPXE at it (the domain's MAC pinned to its address)."""
+    pointing iPXE at it (the domain's MAC pinned to its address), as `lab up` starts it."""
     net = rack.provnet(pxe_lab)
     assert net is not None
     files, _ = boot_files
     svc = RecordingBootService(net.host_address, 0, tmp_path_factory.mktemp("bootstate"),
                                files_dir=files, tick_s=1.0).start()
     try:
-        cfg = dnsmasq.DnsmasqConfig(
-            boot_url=svc.url, hosts=(dnsmasq.DhcpHost(libvirt_lab.domain_mac(SPEC, 0),
-                                                      net.pinned_address(0), NODE),),
-            **net.dnsmasq_settings())
-        conf = dnsmasq.write(cfg, net.files / "dnsmasq.conf")
-        net.start_dnsmasq(conf)
+        # what `metalctl lab up` runs: metalctl.provision.dnsmasq's file, MACs pinned
+        assert cli_lab.start_dnsmasq(SPEC, pxe_lab, svc.port) == svc.url
+        assert f"dhcp-host={libvirt_lab.domain_mac(SPEC, 0)},{net.pinned_address(0)},{NODE}" \
+            in (net.files / "dnsmasq.conf").read_text()
         yield svc, net
     finally:
         net.stop_dnsmasq()
