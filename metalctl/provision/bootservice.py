@@ -66,7 +66,7 @@ from metalctl.provision.hostkeys import HostKey
 LOG = logging.getLogger(__name__)
 
 #: replaced in a served kickstart by the token the fetch presented
-TOKEN_PLACEHOLDER = "@@METALCTL_TOKEN@@"  # noqa: S105 - a marker, not a secret
+TOKEN_PLACEHOLDER = tokens.TOKEN_PLACEHOLDER
 CALLBACK_STAGES = ("started", "pre", "post", "hostkeys", "end", "error")
 MAX_BODY_BYTES = 64 * 1024
 MAX_KICKSTART_BYTES = 1024 * 1024
@@ -320,7 +320,7 @@ class BootService:
                             note=f"{node}: bad stage")
         if self.state.count_events(node) >= MAX_EVENTS_PER_INSTALL:
             return Response(HTTPStatus.TOO_MANY_REQUESTS, b"too many callbacks\n", note=node)
-        status, reply = self.callback(node, stage, req.body, presented)
+        status, reply = self.callback(node, stage, req.body, presented, peer=req.peer)
         return Response(status, reply.encode(), note=f"callback {node} {stage} {fp}")
 
     # --- what the handlers call ----------------------------------------------------------
@@ -378,10 +378,14 @@ class BootService:
         ])
 
     def callback(self, node: str, stage: str, body: bytes,
-                 token: str | None) -> tuple[int, str]:
-        """Record an authenticated callback; return (HTTP status, reply text)."""
+                 token: str | None, *, peer: str = "") -> tuple[int, str]:
+        """Record an authenticated callback; return (HTTP status, reply text).
+
+        ``peer`` (the installer's address) is kept with the host keys: it is the address
+        the installed host answers on when no static one was planned.
+        """
         if stage == "hostkeys":
-            return self._hostkeys(node, body)
+            return self._hostkeys(node, body, peer)
         message = _clean_message(body, token)
         self.state.event(node, stage, message)
         if stage == "end":
@@ -394,7 +398,7 @@ class BootService:
             LOG.info("boot service: install of %s failed: %s", node, message)
         return HTTPStatus.OK, "ok\n"
 
-    def _hostkeys(self, node: str, body: bytes) -> tuple[int, str]:
+    def _hostkeys(self, node: str, body: bytes, peer: str = "") -> tuple[int, str]:
         try:
             keys = hostkeys_mod.parse(body.decode("ascii"))
         except (UnicodeDecodeError, InputError) as exc:
@@ -418,7 +422,8 @@ class BootService:
                 self.state.event(node, "hostkeys-refused", str(exc))
                 return HTTPStatus.CONFLICT, "host keys refused\n"
         self.state.set_hostkeys(node, keys)
-        self.state.event(node, "hostkeys", " ".join(k.fingerprint for k in keys))
+        self.state.event(node, "hostkeys", " ".join(k.fingerprint for k in keys)
+                         + (f" from {peer}" if peer else ""))
         return HTTPStatus.OK, "ok\n"
 
     def file_path(self, rel: str) -> Path | None:
