@@ -337,8 +337,10 @@ class _Install:
     """One node's install: start (or resume), follow, prove over SSH, record."""
 
     def __init__(self, prep: _Prepared, inputs: ProvisionInputs, opts: ProvisionOptions,
-                 store: Store | None, clock: Callable[[], float]) -> None:
+                 store: Store | None, clock: Callable[[], float],
+                 on_step: Callable[[str, str], None] | None = None) -> None:
         self.prep, self.node = prep, prep.node
+        self.on_step = on_step
         self.inputs, self.opts, self.store, self.clock = inputs, opts, store, clock
         self.recorded: set[tuple[str, float]] = set()
         self.power_at: float | None = None
@@ -362,6 +364,8 @@ class _Install:
             if stage in ("added",):
                 continue
             self.event(stage, {"detail": detail[:500]} if detail else {})
+            if self.on_step is not None:
+                self.on_step(self.node.name, stage)
         return [(s, a) for s, a, _ in events]
 
     # -- the whole install ---------------------------------------------------------------
@@ -517,8 +521,13 @@ class _Install:
 def provision(nodes: Sequence[str], inputs: ProvisionInputs,
               opts: ProvisionOptions | None = None, *, store: Store | None = None,
               on_result: Callable[[ProvisionResult], None] | None = None,
+              on_step: Callable[[str, str], None] | None = None,
               clock: Callable[[], float] = time.time) -> list[ProvisionResult]:
     """Install ``nodes`` (names, keys or Ironic UUIDs of stored nodes); one result each.
+
+    ``on_step(node, step)`` is called as each install step is seen (``power``,
+    ``boot-script``, ``kickstart-fetched``, ``pre``, ``post``, ``hostkeys``, ``end``,
+    ``ssh``), from the worker following that node: the CLI's progress line per node.
 
     Raises:
         InputError: bad input for any node (nothing was registered or powered).
@@ -551,7 +560,7 @@ def provision(nodes: Sequence[str], inputs: ProvisionInputs,
             todo.append(prep)
 
     def work(prep: _Prepared) -> ProvisionResult:
-        return _Install(prep, inputs, opts, store, clock).run()
+        return _Install(prep, inputs, opts, store, clock, on_step).run()
 
     def finished(outcome: fleet.TaskOutcome[_Prepared, ProvisionResult]) -> None:
         if outcome.ok and outcome.value is not None:

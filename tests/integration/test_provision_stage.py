@@ -308,3 +308,23 @@ def test_unsafe_secret_values_never_reach_results(store, boot, hostlab, tmp_path
     [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path),
                       ProvisionOptions(via="pxe", check=True), store=store)
     assert Secret(ROOT_PW).reveal() not in str(res.to_dict())
+
+
+def test_cli_check_prints_masked_kickstarts_and_bad_input_exits_3(store, tmp_path, capsys,
+                                                                  monkeypatch):
+    from metalctl.cli.main import main
+
+    monkeypatch.setenv("KS_SAMPLE_ROOT_PASSWORD", ROOT_PW)
+    site = REPO / "tests" / "samples" / "kickstart" / "site.yaml"
+    db = str(tmp_path / "store.db")
+    code = main(["provision", "node1", "node2", "--check", "--site", str(site),
+                 "--store", db, "--boot-dir", str(tmp_path / "b")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.count("rootpw --iscrypted") == 2 and ROOT_PW not in out and "$6$" not in out
+    assert store.find("node1")["state"] == "profiled"
+    # an unknown node, a bad --address, no boot service: input errors, exit 3
+    assert main(["provision", "nope", "--check", "--site", str(site), "--store", db]) == 3
+    assert main(["provision", "node1", "--site", str(site), "--store", db,
+                 "--address", "node1"]) == 3
+    assert main(["provision", "node1", "--site", str(site), "--store", db]) == 3
