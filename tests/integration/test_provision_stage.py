@@ -321,7 +321,9 @@ def test_cli_check_prints_masked_kickstarts_and_bad_input_exits_3(store, tmp_pat
                  "--store", db, "--boot-dir", str(tmp_path / "b")])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert out.count("rootpw --iscrypted") == 2 and ROOT_PW not in out and "$6$" not in out
+    assert out.count("rootpw --iscrypted") == 2
+    assert ROOT_PW not in out
+    assert "$6$" not in out
     assert store.find("node1")["state"] == "profiled"
     # an unknown node, a bad --address, no boot service: input errors, exit 3
     assert main(["provision", "nope", "--check", "--site", str(site), "--store", db]) == 3
