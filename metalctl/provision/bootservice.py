@@ -260,6 +260,8 @@ class BootService:
     def route(self, req: Request) -> Response:
         """Answer one request (see the module docstring for the routes)."""
         try:
+            if req.method == "HEAD":
+                return self._head_route(req)
             if req.method == "GET" and req.path == "/boot.ipxe":
                 return Response(HTTPStatus.OK, self.entry_script().encode())
             if req.method == "GET" and (m := _BOOT_RE.fullmatch(req.path)):
@@ -280,6 +282,28 @@ class BootService:
         except MetalctlError as exc:
             LOG.error("boot service: %s %s: %s", req.method, scrub(req.path), scrub(str(exc)))
             return Response(HTTPStatus.SERVICE_UNAVAILABLE, b"boot service state unavailable\n")
+
+    def _head_route(self, req: Request) -> Response:
+        """HEAD: what a GET would answer, without its body and without its effects.
+
+        Ironic's image service validates every URL with HEAD before it downloads it (the
+        anaconda deploy's ``ks_template`` and boot files among them), so a kickstart
+        answers HEAD with its length while the token is good, without being used up;
+        per-MAC boot scripts are not answered (a HEAD must not hand out an install).
+        """
+        m = _NODE_PATH.fullmatch(req.path)
+        if m and m.group(1) == "ks":
+            node, presented = m.group(2), _one(req.query, "token")
+            cred = self.state.credentials(node) if NODE_RE.fullmatch(node) else None
+            if not tokens.matches(presented, cred[1] if cred else None) or \
+                    cred[0] != ACTIVE or cred[2] is not None:  # type: ignore[index]
+                return _forbidden(f"HEAD kickstart {node[:64]} {tokens.fingerprint(presented)}")
+            text = self.state.peek_kickstart(node) or ""
+            size = len(text.replace(TOKEN_PLACEHOLDER, presented or "").encode())
+            return Response(HTTPStatus.OK, b"\0" * size, note=f"HEAD kickstart {node}")
+        if req.path.startswith("/files/") or req.path in ("/boot.ipxe", "/healthz"):
+            return self.route(Request("GET", req.path, req.query, req.headers, b"", req.peer))
+        return Response(HTTPStatus.NOT_FOUND, b"not found\n")
 
     def _boot_route(self, raw_mac: str) -> Response:
         try:

@@ -330,3 +330,25 @@ def test_cli_check_prints_masked_kickstarts_and_bad_input_exits_3(store, tmp_pat
     assert main(["provision", "node1", "--site", str(site), "--store", db,
                  "--address", "node1"]) == 3
     assert main(["provision", "node1", "--site", str(site), "--store", db]) == 3
+
+
+def test_head_answers_like_get_without_using_the_kickstart_up(boot, tmp_path):
+    """Ironic's image service HEADs every URL (ks_template among them) before it GETs."""
+    token = boot.add_install("node7", "52:54:00:00:07:07", "ks @@METALCTL_TOKEN@@\n",
+                             BootFiles("vmlinuz", "initrd.img"), 60)
+    url = f"{boot.url}/ks/node7?token={token.reveal()}"
+    for _ in range(3):
+        head = requests.head(url, timeout=5)
+        assert head.status_code == 200
+        assert head.content == b""
+        assert int(head.headers["Content-Length"]) == len(f"ks {token.reveal()}\n")
+    assert requests.head(f"{boot.url}/ks/node7?token=wrong-token-value-000000000000000",
+                         timeout=5).status_code == 403
+    assert requests.get(url, timeout=5).text == f"ks {token.reveal()}\n"
+    assert requests.head(url, timeout=5).status_code == 403      # used up by the GET
+    f = requests.head(f"{boot.url}/files/vmlinuz", timeout=5)
+    assert f.status_code == 200
+    assert f.headers["Content-Length"] == "6"
+    assert f.content == b""
+    assert requests.head(f"{boot.url}/boot/52-54-00-00-07-07.ipxe", timeout=5).status_code \
+        == 404  # a HEAD never hands out an install
