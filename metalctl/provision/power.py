@@ -34,5 +34,6 @@ class BmcPower:
         if creds is None:
             raise InputError(f"node {node.name}", "credentials",
                              "discovery recorded no credential set for its BMC")
-        return power.network_boot_once(node.record, creds, verify=self.verify,
-                                       budget=self.budget)
+        done = power.network_boot(node.record, creds, self.verify, self.budget)
+        return (f"{done.address}: was {done.power_before}; {' '.join(done.actions)} "
+                f"({done.duration_s:.1f} s)")
