@@ -121,7 +121,8 @@ def test_sshd_message_is_attributed_to_the_rule_whose_line_sshd_named():
 KRN = rule("TST-010", {"kind": "sysctl", "key": "kernel.kptr_restrict", "allowed": [1, 2]})
 NET = rule("TST-011", {"kind": "sysctl", "key": "net.ipv4.conf.all.accept_redirects",
                        "value": 0})
-RUNNING = {"sysctl": "kernel.kptr_restrict = 0\nnet.ipv4.conf.all.accept_redirects = 1\n"}
+RUNNING = {"sysctl:kernel.kptr_restrict": "kernel.kptr_restrict = 0\n",
+           "sysctl:net.ipv4.conf.all.accept_redirects": "net.ipv4.conf.all.accept_redirects = 1\n"}
 
 
 def test_sysctl_on_a_host_owning_its_kernel_is_persisted_and_applied():
@@ -168,7 +169,7 @@ def test_net_sysctl_without_an_own_netns_and_site_named_hosts_are_deferred():
 
 def test_sysctl_running_right_but_persisted_wrong_is_corrected():
     f = facts({kernel.SYSCTL_FILE: "kernel.kptr_restrict = 0\n"},
-              probes={"sysctl": "kernel.kptr_restrict = 2\n"})
+              probes={"sysctl:kernel.kptr_restrict": "kernel.kptr_restrict = 2\n"})
     plan = engine.evaluate([KRN], f, ctx())
     assert plan.outcomes[0].status == "change"
     assert plan.files[kernel.SYSCTL_FILE].new == "kernel.kptr_restrict = 2\n"

@@ -48,7 +48,9 @@ def _probe(name: str, command: str):  # noqa: ANN202 - a Gather
 
 
 def _gather_sysctl(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
-    spec.probes["sysctl"] = "sysctl -a 2>/dev/null"
+    # the key itself, not ``sysctl -a``: probes are cut at 8000 bytes, and ``-a`` prints
+    # a thousand keys (those sorting late were reported "not present in this kernel")
+    spec.probes[f"sysctl:{c['key']}"] = f"sysctl {shlex.quote(c['key'])} 2>/dev/null || true"
     spec.content.add(SYSCTL_FILE)
 
 
@@ -76,12 +78,12 @@ def k_sysctl(
 ) -> CheckOutcome:
     """The running value decides; harden persists the wanted value in ``SYSCTL_FILE`` and
     applies it with ``sysctl -w`` where the setting belongs to the host (else deferred)."""
+    key = c["key"]
     values = dict(
         line.split(" = ", 1)
-        for line in facts.probes.get("sysctl", "").splitlines()
+        for line in facts.probes.get(f"sysctl:{key}", "").splitlines()
         if " = " in line
     )
-    key = c["key"]
     have = values.get(key)
     if have is None:
         return outcome(rule, NOTAPPLICABLE, f"{key} not present in this kernel")
