@@ -273,3 +273,18 @@ def test_guarded_script_validates_before_reload_and_restores_when_rejected():
     main = apply.script(plan, "sysv", skip={sshd.DROPIN})
     assert "/etc/x" in main
     assert sshd.DROPIN not in main
+
+
+def test_a_sysctl_this_host_cannot_write_is_deferred_not_failed():
+    """systemd-nspawn mounts /proc/sys read-only: sysctl -w would fail the whole apply."""
+    probes = {"sysctl:net.ipv4.conf.all.accept_redirects":
+              "net.ipv4.conf.all.accept_redirects = 1\nread-only"}
+    plan = engine.evaluate([NET], facts(probes=probes, kernel_shared=["container: nspawn"],
+                                        own_netns=True), ctx())
+    assert plan.outcomes[0].status == "deferred"
+    assert "read-only" in plan.outcomes[0].detail
+    assert not plan.commands
+    assert "net.ipv4.conf.all.accept_redirects = 0" in plan.files[kernel.SYSCTL_FILE].new
+    spec = engine.gather_spec([NET])
+    assert "[ -w /proc/sys/net/ipv4/conf/all/accept_redirects ]" in \
+        spec.probes["sysctl:net.ipv4.conf.all.accept_redirects"]

@@ -36,6 +36,7 @@ from metalctl.rules.plan import (
 SYSCTL_FILE = "/etc/sysctl.d/50-metalctl.conf"
 SYSCTL_HEADER = ("# Written by metalctl harden (the sysctl rules of hardening/rules): read at\n"
                  "# boot by systemd-sysctl / procps, in the order of /etc/sysctl.d.\n")
+READ_ONLY = "read-only"  # the sysctl probe's mark of a key this host cannot write
 AUDIT_FILE = "/etc/audit/rules.d/50-metalctl.rules"
 AUDIT_HEADER = "## Written by metalctl harden (the audit_rules rules of hardening/rules)\n"
 
@@ -50,12 +51,18 @@ def _probe(name: str, command: str):  # noqa: ANN202 - a Gather
 def _gather_sysctl(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
     # the key itself, not ``sysctl -a``: probes are cut at 8000 bytes, and ``-a`` prints
     # a thousand keys (those sorting late were reported "not present in this kernel")
-    spec.probes[f"sysctl:{c['key']}"] = f"sysctl {shlex.quote(c['key'])} 2>/dev/null || true"
+    # and whether it can be written here (containers mount /proc/sys read-only)
+    key = shlex.quote(c["key"])
+    path = shlex.quote("/proc/sys/" + c["key"].replace(".", "/"))
+    spec.probes[f"sysctl:{c['key']}"] = (f"sysctl {key} 2>/dev/null; [ -w {path} ] || "
+                                         f"echo {READ_ONLY}")
     spec.content.add(SYSCTL_FILE)
 
 
 def applies_here(key: str, facts: HostFacts, ctx: Context) -> str | None:
     """None when writing ``key`` changes only this host; else why it must not be written."""
+    if READ_ONLY in facts.probes.get(f"sysctl:{key}", "").splitlines():
+        return f"{key} is read-only on this host (/proc/sys mounted read-only: a container)"
     shared = ctx.shared_kernel(facts)
     if not shared:
         return None
