@@ -185,3 +185,26 @@ def test_a_config_that_locks_the_operator_out_is_restored(lab):
     assert host_sh(lab, 2, "sshd -T -C user=root,host=x,addr=127.0.0.1 | grep -c "
                            "'^allowusers' || true").strip() == "0"
     assert host_sh(lab, 2, "echo alive").strip() == "alive"
+
+
+def test_settings_sshd_reads_before_the_drop_in_are_superseded(lab):
+    """sshd takes the first value: a main config that sets the key above its Include, and a
+    drop-in sorting before ours (cloud images ship 50-cloud-init.conf), would win."""
+    fresh(lab, 2)
+    host_sh(lab, 2, "sed -i '1i PasswordAuthentication yes' /etc/ssh/sshd_config && "
+                    "echo 'X11Forwarding yes' > /etc/ssh/sshd_config.d/10-cloud.conf")
+    rules = catalogue.select(RULES, ids=["SSH-002", "SSH-004"])
+    res = harden.harden([spec(lab, 2)], rules, hopts(lab))[0]
+    assert res.status == "hardened", res.error
+    effective = host_sh(lab, 2, "sshd -T -C user=root,host=x,addr=127.0.0.1")
+    assert "passwordauthentication no" in effective
+    assert "x11forwarding no" in effective
+    main = host_sh(lab, 2, "cat /etc/ssh/sshd_config")
+    assert main.splitlines()[0] == (f"# metalctl: superseded by {DROPIN}: "
+                                    "PasswordAuthentication yes")
+    assert host_sh(lab, 2, "cat /etc/ssh/sshd_config.d/10-cloud.conf").startswith("# metalctl")
+    backups = host_sh(lab, 2, "ls -R /var/backups/metalctl/etc/ssh")
+    assert "sshd_config." in backups
+    assert "10-cloud.conf." in backups
+    again = harden.harden([spec(lab, 2)], rules, hopts(lab))[0]
+    assert (again.status, again.changed) == ("compliant", [])
