@@ -1,10 +1,12 @@
 """``metalctl harden`` as a library: hosts in parallel, one SSH session each.
 
 Per host: gather facts (one round trip) -> evaluate the rules -> in check mode return
-the diff; otherwise run the apply script (one round trip), gather again and evaluate
-again: the host is ``hardened`` only when that second plan is empty (idempotency is
-verified, not assumed). A host that drops mid-run is ``dropped``; re-running converges
-because every step is atomic and the plan is recomputed from what is there.
+the diff; otherwise run the apply script (one round trip), then the guarded sshd step
+(``sshd -t``, reload, a second login while this session stays open, else restore),
+gather again and evaluate again: the host is ``hardened`` only when that second plan is
+empty (idempotency is verified, not assumed). A host that drops mid-run is
+``dropped``; re-running converges because every step is atomic and the plan is
+recomputed from what is there.
 """
 
 from __future__ import annotations

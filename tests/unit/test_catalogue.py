@@ -189,3 +189,17 @@ def test_a_valid_certificate_chained_to_the_site_ca_passes(tmp_path):
     ctx = engine.Context(host="h1", mgmt_address="192.0.2.1", allowed_dns=[], site=SITE)
     [o] = engine.evaluate([r], f, ctx).outcomes
     assert o.status == "compliant", o
+
+
+def test_the_readme_kinds_table_matches_the_kind_schemas():
+    from metalctl.data.paths import data_dir
+
+    readme = (data_dir("hardening") / "README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r"^\| `([a-z_]+)` \| ([^|]*) \|", readme, re.MULTILINE)}
+    assert set(rows) == set(kinds.REGISTRY)
+    for name, kind in kinds.REGISTRY.items():
+        documented = set(re.findall(r"`([a-z_]+)`\??", rows[name].split(";")[0]))
+        assert documented == set(kind.body), (name, documented ^ set(kind.body))
+        optional = set(re.findall(r"`([a-z_]+)`\?", rows[name].split(";")[0]))
+        assert optional == set(kind.body) - set(kind.required), name
