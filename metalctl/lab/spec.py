@@ -66,6 +66,10 @@ class RackSpec:
 
     @property
     def ironic_address(self) -> str:
+        """127.N.4.1; with a provisioning network its host side (10.M.0.1), where the
+        machines Ironic deploys reach its API for their heartbeats."""
+        if self.provnet is not None:
+            return f"10.{self.provnet}.0.1"
         return f"127.{self.octet}.4.1"
 
     @property
