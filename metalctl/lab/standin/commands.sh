@@ -25,6 +25,15 @@ ks_opts() {  # WHAT VALUE-OPTS FLAG-OPTS WORDS...: sets O_<opt> (- as _), ARGS (
   done
 }
 
+must() {  # WHAT CMD...: run a tool, its output to the log; on failure stop with its words
+  _what=$1; shift
+  if ! "$@" > "$KSDIR/tool.out" 2>&1; then
+    cat "$KSDIR/tool.out" >> "$ANALOG"
+    fail "$_what failed: $(tail -n 3 "$KSDIR/tool.out" | tr '\n' ' ')"
+  fi
+  cat "$KSDIR/tool.out" >> "$ANALOG"
+}
+
 ignored() { log "kickstart line $KSLINE_NO: $KSCMD logged and ignored ($*)"; }
 refused() { fail "kickstart line $KSLINE_NO: $KSCMD is not supported by the stand-in installer ($*)"; }
 append() { eval "$1=\"\${$1}\$2\$NL\""; }  # VAR LINE: add a line to a list variable

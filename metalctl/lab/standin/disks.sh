@@ -59,8 +59,9 @@ partition_disk() {  # DISK: write its MBR label and partitions from $LAYOUT
     script="$script$line$NL"
     echo "$mnt|$fstype|$(part_dev "$disk" $i)|$label" >> "$KSDIR/mounts"
   done < "$KSDIR/layout.$disk"
-  echo "$script" | sfdisk -q --wipe always --wipe-partitions always "/dev/$disk" \
-    >> /tmp/anaconda.log 2>&1 || fail "sfdisk on $disk failed"
+  echo "$script" > "$KSDIR/sfdisk.$disk"
+  must "sfdisk $disk" sfdisk -q --wipe always --wipe-partitions always "/dev/$disk" \
+    < "$KSDIR/sfdisk.$disk"
   log "partitioned $disk: $(echo "$script" | tail -n +2 | tr '\n' ';')"
 }
 
@@ -68,11 +69,10 @@ format_all() {
   while IFS='|' read -r mnt fstype dev label; do
     i=0; while [ ! -b "$dev" ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); mdev -s; done
     if [ "$fstype" = swap ]; then
-      mkswap ${label:+-L "$label"} "$dev" >> /tmp/anaconda.log 2>&1 || fail "mkswap $dev failed"
+      must "mkswap $dev" mkswap ${label:+-L "$label"} "$dev"
     else
       # no 64bit feature on the file system extlinux reads the kernel from
-      mke2fs -q -F -t "$fstype" -O ^64bit ${label:+-L "$label"} "$dev" >> /tmp/anaconda.log 2>&1 \
-        || fail "mke2fs $dev failed"
+      must "mke2fs $dev" /usr/sbin/mke2fs -q -F -t "$fstype" -O ^64bit ${label:+-L "$label"} "$dev"
     fi
     log "formatted $dev ($fstype) for $mnt"
   done < "$KSDIR/mounts"
@@ -107,7 +107,7 @@ write_fstab() {
   {
     echo "# written by the stand-in installer from the kickstart's partitions"
     while IFS='|' read -r mnt fstype dev label; do
-      uuid=$(blkid -s UUID -o value "$dev")
+      uuid=$(/usr/sbin/blkid -s UUID -o value "$dev")
       [ -n "$uuid" ] || fail "blkid found no UUID on $dev"
       if [ "$fstype" = swap ]; then echo "UUID=$uuid none swap sw 0 0"
       else echo "UUID=$uuid $mnt $fstype defaults 0 $([ "$mnt" = / ] && echo 1 || echo 2)"; fi

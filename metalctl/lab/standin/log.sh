@@ -3,7 +3,7 @@
 # mode, run on a build host) logs to stderr instead of the console.
 ANALOG=${ANALOG:-/tmp/anaconda.log}
 log() {
-  line="[$(cut -d' ' -f1 /proc/uptime)] installer: $*"
-  echo "$line" >> "$ANALOG"
-  if [ -n "$STANDIN_CHECK" ]; then echo "$line" >&2; else echo "$line" > /dev/console; fi
+  _logline="[$(cut -d" " -f1 /proc/uptime)] installer: $*"
+  echo "$_logline" >> "$ANALOG"
+  if [ -n "$STANDIN_CHECK" ]; then echo "$_logline" >&2; else echo "$_logline" > /dev/console; fi
 }

@@ -7,7 +7,7 @@ install_liveimg() {
     *.tar) unz=cat ;;
     *.tar.xz|*.txz) unz="xz -dc" ;;
     *.tar.bz2|*.tbz2) unz="bunzip2 -c" ;;
-    *) unz="gzip -dc" ;;
+    *) unz="/usr/bin/gzip -dc" ;;
   esac
   set -o pipefail
   sumfile=$KSDIR/liveimg.sha256
@@ -54,7 +54,7 @@ LABEL linux
   INITRD $prefix/initrd.img-$version
   APPEND $args
 EOC
-  extlinux --install "$SYSROOT/boot/extlinux" >> /tmp/anaconda.log 2>&1 || fail "extlinux --install failed"
+  must "extlinux --install" /usr/bin/extlinux --install "$SYSROOT/boot/extlinux"
   dd if=$LIB/mbr.bin of="/dev/$BOOT_DISK" bs=440 count=1 conv=notrunc 2>/dev/null || fail "writing the MBR of $BOOT_DISK failed"
   MBR_WRITTEN=1
   log "bootloader: extlinux on $BOOT_DISK, kernel $version, append: $args"
