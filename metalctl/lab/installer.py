@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from metalctl.errors import LabError
+from metalctl.errors import InputError, LabError
 from metalctl.lab import liveimg
 
 LOG = logging.getLogger(__name__)
@@ -221,6 +221,39 @@ def _check_host() -> Path:
     return Path(busybox)
 
 
+def check_kickstart(text: str, label: str = "kickstart") -> dict[str, str]:
+    """Run the stand-in's own parser (busybox sh, parse-only) over a kickstart.
+
+    Nothing is executed but the parser: no %pre, %post or %onerror, no disk, no network.
+
+    Returns:
+        What the installer would do: ``liveimg``, ``finish``, ``append``, ``part``...
+        (the last value of repeated keys).
+
+    Raises:
+        InputError: the installer refuses the kickstart (with its line when the
+            refusal names one).
+    """
+    busybox = shutil.which("busybox")
+    if not busybox:
+        raise LabError(reason="busybox missing: run scripts/setup.sh")
+    with tempfile.TemporaryDirectory() as tmp:
+        ks = Path(tmp) / "ks.cfg"
+        ks.write_text(text)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "STANDIN_CHECK": str(ks),
+               "STANDIN_LIB": str(STANDIN), "STANDIN_LOG": str(STANDIN / "log.sh"),
+               "STANDIN_KSDIR": str(Path(tmp) / "ks"), "ANALOG": str(Path(tmp) / "log")}
+        proc = subprocess.run([busybox, "sh", str(STANDIN / "anaconda")], env=env,
+                              capture_output=True, text=True, check=False, timeout=60)
+    if proc.returncode != 0:
+        error = next((line.split("ERROR: ", 1)[1] for line in proc.stderr.splitlines()
+                      if "ERROR: " in line), proc.stderr.strip()[-300:])
+        m = re.match(r"kickstart line (\d+): (.*)", error)
+        raise InputError(label, "stand-in installer", m.group(2) if m else error,
+                         line=int(m.group(1)) if m else None)
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+
+
 def ensure(cache: Path | None = None) -> InstallerFiles:
     """Build what is missing or stale, and return the served directory's files.
 
@@ -258,4 +291,4 @@ def ensure(cache: Path | None = None) -> InstallerFiles:
                           liveimg=image, kernel_version=version_file.read_text())
 
 
-__all__ = ["InstallerFiles", "cache_dir", "ensure"]
+__all__ = ["InstallerFiles", "cache_dir", "check_kickstart", "ensure"]

@@ -9,14 +9,14 @@ ks_opts() {  # WHAT VALUE-OPTS FLAG-OPTS WORDS...: sets O_<opt> (- as _), ARGS (
   while [ $# -gt 0 ]; do
     case $1 in
       --*=*) _n=${1%%=*}; _n=${_n#--}; _v=${1#*=}
-        case $_vals in *" $_n "*) ;; *) fail "$_what: unknown option --$_n" ;; esac ;;
+        case $_vals in *" $_n "*) ;; *) fail "kickstart line $KSLINE_NO: $_what: unknown option --$_n" ;; esac ;;
       --*) _n=${1#--}
         case $_vals$_flags in
           *" $_n "*) case $_vals in
-              *" $_n "*) [ $# -ge 2 ] || fail "$_what: --$_n needs a value"; _v=$2; shift ;;
+              *" $_n "*) [ $# -ge 2 ] || fail "kickstart line $KSLINE_NO: $_what: --$_n needs a value"; _v=$2; shift ;;
               *) _v=1 ;;
             esac ;;
-          *) fail "$_what: unknown option --$_n" ;;
+          *) fail "kickstart line $KSLINE_NO: $_what: unknown option --$_n" ;;
         esac ;;
       *) ARGS="$ARGS$1$NL"; shift; continue ;;
     esac
@@ -41,6 +41,13 @@ append() { eval "$1=\"\${$1}\$2\$NL\""; }  # VAR LINE: add a line to a list vari
 mac_of_device() {  # kickstart --device (MAC, link, bootif or a name) -> MAC
   case $1 in
     ??:??:??:??:??:??) echo "$1" | tr 'A-F' 'a-f' ;;
+    *) [ -n "$STANDIN_CHECK" ] && { echo "${1:-link} (resolved at install)"; return; }
+      mac_of_nic "$1" ;;
+  esac
+}
+
+mac_of_nic() {
+  case $1 in
     ""|link|bootif) cut -d' ' -f2 /tmp/bootif ;;
     *) cat "/sys/class/net/$1/address" 2>/dev/null ;;
   esac

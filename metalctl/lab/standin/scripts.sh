@@ -14,7 +14,8 @@ run_script() {  # N LINE HEADER: run one section; returns its exit status
   words=$(KSLINE=$header awk -f $LIB/ks-words.awk) || fail "line $line: bad quoting"
   OIFS=$IFS; IFS=$NL; set -f; set -- $words; IFS=$OIFS; set +f
   kind=$1; shift
-  ks_opts "$kind (line $line)" "interpreter log" "nochroot erroronfail" "$@"
+  KSLINE_NO=$line
+  ks_opts "$kind" "interpreter log" "nochroot erroronfail" "$@"
   interp=${O_interpreter:-/bin/sh}
   out=$KSDIR/out.$n
   log "running $kind (kickstart line $line)"
