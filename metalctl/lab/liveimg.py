@@ -26,7 +26,8 @@ LOG = logging.getLogger(__name__)
 LAYER = "metal"
 EXCLUDE = ("./usr/share/doc/*", "./usr/share/man/*", "./usr/share/locale/*",
            "./usr/share/info/*", "./var/lib/apt/lists/*", "./var/cache/apt/*",
-           "./var/cache/debconf/*-old", "./var/log/*")
+           "./var/cache/debconf/*-old", "./var/log/*", "*/__pycache__/*",
+           "./usr/lib/udev/hwdb.d/*")
 DHCP_NETWORK = """\
 # the lab image's default: DHCP on every NIC, the MAC as client id so the lease the
 # installer got is the one the installed system gets (dnsmasq pins by MAC)
@@ -99,7 +100,7 @@ def ensure(out: Path) -> Path:
           mount -t overlay overlay -o lowerdir={lower},upperdir={t}/upper,workdir={t}/work \\
             {t}/merged
           sh {t}/machine.sh {t}/merged {t}/dhcp.network
-          tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -1 > {out}.part
+          tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -6 > {out}.part
         """
         proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
                                "/bin/sh", "-euc", script], capture_output=True, text=True,

@@ -1,6 +1,19 @@
 # The installed system: liveimg laid down, extlinux, then the kickstart's configuration
 # (network, host name, root password hash, users, SSH keys, time zone, language, services).
 
+fetch_liveimg() {  # to stdout; hashed on the way only with --checksum (slow under TCG)
+  if [ -n "$LIVEIMG_SUM" ]; then
+    mkfifo "$KSDIR/liveimg.fifo"
+    sha256sum < "$KSDIR/liveimg.fifo" > "$KSDIR/liveimg.sha256" &
+    # shellcheck disable=SC2086
+    curl -fsS --retry 3 ${LIVEIMG_INSECURE:+--insecure} "$LIVEIMG_URL" 2>> "$ANALOG" \
+      | tee "$KSDIR/liveimg.fifo"
+  else
+    # shellcheck disable=SC2086
+    curl -fsS --retry 3 ${LIVEIMG_INSECURE:+--insecure} "$LIVEIMG_URL" 2>> "$ANALOG"
+  fi
+}
+
 install_liveimg() {
   log "unpacking liveimg ${LIVEIMG_URL%%\?*}"
   case ${LIVEIMG_URL%%\?*} in
@@ -10,21 +23,18 @@ install_liveimg() {
     *) unz="/usr/bin/gzip -dc" ;;
   esac
   set -o pipefail
-  sumfile=$KSDIR/liveimg.sha256
-  mkfifo "$KSDIR/liveimg.fifo"
-  sha256sum < "$KSDIR/liveimg.fifo" > "$sumfile" &
-  # shellcheck disable=SC2086
-  curl -fsS --retry 3 ${LIVEIMG_INSECURE:+--insecure} "$LIVEIMG_URL" 2>> /tmp/anaconda.log \
-    | tee "$KSDIR/liveimg.fifo" | $unz | tar -x -C "$SYSROOT" 2>> /tmp/anaconda.log \
+  fetch_liveimg | $unz | tar -x -C "$SYSROOT" 2>> "$ANALOG" \
     || fail "liveimg ${LIVEIMG_URL%%\?*}: download or unpack failed"
   wait
   set +o pipefail
-  got=$(cut -d' ' -f1 "$sumfile")
-  if [ -n "$LIVEIMG_SUM" ] && [ "${LIVEIMG_SUM#sha256:}" != "$got" ]; then
-    fail "liveimg checksum mismatch: expected $LIVEIMG_SUM, got sha256 $got"
+  if [ -n "$LIVEIMG_SUM" ]; then
+    got=$(cut -d' ' -f1 "$KSDIR/liveimg.sha256")
+    [ "${LIVEIMG_SUM#sha256:}" = "$got" ] || \
+      fail "liveimg checksum mismatch: expected $LIVEIMG_SUM, got sha256 $got"
+    log "liveimg checksum verified (sha256 $got)"
   fi
   [ -x "$SYSROOT/bin/sh" ] || fail "liveimg ${LIVEIMG_URL%%\?*} holds no root file system"
-  log "liveimg unpacked (sha256 $got)"
+  log "liveimg unpacked"
 }
 
 install_bootloader() {
