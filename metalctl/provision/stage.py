@@ -505,6 +505,10 @@ class _Install:
             try:
                 out = ssh.run_script(conn, target, "cat /etc/metalctl-install 2>/dev/null "
                                                    "|| echo no-marker")
+            except HostError as exc:  # sshd up while the first boot still settles
+                last = str(exc)
+                time.sleep(min(3.0, self.opts.poll_s * 2))
+                continue
             finally:
                 conn.close()
             if f"node={self.node.name}" not in out:

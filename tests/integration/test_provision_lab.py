@@ -115,7 +115,7 @@ def node(lab, env):
         profile_stage.plan(store, ref, ProfileLibrary().load("compute-general"), topo)
         from metalctl.model.node import Lifecycle
         store.set_state(record.key, Lifecycle.PROFILED)
-        name = store.find(record.key)["name"] or record.key
+        name = store.find(record.key)["name"] or record.name or record.key
     yield {"record": record, "creds": creds, "name": name}
     power.power_off(record, creds, lab.ca_bundle, BUDGET)
 
@@ -228,7 +228,7 @@ def test_pxe_install_survives_a_killed_run_and_is_never_repeated(lab, env, node,
     deadline = time.monotonic() + INSTALL_S
     while "kickstart-fetched" not in _events(env, node["name"]):
         assert time.monotonic() < deadline, "no kickstart fetch"
-        assert first.poll() is None, first.communicate()
+        assert first.poll() is None, first.communicate()[0][-3000:]
         time.sleep(1)
     first.kill()
     first.wait()
