@@ -71,7 +71,7 @@ STAGE = "provision"
 
 # what one install reports, in the order an install goes through them
 INSTALL_STEPS = ("added", "power", "boot-script", "kickstart-fetched", "started", "pre",
-                 "post", "hostkeys", "end", "ssh")
+                 "post", "hostkeys", "end", "error", "timeout", "ironic-active", "ssh")
 
 
 # --- inputs, options, results ------------------------------------------------------------
@@ -338,7 +338,7 @@ def _timings(events: Sequence[tuple[str, float]], start: float) -> dict[str, flo
     out: dict[str, float] = {}
     last = start
     for stage, at in events:
-        if stage in out or stage in ("added",):
+        if stage in out or stage not in INSTALL_STEPS or stage == "added":
             continue
         out[stage] = round(max(0.0, at - last), 2)
         last = at

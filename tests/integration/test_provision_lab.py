@@ -116,7 +116,9 @@ def node(lab, env):
         from metalctl.model.node import Lifecycle
         store.set_state(record.key, Lifecycle.PROFILED)
         name = store.find(record.key)["name"] or record.name or record.key
-    yield {"record": record, "creds": creds, "name": name}
+    # named in the store only once enrolled: the CLI takes the key, the stage uses the
+    # BMC's system name for the boot service until then
+    yield {"record": record, "creds": creds, "name": name, "ref": record.key}
     power.power_off(record, creds, lab.ca_bundle, BUDGET)
 
 
@@ -165,7 +167,7 @@ def serve(net, files, env):
 
 def _provision(env, node, *args: str, timeout: float = INSTALL_S + 120
                ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*METALCTL, "provision", node["name"], "-o", "json",
+    return subprocess.run([*METALCTL, "provision", node["ref"], "-o", "json",
                            "--ssh-key", str(env["key"]), *args],
                           env=env["env"], capture_output=True, text=True, timeout=timeout)
 
@@ -221,7 +223,7 @@ def test_pxe_install_survives_a_killed_run_and_is_never_repeated(lab, env, node,
     site = _site(env, f"{serve['url']}/files/liveimg.tar.gz")
     args = _pxe_args(env, serve, site)
     t0 = time.monotonic()
-    first = subprocess.Popen([*METALCTL, "provision", node["name"], "-o", "json",
+    first = subprocess.Popen([*METALCTL, "provision", node["ref"], "-o", "json",
                               "--ssh-key", str(env["key"]), *args], env=env["env"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # kill the follower once the machine has its kickstart (mid-install)
@@ -244,7 +246,7 @@ def test_pxe_install_survives_a_killed_run_and_is_never_repeated(lab, env, node,
     assert events.count("kickstart-fetched") == 1
     assert events.count("added") == 1
     with Store(Path(env["env"]["METALCTL_STORE"])) as store:
-        row = store.find(node["name"])
+        row = store.find(node["ref"])
         assert row["state"] == "installed"
         actions = [e.action for e in store.events(row["key"]) if e.stage == "provision"]
         assert "resumed" in actions
@@ -345,7 +347,7 @@ def test_through_ironic_available_to_active_and_installed(lab, env, node, serve,
     res = _result(proc)
     assert res["status"] == "installed"
     assert res["via"] == "ironic"
-    uuid = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["name"])["ironic_uuid"]
+    uuid = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])["ironic_uuid"]
     assert ironic_boot.node(uuid)["provision_state"] == "active"
     out = subprocess.run(["ssh", "-i", str(env["key"]), "-o", "BatchMode=yes", "-o",
                           "StrictHostKeyChecking=yes", "-o",
