@@ -137,11 +137,18 @@ def serve(net, files, env):
     and a tiny liveimg server for the failure paths."""
     tiny = env["dir"] / "tiny"
     tiny.mkdir()
+    # a root file system of one static busybox: enough for %post to run, and fail
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("etc")
-        info.type = tarfile.DIRTYPE
-        tar.addfile(info)
+        for d in ("etc", "bin", "tmp", "root"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        tar.add("/bin/busybox", "bin/busybox")
+        for name in ("sh", "echo", "cat", "mkdir", "tail"):
+            link = tarfile.TarInfo(f"bin/{name}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
     (tiny / "tiny.tar.gz").write_bytes(buf.getvalue())
     log = open(env["dir"] / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([*METALCTL, "serve", "--bind", net.host_address, "--port",
