@@ -113,6 +113,7 @@ class IronicDeploy:
     deploy_ramdisk: str
     boot_interface: str = "ipxe"
     deploy_interface: str = "anaconda"
+    root_gb: int | None = None  # instance_info.root_gb (default: the smallest disk)
 
 
 @dataclass

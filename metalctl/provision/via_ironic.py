@@ -54,7 +54,18 @@ def _patch(inst: _Install, ks_url: str) -> list[dict[str, Any]]:
         {"op": "add", "path": "/instance_info/ramdisk", "value": d.ramdisk},
         {"op": "add", "path": "/instance_info/stage2", "value": d.stage2},
         {"op": "add", "path": "/instance_info/ks_template", "value": ks_url},
+        # Ironic's deploy validation wants it (partition images); the kickstart itself
+        # lays the disk out, so it is the node's smallest disk as its BMC reported it
+        {"op": "add", "path": "/instance_info/root_gb", "value": _root_gb(inst)},
     ]
+
+
+def _root_gb(inst: _Install) -> int:
+    d = inst.inputs.ironic_deploy
+    if d is not None and d.root_gb:
+        return d.root_gb
+    sizes = [disk.size_gib for disk in inst.node.record.hardware.disks if disk.size_gib]
+    return max(1, int(min(sizes))) if sizes else 10
 
 
 def _wait_available(inst: _Install, uuid: str) -> str:
