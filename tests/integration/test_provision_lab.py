@@ -362,3 +362,25 @@ def test_through_ironic_available_to_active_and_installed(lab, env, node, serve,
                           f"root@{net.pinned_address(0)}", "cat /etc/metalctl-install"],
                          capture_output=True, text=True, timeout=60)
     assert f"node={node['name']}" in out.stdout, out.stderr
+
+
+def test_through_ironic_a_failing_post_fails_the_node_with_the_installers_message(
+        lab, env, node, serve, ironic_boot):
+    tpl = _failing_template(env)
+    (tpl / "ironic-rhel9-kvm.ks.j2").write_text(
+        (REPO / "kickstart" / "ironic-rhel9-kvm.ks.j2").read_text())
+    (tpl / "ironic-fails.ks.j2").write_text(
+        '{% extends "ironic-rhel9-kvm.ks.j2" %}\n{% block finish %}\n'
+        "%post --erroronfail\necho 'metalctl-test: %post fails on purpose' >&2\nexit 3\n%end\n"
+        "{{ super() }}\n{% endblock %}\n")
+    site = _site(env, serve["tiny"], "tiny-site.yaml")
+    args = _ironic_args(env, serve, site, "--redo", "--template", "ironic-fails",
+                        "--template-dir", str(tpl))
+    args[args.index("--image-source") + 1] = serve["tiny"]
+    proc = _provision(env, node, *args)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    res = _result(proc)
+    assert res["status"] == "failed"
+    assert "the kickstart install of" in res["reason"], res["reason"]
+    uuid = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])["ironic_uuid"]
+    assert ironic_boot.node(uuid)["provision_state"] in ("deploy failed", "wait call-back")
