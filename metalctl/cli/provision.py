@@ -79,6 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--image-source", help="liveimg tarball URL (instance_info.image_source)")
     i.add_argument("--deploy-kernel", help="driver_info.deploy_kernel (ipxe validates it)")
     i.add_argument("--deploy-ramdisk", help="driver_info.deploy_ramdisk")
+    i.add_argument("--boot-mode", choices=("bios", "uefi"),
+                   help="the machines' firmware (default: what discovery read; Ironic "
+                        "assumes uefi when unset)")
     n = p.add_argument_group("nodes")
     n.add_argument("--address", action="append", default=[], metavar="NODE=IP/PREFIX",
                    help="static address of the installed OS (default: DHCP, pinned by MAC)")
@@ -138,7 +141,8 @@ def _ironic_deploy(args: argparse.Namespace) -> IronicDeploy:
             raise InputError("--via ironic", f"--{name}", "Ironic needs an http(s) URL")
     return IronicDeploy(image_source=args.image_source, kernel=args.kernel,
                         ramdisk=args.initrd, stage2=args.stage2,
-                        deploy_kernel=args.deploy_kernel, deploy_ramdisk=args.deploy_ramdisk)
+                        deploy_kernel=args.deploy_kernel, deploy_ramdisk=args.deploy_ramdisk,
+                        boot_mode=args.boot_mode)
 
 
 class _NodeLines:

@@ -114,6 +114,7 @@ class IronicDeploy:
     boot_interface: str = "ipxe"
     deploy_interface: str = "anaconda"
     root_gb: int | None = None  # instance_info.root_gb (default: the smallest disk)
+    boot_mode: str | None = None  # bios | uefi (default: what discovery read)
 
 
 @dataclass

@@ -57,7 +57,19 @@ def _patch(inst: _Install, ks_url: str) -> list[dict[str, Any]]:
         # Ironic's deploy validation wants it (partition images); the kickstart itself
         # lays the disk out, so it is the node's smallest disk as its BMC reported it
         {"op": "add", "path": "/instance_info/root_gb", "value": _root_gb(inst)},
+        # the firmware the machine has: Ironic 39 defaults to UEFI and would switch a BIOS
+        # machine's boot mode (on a machine without UEFI firmware, the power-on fails)
+        *([{"op": "add", "path": "/instance_info/capabilities",
+            "value": {"boot_mode": mode}}] if (mode := _boot_mode(inst)) else []),
     ]
+
+
+def _boot_mode(inst: _Install) -> str | None:
+    d = inst.inputs.ironic_deploy
+    if d is not None and d.boot_mode:
+        return d.boot_mode
+    seen = (inst.node.record.boot_mode or "").lower()
+    return {"legacy": "bios", "bios": "bios", "uefi": "uefi"}.get(seen)
 
 
 def _root_gb(inst: _Install) -> int:

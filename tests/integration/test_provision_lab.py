@@ -331,7 +331,9 @@ def _ironic_args(env, serve, site: Path, *extra: str) -> list[str]:
             "--image-source", f"{f}/liveimg.tar.gz", "--kernel", f"{f}/vmlinuz",
             "--initrd", f"{f}/initrd.img", "--stage2", f"{f}/stage2.img",
             "--deploy-kernel", f"{f}/vmlinuz", "--deploy-ramdisk", f"{f}/initrd.img",
-            "--deadline", str(INSTALL_S), "--ssh-wait", "300", *extra]
+            "--deadline", str(INSTALL_S), "--ssh-wait", "300",
+            # the lab's machines have SeaBIOS only; Ironic 39 would switch them to UEFI
+            "--boot-mode", "bios", *extra]
 
 
 @pytest.fixture
