@@ -317,11 +317,11 @@ def test_an_install_that_never_calls_back_times_out(lab, env, node, serve):
     # the last --deadline wins
     proc = _provision(env, node, *_pxe_args(env, serve, site, "--template", "hangs-in-pre",
                                             "--template-dir", str(_failing_template(env)),
-                                            "--deadline", "150"))
+                                            "--deadline", "90"))
     assert proc.returncode == 1, proc.stderr[-2000:]
     res = _result(proc)
     assert res["status"] == "timeout", res
-    assert "no end callback within 150 s" in res["reason"]
+    assert "no end callback within 90 s" in res["reason"]
     assert time.monotonic() - t0 < 300
 
 
