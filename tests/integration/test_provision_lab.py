@@ -339,7 +339,7 @@ def _ironic_args(env, serve, site: Path, *extra: str) -> list[str]:
 @pytest.fixture
 def ironic_boot(lab, net, serve):
     """dnsmasq chains iPXE to Ironic's boot script for this test, then back."""
-    _dnsmasq(net, f"http://{net.host_address}:{prov_ironic.HTTP_ROOT_PORT}/boot.ipxe",
+    _dnsmasq(net, f"http://{net.host_address}:{prov_ironic.HTTP_ROOT_PORT}",
              "ironic")
     yield Ironic(IronicConfig(url=lab.ironic_url)).connect()
     _dnsmasq(net, serve["url"], "serve")
