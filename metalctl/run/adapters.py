@@ -198,6 +198,8 @@ def profile_one(rack: Rack, inputs: StageInputs, store: Store, key: str) -> Step
         evidence["plan"] = "after install (the BMC gives no CPU topology)"
     except MetalctlError as exc:
         return StepResult(key, False, describe(exc), evidence, name=node.label)
+    if rack.bios == "skip":  # the site sets BIOS elsewhere: selection and plan only
+        return StepResult(key, True, None, {**evidence, "bios": "skipped"}, name=node.label)
     cset = inputs.credential_set(node.record.credentials) if node.record and \
         node.record.credentials else None
     opts = profile_stage.BiosOptions(credentials=lambda _n: cset, verify=inputs.verify,

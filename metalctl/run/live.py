@@ -39,13 +39,14 @@ class LiveView:
         if event.key is None:
             return
         row = self.rows.setdefault(event.key, {"steps": {}, "since": time.monotonic()})
+        row["name"] = event.name or row.get("name")
         if event.kind == "start" and event.stage:
             row["steps"][event.stage] = ("running", None)
             row["since"] = time.monotonic()
         elif event.kind == "end" and event.stage:
             row["steps"][event.stage] = (event.status, event.elapsed_s)
             tail = f": {event.reason}" if event.reason and event.status == "failed" else ""
-            self._line(f"{_short(event.key)} {event.stage} {event.status} "
+            self._line(f"{event.name or _short(event.key)} {event.stage} {event.status} "
                        f"{event.elapsed_s or 0:.1f}s{tail}")
 
     def _line(self, text: str) -> None:
@@ -74,7 +75,8 @@ class LiveView:
                     f"{status} {elapsed:.1f}s"
                 cells.append(f"[{_STYLE.get(status or '', '')}]{text}[/]" if status else "")
             running = any(s == "running" for s, _ in row["steps"].values())
-            t.add_row(_short(key), *cells, f"{now - row['since']:.0f}s" if running else "")
+            t.add_row(row.get("name") or _short(key), *cells,
+                      f"{now - row['since']:.0f}s" if running else "")
         if len(self.rows) > len(rows):
             t.caption = f"{len(self.rows) - len(rows)} more node(s) not running"
         return t

@@ -112,6 +112,7 @@ class RunEvent:
     status: str | None = None
     reason: str | None = None
     elapsed_s: float | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class Scheduler:
             node = self.nodes[key]
             node.status, node.stage, node.steps[stage] = "running", stage, "running"
             node.started[stage] = started
-            self.on_event(RunEvent("start", key, stage, "running"))
+            self.on_event(RunEvent("start", key, stage, "running", name=node.name))
         self._calls += 1
         self.stage_calls[stage] += 1
 
@@ -251,11 +252,12 @@ class Scheduler:
         if not result.ok:
             node.status, node.reason = "failed", f"{stage}: {result.reason or 'failed'}"
             node.todo.clear()
-            self.on_event(RunEvent("end", node.key, stage, "failed", result.reason, elapsed))
+            self.on_event(RunEvent("end", node.key, stage, "failed", result.reason, elapsed,
+                                  node.name))
             self._check_budget()
             return
         self.store.set_state(node.key, STATE_OF[stage], name=result.name)
-        self.on_event(RunEvent("end", node.key, stage, "ok", result.reason, elapsed))
+        self.on_event(RunEvent("end", node.key, stage, "ok", result.reason, elapsed, node.name))
         if result.final:
             node.status, node.reason = "alias", result.reason
             node.todo.clear()
@@ -311,7 +313,7 @@ class Scheduler:
             return
         self.stopped = (f"failure budget spent ({failed} failed, budget "
                         f"{self.opts.budget} of {len(self.nodes)} nodes): nothing new started")
-        LOG.warning("run: %s", self.stopped)
+        LOG.info("run: %s", self.stopped)
         for stage, waiting in self.ready.items():
             for key in waiting:
                 node = self.nodes[key]
