@@ -66,8 +66,7 @@ def metalctl(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
 
 def ironic_keys(ironic: Ironic) -> Counter[str]:
     """How many Ironic nodes carry each metalctl key (a duplicate counts 2)."""
-    return Counter(n["extra"].get("metalctl_key") for n in ironic.client.node.list(
-        detail=True, fields=["uuid", "extra"]) for n in [n.to_dict()])
+    return Counter((n.get("extra") or {}).get("metalctl_key") for n in ironic.nodes())
 
 
 def test_run_to_profile_and_rerun_converges_with_no_duplicate_in_ironic(lab25, ironic,
