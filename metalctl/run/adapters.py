@@ -144,7 +144,7 @@ def enroll(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit:
     nothing twice. A BMC address of a system enrolled under another address ends as
     that node's alias."""
     opts = enroll_stage.EnrollOptions(
-        manage=True, verify_ca=inputs.verify,
+        manage=rack.ironic.get("manage", True), verify_ca=inputs.verify,
         resource_class=rack.ironic.get("resource_class", "baremetal"),
         conductor_group=rack.ironic.get("conductor_group"),
         budget=replace(ENROLLMENT, concurrency=max(1, min(len(keys),
