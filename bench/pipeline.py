@@ -76,6 +76,7 @@ def main() -> int:
                          db=os.environ.get("METALCTL_BENCH_DB", "postgresql"))
     with tempfile.TemporaryDirectory(prefix="metalctl-bench-pipeline-") as tmp:
         lab_dir, work = Path(tmp) / "lab", Path(tmp)
+        os.chmod(tmp, 0o755)  # PostgreSQL (Ironic's database) runs as its own user
         state = rack.up(spec, lab_dir, install=False)
         try:
             ir = Ironic(IronicConfig(url=state.ironic_url)).connect()
