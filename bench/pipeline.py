@@ -7,8 +7,8 @@ standalone Ironic; the pipeline runs discover -> enroll (``manage: false``: Iron
 power checks are Ironic's cost, not metalctl's). Each size runs in a fresh process so its
 peak RSS is its own; Ironic is emptied between sizes. Printed per node, side by side:
 metalctl's CPU seconds (user+sys of the metalctl process only), peak RSS growth over the
-process after imports, and the scheduler's own loop time (the time it spends deciding,
-not waiting).
+process after imports, and the scheduler's own loop CPU time (deciding and recording
+each step, not waiting for stages).
 """
 
 from __future__ import annotations

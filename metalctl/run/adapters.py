@@ -151,8 +151,10 @@ def enroll(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit:
                                                           rack.concurrency["enroll"]))),
         **({"name_template": rack.ironic["name_template"]}
            if "name_template" in rack.ironic else {}))
-    records = [r for r in store.discovered_records() if r.status is Status.OK]
-    enrolled = {n["key"] for n in store.nodes() if n["ironic_uuid"]}
+    rows = store.nodes()  # one read of the store per batch
+    records = [r for r in (DiscoveryRecord.from_dict(n["record"]) for n in rows)
+               if r.status is Status.OK]
+    enrolled = {n["key"] for n in rows if n["ironic_uuid"]}
     names = {r.credentials for r in records if r.credentials}
     sets = {n: inputs.credential_set(n) for n in names
             if all(p in inputs.credentials for p in n.split("+"))}
@@ -231,7 +233,7 @@ def provision(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) ->
     pinputs, popts = inputs.provision
     names = {_name(store, k): k for k in keys}
     for r in provision_stage.provision(list(names), pinputs, popts, store=store):
-        emit(StepResult(names.get(r.node, r.node), r.status in ("installed", "skipped"),
+        emit(StepResult(names.get(r.node, r.node), r.status in ("installed", "skipped", "checked"),
                         r.reason, {"status": r.status, "address": r.address,
                                    "timings": r.timings}))
 
