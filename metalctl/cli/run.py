@@ -9,17 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from metalctl import run as pipeline
-from metalctl.audit.run import AuditOptions
-from metalctl.cli import common
+from metalctl.cli import common, run_inputs
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
-from metalctl.harden import HardenOptions
-from metalctl.hosts import load_site
 from metalctl.output.document import dump
 from metalctl.output.render import render, summary_line
-from metalctl.pki import SitePKI
 from metalctl.run import live
-from metalctl.run.rackfile import STAGES, FailureBudget, Rack
+from metalctl.run.rackfile import STAGES, FailureBudget
 from metalctl.store import default_path
 
 
@@ -76,32 +72,6 @@ def _concurrency(values: list[str]) -> dict[str, int]:
     return out
 
 
-def _inputs(args: argparse.Namespace, rack: Rack) -> pipeline.StageInputs:
-    names = sorted({p for n in rack.credentials for p in n.split("+")})
-    sets = common.credential_sets(args, names)
-    if args.insecure:
-        verify = common.verify_of(args)
-    else:
-        verify = args.ca_bundle or (str(rack.ca_bundle) if rack.ca_bundle else True)
-    site = load_site(Path(str(rack.site["policy"])) if rack.site.get("policy") else None)
-    pki_dir = rack.site.get("pki_dir")
-    pki = SitePKI(Path(str(pki_dir))) if pki_dir else None
-    ssh = {"key_file": args.ssh_key or _path(rack.site.get("ssh_key")),
-           "known_hosts": args.known_hosts or _path(rack.site.get("known_hosts")),
-           "sudo": args.sudo}
-    url = args.ironic_url or rack.ironic.get("url")
-    cloud = args.os_cloud or rack.ironic.get("cloud")
-    ironic_args = argparse.Namespace(ironic_url=url, os_cloud=cloud)
-    return pipeline.StageInputs(
-        credentials=sets, verify=verify, ironic=lambda: common.ironic(ironic_args),
-        harden=HardenOptions(site=site, pki=pki if pki and pki.exists() else None, **ssh),
-        audit=AuditOptions(site=site, pki=pki if pki and pki.exists() else None, **ssh))
-
-
-def _path(value: object) -> Path | None:
-    return Path(str(value)) if value else None
-
-
 def run(args: argparse.Namespace) -> ExitCode:
     """Load the rack (exit 3 before anything is touched), run it, print the summary."""
     rack = pipeline.load_rack(args.rack)
@@ -110,10 +80,17 @@ def run(args: argparse.Namespace) -> ExitCode:
         max_failures=FailureBudget.parse(args.max_failures) if args.max_failures else None,
         concurrency=_concurrency(args.concurrency),
         report_dir=args.report_dir or (args.store or default_path()).parent / "reports")
-    opts.inputs = _inputs(args, rack)
-    with common.open_store(args) as store, \
-            live.live(common.STDERR, sys.stderr, sys.stderr.isatty()) as view:
-        report = pipeline.run(rack, opts, store=store, on_event=view)
+    opts.inputs = run_inputs.stage_inputs(args, rack, args.until or rack.until or STAGES[-1])
+    boot = run_inputs.serving(opts.inputs, rack)
+    with common.open_store(args) as store:
+        if boot is not None:
+            boot.start()  # BootServiceError (address in use) -> exit 4
+        try:
+            with live.live(common.STDERR, sys.stderr, sys.stderr.isatty()) as view:
+                report = pipeline.run(rack, opts, store=store, on_event=view)
+        finally:
+            if boot is not None:
+                boot.stop()
     rows = report.node_rows()
     if args.output == "table":
         render(rows, "table", columns=COLUMNS, title=f"run {report.rack}")

@@ -31,6 +31,8 @@ from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.profile import bios
 from metalctl.profile import stage as profile_stage
 from metalctl.profile.library import ProfileLibrary
+from metalctl.provision.stage import ProvisionResult
+from metalctl.provision.stage import provision as provision_nodes
 from metalctl.rules.catalogue import Rule
 from metalctl.run.rackfile import Rack
 from metalctl.run.scheduler import Adapter, Emit, StepResult
@@ -49,7 +51,8 @@ class StageInputs:
         ironic: the Ironic client (:class:`metalctl.ironic.Ironic`), or a callable that
             connects on first use (a run that stops before enroll never needs Ironic).
         profiles / bios_lib: where profiles and vendor BIOS maps are read.
-        provision: ``(ProvisionInputs, ProvisionOptions)`` for the provision stage.
+        provision: ``(ProvisionInputs, ProvisionOptions)`` for the provision stage
+            (:mod:`metalctl.provision.stage`).
         handoff: ``(HandoffInputs, HandoffOptions)`` for the hand-off stage.
         rules: the hardening rules harden applies and audit checks.
         harden / audit: their options (SSH policy, site, PKI); a host's known_hosts comes
@@ -68,6 +71,8 @@ class StageInputs:
     harden: HardenOptions | None = None
     audit: AuditOptions | None = None
     settle_s: float = 600.0
+    #: stages run again on nodes already past them (``--from``): provision reinstalls
+    redo: frozenset[str] = frozenset()
 
     def ironic_client(self) -> Any:
         if callable(self.ironic) and not hasattr(self.ironic, "nodes"):
@@ -228,14 +233,19 @@ def provision(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) ->
             emit(StepResult(key, False, "provision needs its inputs (boot service, boot "
                                         "files, power): pass StageInputs.provision"))
         return
-    from metalctl import provision as provision_stage  # noqa: PLC0415 - built later than run
-
     pinputs, popts = inputs.provision
+    if "provision" in inputs.redo:  # --from provision: the one way to reinstall
+        popts = replace(popts, redo=True)
     names = {_name(store, k): k for k in keys}
-    for r in provision_stage.provision(list(names), pinputs, popts, store=store):
-        emit(StepResult(names.get(r.node, r.node), r.status in ("installed", "skipped", "checked"),
-                        r.reason, {"status": r.status, "address": r.address,
-                                   "timings": r.timings}))
+
+    def done(r: ProvisionResult) -> None:
+        key = names.get(r.node) or (keys[0] if len(keys) == 1 else r.node)
+        # "checked" (check mode) installs nothing: it must not move the node on
+        emit(StepResult(key, r.status in ("installed", "skipped"), r.reason,
+                        {"status": r.status, "address": r.address, "via": r.via,
+                         "timings": r.timings, "host_keys": r.host_keys}))
+
+    provision_nodes(list(names), pinputs, popts, store=store, on_result=done)
 
 
 def _name(store: Store, key: str) -> str:

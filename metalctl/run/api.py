@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from metalctl.errors import InputError
@@ -64,7 +64,8 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
     else:
         if opts.inputs is None:
             raise InputError("run", "inputs", "StageInputs (credential sets...) are required")
-        table = stage_adapters.table(rack, opts.inputs, store)
+        inputs = replace(opts.inputs, redo=frozenset(redo))
+        table = stage_adapters.table(rack, inputs, store)
     budget = opts.max_failures or rack.failure_budget
     sched = Scheduler(table, store, ScheduleOptions(
         until=until, only=tuple(opts.only), redo=redo, budget=budget,

@@ -19,6 +19,7 @@ from metalctl.model.node import DiscoveryRecord
 from metalctl.model.topology import Topology
 from metalctl.netaddrs import Target, parse_targets
 from metalctl.profile.library import ProfileLibrary
+from metalctl.provision.kickstart import target_os
 
 #: the pipeline's stages, in order (each reaches the lifecycle state of the same rank)
 STAGES = ("discover", "enroll", "profile", "provision", "harden", "audit", "handoff")
@@ -163,10 +164,19 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
     provision = dict(data.get("provision") or {})
     if "template" in provision:
         kickstart = datafiles.data_dir("kickstart")
-        if not (kickstart / provision["template"]).is_file():
+        name = provision["template"].removesuffix(".ks.j2")
+        if not (kickstart / f"{name}.ks.j2").is_file():
             known = ", ".join(sorted(x.name for x in kickstart.glob("[!_]*.ks.j2")))
             raise fail(("provision", "template"), f"no such template in {kickstart} "
                                                   f"(known: {known})")
+    if "os" in provision:
+        try:
+            target_os(provision["os"])
+        except InputError as exc:
+            raise fail(("provision", "os"), str(exc.kwargs.get("reason", exc))) from None
+    for k in ("site", "ssh_key", "known_hosts", "boot_dir", "files_dir"):
+        if k in provision:
+            provision[k] = rel(provision[k])
     site = {k: str(rel(v)) if k != "ssh_user" else v for k, v in (data.get("site") or {}).items()}
     budget = FailureBudget.parse(data.get("failure_budget"), label, "failure_budget")
     return Rack(
