@@ -71,11 +71,22 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
         until=until, only=tuple(opts.only), redo=redo, budget=budget,
         limits={**rack.concurrency, **opts.concurrency}), on_event)
     started_at, t0 = now(), time.monotonic()
-    nodes = sched.run()
-    report = RunReport(rack=rack.name, started_at=started_at,
-                       duration_s=round(time.monotonic() - t0, 3), until=until,
-                       budget=str(budget), nodes=sorted(nodes.values(), key=lambda n: n.label),
-                       stopped=sched.stopped, scheduler_overhead_s=sched.overhead_s)
+
+    def report_of(nodes: dict, stopped: str | None) -> RunReport:
+        return RunReport(rack=rack.name, started_at=started_at,
+                         duration_s=round(time.monotonic() - t0, 3), until=until,
+                         budget=str(budget), stopped=stopped,
+                         nodes=sorted(nodes.values(), key=lambda n: n.label),
+                         scheduler_overhead_s=sched.overhead_s)
+
+    try:
+        nodes = sched.run()
+    except KeyboardInterrupt:
+        # what was seen so far; the store already holds every completed step
+        if opts.report_dir:
+            report_of(sched.nodes, "interrupted; re-run to resume").write(opts.report_dir)
+        raise
+    report = report_of(nodes, sched.stopped)
     if opts.report_dir:
         report.write(opts.report_dir)
     return report

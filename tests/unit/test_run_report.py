@@ -52,3 +52,32 @@ def test_plain_lines_when_not_a_terminal():
                                            "run: failure budget spent"]
     table = view.table()
     assert table.row_count == 1
+
+
+def test_ctrl_c_writes_what_was_seen_and_propagates(tmp_path):
+    import pytest
+
+    from metalctl.model.node import DiscoveryRecord, Protocol, Status
+    from metalctl.run import Adapter, RunOptions, StepResult, load_rack, run
+    from metalctl.store import Store
+
+    rec = DiscoveryRecord(address="127.25.9.1", port=443, protocol=Protocol.REDFISH,
+                          status=Status.OK, scheme="https", system_id="/redfish/v1/Systems/1")
+
+    def source(keys, emit):
+        store.save_discovered(rec)
+        emit(StepResult(rec.key, True))
+
+    def interrupt(event):
+        if event.kind == "end":
+            raise KeyboardInterrupt
+
+    rack = load_rack(Path(__file__).resolve().parents[2] / "inventory" / "rack.lab.yaml")
+    with Store(tmp_path / "s.db").open() as store:
+        opts = RunOptions(adapters=[Adapter("discover", source)], report_dir=tmp_path / "r")
+        with pytest.raises(KeyboardInterrupt):
+            run(rack, opts, store=store, on_event=interrupt)
+    [written] = (tmp_path / "r").glob("*.json")
+    data = json.loads(written.read_text())
+    assert data["stopped"] == "interrupted; re-run to resume"
+    assert [n["steps"] for n in data["nodes"]] == [{"discover": "ok"}]
