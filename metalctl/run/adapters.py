@@ -321,21 +321,22 @@ def audit(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: 
 
 
 def handoff(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
-    if inputs.handoff is None:
+    """Hand the host to Nova; success is read back from the lifecycle the stage sets
+    (``handed-off``), the Placement evidence from its result."""
+    from metalctl import handoff as handoff_stage  # noqa: PLC0415 - being built alongside
+
+    run_handoff = getattr(handoff_stage, "handoff", None)
+    if inputs.handoff is None or run_handoff is None:
         for key in keys:
             emit(StepResult(key, False, "hand-off needs its inputs (Nova site, cloud): "
-                                        "pass StageInputs.handoff"))
+                                        "pass StageInputs.handoff" if run_handoff else
+                                        "the hand-off stage is not in this metalctl yet"))
         return
-    from metalctl import handoff as handoff_stage  # noqa: PLC0415 - built later than run
-
     hinputs, hopts = inputs.handoff
-    hosts = _hosts(store, keys, emit)
-    for r in handoff_stage.handoff([h for _, h in hosts.values()], hinputs, hopts, store=store):
-        key = hosts[r.host][0] if getattr(r, "host", None) in hosts else None
-        if key is None:
-            continue
-        data = r.to_dict() if hasattr(r, "to_dict") else {}
-        ok = store.node(key) is not None and \
-            Lifecycle(store.node(key)["state"]) is Lifecycle.HANDED_OFF  # type: ignore[index]
-        emit(StepResult(key, ok, None if ok else (getattr(r, "reason", None) or "not handed off"),
-                        {"placement": data.get("placement") or data.get("evidence") or data}))
+    for name, (key, host) in _hosts(store, keys, emit).items():
+        [result] = run_handoff([host], hinputs, hopts, store=store)
+        row = store.node(key)
+        ok = row is not None and row["state"] == Lifecycle.HANDED_OFF.value
+        data = result.to_dict() if hasattr(result, "to_dict") else {}
+        emit(StepResult(key, ok, None if ok else (getattr(result, "reason", None) or
+                                                  "not handed off"), data, name=name))
