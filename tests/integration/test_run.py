@@ -166,3 +166,37 @@ def test_malformed_rack_file_is_exit_3_and_touches_nothing(lab25, ironic, tmp_pa
     assert f"{path}:{line}: bmc.credential: unknown key" in proc.stderr
     assert ironic.nodes() == []
     assert not (tmp_path / "store.db").exists()
+
+
+def test_library_run_never_reinstalls_an_installed_node(lab25, ironic, tmp_path):
+    """Through ``metalctl.run`` as a library: a node the store says is installed is not
+    handed to provision again (no step at all), unless ``from_stage`` asks for it."""
+    from metalctl import credentials
+    from metalctl import run as pipeline
+    from metalctl.model.node import Lifecycle
+
+    path = rack_file(tmp_path, lab25, until="provision")
+    rack_ = pipeline.load_rack(path)
+    creds = credentials.resolve("lab", Path(lab25.credentials_file), interactive=False)
+    inputs = pipeline.StageInputs(credentials={"lab": creds}, verify=lab25.ca_bundle,
+                                  ironic=Ironic(IronicConfig(url=lab25.ironic_url)).connect())
+    with Store(tmp_path / "store.db").open() as store:
+        first = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs, until="profile"),
+                             store=store)
+        assert first.counts() == {"ok": SYSTEMS}
+        installed = first.nodes[0]
+        store.put_data(installed.key, "install", {"address": "192.0.2.10", "ssh_user": "root",
+                                                  "ssh_port": 22})
+        store.set_state(installed.key, Lifecycle.INSTALLED)
+        report = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs), store=store)
+        by_key = {n.key: n for n in report.nodes}
+        assert by_key[installed.key].steps["provision"] == "skipped"
+        assert by_key[installed.key].status == "ok"
+        others = [n for n in report.nodes if n.key != installed.key]
+        # no provision inputs given: every node that does need an install fails, with why
+        assert {n.status for n in others} == {"failed"}
+        assert all("provision needs its inputs" in n.reason for n in others)
+        redo = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs, from_stage="provision",
+                                                       only=[installed.key]), store=store)
+        node = next(n for n in redo.nodes if n.key == installed.key)
+        assert node.steps["provision"] == "failed"  # asked for: handed to provision again
