@@ -200,3 +200,46 @@ def test_library_run_never_reinstalls_an_installed_node(lab25, ironic, tmp_path)
                                                        only=[installed.key]), store=store)
         node = next(n for n in redo.nodes if n.key == installed.key)
         assert node.steps["provision"] == "failed"  # asked for: handed to provision again
+
+
+def test_audit_stage_scans_the_installed_host_and_applies_the_gate(lab25, ironic, tmp_path):
+    """The audit adapter over a real sshd on 127.25 (read-only: audit changes nothing):
+    the host comes from the node's install record, its key from that record's known_hosts,
+    and the rack's gate decides."""
+    from metalctl import credentials
+    from metalctl import run as pipeline
+    from metalctl.audit.run import AuditOptions
+    from metalctl.lab import sshd
+    from metalctl.model.node import Lifecycle
+
+    peer = sshd.start(tmp_path / "sshd", "127.25.5.1", 2325)
+    try:
+        path = rack_file(tmp_path, lab25, bmc={"ranges": [SPEC.ipmi_address(0)],
+                                               "credentials": ["lab"]},
+                         audit={"gate": "high"}, until="audit")
+        rack_ = pipeline.load_rack(path)
+        creds = credentials.resolve("lab", Path(lab25.credentials_file), interactive=False)
+        inputs = pipeline.StageInputs(
+            credentials={"lab": creds}, verify=lab25.ca_bundle,
+            ironic=Ironic(IronicConfig(url=lab25.ironic_url)).connect(),
+            audit=AuditOptions(key_file=peer.client_key))
+        with Store(tmp_path / "store.db").open() as store:
+            first = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs, until="profile"),
+                                 store=store)
+            [node] = first.nodes
+            store.put_data(node.key, "install", {
+                "address": peer.address, "ssh_user": "root", "ssh_port": peer.port,
+                "known_hosts": str(peer.known_hosts)})
+            store.set_state(node.key, Lifecycle.HARDENED)  # as if harden had run
+            [audited] = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs),
+                                     store=store).nodes
+            assert audited.steps["harden"] == "skipped"
+            ev = audited.evidence["audit"]
+            assert sum(ev["counts"].values()) > 0  # rules really evaluated over SSH
+            assert ev["gate"] == "high"
+            assert (audited.status == "ok") == (not ev["failing"])
+            if ev["failing"]:
+                assert audited.reason.startswith("audit: audit gate high: ")
+            assert [s["scan_id"] for s in store.audit_scans()] == [ev["scan_id"]]
+    finally:
+        peer.stop()
