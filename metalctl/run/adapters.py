@@ -93,7 +93,7 @@ def table(rack: Rack, inputs: StageInputs, store: Store) -> list[Adapter]:
         Adapter("discover", lambda keys, emit: discover(rack, inputs, store, emit),
                 recheck=True),
         Adapter("enroll", lambda keys, emit: enroll(rack, inputs, store, keys, emit),
-                batch=True, recheck=True),
+                batch=True, recheck=True, recheck_below=Lifecycle.INSTALLED),
         Adapter("profile", lambda keys, emit: profile(rack, inputs, store, keys, emit),
                 pools=("profile", *power) if rack.reboot else ("profile",)),
         Adapter("provision", lambda keys, emit: provision(inputs, store, keys, emit),

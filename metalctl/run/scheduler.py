@@ -75,6 +75,9 @@ class Adapter:
     pools: tuple[str, ...] = ()
     batch: bool = False
     recheck: bool = False
+    #: re-check only nodes below this state (enroll: not once installed, where Ironic
+    #: owns the node's deployment and a patch could be refused)
+    recheck_below: Lifecycle | None = None
 
     def __post_init__(self) -> None:
         if not self.pools:
@@ -291,7 +294,10 @@ class Scheduler:
         todo = []
         for stage in self.order[1:last + 1]:
             done = rank >= STATE_OF[stage].rank
-            if done and stage not in self.opts.redo and not self.adapters[stage].recheck:
+            adapter = self.adapters[stage]
+            recheck = adapter.recheck and (adapter.recheck_below is None
+                                           or rank < adapter.recheck_below.rank)
+            if done and stage not in self.opts.redo and not recheck:
                 node.steps[stage] = "skipped"
                 continue
             todo.append(stage)

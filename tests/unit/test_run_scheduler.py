@@ -241,5 +241,19 @@ def test_resume_after_kill_at_each_boundary_converges_without_repeating(tmp_path
     assert again["audit"] == 4
 
 
+def test_enroll_is_rechecked_only_before_install(store):
+    script = Script(store, 2)
+    adapters = script.adapters()
+    adapters[1].recheck_below = Lifecycle.INSTALLED
+    for i in range(2):
+        store.save_discovered(record(i))
+    store.set_state(record(0).key, Lifecycle.INSTALLED)
+    store.set_state(record(1).key, Lifecycle.PROFILED)
+    Scheduler(adapters, store, ScheduleOptions()).run()
+    enrolled = [c[1] for c in script.calls if c[0] == "enroll"]
+    assert enrolled == [record(1).key]
+    assert [c[1] for c in script.calls if c[0] == "provision"] == [record(1).key]
+
+
 if __name__ == "__main__":
     pipeline_main(*sys.argv[1:4])
