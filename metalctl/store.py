@@ -280,6 +280,13 @@ class Store:
         """Return the discovery record of every stored node."""
         return [DiscoveryRecord.from_dict(n["record"]) for n in self.nodes()]
 
+    def node(self, key: str) -> dict[str, Any] | None:
+        """The node row keyed ``key`` (one indexed read; :meth:`find` also takes names)."""
+        rows = self._query("SELECT key, state, name, ironic_uuid, record, updated_at FROM nodes "
+                           "WHERE key = ?", (key,))
+        return [{"key": k, "state": s, "name": n, "ironic_uuid": u, "record": json.loads(r),
+                 "updated_at": t} for k, s, n, u, r, t in rows][0] if rows else None
+
     def find(self, ref: str) -> dict[str, Any] | None:
         """A node by key, name or Ironic UUID."""
         for n in self.nodes():
