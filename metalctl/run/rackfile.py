@@ -9,6 +9,8 @@ its line, raised before anything is probed or written.
 from __future__ import annotations
 
 import fnmatch
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,9 @@ class Rack:
         return self.default_profile
 
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
 def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
     """Read and check a rack file.
 
@@ -147,8 +152,15 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
         raise fail(key, str(exc.kwargs.get("reason", exc))) from None
     base = p.parent
 
-    def rel(value: str | None) -> Path | None:
-        return None if value is None else (base / value).resolve()
+    def rel(value: str | None, where: tuple[str | int, ...] = ()) -> Path | None:
+        """A path of the rack file: ``${VAR}`` from the environment (a lab directory,
+        a site's install root), then relative to the rack file's folder."""
+        if value is None:
+            return None
+        missing = [m for m in _VAR.findall(value) if m not in os.environ]
+        if missing:
+            raise fail(where, f"${{{missing[0]}}} is not set in the environment")
+        return (base / _VAR.sub(lambda m: os.environ[m.group(1)], value)).resolve()
 
     profiles = data.get("profiles") or {"default": "compute-general"}
     library = ProfileLibrary(list(profile_dirs or []))
@@ -176,15 +188,17 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
             raise fail(("provision", "os"), str(exc.kwargs.get("reason", exc))) from None
     for k in ("site", "ssh_key", "known_hosts", "boot_dir", "files_dir"):
         if k in provision:
-            provision[k] = rel(provision[k])
-    site = {k: str(rel(v)) if k != "ssh_user" else v for k, v in (data.get("site") or {}).items()}
+            provision[k] = rel(provision[k], ("provision", k))
+    site = {k: str(rel(v, ("site", k))) if k != "ssh_user" else v
+            for k, v in (data.get("site") or {}).items()}
     budget = FailureBudget.parse(data.get("failure_budget"), label, "failure_budget")
     return Rack(
         path=p, name=data.get("name") or p.stem, ranges=tuple(bmc["ranges"]),
         targets=tuple(targets), credentials=tuple(bmc["credentials"]),
         protocols=tuple(bmc.get("protocols") or ("redfish", "ipmi")),
         redfish_scheme=bmc.get("redfish_scheme", "https"),
-        ca_bundle=rel(bmc.get("ca_bundle")), ironic=dict(data.get("ironic") or {}),
+        ca_bundle=rel(bmc.get("ca_bundle"), ("bmc", "ca_bundle")),
+        ironic=dict(data.get("ironic") or {}),
         site=site, default_profile=profiles["default"], profile_rules=rules,
         bios=profiles.get("bios", "required"), reboot=bool(profiles.get("reboot", False)),
         provision=provision, audit=dict(data.get("audit") or {}), failure_budget=budget,

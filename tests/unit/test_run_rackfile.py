@@ -115,3 +115,20 @@ def test_profile_selection_first_rule_wins_else_default(tmp_path):
     assert rack.select_profile(rec(), Topology(nics=(Nic("e", numa_node=1, max_vfs=8),))) \
         == "nfv-sriov"
     assert rack.select_profile(rec(), Topology()) == "compute-general"
+
+
+def test_paths_take_environment_variables_and_an_unset_one_names_the_field(tmp_path,
+                                                                           monkeypatch):
+    from metalctl.errors import InputError
+    from metalctl.run import rackfile
+
+    rack = tmp_path / "rack.yaml"
+    rack.write_text("bmc: {ranges: [127.0.0.1], credentials: [lab]}\n"
+                    "provision:\n  site: ${LABDIR_T}/site.yaml\n  files_dir: files\n")
+    monkeypatch.setenv("LABDIR_T", str(tmp_path / "lab"))
+    r = rackfile.load(rack)
+    assert r.provision["site"] == tmp_path / "lab" / "site.yaml"
+    assert r.provision["files_dir"] == tmp_path / "files"
+    monkeypatch.delenv("LABDIR_T")
+    with pytest.raises(InputError, match=r"rack.yaml:3: provision.site: \$\{LABDIR_T\} is not"):
+        rackfile.load(rack)
