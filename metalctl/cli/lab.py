@@ -9,7 +9,7 @@ from pathlib import Path
 
 from metalctl.cli import common
 from metalctl.exitcodes import ExitCode
-from metalctl.lab import libvirt_lab, rack
+from metalctl.lab import libvirt_lab, provkit, rack
 from metalctl.lab.hosts import HostLab
 from metalctl.lab.spec import LabState, RackSpec
 from metalctl.output.render import render
@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> ExitCode:
             state = rack.up(spec, d, install=not args.no_install)
             try:
                 boot_url = start_dnsmasq(spec, state, args.boot_port)
+                if state.provnet:
+                    provkit.prepare(Path(d), state.provnet["host_address"], args.boot_port)
             except BaseException:
                 rack.down(d)
                 raise
