@@ -14,10 +14,11 @@ Addresses (from ``address_base``, all in 127.0.0.0/8): +1 epmd and RabbitMQ, +2
 Placement (8778), +3 nova-api (8774). With ``bind_address`` instead, every service listens
 on that one address (its own port each): the lab SSH hosts live in network namespaces
 where this machine's 127.x is not reachable, so their nova-compute needs the control
-plane on their bridge's gateway (``HostLab.gateway``, e.g. 10.206.0.1). Everything lives in the lab directory: configs,
-sqlite files, RabbitMQ's mnesia and cookie, one log per process under ``logs/``, and
-``nova-lab.json`` with the process ids (:func:`down` stops them, even from another
-process). A compute's configuration is rendered by the hand-off stage from a profile
+plane on their bridge's gateway (``HostLab.gateway``, e.g. 10.206.0.1).
+
+Everything lives in the lab directory: configs, sqlite files, RabbitMQ's mnesia and
+cookie, one log per process under ``logs/``, and ``nova-lab.json`` with the process ids
+(:func:`down` stops them, even from another process). A compute's configuration is rendered by the hand-off stage from a profile
 plan and :meth:`NovaLab.site`; :func:`start_compute` runs it against a libvirtd.
 """
 
