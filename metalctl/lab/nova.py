@@ -18,8 +18,9 @@ plane on their bridge's gateway (``HostLab.gateway``, e.g. 10.206.0.1).
 
 Everything lives in the lab directory: configs, sqlite files, RabbitMQ's mnesia and
 cookie, one log per process under ``logs/``, and ``nova-lab.json`` with the process ids
-(:func:`down` stops them, even from another process). A compute's configuration is rendered by the hand-off stage from a profile
-plan and :meth:`NovaLab.site`; :func:`start_compute` runs it against a libvirtd.
+(:func:`down` stops them, even from another process). A compute's configuration is
+rendered by the hand-off stage from a profile plan and :meth:`NovaLab.site`;
+:func:`start_compute` runs it against a libvirtd.
 """
 
 from __future__ import annotations
