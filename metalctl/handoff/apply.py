@@ -59,7 +59,7 @@ def read_state(conn: Any, target: ssh.SshTarget, conf_path: str, state_path: str
 echo '### os'; ( . /etc/os-release; echo "$ID $ID_LIKE" )
 echo '### init'; [ -d /run/systemd/system ] && echo systemd || echo sysv
 echo '### group'; getent group nova >/dev/null && echo yes || echo no
-echo '### compute_id'; cat {q(state_path + '/compute_id')} 2>/dev/null || true
+echo '### compute_id'; cat {q(state_path + '/compute_id')} 2>/dev/null; echo
 echo '### running'
 if [ -d /run/systemd/system ]; then
   for s in nova-compute openstack-nova-compute; do systemctl is-active --quiet $s && echo yes; done
