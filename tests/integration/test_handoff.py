@@ -310,8 +310,9 @@ def _cli_files(env: Env) -> tuple[Path, Path]:
 def cli(env: Env, *args: str, verbose: bool = False) -> subprocess.CompletedProcess[str]:
     site, inventory = _cli_files(env)
     argv = [sys.executable, "-m", "metalctl", *(["--debug"] if verbose else []), "handoff",
-            "--site", str(site), "--inventory", str(inventory), "--ssh-key", str(env.hostlab.client_key), "--known-hosts",
-            str(env.hostlab.known_hosts), "--pki-dir", str(env.pki.dir),
+            "--site", str(site), "--inventory", str(inventory),
+            "--ssh-key", str(env.hostlab.client_key),
+            "--known-hosts", str(env.hostlab.known_hosts), "--pki-dir", str(env.pki.dir),
             "--organization", "metalctl handoff test", "--store", str(env.store.path), *args]
     environ = {**os.environ, "METALCTL_CREDENTIALS_FILE": str(env.lab.credentials_file)}
     return subprocess.run(argv, capture_output=True, text=True, env=environ, timeout=300,
