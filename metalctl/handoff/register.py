@@ -36,6 +36,10 @@ def log_failure(text: str) -> str | None:
     return None
 
 
+#: between two looks at Nova's answers (each is one cheap GET)
+POLL_S = 0.5
+
+
 class RegistrationFailed(HostError):
     """nova-compute did not register; ``log_line`` is its own reason when it gave one."""
 
@@ -83,7 +87,7 @@ def wait_service(api: NovaApi, host: str, timeout_s: float, read_log: Callable[[
             raise RegistrationFailed(host=host, reason=f"nova-compute not up within "
                                      f"{timeout_s:g} s; its log ends: {last[-300:]}",
                                      log_line=line)
-        time.sleep(1)
+        time.sleep(POLL_S)
 
 
 def _reported_since(svc: dict[str, Any], started_at: float) -> bool:
@@ -134,4 +138,4 @@ def wait_hypervisor(api: NovaApi, host: str, timeout_s: float) -> dict[str, Any]
             raise RegistrationFailed(host=host, reason=f"no hypervisor listed for {host} "
                                      f"within {timeout_s:g} s: not mapped into a cell "
                                      "(discover_hosts)", log_line=None)
-        time.sleep(1)
+        time.sleep(POLL_S)

@@ -72,9 +72,13 @@ def render_all(hosts: list[HostSpec], site: HandoffSite, opts: HandoffOptions,
 
 
 def handoff_host(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite, api: NovaApi,
-                 opts: HandoffOptions) -> HandoffResult:
-    """Configure, start, register and verify one host (the gate has passed)."""
-    started = time.monotonic()
+                 opts: HandoffOptions, started: float | None = None) -> HandoffResult:
+    """Configure, start, register and verify one host (the gate has passed).
+
+    ``started``: when the run began (``time.monotonic()``), for the phase timings kept in
+    the evidence.
+    """
+    started = started or time.monotonic()
     target = ssh_target(host, opts)
     conn = ssh.connect(target)
     try:
@@ -101,7 +105,9 @@ def handoff_host(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite, api
         def log() -> str:
             return apply.read_log(conn, target, opts.log_path, state.log_size)
 
-        _register_and_verify(host, conf, site, api, opts, state, res, log, since)
+        res.evidence["timings_s"] = {"configured": round(time.monotonic() - started, 1)}
+        _register_and_verify(host, conf, site, api, opts, state, res, log, since, started)
+        res.duration_s = round(time.monotonic() - started, 1)
         return res
     finally:
         conn.close()
@@ -110,11 +116,15 @@ def handoff_host(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite, api
 
 def _register_and_verify(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite,
                          api: NovaApi, opts: HandoffOptions, state: apply.HostState,
-                         res: HandoffResult, log: Callable[[], str], since: float) -> None:
+                         res: HandoffResult, log: Callable[[], str], since: float,
+                         started: float) -> None:
+    timings = res.evidence["timings_s"]
     try:
         svc = register.wait_service(api, host.name, site.register_timeout_s, log, since)
+        timings["service_up"] = round(time.monotonic() - started, 1)
         mapped = register.map_into_cell(site.cell_mapping, opts)
         hv = register.wait_hypervisor(api, host.name, site.register_timeout_s)
+        timings["hypervisor_listed"] = round(time.monotonic() - started, 1)
     except register.RegistrationFailed as exc:
         res.error, res.log_line = str(exc), exc.log_line  # type: ignore[attr-defined]
         return
@@ -123,7 +133,8 @@ def _register_and_verify(host: HostSpec, conf: novaconf.NovaConf, site: HandoffS
     inventories, mismatches, line = verify.wait_inventories(
         api, hv["id"], want, state.libvirt_memory_mb, site.verify_timeout_s,
         lambda: register.log_failure(log()))
-    res.evidence = {
+    timings["inventories_compared"] = round(time.monotonic() - started, 1)
+    res.evidence = {"timings_s": timings,
         "service": {k: svc.get(k) for k in ("id", "host", "state", "status", "updated_at")},
         "hypervisor": {"id": hv["id"], "hypervisor_hostname": hv["hypervisor_hostname"]},
         "resource_provider": {"uuid": hv["id"], "name": (provider or {}).get("name")},
@@ -161,6 +172,7 @@ def handoff(hosts: list[HostSpec], inputs: HandoffSite, opts: HandoffOptions | N
         CloudUnavailable: Nova or Placement cannot be reached (nothing was written).
     """
     opts = opts or HandoffOptions()
+    started = time.monotonic()
     results: list[HandoffResult] = []
 
     def finish(res: HandoffResult) -> None:
@@ -188,10 +200,14 @@ def handoff(hosts: list[HostSpec], inputs: HandoffSite, opts: HandoffOptions | N
         if isinstance(o.error, CloudUnavailable):
             unavailable.append(o.error)
         res.evidence.setdefault("gate", verdicts[res.host].to_dict())
+        if "timings_s" in res.evidence:
+            res.evidence["timings_s"]["validated"] = validated_s
         finish(res)
 
     unavailable: list[CloudUnavailable] = []
-    for _ in fleet.run(passed, lambda h: handoff_host(h, confs[h.name], inputs, api, opts),
+    validated_s = round(time.monotonic() - started, 1)
+    for _ in fleet.run(passed, lambda h: handoff_host(h, confs[h.name], inputs, api, opts,
+                                                      started),
                        concurrency=opts.concurrency, on_done=done):
         pass
     if unavailable:

@@ -90,4 +90,4 @@ def wait_inventories(api: NovaApi, provider: str, want: dict[str, dict[str, Any]
         line = complaint()
         if line or time.monotonic() > deadline:
             return inventories, mismatches, line
-        time.sleep(1)
+        time.sleep(0.5)
