@@ -97,7 +97,10 @@ def handoff_host(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite, api
                            if d.startswith("file ")]
         since = 0.0
         if plan.files or not state.running:
-            since = time.time()
+            # a restarted compute's record stays "up" on its old heartbeat for a minute,
+            # but the new process refreshes it at start; a new record is new anyway (and
+            # has no heartbeat until report_interval, 10 s, has passed)
+            since = time.time() if api.service(host.name) else 0.0
             apply.start_service(conn, target, state, restart=bool(plan.files), label=host.name)
             res.changed.append(f"service {state.service} "
                                + ("restarted" if plan.files and state.running else "started"))
