@@ -5,7 +5,8 @@ Per host, in this order, so nothing is written for a host that fails a check:
 1. the audit gate (:mod:`.gate`) on the store's audit history;
 2. nova.conf rendered from the stored plan, the site and the PKI (:mod:`.novaconf`), and
    every host's validated against Nova's own options in one run (:mod:`.novaopts`): a
-   bad option or value is an :class:`InputError` before any host is touched;
+   bad option or value is an :class:`InputError` before anything is written (the
+   validator runs while Nova is pinged and each host's read-only round trip is made);
 3. one SSH session: read the host, write nova.conf through the rules engine's atomic
    apply when it differs (``check``: the masked diff only), remove an earlier install's
    records, (re)start nova-compute;
@@ -23,6 +24,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from metalctl import fleet, logredact, ssh
@@ -31,6 +33,7 @@ from metalctl.errors import HostDropped, HostUnreachable, InputError, describe
 from metalctl.handoff import apply, gate, novaconf, novaopts, register, verify
 from metalctl.handoff.model import HandoffOptions, HandoffResult, HandoffStatus
 from metalctl.handoff.nova_api import NovaApi
+from metalctl.handoff.novaopts import NovaValidatorError
 from metalctl.handoff.site import HandoffSite
 from metalctl.hosts import HostSpec, ssh_target
 from metalctl.model.node import Event, Lifecycle
@@ -52,31 +55,48 @@ def _plan_for(host: HostSpec, opts: HandoffOptions, store: Store | None) -> dict
 
 def render_all(hosts: list[HostSpec], site: HandoffSite, opts: HandoffOptions,
                store: Store | None) -> dict[str, novaconf.NovaConf]:
-    """Render every host's nova.conf and validate them all (one validator run).
+    """Render every host's nova.conf (secrets registered with the log redaction).
 
     Raises:
-        InputError: a host has no plan, or its configuration fails Nova's own options
-            (:class:`NovaConfigError` naming ``[section] option``).
+        InputError: a host has no plan, the site overrides what the plan sets, or TLS
+            migration lacks the host's certificates.
     """
     confs = {h.name: novaconf.render(_plan_for(h, opts, store), site.nova, h.name,
                                      h.mgmt_address, opts.pki) for h in hosts}
     for conf in confs.values():
         logredact.register(conf.secrets())
-    if confs:
-        checked = novaopts.validate_many({f"nova.conf for {n}": c.masked()
-                                          for n, c in confs.items()})
-        for outcome in checked.values():
-            if isinstance(outcome, novaopts.NovaConfigError):
-                raise outcome
     return confs
 
 
+def validate_all(confs: dict[str, novaconf.NovaConf]) -> None:
+    """Validate every rendering against Nova's own options in one validator run.
+
+    Raises:
+        NovaConfigError: the first host whose configuration fails (names ``[section]
+            option``); an InputError.
+        NovaValidatorError: the validator could not run.
+    """
+    if not confs:
+        return
+    checked = novaopts.validate_many({f"nova.conf for {n}": c.masked()
+                                      for n, c in confs.items()})
+    for outcome in checked.values():
+        if isinstance(outcome, novaopts.NovaConfigError):
+            raise outcome
+
+
 def handoff_host(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite, api: NovaApi,
-                 opts: HandoffOptions, started: float | None = None) -> HandoffResult:
+                 opts: HandoffOptions, started: float | None = None,
+                 validated: Callable[[], None] | None = None) -> HandoffResult:
     """Configure, start, register and verify one host (the gate has passed).
 
-    ``started``: when the run began (``time.monotonic()``), for the phase timings kept in
-    the evidence.
+    Args:
+        host, conf, site, api, opts: the host, its rendering, the site, Nova, the options.
+        started: when the run began (``time.monotonic()``), for the phase timings kept
+            in the evidence.
+        validated: returns once every rendering passed Nova's options (raises otherwise);
+            called after the read-only first round trip and before anything is written,
+            so the SSH session opens while the validator runs.
     """
     started = started or time.monotonic()
     target = ssh_target(host, opts)
@@ -85,6 +105,8 @@ def handoff_host(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite, api
         state = apply.read_state(conn, target, opts.conf_path, site.nova.state_path,
                                  opts.log_path, host.name)
         plan = apply.plan_file(state, conf, opts.conf_path)
+        if validated:
+            validated()
         if opts.check:
             status = HandoffStatus.WOULD_CHANGE if plan.files else HandoffStatus.UNCHANGED
             return HandoffResult(host.name, status, sorted(plan.files),
@@ -194,27 +216,39 @@ def handoff(hosts: list[HostSpec], inputs: HandoffSite, opts: HandoffOptions | N
                                  evidence={"gate": verdicts[h.name].to_dict()}))
     confs = render_all(passed, inputs, opts, store)
     api = NovaApi(Cloud(inputs.api).open())
-    if passed and not opts.check:
-        api.ping()  # CloudUnavailable before any host is touched
+    with ThreadPoolExecutor(1, thread_name_prefix="metalctl-validate") as pool:
+        # the validator (seconds of option discovery) runs while Nova is asked and each
+        # host's first, read-only round trip is made; nothing is written before it passed
+        validation = pool.submit(validate_all, confs)
+        validated_at: list[float] = []
 
-    def done(o: fleet.TaskOutcome) -> None:
-        res = o.value if o.ok else HandoffResult(o.item.name, _failure_status(o.error),
-                                                 error=describe(o.error))
-        if isinstance(o.error, CloudUnavailable):
-            unavailable.append(o.error)
-        res.evidence.setdefault("gate", verdicts[res.host].to_dict())
-        if "timings_s" in res.evidence:
-            res.evidence["timings_s"]["validated"] = validated_s
-        finish(res)
+        def validated() -> None:
+            validation.result()
+            validated_at.append(round(time.monotonic() - started, 1))
 
-    unavailable: list[CloudUnavailable] = []
-    validated_s = round(time.monotonic() - started, 1)
-    for _ in fleet.run(passed, lambda h: handoff_host(h, confs[h.name], inputs, api, opts,
-                                                      started),
-                       concurrency=opts.concurrency, on_done=done):
-        pass
-    if unavailable:
-        raise unavailable[0]
+        if passed and not opts.check:
+            api.ping()  # CloudUnavailable before any host is touched
+        aborted: list[BaseException] = []
+
+        def done(o: fleet.TaskOutcome) -> None:
+            if isinstance(o.error, InputError | NovaValidatorError | CloudUnavailable):
+                aborted.append(o.error)  # the run's error, not this host's: raised below
+                if not isinstance(o.error, CloudUnavailable):
+                    return
+            res = o.value if o.ok else HandoffResult(o.item.name, _failure_status(o.error),
+                                                     error=describe(o.error))
+            res.evidence.setdefault("gate", verdicts[res.host].to_dict())
+            if "timings_s" in res.evidence and validated_at:
+                res.evidence["timings_s"]["validated"] = min(validated_at)
+            finish(res)
+
+        for _ in fleet.run(passed, lambda h: handoff_host(h, confs[h.name], inputs, api,
+                                                          opts, started, validated),
+                           concurrency=opts.concurrency, on_done=done):
+            pass
+        validation.result()  # with no host to work on, still an error
+    if aborted:
+        raise aborted[0]
     order = {h.name: i for i, h in enumerate(hosts)}
     return sorted(results, key=lambda r: order.get(r.host, 0))
 
