@@ -12,7 +12,8 @@ package would provide is put in place by the lab:
 * ``/etc/init.d/nova-compute`` (the Debian service name) runs the venv's nova-compute
   with ``/etc/nova/nova.conf`` and logs to ``/var/log/nova/nova-compute.log``, as
   Debian's package does; ``metalctl handoff`` starts it like any other sysv service;
-* virtlogd and libvirtd are started (the hosts have no init system to start them).
+* virtlogd and libvirtd are started (the hosts have no init system to start them), and
+  QEMU's capabilities probed once, as on a host where libvirtd has run since boot.
 
 The hosts reach the control plane on their bridge's gateway
 (``nova.up(..., bind_address=hostlab.gateway)``): their 127.x is their own.
@@ -104,7 +105,11 @@ def install(hostlab: HostLab, index: int) -> None:
     out = hostlab.exec(index, "/etc/init.d/virtlogd start >/dev/null 2>&1 || true; "
                               "pgrep -x libvirtd >/dev/null || /etc/init.d/libvirtd start; "
                               "for i in $(seq 50); do virsh -c qemu:///system version "
-                              ">/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1")
+                              ">/dev/null 2>&1 && break; sleep 0.2; done; "
+                              # QEMU's capabilities probed now (cached on disk, kept
+                              # across libvirtd restarts), as on a host that has run
+                              # libvirtd since boot: about 8 s nova-compute would wait
+                              "virsh -c qemu:///system domcapabilities >/dev/null")
     if out.returncode != 0:
         raise LabError(reason=f"host h{index}: libvirtd did not answer: {out.stderr[-300:]}")
 
