@@ -66,7 +66,8 @@ def remove_earlier_install(api: NovaApi, host: str, compute_id: str | None) -> l
 
 def wait_service(api: NovaApi, host: str, timeout_s: float, read_log: Callable[[], str],
                  started_at: float) -> dict[str, Any]:
-    """Wait until Nova lists ``host``'s nova-compute ``up`` and reporting after our start.
+    """Wait until Nova lists ``host``'s nova-compute ``up`` and, when ``started_at`` is
+    set (a restart of a known service), reporting after it.
 
     Raises:
         RegistrationFailed: the log gave a reason, or the time ran out (with the log's
@@ -75,7 +76,7 @@ def wait_service(api: NovaApi, host: str, timeout_s: float, read_log: Callable[[
     deadline = time.monotonic() + timeout_s
     while True:
         svc = api.service(host)
-        if svc and svc["state"] == "up" and _reported_since(svc, started_at):
+        if svc and svc["state"] == "up" and (not started_at or _reported_since(svc, started_at)):
             return svc
         text = read_log()
         line = log_failure(text)
