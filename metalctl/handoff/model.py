@@ -86,6 +86,11 @@ class HandoffResult:
     log_line: str | None = None  # nova-compute's own words on a failure
     duration_s: float = 0.0
 
+    @property
+    def reason(self) -> str | None:
+        """Why the host was not handed off (the pipeline's adapter reads this name)."""
+        return self.error
+
     def to_dict(self) -> dict[str, Any]:
         """Return the result as plain data (JSON/YAML output, the store's event)."""
         return {"host": self.host, "status": self.status.value, "changed": self.changed,
