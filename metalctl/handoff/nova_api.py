@@ -67,8 +67,16 @@ class NovaApi:
         self._placement("DELETE", f"/resource_providers/{uuid}")
 
     def inventories(self, uuid: str) -> dict[str, dict[str, Any]]:
-        """The provider's inventories by resource class."""
-        return self._placement("GET", f"/resource_providers/{uuid}/inventories")["inventories"]
+        """The provider's inventories by resource class; none while Placement has no such
+        provider (nova-compute creates it just after the compute node the hypervisor
+        list shows)."""
+        try:
+            found = self._placement("GET", f"/resource_providers/{uuid}/inventories")
+        except CloudError as exc:
+            if getattr(exc, "status", None) == 404:
+                return {}
+            raise
+        return found["inventories"]
 
     def children(self, uuid: str) -> list[dict[str, Any]]:
         """Providers in the tree of ``uuid`` other than itself (PCI devices, NUMA...)."""

@@ -38,6 +38,7 @@ def log_failure(text: str) -> str | None:
 
 #: between two looks at Nova's answers (each is one cheap GET)
 POLL_S = 0.5
+LOG_EVERY_S = 2.0
 
 
 class RegistrationFailed(HostError):
@@ -74,11 +75,15 @@ def wait_service(api: NovaApi, host: str, timeout_s: float, read_log: Callable[[
             last line).
     """
     deadline = time.monotonic() + timeout_s
+    next_log = 0.0
+    text = ""
     while True:
         svc = api.service(host)
         if svc and svc["state"] == "up" and (not started_at or _reported_since(svc, started_at)):
             return svc
-        text = read_log()
+        if time.monotonic() >= next_log or time.monotonic() > deadline:
+            # the log costs a round trip to the host: read it every LOG_EVERY_S, not per poll
+            text, next_log = read_log(), time.monotonic() + LOG_EVERY_S
         line = log_failure(text)
         if line and not _INVALID.search(line):  # a config complaint is judged by verify
             raise RegistrationFailed(host=host, reason=f"nova-compute failed: {line}",

@@ -153,11 +153,11 @@ def _register_and_verify(host: HostSpec, conf: novaconf.NovaConf, site: HandoffS
     except register.RegistrationFailed as exc:
         res.error, res.log_line = str(exc), exc.log_line  # type: ignore[attr-defined]
         return
-    provider = api.provider(hv["id"])
     want = verify.expected(conf)
     inventories, mismatches, line = verify.wait_inventories(
         api, hv["id"], want, state.libvirt_memory_mb, site.verify_timeout_s,
         lambda: register.log_failure(log()))
+    provider = api.provider(hv["id"])
     timings["inventories_compared"] = round(time.monotonic() - started, 1)
     res.evidence = {"timings_s": timings,
         "service": {k: svc.get(k) for k in ("id", "host", "state", "status", "updated_at")},
