@@ -15,7 +15,7 @@ from metalctl import data as datafiles
 from metalctl.cloud import CloudConfig
 from metalctl.handoff.novaconf import NovaSite, site_from_dict
 
-DISCOVER_HOSTS = "nova-manage cell_v2 discover_hosts --by-service"
+DISCOVER_HOSTS = "nova-manage cell_v2 discover_hosts --by-service --verbose"
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,9 @@ class NovaLab:
     pids: dict[str, int] = field(default_factory=dict)
     rabbit_password: str = field(default="", repr=False)  # lab-only, also in the 0600 files
     bind_address: str = ""  # set: every service on this one address (see the docstring)
+    #: the scheduler maps new computes into cell1 this often; -1: never (a site that runs
+    #: ``nova-manage cell_v2 discover_hosts`` itself)
+    discover_interval_s: int = 2
 
     @property
     def dir(self) -> Path:
@@ -115,6 +118,12 @@ class NovaLab:
     def transport_url(self) -> str:
         """Return the RabbitMQ transport URL the Nova services use."""
         return f"rabbit://nova:{self.rabbit_password}@{self.rabbit_address}:{RABBIT_PORT}/"
+
+    def discover_hosts_command(self) -> str:
+        """``nova-manage cell_v2 discover_hosts`` as a controller of this lab runs it (a
+        shell on this machine: the lab's databases are files here)."""
+        return (f"{nova_venv.nova_bin('nova-manage')} --config-file "
+                f"{self.dir / 'nova' / 'nova.conf'} cell_v2 discover_hosts --by-service --verbose")
 
     def site(self) -> dict[str, Any]:
         """A site ``nova:`` section (schema ``site-nova``) pointing computes at this lab."""
@@ -243,7 +252,8 @@ def _controller_conf(lab: NovaLab) -> str:
         "conductor": {"workers": "1"},
         # maps new computes into cell1 every 2 s, as a site may choose instead of running
         # `nova-manage cell_v2 discover_hosts` after each
-        "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "2"},
+        "scheduler": {"workers": "1",
+                      "discover_hosts_in_cells_interval": str(lab.discover_interval_s)},
         "placement": {"auth_type": "admin_token", "endpoint": lab.placement_url,
                       "token": PLACEMENT_TOKEN},
         "oslo_concurrency": {"lock_path": str(lab.dir / "nova" / "locks")},
@@ -444,7 +454,8 @@ def _wait_services(lab: NovaLab, timeout_s: float) -> None:
                           f"{lab.log('nova-scheduler')}")
 
 
-def prepare(directory: Path, address_base: str, *, bind_address: str | None = None) -> NovaLab:
+def prepare(directory: Path, address_base: str, *, bind_address: str | None = None,
+            discover_interval_s: int = 2) -> NovaLab:
     """Write the lab's configuration and credentials; start nothing.
 
     What a compute's configuration needs (:meth:`NovaLab.site`, the credentials file)
@@ -455,6 +466,8 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
         address_base: loopback base address (services on +1..+3).
         bind_address: instead, one address of a lab bridge in 10.0.0.0/8 that every
             service shares (for computes inside the lab hosts' network namespaces).
+        discover_interval_s: the scheduler's ``discover_hosts_in_cells_interval``
+            (-1: computes are mapped only by ``nova-manage cell_v2 discover_hosts``).
 
     Raises:
         LabError: not a loopback (or lab bridge) address, RabbitMQ not installed, or a
@@ -474,7 +487,7 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
     venv = nova_venv.ensure()
     directory.mkdir(parents=True, exist_ok=True)
     lab = NovaLab(str(directory), str(base), rabbit_password=secrets.token_urlsafe(18),
-                  bind_address=bind_address or "")
+                  bind_address=bind_address or "", discover_interval_s=discover_interval_s)
     _write_configs(lab, venv)
     lab.save()
     return lab
@@ -506,7 +519,7 @@ def start(lab: NovaLab, *, timeout_s: float = 120) -> NovaLab:
 
 
 def up(directory: Path, address_base: str, *, timeout_s: float = 120,
-       bind_address: str | None = None) -> NovaLab:
+       bind_address: str | None = None, discover_interval_s: int = 2) -> NovaLab:
     """Start RabbitMQ, Placement, nova-api, nova-conductor and nova-scheduler.
 
     Args:
@@ -514,6 +527,7 @@ def up(directory: Path, address_base: str, *, timeout_s: float = 120,
         address_base: an IPv4 address in 127.0.0.0/8; the services use the next three.
         timeout_s: bound on each readiness wait.
         bind_address: every service on this one lab-bridge address (see :func:`prepare`).
+        discover_interval_s: the scheduler's discover interval (see :func:`prepare`).
 
     Returns:
         The running lab, also saved in ``directory/nova-lab.json``.
@@ -522,8 +536,8 @@ def up(directory: Path, address_base: str, *, timeout_s: float = 120,
         LabError: something did not start; the message names the log to read. What was
             started is stopped again.
     """
-    return start(prepare(directory, address_base, bind_address=bind_address),
-                 timeout_s=timeout_s)
+    return start(prepare(directory, address_base, bind_address=bind_address,
+                         discover_interval_s=discover_interval_s), timeout_s=timeout_s)
 
 
 def start_libvirtd(lab: NovaLab, *, warm: bool = True) -> str:
