@@ -8,4 +8,5 @@ bash scripts/setup.sh
   apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 .venv/bin/python bench/run.py
 .venv/bin/python bench/pipeline.py
+.venv/bin/python bench/handoff.py
 exec .venv/bin/python bench/audit.py

@@ -328,6 +328,12 @@ class Store:
         return {(h, r): st for h, r, st in self._query(
             "SELECT host, rule, status FROM audit_results WHERE scan_id = ?", (scan_id,))}
 
+    def audit_host_results(self, scan_id: str, host: str) -> list[dict[str, str]]:
+        """Return ``host``'s results in scan ``scan_id``: rule, status, severity."""
+        return [{"rule": r, "status": st, "severity": sev} for r, st, sev in self._query(
+            "SELECT rule, status, severity FROM audit_results WHERE scan_id = ? AND host = ? "
+            "ORDER BY rule", (scan_id, host))]
+
     # --- events -------------------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:

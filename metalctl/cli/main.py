@@ -15,6 +15,7 @@ from metalctl.cli import audit as audit_cli
 from metalctl.cli import common
 from metalctl.cli import discover as discover_cli
 from metalctl.cli import enroll as enroll_cli
+from metalctl.cli import handoff as handoff_cli
 from metalctl.cli import harden as harden_cli
 from metalctl.cli import lab as lab_cli
 from metalctl.cli import nodes as nodes_cli
@@ -47,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", type=Path, help="also write logs here")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for module in (discover_cli, enroll_cli, profile_cli, provision_cli, pki_cli, harden_cli,
-                   audit_cli, nodes_cli, serve_cli, lab_cli, run_cli):
+                   audit_cli, nodes_cli, serve_cli, lab_cli, run_cli, handoff_cli):
         module.register(sub)
     return p
 

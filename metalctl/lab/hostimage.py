@@ -79,7 +79,10 @@ def ensure_base() -> Path:
 
 #: real systemd as PID 1 (systemd-nspawn), built on top of kvm: socket units, systemctl
 SYSTEMD_PACKAGES = "systemd systemd-sysv dbus libpam-systemd"
-LAYERS = {"kvm": (KVM_PACKAGES, ()), "systemd": (SYSTEMD_PACKAGES, ("kvm",))}
+#: QEMU itself, for nova-compute's libvirt driver on the lab hosts (metalctl.lab.nova_hosts)
+NOVA_PACKAGES = "qemu-system-x86"
+LAYERS = {"kvm": (KVM_PACKAGES, ()), "systemd": (SYSTEMD_PACKAGES, ("kvm",)),
+          "nova": (NOVA_PACKAGES, ("kvm",))}
 
 
 def ensure_layer(name: str = "kvm", packages: str | None = None) -> Path:
