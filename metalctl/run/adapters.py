@@ -96,7 +96,7 @@ def table(rack: Rack, inputs: StageInputs, store: Store) -> list[Adapter]:
                 batch=True, recheck=True, recheck_below=Lifecycle.INSTALLED),
         Adapter("profile", lambda keys, emit: profile(rack, inputs, store, keys, emit),
                 pools=("profile", *power) if rack.reboot else ("profile",)),
-        Adapter("provision", lambda keys, emit: provision(inputs, store, keys, emit),
+        Adapter("provision", lambda keys, emit: provision(rack, inputs, store, keys, emit),
                 pools=("provision", *power)),
         Adapter("harden", lambda keys, emit: harden(inputs, store, keys, emit)),
         # read-only and the gate for hand-off: re-checked on every run
@@ -226,7 +226,8 @@ def profile_one(rack: Rack, inputs: StageInputs, store: Store, key: str) -> Step
 # --- provision ----------------------------------------------------------------------------
 
 
-def provision(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
+def provision(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
+              emit: Emit) -> None:
     """Install one node (never an installed one: the stage skips those itself)."""
     if inputs.provision is None:
         for key in keys:
@@ -236,16 +237,43 @@ def provision(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) ->
     pinputs, popts = inputs.provision
     if "provision" in inputs.redo:  # --from provision: the one way to reinstall
         popts = replace(popts, redo=True)
+    # a node whose BMC gave no CPU topology has its plan made after install (below)
+    popts = replace(popts, require_plan=False)
     names = {_name(store, k): k for k in keys}
 
     def done(r: ProvisionResult) -> None:
         key = names.get(r.node) or (keys[0] if len(keys) == 1 else r.node)
+        ok = r.status in ("installed", "skipped")
+        evidence = {"status": r.status, "address": r.address, "via": r.via,
+                    "timings": r.timings, "host_keys": r.host_keys}
+        reason = r.reason
+        if ok and store.get_data(key, "plan") is None:
+            try:
+                evidence["plan"] = plan_after_install(rack, inputs, store, key)
+            except MetalctlError as exc:
+                ok, reason = False, f"installed; planning from its facts failed: {describe(exc)}"
         # "checked" (check mode) installs nothing: it must not move the node on
-        emit(StepResult(key, r.status in ("installed", "skipped"), r.reason,
-                        {"status": r.status, "address": r.address, "via": r.via,
-                         "timings": r.timings, "host_keys": r.host_keys}))
+        emit(StepResult(key, ok, reason, evidence))
 
     provision_nodes(list(names), pinputs, popts, store=store, on_result=done)
+
+
+def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) -> str:
+    """The profile plan from the installed host's in-band facts (one SSH round trip),
+    with the profile the rack's rules select on that real topology."""
+    from metalctl.ssh import SshTarget  # noqa: PLC0415
+
+    host = host_of(store, key)
+    if host is None:
+        raise MetalctlError(f"{key}: no installed host recorded")
+    target = SshTarget.parse(host.ssh, key_file=inputs.harden.key_file if inputs.harden
+                             else None, known_hosts=_known_hosts(store, key))
+    node = profile_stage.resolve(store, key)
+    topo = profile_stage.collect(store, node, ssh=target)
+    name = rack.select_profile(node.record, topo)
+    profile_stage.plan(store, node, inputs.profiles.load(name), topo, inputs.bios_lib)
+    return f"{name}, from the installed host's facts"
+
 
 
 def _name(store: Store, key: str) -> str:
