@@ -30,6 +30,17 @@ def _path(value: object) -> Path | None:
     return Path(str(value)) if value else None
 
 
+def _waivers(rack: Rack) -> list[Any]:
+    """The rack's ``audit.waivers`` file, checked against the shipped rule ids."""
+    path = rack.audit.get("waivers")
+    if not path:
+        return []
+    from metalctl.audit import waivers  # noqa: PLC0415
+    from metalctl.rules import catalogue  # noqa: PLC0415
+
+    return waivers.load(Path(path), {r.id for r in catalogue.load()})
+
+
 def stage_inputs(args: argparse.Namespace, rack: Rack, until: str) -> StageInputs:
     """Everything but the rack file the stages need (credentials are resolved here, once)."""
     names = sorted({p for n in rack.credentials for p in n.split("+")})
@@ -50,7 +61,8 @@ def stage_inputs(args: argparse.Namespace, rack: Rack, until: str) -> StageInput
     inputs = StageInputs(credentials=sets, verify=verify,
                          ironic=lambda: common.ironic(ironic_args),
                          harden=HardenOptions(site=site, pki=pki, **ssh),
-                         audit=AuditOptions(site=site, pki=pki, **ssh))
+                         audit=AuditOptions(site=site, pki=pki, waivers=_waivers(rack),
+                                            **ssh))
     if STAGES.index(until) >= STAGES.index("provision"):
         try:
             inputs.provision = provision_inputs(rack, inputs, site)

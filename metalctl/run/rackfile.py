@@ -191,6 +191,9 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
             provision[k] = rel(provision[k], ("provision", k))
     site = {k: str(rel(v, ("site", k))) if k != "ssh_user" else v
             for k, v in (data.get("site") or {}).items()}
+    audit = dict(data.get("audit") or {})
+    if "waivers" in audit:
+        audit["waivers"] = rel(audit["waivers"], ("audit", "waivers"))
     budget = FailureBudget.parse(data.get("failure_budget"), label, "failure_budget")
     return Rack(
         path=p, name=data.get("name") or p.stem, ranges=tuple(bmc["ranges"]),
@@ -201,7 +204,7 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
         ironic=dict(data.get("ironic") or {}),
         site=site, default_profile=profiles["default"], profile_rules=rules,
         bios=profiles.get("bios", "required"), reboot=bool(profiles.get("reboot", False)),
-        provision=provision, audit=dict(data.get("audit") or {}), failure_budget=budget,
+        provision=provision, audit=audit, failure_budget=budget,
         until=data.get("until"),
         concurrency={**DEFAULT_CONCURRENCY, **(data.get("concurrency") or {})},
     )
