@@ -40,8 +40,9 @@ LOG = logging.getLogger(__name__)
 STANDIN = Path(__file__).parent / "standin"
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 #: drivers a QEMU/libvirt machine needs before the disk and NIC appear (ext4 and
-#: AF_PACKET are built into the cloud kernel); dependencies are added from modinfo
-MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod", "ahci")
+#: AF_PACKET are built into the cloud kernel, which has no AHCI/SATA or e1000 at all:
+#: lab machines use virtio); dependencies are added from modinfo
+MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod")
 #: the real tools of stage 2 (busybox has no blkid worth the name, no sfdisk, no extlinux)
 TOOLS = ("/usr/bin/curl", "/usr/sbin/sfdisk", "/usr/sbin/mke2fs", "/usr/sbin/blkid",
          "/usr/bin/extlinux", "/usr/bin/gzip")
@@ -149,8 +150,10 @@ def _cpio_gz(tree: Path, out: Path) -> None:
                           input=names.encode(), capture_output=True, check=False)
     if proc.returncode != 0:
         raise LabError(reason=f"cpio failed: {proc.stderr.decode()[-300:]}")
-    with gzip.open(out, "wb", compresslevel=6) as f:
+    part = out.with_name(out.name + ".part")
+    with gzip.open(part, "wb", compresslevel=6) as f:
         f.write(proc.stdout)
+    part.replace(out)  # never a half-written file where a server may be reading
 
 
 def _build_initrd(out: Path, busybox: Path, modules_dir: Path) -> None:
@@ -202,8 +205,10 @@ def _build_stage2(out: Path) -> None:
         (root / "usr" / "sbin" / "mkfs.ext4").symlink_to("mke2fs")
         for data in DATA:
             _copy_keep_path(data, root)
-        _run(["tar", "-czf", str(out), "--owner=0", "--group=0", "-C", str(root), "."],
+        part = out.with_name(out.name + ".part")
+        _run(["tar", "-czf", str(part), "--owner=0", "--group=0", "-C", str(root), "."],
              "tar stage2")
+        part.replace(out)
 
 
 def _inputs(names: tuple[str, ...], *paths: Path) -> str:

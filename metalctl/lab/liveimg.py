@@ -5,7 +5,7 @@ on the debootstrap base, the same packages the SSH test hosts carry. What makes 
 machine rather than a container is done here, in an overlay above the cached layers:
 no SSH host keys (the kickstart's ``%post`` runs ``ssh-keygen -A`` and sends them), no
 machine id, systemd-networkd asking DHCP with the MAC as client id on every NIC (the
-kickstart's ``network`` lines win), and docs, man pages, locales and apt caches left out
+kickstart's ``network`` lines win), and docs, man pages, locales, logs and apt caches left out
 so that unpacking under TCG stays short.
 """
 
@@ -25,8 +25,7 @@ LOG = logging.getLogger(__name__)
 
 LAYER = "metal"
 EXCLUDE = ("./usr/share/doc/*", "./usr/share/man/*", "./usr/share/locale/*",
-           "./usr/share/info/*", "./var/lib/apt/lists/*", "./var/cache/apt/*",
-           "./var/cache/debconf/*-old", "./var/log/*", "*/__pycache__/*",
+           "./usr/share/info/*", "./var/cache/debconf/*-old", "*/__pycache__/*",
            "./usr/lib/udev/hwdb.d/*")
 DHCP_NETWORK = """\
 # the lab image's default: DHCP on every NIC, the MAC as client id so the lease the
@@ -43,6 +42,8 @@ ClientIdentifier=mac
 MACHINE_SCRIPT = """
 M=$1
 rm -f $M/etc/ssh/ssh_host_*
+# files only: services such as auditd refuse to start without their /var/log directory
+find $M/var/log $M/var/cache/apt $M/var/lib/apt/lists -type f -delete
 : > $M/etc/machine-id
 rm -f $M/var/lib/dbus/machine-id
 rm -f $M/etc/resolv.conf; : > $M/etc/resolv.conf

@@ -118,6 +118,21 @@ def files() -> installer.InstallerFiles:
     return installer.ensure()
 
 
+def test_ensure_builds_once_and_serves_one_directory(files: installer.InstallerFiles) -> None:
+    names = {p.name for p in (files.kernel, files.initrd, files.stage2, files.liveimg)}
+    assert names == {"vmlinuz", "initrd.img", "stage2.img", "liveimg.tar.gz"}
+    assert {p.parent for p in (files.kernel, files.initrd, files.stage2, files.liveimg)} == \
+        {files.directory}
+    before = {p: p.stat().st_mtime_ns for p in files.directory.iterdir()}
+    again = installer.ensure()
+    assert again == files
+    assert {p: p.stat().st_mtime_ns for p in files.directory.iterdir()} == before
+    with tarfile.open(files.stage2) as tar:  # what inst.stage2 brings: the real tools
+        names = set(tar.getnames())
+    assert {"./usr/bin/curl", "./usr/sbin/sfdisk", "./usr/sbin/mke2fs", "./usr/sbin/blkid",
+            "./usr/bin/extlinux", "./usr/lib/standin/anaconda"} <= names
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
