@@ -231,7 +231,7 @@ def _ssh_until_up(target: ssh.SshTarget, qemu: Qemu, timeout_s: float) -> str:
         with conn:
             return ssh.run_script(conn, target, "cat /etc/metalctl-install; "
                                   "grep '^root:' /etc/shadow; systemctl is-system-running "
-                                  "|| true; ls /home; cat /etc/hostname\n")
+                                  "|| true; ls /home; cat /etc/hostname; cat /proc/cmdline\n")
     pytest.fail(f"no SSH within {timeout_s} s ({last}); console:\n{qemu.tail()}")
 
 
@@ -287,6 +287,8 @@ def test_install_then_boot_the_disk_and_ssh_with_the_delivered_host_key(
     assert shacrypt.verify(clear, pw_hash)
     assert "ops" in out.split()  # `user --name=ops`
     assert "standin-01" in out.split()  # network --hostname
+    cmdline = next(line for line in out.splitlines() if "root=UUID=" in line)
+    assert "mitigations=auto" in cmdline.split()  # bootloader --append (the plan's args)
 
 
 def _tiny_liveimg(tmp: Path, files: installer.InstallerFiles) -> Path:
