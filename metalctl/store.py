@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -95,6 +96,24 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _journal_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting out a process that is creating the same store.
+
+    Changing the journal mode takes a lock SQLite's busy handler does not always wait
+    for (seen as an immediate "database is locked" when three runs opened a new store
+    at once under load), so it is retried here within the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Store:
     """Node records and lifecycle events. Construct, then :meth:`open`."""
 
@@ -117,7 +136,7 @@ class Store:
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S,
                                    isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            _journal_wal(conn)
             self._conn = conn
             with self._tx() as tx:
                 _migrate(tx)
@@ -260,6 +279,13 @@ class Store:
     def discovered_records(self) -> list[DiscoveryRecord]:
         """Return the discovery record of every stored node."""
         return [DiscoveryRecord.from_dict(n["record"]) for n in self.nodes()]
+
+    def node(self, key: str) -> dict[str, Any] | None:
+        """The node row keyed ``key`` (one indexed read; :meth:`find` also takes names)."""
+        rows = self._query("SELECT key, state, name, ironic_uuid, record, updated_at FROM nodes "
+                           "WHERE key = ?", (key,))
+        return [{"key": k, "state": s, "name": n, "ironic_uuid": u, "record": json.loads(r),
+                 "updated_at": t} for k, s, n, u, r, t in rows][0] if rows else None
 
     def find(self, ref: str) -> dict[str, Any] | None:
         """A node by key, name or Ironic UUID."""

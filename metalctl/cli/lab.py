@@ -9,10 +9,14 @@ from pathlib import Path
 
 from metalctl.cli import common
 from metalctl.exitcodes import ExitCode
-from metalctl.lab import rack
+from metalctl.lab import libvirt_lab, rack
 from metalctl.lab.hosts import HostLab
+from metalctl.lab.spec import LabState, RackSpec
 from metalctl.output.render import render
+from metalctl.provision import dnsmasq
 
+#: the provisioning network of ``lab up`` (10.203.0.0/24, fd00:203::/64)
+DEFAULT_PROVNET = 203
 SIZES = {
     "small": rack.RackSpec(),
     # the benchmark rack: 100+ Redfish systems behind 20 BMCs, 10 IPMI BMCs, dead addresses
@@ -35,6 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-install", action="store_true", help="do not apt-get/pip install peers")
     p.add_argument("--hosts", type=int, default=2, help="hosts-up: how many SSH hosts")
     p.add_argument("--net", type=int, default=200, help="hosts-up: hosts on 10.NET.0.0/24")
+    p.add_argument("--provnet", type=int, default=DEFAULT_PROVNET, metavar="NET",
+                   help="up: the provisioning network 10.NET.0.0/24 (namespace mcprovNET) "
+                        f"the libvirt domains network-boot on (default {DEFAULT_PROVNET})")
+    p.add_argument("--no-provnet", action="store_true",
+                   help="up: no provisioning network; libvirt domains are only defined")
+    p.add_argument("--boot-port", type=int, default=8080,
+                   help="up: the port dnsmasq sends iPXE to on the host side of the "
+                        "provisioning network (where `metalctl serve` listens)")
     common.add_output(p)
     p.set_defaults(func=run)
 
@@ -43,14 +55,27 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Start, show, print the environment of, or stop the emulated rack or its SSH hosts."""
     d = args.dir or rack.default_dir()
     if args.action == "up":
-        spec = rack.RackSpec(**{**SIZES[args.size].__dict__, "octet": args.octet})
+        provnet = None if args.no_provnet or not SIZES[args.size].libvirt_domains \
+            else args.provnet
+        spec = rack.RackSpec(**{**SIZES[args.size].__dict__, "octet": args.octet,
+                                "provnet": provnet})
         with common.STDERR.status("starting lab peers (first run installs them)"):
             state = rack.up(spec, d, install=not args.no_install)
+            try:
+                boot_url = start_dnsmasq(spec, state, args.boot_port)
+            except BaseException:
+                rack.down(d)
+                raise
         rows = [{"what": "discover ranges", "value": " ".join(state.ranges)},
                 {"what": "credentials", "value": f"--credentials {rack.LAB_CREDENTIALS} "
                                                  f"(file {state.credentials_file})"},
                 {"what": "CA bundle", "value": state.ca_bundle},
                 {"what": "Ironic", "value": state.ironic_url},
+                *([{"what": "provisioning network",
+                    "value": f"{state.provnet['subnet']} (namespace "
+                             f"{state.provnet['namespace']}; host side "
+                             f"{state.provnet['host_address']}; iPXE asks {boot_url})"}]
+                  if state.provnet else []),
                 {"what": "environment", "value": f"eval \"$(metalctl lab env --dir {d})\""}]
         render(rows, args.output, columns=[("lab", "what"), ("", "value")], title="lab up")
         return ExitCode.OK
@@ -85,6 +110,23 @@ def run(args: argparse.Namespace) -> ExitCode:
     stopped = rack.down(d)
     common.STDERR.print(f"stopped {len(stopped)} process(es)")
     return ExitCode.OK
+
+
+def start_dnsmasq(spec: RackSpec, state: LabState, boot_port: int) -> str | None:
+    """dnsmasq on the lab's provisioning network, configured as ``--via pxe`` configures
+    it (:mod:`metalctl.provision.dnsmasq`): each domain's provisioning MAC pinned to its
+    address, iPXE sent to ``http://<host side>:<boot_port>/boot.ipxe``. Returns that
+    base URL (None without a provisioning network)."""
+    net = rack.provnet(state)
+    if net is None:
+        return None
+    boot_url = f"http://{net.host_address}:{boot_port}"
+    hosts = tuple(dnsmasq.DhcpHost(libvirt_lab.domain_mac(spec, i), net.pinned_address(i),
+                                   f"lab{spec.octet}-kvm-{i}")
+                  for i in range(spec.libvirt_domains))
+    cfg = dnsmasq.DnsmasqConfig(boot_url=boot_url, hosts=hosts, **net.dnsmasq_settings())
+    net.start_dnsmasq(dnsmasq.write(cfg, net.files / "dnsmasq.conf"))
+    return boot_url
 
 
 def host_lab(d: Path, net: int | None) -> HostLab:

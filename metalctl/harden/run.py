@@ -1,22 +1,34 @@
 """``metalctl harden`` as a library: hosts in parallel, one SSH session each.
 
 Per host: gather facts (one round trip) -> evaluate the rules -> in check mode return
-the diff; otherwise run the apply script (one round trip), gather again and evaluate
-again: the host is ``hardened`` only when that second plan is empty (idempotency is
-verified, not assumed). A host that drops mid-run is ``dropped``; re-running converges
-because every step is atomic and the plan is recomputed from what is there.
+the diff; otherwise run the apply script (one round trip), then the guarded sshd step
+(``sshd -t``, reload, a second login while this session stays open, else restore),
+gather again and evaluate again: the host is ``hardened`` only when that second plan is
+empty (idempotency is verified, not assumed). A host that drops mid-run is
+``dropped``; re-running converges because every step is atomic and the plan is
+recomputed from what is there.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from metalctl import fleet, ssh
-from metalctl.errors import HostDropped, HostError, HostUnreachable, describe
+from metalctl.errors import (
+    HostAuthFailed,
+    HostDropped,
+    HostError,
+    HostUnreachable,
+    SshHostKeyMismatch,
+    SshHostKeyUnknown,
+    describe,
+)
 from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
 from metalctl.model.compliance import HardenStatus
 from metalctl.model.node import Event, Lifecycle
@@ -97,12 +109,28 @@ def harden_host(host: HostSpec, rules: list[Rule], opts: HardenOptions, dns: lis
             return HostResult(host.name, HardenStatus.COMPLIANT, plan.outcomes,
                               reboot_required=plan.reboot_required)
         daemon = ctx.variables(facts)["libvirt_daemon"]
-        out = _run_apply(conn, target, apply.script(plan, facts.init, daemon, opts.pace_s),
-                         host.name)
-        done = apply.completed(out)
+        when = apply.stamp()
+        guarded = [c for p, c in plan.files.items() if p in plan.guarded]
+        done: list[str] = []
+        if len(guarded) < len(plan.files) or plan.commands or plan.handlers:
+            out = _run_apply(conn, target, apply.script(plan, facts.init, daemon, opts.pace_s,
+                                                        when, skip=plan.guarded), host.name)
+            done += apply.completed(out)
+        failed: SshdFailure | None = None
+        if guarded:  # last, while this session stays open to put things back
+            failed = _apply_sshd(conn, target, guarded, when, host.name)
+            if failed is None:
+                done += [f"file {c.path}" for c in guarded]
         after = engine.evaluate(rules, gather_facts(conn, target, spec, host.name), ctx)
         left = [o for o in after.outcomes if o.status == engine.CHANGE]
         changed = [d for d in done if d.startswith(("file ", "command "))]
+        if failed is not None:
+            sshd_rules = {r for p in guarded for r in plan.guarded[p.path]}
+            outcomes = [replace(o, status=engine.ERROR, detail=failed.reason)
+                        if o.rule in failed.rules(sshd_rules, plan) else o
+                        for o in after.outcomes]
+            return HostResult(host.name, HardenStatus.FAILED, outcomes, after.diff(), changed,
+                              after.reboot_required, error=failed.reason)
         if left:
             return HostResult(host.name, HardenStatus.FAILED, after.outcomes, after.diff(), changed,
                               after.reboot_required,
@@ -112,6 +140,76 @@ def harden_host(host: HostSpec, rules: list[Rule], opts: HardenOptions, dns: lis
                           after.reboot_required)
     finally:
         conn.close()
+
+
+@dataclass(frozen=True)
+class SshdFailure:
+    """Why the sshd step was undone: ``sshd -t`` refused it, or the second login failed."""
+
+    reason: str
+    #: the drop-in line sshd named (``line N``), when it named one
+    line: str | None = None
+
+    def rules(self, sshd_rules: set[str], plan: engine.RulePlan) -> set[str]:
+        """The rules to fail: the one whose line sshd named, else every sshd rule."""
+        if self.line:
+            keyword = self.line.split(None, 1)[0].lower() if self.line.split() else ""
+            named = {o.rule for o in plan.outcomes if o.rule in sshd_rules
+                     and o.detail.lower().startswith(keyword + " ")}
+            if named:
+                return named
+        return sshd_rules
+
+
+def _apply_sshd(conn: Any, target: ssh.SshTarget, changes: list[engine.FileChange], when: str,
+                label: str) -> SshdFailure | None:
+    """Write the sshd files, ``sshd -t``, reload, then prove a SECOND login works while
+    this session is still open; otherwise put the old files back and reload (None: done).
+    """
+    out = _run_apply(conn, target, apply.guarded_script(changes, when), label)
+    message = apply.rejected(out)
+    if message is not None:
+        line = None
+        m = re.search(r"(/\S+) line (\d+)", message)
+        if m:
+            line = next((c.new.splitlines()[int(m.group(2)) - 1] for c in changes
+                         if c.path == m.group(1) and int(m.group(2)) <= len(c.new.splitlines())),
+                        None)
+        return SshdFailure(f"sshd -t rejected the new configuration (restored, not reloaded): "
+                           f"{message}", line)
+    try:
+        _second_login(target)
+    except HostError as exc:
+        _run_apply(conn, target, apply.restore_script(changes, when), label)
+        try:
+            _second_login(target)
+            after = "a new login works again"
+        except HostError as again:
+            after = f"a new login still fails: {describe(again)}"
+        return SshdFailure(f"a second SSH login failed after the sshd reload ({describe(exc)});"
+                           f" the previous sshd configuration was restored and reloaded, {after}")
+    return None
+
+
+def _second_login(target: ssh.SshTarget, wait_s: float = 5.0) -> None:
+    """A new connection (host key checked) that runs a command. Refused connections are
+    retried for ``wait_s`` (sshd re-executes on reload); a refused login or host key is
+    final."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn = ssh.connect(target)
+            try:
+                ssh.run_script(conn, target, "true\n")
+            finally:
+                conn.close()
+            return
+        except (HostAuthFailed, SshHostKeyMismatch, SshHostKeyUnknown):
+            raise
+        except HostError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _run_apply(conn: Any, target: ssh.SshTarget, script: str, label: str) -> str:

@@ -7,7 +7,13 @@ Layout for ``RackSpec(octet=N)`` (all on 127.N.0.0/16, nothing else):
 * ``127.N.2.1…``  IPMI BMCs — RMCP+ on UDP 623 (:mod:`metalctl.lab.ipmi_bmc`);
 * ``127.N.3.1``   Redfish BMC backed by a private libvirtd (defined domains with
   CPUs, memory, NICs, a disk and BIOS), when ``libvirt_domains`` > 0;
-* ``127.N.4.1:6385`` standalone Ironic (sqlite, noauth, no message bus).
+* ``127.N.4.1:6385`` standalone Ironic (sqlite, noauth, no message bus);
+* with ``provnet=M``: the provisioning network 10.M.0.0/24 (:mod:`metalctl.lab.provnet`),
+  the private libvirtd inside its namespace and the domains' NICs on its bridge; the
+  host reaches it at 10.M.0.1. Ironic then listens there instead (``10.M.0.1:6385``,
+  ``ipxe`` boot and ``anaconda`` deploy configured, its ``http_root`` served at
+  ``10.M.0.1:8089``: :mod:`metalctl.lab.prov_ironic`). dnsmasq is started on it by whoever
+  renders its configuration (:meth:`ProvNet.start_dnsmasq`), and stopped by :func:`down`.
 
 The ranges printed for discovery include ``dead`` addresses with nothing
 behind them, as a real rack has.
@@ -30,8 +36,9 @@ from typing import Any
 
 import requests
 
-from metalctl.lab import ironic_conf, libvirt_lab, peers, pki, postgres
+from metalctl.lab import ironic_conf, libvirt_lab, peers, pki, postgres, prov_ironic
 from metalctl.lab.procs import alive, https_ready, spawn, wait_ready
+from metalctl.lab.provnet import ProvNet
 from metalctl.lab.spec import LAB_CREDENTIALS, LabState, RackSpec
 
 LOG = logging.getLogger(__name__)
@@ -125,13 +132,29 @@ def _start_ipmi(spec: RackSpec, d: Path, password: str, state: LabState
     return waits
 
 
-def _start_ironic(spec: RackSpec, d: Path, state: LabState
+def _start_ironic(spec: RackSpec, d: Path, state: LabState, net: ProvNet | None
                   ) -> list[tuple[str, Callable[[], bool], int, Path]]:
+    """Start Ironic; with a provisioning network, on its host side with the ``ipxe`` boot
+    and ``anaconda`` deploy settings and its ``http_root`` served there."""
     db_url = None
     if spec.db == "postgresql":
         db_url, data = postgres.start(d, f"127.{spec.octet}.4.2")
         state.postgres_data = str(data)
-    conf = ironic_conf.write(d, spec.ironic_address, spec.ironic_port, db_url)
+    waits = []
+    anaconda = None
+    if net is not None:
+        anaconda = prov_ironic.anaconda(net.host_address, d, spec.ironic_port)
+        http_log = d / "ironic-http.log"
+        http_pid = prov_ironic.start_http_root(anaconda, net.host_address, http_log)
+        state.pids["ironic-http"] = http_pid
+
+        def http_ready(url: str = anaconda.http_url + "/") -> bool:
+            try:
+                return requests.head(url, timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+        waits.append(("Ironic http_root", http_ready, http_pid, http_log))
+    conf = ironic_conf.write(d, spec.ironic_address, spec.ironic_port, db_url, anaconda)
     subprocess.run([str(peers.peer_bin("ironic-dbsync")), "--config-file", str(conf),
                     "create_schema"], check=True, capture_output=True)
     log = d / "ironic.log"
@@ -144,7 +167,7 @@ def _start_ironic(spec: RackSpec, d: Path, state: LabState
             return requests.get(spec.ironic_url + "/v1", timeout=1).status_code == 200
         except requests.RequestException:
             return False
-    return [("Ironic", ready, pid, log)]
+    return [*waits, ("Ironic", ready, pid, log)]
 
 
 def up(spec: RackSpec | None = None, directory: Path | None = None, *,
@@ -175,12 +198,18 @@ def up(spec: RackSpec | None = None, directory: Path | None = None, *,
     state.ca_bundle, state.credentials_file = str(ca), str(creds)
     waits = []
     try:
+        net = None
+        if spec.provnet is not None:
+            net = ProvNet(d, spec.provnet)
+            state.provnet = net.describe()
+            state.save()  # down() finds the namespace even if up() fails below
+            net.up()
         if spec.ironic:
-            waits += _start_ironic(spec, d, state)
+            waits += _start_ironic(spec, d, state, net)
         waits += _start_redfish(spec, d, ca, cert, key, htpasswd, state)
         waits += _start_ipmi(spec, d, password, state)
         if spec.libvirt_domains:
-            waits += libvirt_lab.start(spec, d, ca, cert, key, htpasswd, state)
+            waits += libvirt_lab.start(spec, d, ca, cert, key, htpasswd, state, net)
         state.save()
         for what, ready, pid, log in waits:
             wait_ready(what, ready, pid, log, 90.0)
@@ -191,6 +220,13 @@ def up(spec: RackSpec | None = None, directory: Path | None = None, *,
     return state
 
 
+def provnet(state: LabState) -> ProvNet | None:
+    """The lab's provisioning network, when it has one."""
+    if not state.provnet:
+        return None
+    return ProvNet(Path(state.directory), int(state.provnet["net"]))
+
+
 def status(directory: Path | None = None) -> dict[str, Any]:
     """Which lab processes are alive."""
     d = Path(directory or default_dir())
@@ -198,9 +234,12 @@ def status(directory: Path | None = None) -> dict[str, Any]:
     if state is None:
         return {"directory": str(d), "running": False, "processes": {}}
     procs = {name: alive(pid) for name, pid in state.pids.items()}
+    net = provnet(state)
+    if net is not None and net.dnsmasq_started:
+        procs["dnsmasq"] = net.dnsmasq_pid() is not None
     return {"directory": str(d), "running": bool(procs) and all(procs.values()),
             "processes": procs, "ranges": state.ranges, "ironic_url": state.ironic_url,
-            "env": state.env()}
+            "provnet": state.provnet, "env": state.env()}
 
 
 def down(directory: Path | None = None) -> list[str]:
@@ -229,6 +268,11 @@ def down(directory: Path | None = None) -> list[str]:
             LOG.warning("lab: pid %d ignored SIGTERM; killing", pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    net = provnet(state)
+    if net is not None:  # after libvirtd, whose QEMUs hold taps on the bridge
+        net.down()
+        stopped.append(f"provnet {net.namespace}")
+        state.provnet = None
     if state.postgres_data:
         postgres.stop(Path(state.postgres_data))
         stopped.append("postgres")

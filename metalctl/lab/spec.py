@@ -30,6 +30,23 @@ class RackSpec:
     latency_ms: tuple[float, float] = (0.0, 0.0)
     #: Ironic's database: "sqlite" (the standalone default) or "postgresql"
     db: str = "sqlite"
+    #: the provisioning network's number N (10.N.0.0/24, fd00:N::/64, namespace mcprovN,
+    #: :mod:`metalctl.lab.provnet`): the private libvirtd runs inside it and the domains'
+    #: NICs are on its bridge, so powering one on really network-boots it. None: domains
+    #: have user-mode NICs and are only defined (what the BMC-level tests need)
+    provnet: int | None = None
+    #: memory of each libvirt domain; None: 8192 MiB without a provisioning network (the
+    #: profile tests read 8 GiB), 512 MiB with one (a TCG machine that boots)
+    domain_memory_mib: int | None = None
+
+    @property
+    def domain_shape(self) -> tuple[int, int, int]:
+        """``(memory MiB, cores per socket, threads per core)`` of each libvirt domain
+        (always 2 sockets, one NUMA cell each). A booting TCG machine keeps a host core
+        busy per busy vCPU, so machines that boot get 2 vCPUs, not 16."""
+        if self.provnet is None:
+            return self.domain_memory_mib or 8192, 4, 2
+        return self.domain_memory_mib or 512, 1, 1
 
     def latency_of(self, i: int) -> float:
         low, high = self.latency_ms
@@ -49,6 +66,10 @@ class RackSpec:
 
     @property
     def ironic_address(self) -> str:
+        """127.N.4.1; with a provisioning network its host side (10.M.0.1), where the
+        machines Ironic deploys reach its API for their heartbeats."""
+        if self.provnet is not None:
+            return f"10.{self.provnet}.0.1"
         return f"127.{self.octet}.4.1"
 
     @property
@@ -85,6 +106,8 @@ class LabState:
     ca_bundle: str | None = None
     credentials_file: str | None = None
     postgres_data: str | None = None
+    #: the provisioning network's description (:meth:`ProvNet.describe`), when there is one
+    provnet: dict[str, Any] | None = None
 
     def save(self) -> None:
         Path(self.directory, "lab.json").write_text(json.dumps(asdict(self), indent=2))

@@ -260,6 +260,8 @@ class HttpServer:
                 await asyncio.wait_for(writer.drain(), self._timeout)
             return
         writer.write(head)
+        if method == "HEAD":  # the length, without the file
+            return
         with response.file.open("rb") as f:
             loop = asyncio.get_running_loop()
             await asyncio.wait_for(loop.sendfile(writer.transport, f), FILE_TIMEOUT_S)

@@ -66,7 +66,7 @@ from metalctl.provision.hostkeys import HostKey
 LOG = logging.getLogger(__name__)
 
 #: replaced in a served kickstart by the token the fetch presented
-TOKEN_PLACEHOLDER = "@@METALCTL_TOKEN@@"  # noqa: S105 - a marker, not a secret
+TOKEN_PLACEHOLDER = tokens.TOKEN_PLACEHOLDER
 CALLBACK_STAGES = ("started", "pre", "post", "hostkeys", "end", "error")
 MAX_BODY_BYTES = 64 * 1024
 MAX_KICKSTART_BYTES = 1024 * 1024
@@ -260,6 +260,8 @@ class BootService:
     def route(self, req: Request) -> Response:
         """Answer one request (see the module docstring for the routes)."""
         try:
+            if req.method == "HEAD":
+                return self._head_route(req)
             if req.method == "GET" and req.path == "/boot.ipxe":
                 return Response(HTTPStatus.OK, self.entry_script().encode())
             if req.method == "GET" and (m := _BOOT_RE.fullmatch(req.path)):
@@ -280,6 +282,28 @@ class BootService:
         except MetalctlError as exc:
             LOG.error("boot service: %s %s: %s", req.method, scrub(req.path), scrub(str(exc)))
             return Response(HTTPStatus.SERVICE_UNAVAILABLE, b"boot service state unavailable\n")
+
+    def _head_route(self, req: Request) -> Response:
+        """HEAD: what a GET would answer, without its body and without its effects.
+
+        Ironic's image service validates every URL with HEAD before it downloads it (the
+        anaconda deploy's ``ks_template`` and boot files among them), so a kickstart
+        answers HEAD with its length while the token is good, without being used up;
+        per-MAC boot scripts are not answered (a HEAD must not hand out an install).
+        """
+        m = _NODE_PATH.fullmatch(req.path)
+        if m and m.group(1) == "ks":
+            node, presented = m.group(2), _one(req.query, "token")
+            cred = self.state.credentials(node) if NODE_RE.fullmatch(node) else None
+            if not tokens.matches(presented, cred[1] if cred else None) or \
+                    cred[0] != ACTIVE or cred[2] is not None:  # type: ignore[index]
+                return _forbidden(f"HEAD kickstart {node[:64]} {tokens.fingerprint(presented)}")
+            text = self.state.peek_kickstart(node) or ""
+            size = len(text.replace(TOKEN_PLACEHOLDER, presented or "").encode())
+            return Response(HTTPStatus.OK, b"\0" * size, note=f"HEAD kickstart {node}")
+        if req.path.startswith("/files/") or req.path in ("/boot.ipxe", "/healthz"):
+            return self.route(Request("GET", req.path, req.query, req.headers, b"", req.peer))
+        return Response(HTTPStatus.NOT_FOUND, b"not found\n")
 
     def _boot_route(self, raw_mac: str) -> Response:
         try:
@@ -320,7 +344,7 @@ class BootService:
                             note=f"{node}: bad stage")
         if self.state.count_events(node) >= MAX_EVENTS_PER_INSTALL:
             return Response(HTTPStatus.TOO_MANY_REQUESTS, b"too many callbacks\n", note=node)
-        status, reply = self.callback(node, stage, req.body, presented)
+        status, reply = self.callback(node, stage, req.body, presented, peer=req.peer)
         return Response(status, reply.encode(), note=f"callback {node} {stage} {fp}")
 
     # --- what the handlers call ----------------------------------------------------------
@@ -378,10 +402,14 @@ class BootService:
         ])
 
     def callback(self, node: str, stage: str, body: bytes,
-                 token: str | None) -> tuple[int, str]:
-        """Record an authenticated callback; return (HTTP status, reply text)."""
+                 token: str | None, *, peer: str = "") -> tuple[int, str]:
+        """Record an authenticated callback; return (HTTP status, reply text).
+
+        ``peer`` (the installer's address) is kept with the host keys: it is the address
+        the installed host answers on when no static one was planned.
+        """
         if stage == "hostkeys":
-            return self._hostkeys(node, body)
+            return self._hostkeys(node, body, peer)
         message = _clean_message(body, token)
         self.state.event(node, stage, message)
         if stage == "end":
@@ -394,7 +422,7 @@ class BootService:
             LOG.info("boot service: install of %s failed: %s", node, message)
         return HTTPStatus.OK, "ok\n"
 
-    def _hostkeys(self, node: str, body: bytes) -> tuple[int, str]:
+    def _hostkeys(self, node: str, body: bytes, peer: str = "") -> tuple[int, str]:
         try:
             keys = hostkeys_mod.parse(body.decode("ascii"))
         except (UnicodeDecodeError, InputError) as exc:
@@ -418,7 +446,8 @@ class BootService:
                 self.state.event(node, "hostkeys-refused", str(exc))
                 return HTTPStatus.CONFLICT, "host keys refused\n"
         self.state.set_hostkeys(node, keys)
-        self.state.event(node, "hostkeys", " ".join(k.fingerprint for k in keys))
+        self.state.event(node, "hostkeys", " ".join(k.fingerprint for k in keys)
+                         + (f" from {peer}" if peer else ""))
         return HTTPStatus.OK, "ok\n"
 
     def file_path(self, rel: str) -> Path | None:

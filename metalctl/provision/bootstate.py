@@ -347,6 +347,11 @@ class BootState:
         rows = self._run("SELECT kickstart FROM installs WHERE node = ?", (node,))
         return rows[0][0]
 
+    def peek_kickstart(self, node: str) -> str | None:
+        """The node's kickstart without marking it fetched (HEAD requests)."""
+        rows = self._run("SELECT kickstart FROM installs WHERE node = ?", (node,))
+        return rows[0][0] if rows else None
+
     def set_hostkeys(self, node: str, keys: tuple[HostKey, ...]) -> None:
         """Record the SSH host keys ``node`` delivered during its install."""
         payload = json.dumps([k.to_dict() for k in keys])

@@ -52,6 +52,7 @@ from metalctl.data import data_dir, read_text
 from metalctl.data import validate as validate_data
 from metalctl.errors import InputError
 from metalctl.provision import shacrypt
+from metalctl.provision.tokens import TOKEN_PLACEHOLDER
 
 __all__ = ["IRONIC_VALIDATION_OPTIONS", "REPEATABLE", "VARIABLES", "Callback", "KickstartNode",
            "KickstartSite", "Rendered", "TargetOS", "Variable", "check_append", "for_ironic",
@@ -406,7 +407,7 @@ def variables_for(plan_or_row: Mapping[str, Any], site: KickstartSite | Mapping[
     if not _CALLBACK_URL.match(callback.url):
         raise InputError(where, "callback.url", f"{callback.url!r} is not an http(s) URL "
                                                 "metalctl can quote safely")
-    if not _TOKEN.match(callback.token.reveal()):
+    if callback.token.reveal() != TOKEN_PLACEHOLDER and not _TOKEN.match(callback.token.reveal()):
         raise InputError(where, "callback.token", "not a URL-safe token of 16-256 characters")
     network = _network(node, ks_site)
     return {

@@ -18,6 +18,9 @@ from metalctl.credentials import Secret
 #: 32 random bytes, URL-safe base64 without padding: 43 characters of [A-Za-z0-9_-]
 TOKEN_BYTES = 32
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+#: what a rendered kickstart holds where its token goes: the boot service replaces it as
+#: it serves the kickstart, so neither the state file nor a rendered file holds a token
+TOKEN_PLACEHOLDER = "@@METALCTL_TOKEN@@"  # noqa: S105 - a marker, not a secret
 # a digest of the empty string stands in for unknown nodes, so a miss costs one compare too
 _NO_DIGEST = hashlib.sha256(b"").hexdigest()
 

@@ -162,3 +162,88 @@ def _insert_before_blank(out: list[str], line: str) -> None:
     while i > 0 and not out[i - 1].strip():
         i -= 1
     out.insert(i, line)
+
+
+# --- sshd_config: "Keyword value", keywords case-insensitive, the FIRST one wins ----------
+
+
+def sshd_directives(text: str) -> list[tuple[int, str, str]]:
+    """``(line index, keyword lower-cased, value)`` of the global section: every directive
+    before the first ``Match`` (what follows it applies only to matching connections)."""
+    out = []
+    for i, line in enumerate(text.splitlines()):
+        words = line.split(None, 1)
+        if not words or words[0].startswith("#"):
+            continue
+        keyword = words[0].split("=", 1)[0].lower()
+        if keyword == "match":
+            break
+        out.append((i, keyword, words[1].strip() if len(words) > 1 else ""))
+    return out
+
+
+def set_sshd(text: str, keyword: str, value: str) -> str:
+    """Set ``Keyword value`` once (in place of the first, every other line of it removed)."""
+    out: list[str] = []
+    done = False
+    for line in text.splitlines():
+        words = line.split(None, 1)
+        if words and words[0].lower() == keyword.lower():
+            if not done:
+                out.append(f"{keyword} {value}")
+                done = True
+            continue
+        out.append(line)
+    if not done:
+        out.append(f"{keyword} {value}")
+    return "\n".join(out) + "\n"
+
+
+def disable_sshd(text: str, keyword: str, why: str) -> str:
+    """Comment out the global-section lines that set ``keyword`` (with ``why``)."""
+    lines = text.splitlines()
+    for i, kw, _ in sshd_directives(text):
+        if kw == keyword.lower():
+            lines[i] = f"# metalctl: {why}: {lines[i]}"
+    return "\n".join(lines) + "\n"
+
+
+def add_sshd_include(text: str, path: str) -> str:
+    """Put ``Include path`` before the first directive (sshd takes the first value)."""
+    lines = text.splitlines()
+    first = next((i for i, _, _ in sshd_directives(text)), len(lines))
+    lines[first:first] = ["# metalctl: its drop-in first (sshd takes the first value)",
+                          f"Include {path}"]
+    return "\n".join(lines) + "\n"
+
+
+# --- sysctl.d: "key = value" ----------------------------------------------------------------
+
+
+def get_sysctl(text: str, key: str) -> str | None:
+    """The value of the last assignment of ``key`` (``-key`` too), or None."""
+    value = None
+    for line in text.splitlines():
+        name, sep, rest = line.partition("=")
+        if sep and not name.lstrip().startswith(("#", ";")) and \
+                name.strip().lstrip("-").replace("/", ".") == key:
+            value = rest.strip()
+    return value
+
+
+def set_sysctl(text: str, key: str, value: str) -> str:
+    """Set ``key = value`` once (in place of the first assignment, others removed)."""
+    out: list[str] = []
+    done = False
+    for line in text.splitlines():
+        name, sep, _ = line.partition("=")
+        if sep and not name.lstrip().startswith(("#", ";")) and \
+                name.strip().lstrip("-").replace("/", ".") == key:
+            if not done:
+                out.append(f"{key} = {value}")
+                done = True
+            continue
+        out.append(line)
+    if not done:
+        out.append(f"{key} = {value}")
+    return "\n".join(out) + "\n"

@@ -48,6 +48,11 @@ class HostFacts:
     units: dict[str, str] = field(default_factory=dict)
     probes: dict[str, str] = field(default_factory=dict)
     binaries: set[str] = field(default_factory=set)
+    #: why this host shares a kernel it does not own (a container or namespace: not the
+    #: initial PID namespace, a container marker, a user namespace); empty: it owns it
+    kernel_shared: list[str] = field(default_factory=list)
+    #: the host has a network namespace of its own (init-only net.core keys invisible)
+    own_netns: bool = False
 
     def file(self, path: str) -> FileFact:
         """Return the fact of ``path`` (not existing when it was not gathered or absent)."""
@@ -89,6 +94,14 @@ def script(spec: GatherSpec) -> str:
         'command -v apt-get >/dev/null 2>&1 && echo apt; true',
         'echo "### groups"; getent group | cut -d: -f1',
         'echo "### procs"; ps -eo comm= 2>/dev/null',
+        # kernel ownership: kthreadd is PID 2 only in the initial PID namespace
+        'echo "### kernel"; [ "$(cat /proc/2/comm 2>/dev/null)" = kthreadd ] || '
+        'echo "pidns: no kthreadd as PID 2 (not the initial PID namespace)"; '
+        'v=$(systemd-detect-virt --container 2>/dev/null) && echo "container: $v"; '
+        'for m in /run/.containerenv /.dockerenv; do [ -e $m ] && echo "container: $m"; done; '
+        "awk '$1 != 0 || $2 != 0 || $3 != 4294967295 {print \"userns: uid_map \" $0; exit}' "
+        "/proc/self/uid_map 2>/dev/null; "
+        '[ -e /proc/sys/net/core/netdev_max_backlog ] || echo "netns: own"; true',
         "echo \"### listen\"; ss -ltnH 2>/dev/null | awk '{print $4}'",
         'echo "### binaries"; for b in ' + " ".join(BINARIES)
         + '; do command -v $b >/dev/null 2>&1 && echo $b; done; true',
@@ -163,6 +176,9 @@ def parse(text: str, host: str) -> HostFacts:
             f.groups = {b.strip() for b in body if b.strip()}
         elif name == "procs":
             f.processes = {b.strip() for b in body if b.strip()}
+        elif name == "kernel":
+            f.own_netns = "netns: own" in body
+            f.kernel_shared = [b.strip() for b in body if b.strip() and b != "netns: own"]
         elif name == "listen":
             f.listening = {b.strip() for b in body if b.strip()}
         elif name == "binaries":

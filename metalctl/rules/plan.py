@@ -5,6 +5,7 @@ rules edit files one after another. Pure data; no I/O."""
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,14 @@ class Context:
             "dnf_apply_updates": apply_updates,
             "apt_unattended": "1" if apply_updates == "yes" else "0",
         }
+
+    def shared_kernel(self, facts: HostFacts) -> list[str]:
+        """Why this host does not own the kernel it runs (empty: it does): detected on the
+        host, or named by the site (``sysctl.shared_kernel_hosts``, host-name globs)."""
+        globs = self.site.get("sysctl", {}).get("shared_kernel_hosts") or []
+        named = [f"site: sysctl.shared_kernel_hosts {g}" for g in globs
+                 if fnmatch.fnmatch(self.host, g)]
+        return [*facts.kernel_shared, *named]
 
 
 _VAR = re.compile(r"\{([a-z_]+)\}")
@@ -125,6 +134,9 @@ class RulePlan:
     commands: list[tuple[str, str]] = field(default_factory=list)  # (rule id, command)
     handlers: list[str] = field(default_factory=list)
     reboot_required: list[str] = field(default_factory=list)
+    #: files a wrong edit of which locks the operator out (sshd): written in a guarded
+    #: step of their own (validated, reloaded, proven by a second login, else restored)
+    guarded: dict[str, list[str]] = field(default_factory=dict)  # path -> rule ids
 
     @property
     def changes(self) -> int:

@@ -34,8 +34,8 @@ def test_every_shipped_rule_is_well_formed():
         assert r.remediation or r.kind not in CHECK_ONLY, f"{r.id}: no remediation"
 
 
-CHECK_ONLY = {"sshd", "sysctl", "cmdline", "probe_lines", "present", "process_labels",
-              "certificate", "report", "bmc"}
+CHECK_ONLY = {"cmdline", "probe_lines", "present", "process_labels", "certificate", "report",
+              "bmc"}
 
 
 def test_the_kind_list_lives_in_one_place():
@@ -127,12 +127,19 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] = {
                       "change"),
     "sshd": ({"key": "PermitRootLogin", "allowed": ["no"]},
              {"probes": {"sshd-T": "permitrootlogin no\n"}},
-             {"probes": {"sshd-T": "permitrootlogin yes\n"}}, "manual"),
+             {"probes": {"sshd-T": "permitrootlogin yes\n"}}, "change"),
     "sysctl": ({"key": "kernel.kptr_restrict", "value": 1},
-               {"probes": {"sysctl": "kernel.kptr_restrict = 1\n"}},
-               {"probes": {"sysctl": "kernel.kptr_restrict = 0\n"}}, "manual"),
+               {"probes": {"sysctl:kernel.kptr_restrict": "kernel.kptr_restrict = 1\n"}},
+               {"probes": {"sysctl:kernel.kptr_restrict": "kernel.kptr_restrict = 0\n"}}, "change"),
     "cmdline": ({"absent": ["selinux=0"]}, {"probes": {"cmdline": "ro quiet"}},
-                {"probes": {"cmdline": "ro selinux=0"}}, "manual"),
+                {"probes": {"cmdline": "ro selinux=0"}}, "deferred"),
+    "audit_rules": ({"rules": ["-w /etc/libvirt/ -p wa -k virt"]},
+                    {"processes": {"auditd"}, "probes": {"auditctl-l": "-w /etc/libvirt -p wa "
+                                                                       "-k virt\n"},
+                     "files": {"/etc/audit/rules.d/50-metalctl.rules":
+                               "-w /etc/libvirt/ -p aw -k virt\n"}},
+                    {"processes": {"auditd"}, "probes": {"auditctl-l": "No rules\n"}},
+                    "change"),
     "probe_lines": ({"probe": "find /"}, {"probes": {"TST-001": ""}},
                     {"probes": {"TST-001": "/world-writable\n"}}, "manual"),
     "present": ({"probe": "auditctl -l", "expect": "-w /etc/libvirt"},
@@ -182,3 +189,17 @@ def test_a_valid_certificate_chained_to_the_site_ca_passes(tmp_path):
     ctx = engine.Context(host="h1", mgmt_address="192.0.2.1", allowed_dns=[], site=SITE)
     [o] = engine.evaluate([r], f, ctx).outcomes
     assert o.status == "compliant", o
+
+
+def test_the_readme_kinds_table_matches_the_kind_schemas():
+    from metalctl.data.paths import data_dir
+
+    readme = (data_dir("hardening") / "README.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r"^\| `([a-z_]+)` \| ([^|]*) \|", readme, re.MULTILINE)}
+    assert set(rows) == set(kinds.REGISTRY)
+    for name, kind in kinds.REGISTRY.items():
+        documented = set(re.findall(r"`([a-z_]+)`\??", rows[name].split(";")[0]))
+        assert documented == set(kind.body), (name, documented ^ set(kind.body))
+        optional = set(re.findall(r"`([a-z_]+)`\?", rows[name].split(";")[0]))
+        assert optional == set(kind.body) - set(kind.required), name

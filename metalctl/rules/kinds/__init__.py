@@ -123,9 +123,11 @@ from metalctl.rules.kinds import (  # noqa: E402
     config,
     effective,
     files,
+    kernel,
     libvirt,
     repositories,
     services,
+    sshd,
 )
 
 __all__ = [
@@ -137,8 +139,10 @@ __all__ = [
     "effective",
     "files",
     "get",
+    "kernel",
     "libvirt",
     "register",
     "repositories",
     "services",
+    "sshd",
 ]

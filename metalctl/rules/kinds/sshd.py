@@ -1,0 +1,153 @@
+"""The ``sshd`` kind: judged on ``sshd -T`` (drop-ins, Include order and first-match
+resolved), remediated through one drop-in, ``/etc/ssh/sshd_config.d/50-metalctl.conf``.
+
+sshd takes the FIRST value of a keyword, so the drop-in must be read before anything
+else that sets the same keyword: the main config gets an ``Include`` of the drop-in at
+its top when none covers it, and lines that set a managed keyword earlier (the main
+config above its ``Include``, drop-ins that sort before ours) are commented out with a
+marker. Every file this kind edits is *guarded* (``RulePlan.guarded``): harden writes
+them in a step of their own, validated with ``sshd -t``, reloaded, and proven with a
+second SSH login before the first session closes, else restored (``harden/run.py``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+from metalctl.rules import edit
+from metalctl.rules.catalogue import Rule
+from metalctl.rules.gather import GatherSpec, HostFacts
+from metalctl.rules.kinds import SCALAR, STR, register
+from metalctl.rules.plan import (
+    CHANGE,
+    COMPLIANT,
+    ERROR,
+    CheckOutcome,
+    Context,
+    RulePlan,
+    Workspace,
+    manual,
+    outcome,
+)
+
+MAIN = "/etc/ssh/sshd_config"
+DROPIN_DIR = "/etc/ssh/sshd_config.d"
+DROPIN = f"{DROPIN_DIR}/50-metalctl.conf"
+HEADER = ("# Written by metalctl harden (the sshd rules of hardening/rules); sshd takes the\n"
+          "# first value of a keyword, so this file is included before other settings.\n")
+#: sshd -T prints keywords lower-cased; the drop-in spells them as sshd_config(5) does
+KEYWORDS = {k.lower(): k for k in (
+    "PermitRootLogin", "PasswordAuthentication", "PermitEmptyPasswords", "X11Forwarding",
+    "MaxAuthTries", "HostbasedAuthentication", "IgnoreRhosts", "Ciphers", "MACs",
+    "KexAlgorithms", "ClientAliveInterval", "ClientAliveCountMax", "LogLevel", "AllowUsers",
+    "AllowGroups", "DenyUsers", "LoginGraceTime", "MaxSessions", "Banner",
+    "AllowTcpForwarding", "AllowAgentForwarding", "PermitUserEnvironment", "UsePAM")}
+
+
+def effective(facts: HostFacts) -> dict[str, str] | None:
+    """``sshd -T``'s output as keyword -> value (None: sshd gave no configuration)."""
+    out = facts.probes.get("sshd-T")
+    if not out or "permitrootlogin" not in out:
+        return None
+    values: dict[str, str] = {}
+    for line in out.splitlines():
+        key, _, value = line.strip().partition(" ")
+        values.setdefault(key.lower(), value.strip())
+    return values
+
+
+def _gather(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
+    spec.probes["sshd-T"] = "sshd -T -C user=root,host=localhost,addr=127.0.0.1 2>&1"
+    spec.content.update({MAIN, DROPIN})
+    spec.globs.add(f"{DROPIN_DIR}/*.conf")
+
+
+def _judge(c: dict[str, Any], have: str | None) -> tuple[bool, str, str | None]:
+    """Compliant?, what is expected, and the value harden writes (None: none fits)."""
+    if "allowed" in c:
+        allowed = [str(a) for a in c["allowed"]]
+        return have in allowed, " or ".join(allowed), allowed[0]
+    if "max" in c:
+        return (have is not None and have.isdigit() and int(have) <= int(c["max"]),
+                f"<= {c['max']}", str(c["max"]))
+    if "min" in c:
+        return (have is not None and have.isdigit() and int(have) >= int(c["min"]),
+                f">= {c['min']}", str(c["min"]))
+    # a list value (ciphers, macs, kex): the current list without the forbidden items
+    items = [x for x in (have or "").split(",") if x]
+    kept = [x for x in items if not re.search(c["forbid"], x)]
+    return len(kept) == len(items), f"no {c['forbid']}", ",".join(kept) or None
+
+
+def _include_order(ws: Workspace, facts: HostFacts) -> list[tuple[str, int | None]]:
+    """The files sshd reads before the drop-in, as ``(path, Include line or None)``: the
+    main config up to the Include that covers the drop-in, and the drop-ins that sort
+    before it in that Include. Empty when no Include in the global section covers it."""
+    main = ws.text(MAIN)
+    for i, keyword, value in edit.sshd_directives(main):
+        if keyword != "include":
+            continue
+        patterns = [p if p.startswith("/") else f"/etc/ssh/{p}" for p in value.split()]
+        for pattern in patterns:
+            if fnmatch.fnmatch(DROPIN, pattern):
+                earlier = sorted(p for p in facts.files if p < DROPIN and
+                                 fnmatch.fnmatch(p, pattern) and facts.file(p).exists)
+                return [(MAIN, i), *((p, None) for p in earlier)]
+    return []
+
+
+@register(
+    "sshd",
+    body={
+        "key": STR,
+        "allowed": {"type": "array", "items": SCALAR},
+        "max": {"type": "integer"},
+        "min": {"type": "integer"},
+        "forbid": STR,
+        # the value harden writes when the one derived from the check is not the one
+        # wanted (``min: 1`` is compliant, but the drop-in says 300)
+        "set": SCALAR,
+    },
+    required=("key",),
+    one_of=("allowed", "max", "min", "forbid"),
+    gather=_gather,
+)
+def k_sshd(
+    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
+) -> CheckOutcome:
+    """Judged on ``sshd -T``; a wrong value is set in the drop-in (see the module)."""
+    values = effective(facts)
+    if values is None:
+        return outcome(
+            rule, ERROR, "sshd -T gave no configuration: " + facts.probes.get("sshd-T", "")[:120]
+        )
+    key = c["key"].lower()
+    have = values.get(key)
+    ok, expected, value = _judge(c, have)
+    if "forbid" in c and not ok:
+        have = ",".join(x for x in (have or "").split(",") if re.search(c["forbid"], x))
+    if ok:
+        return outcome(rule, COMPLIANT, "sshd -T", expected, have)
+    value = str(c["set"]) if "set" in c else value
+    if value is None:
+        return manual(rule, expected, f"{key} {have}")
+    keyword = KEYWORDS.get(key, c["key"])
+    ws.put(DROPIN, edit.set_sshd(ws.text(DROPIN) or HEADER, keyword, value), mode="644",
+           owner="root", group="root")
+    touched = [DROPIN]
+    order = _include_order(ws, facts)
+    if not order:  # nothing includes the drop-in yet: include exactly it, at the top
+        ws.put(MAIN, edit.add_sshd_include(ws.text(MAIN), DROPIN))
+        touched.append(MAIN)
+    for path, stop in order:  # earlier settings of the keyword would win: comment them out
+        lines = ws.text(path).splitlines(keepends=True)
+        head = "".join(lines if stop is None else lines[:stop])
+        if any(k == key for _, k, _ in edit.sshd_directives(head)):
+            tail = "".join([] if stop is None else lines[stop:])
+            ws.put(path, edit.disable_sshd(head, keyword, f"superseded by {DROPIN}") + tail)
+            touched.append(path)
+    for path in touched:
+        plan.guarded.setdefault(path, []).append(rule.id)
+    return outcome(rule, CHANGE, f"{keyword} {value} in {DROPIN}", expected, f"{key} {have}")
