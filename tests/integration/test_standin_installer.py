@@ -340,3 +340,28 @@ def test_failing_post_runs_onerror_and_never_boots_the_half_installed_disk(
     assert "failed with exit status 3" in message  # the installer's own message
     assert served.ks_fetches == 1
     assert not disk.read_bytes()[:440].strip(b"\0"), "the half-installed disk is bootable"
+
+
+def test_a_partitioned_disk_without_clearpart_is_left_untouched(
+        files: installer.InstallerFiles, server: tuple[Served, int], tmp_path: Path) -> None:
+    served, port = server
+    _, pub = _keypair(tmp_path)
+    text = _render(port, "Third-Passw0rd-x", pub, users=False)
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("clearpart"))
+    served.kickstart = text.encode()
+    served.files = {"stage2.img": files.stage2}
+    disk = tmp_path / "disk.raw"
+    with disk.open("wb") as f:
+        f.truncate(1 << 30)
+    subprocess.run(["sfdisk", "-q", str(disk)], input=b"label: dos\nsize=64MiB, type=83\n",
+                   check=True)
+    table = disk.read_bytes()[:1024]
+    served.started = time.monotonic()
+    qemu = Qemu(tmp_path, _install_argv(files, disk, port, bootif=True))
+    try:
+        _wait_for(served, "error", qemu, INSTALL_S)
+    finally:
+        qemu.kill()
+    message = next(c["message"] for c in served.callbacks if c["stage"] == "error")
+    assert "holds a partition table and the kickstart does not clear it" in message
+    assert disk.read_bytes()[:1024] == table  # nothing written
