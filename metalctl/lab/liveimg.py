@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -76,20 +75,22 @@ def _stamp_of(lowers: list[Path]) -> str:
     return h.hexdigest()
 
 
-def ensure(out: Path) -> Path:
-    """Build ``out`` (a tar.gz of the installable root) unless its stamp is current.
+def ensure(cache: Path) -> Path:
+    """Build ``cache/liveimg-<digest>.tar.gz`` (the installable root) unless present.
+
+    Named after a digest of its inputs (the layers' stamps and this module's edits), and
+    renamed into place complete, so concurrent builders never serve a partial image.
 
     Raises:
         LabError: a layer or the tar failed to build.
     """
     lowers = chain()
-    want = _stamp_of(lowers)
-    marker = out.with_name(out.name + ".stamp")
-    if out.exists() and marker.exists() and marker.read_text() == want:
+    out = cache / f"liveimg-{_stamp_of(lowers)[:16]}.tar.gz"
+    if out.exists():
         return out
     LOG.info("installer: building %s from the %s host image (about a minute, once)",
              out.name, LAYER)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
         t = Path(tmp)
         for d in ("upper", "work", "merged"):
             (t / d).mkdir()
@@ -97,11 +98,12 @@ def ensure(out: Path) -> Path:
         (t / "machine.sh").write_text(MACHINE_SCRIPT)
         excludes = " ".join(f"--exclude='{e}'" for e in EXCLUDE)
         lower = ":".join(str(p) for p in lowers)
+        part = t / "liveimg.tar.gz"
         script = f"""
           mount -t overlay overlay -o lowerdir={lower},upperdir={t}/upper,workdir={t}/work \\
             {t}/merged
           sh {t}/machine.sh {t}/merged {t}/dhcp.network
-          tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -6 > {out}.part
+          tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -6 > {part}
         """
         proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
                                "/bin/sh", "-euc", script], capture_output=True, text=True,
@@ -109,6 +111,6 @@ def ensure(out: Path) -> Path:
         if proc.returncode != 0:
             raise LabError(reason=f"liveimg build failed (exit {proc.returncode}): "
                                   f"{proc.stderr.strip()[-400:]}")
-    shutil.move(f"{out}.part", out)
-    marker.write_text(want)
+        part.chmod(0o644)
+        part.replace(out)
     return out

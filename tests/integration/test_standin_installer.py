@@ -94,7 +94,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             self.served.refused.append(self.path)
             return self._reply(403)
-        fields = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        # either form of the kickstart callback: `?stage=S` with the file as the raw body,
+        # or a urlencoded form (stage=S&hostkeys=...|message=...)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if "stage" in query:
+            fields = {"stage": query["stage"][0], "body": body.decode(errors="replace")}
+        else:
+            fields = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+            fields["body"] = fields.get("hostkeys") or fields.get("message") or ""
         self.served.callbacks.append(fields)
         self.served.times.setdefault(fields.get("stage", "?"),
                                      time.monotonic() - self.served.started)
@@ -257,7 +264,7 @@ def test_install_then_boot_the_disk_and_ssh_with_the_delivered_host_key(
     assert served.stages() == ["pre", "hostkeys", "end"], install_console
     assert served.ks_fetches == 1
     assert not served.refused
-    hostkeys = next(c["hostkeys"] for c in served.callbacks if c["stage"] == "hostkeys")
+    hostkeys = next(c["body"] for c in served.callbacks if c["stage"] == "hostkeys")
     known = tmp_path / "known_hosts"
     ssh_port = _free_port()
     known.write_text("".join(f"[127.0.0.1]:{ssh_port} {line}\n"
@@ -335,7 +342,7 @@ def test_failing_post_runs_onerror_and_never_boots_the_half_installed_disk(
     finally:
         qemu.kill()
     assert served.stages() == ["pre", "error"], qemu.tail()
-    message = next(c["message"] for c in served.callbacks if c["stage"] == "error")
+    message = next(c["body"] for c in served.callbacks if c["stage"] == "error")
     assert "this post fails on purpose" in message
     assert "failed with exit status 3" in message  # the installer's own message
     assert served.ks_fetches == 1
@@ -362,6 +369,6 @@ def test_a_partitioned_disk_without_clearpart_is_left_untouched(
         _wait_for(served, "error", qemu, INSTALL_S)
     finally:
         qemu.kill()
-    message = next(c["message"] for c in served.callbacks if c["stage"] == "error")
+    message = next(c["body"] for c in served.callbacks if c["stage"] == "error")
     assert "holds a partition table and the kickstart does not clear it" in message
     assert disk.read_bytes()[:1024] == table  # nothing written
