@@ -29,12 +29,14 @@ failure_budget: 10%
 """
 
 
-def test_the_lab_rack_file_loads():
+def test_the_lab_rack_file_loads(monkeypatch, tmp_path):
+    monkeypatch.setenv("METALCTL_LAB_DIR", str(tmp_path))
     rack = load_rack(LAB)
+    assert rack.provision["site"] == tmp_path / "provision-site.yaml"
     assert rack.name == "lab"
     assert rack.credentials == ("lab",)
     assert rack.profile_rules[0].profile == "nfv-sriov"
-    assert str(rack.failure_budget) == "25%"
+    assert str(rack.failure_budget) == "100%"
     assert rack.concurrency["provision"] == 2
     assert rack.concurrency["discover"] == 64  # default kept
 

@@ -54,7 +54,7 @@ def test_plain_lines_when_not_a_terminal():
     assert table.row_count == 1
 
 
-def test_ctrl_c_writes_what_was_seen_and_propagates(tmp_path):
+def test_ctrl_c_writes_what_was_seen_and_propagates(tmp_path, monkeypatch):
     import pytest
 
     from metalctl.model.node import DiscoveryRecord, Protocol, Status
@@ -72,6 +72,7 @@ def test_ctrl_c_writes_what_was_seen_and_propagates(tmp_path):
         if event.kind == "end":
             raise KeyboardInterrupt
 
+    monkeypatch.setenv("METALCTL_LAB_DIR", str(tmp_path))
     rack = load_rack(Path(__file__).resolve().parents[2] / "inventory" / "rack.lab.yaml")
     with Store(tmp_path / "s.db").open() as store:
         opts = RunOptions(adapters=[Adapter("discover", source)], report_dir=tmp_path / "r")
