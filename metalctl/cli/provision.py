@@ -196,7 +196,13 @@ def run(args: argparse.Namespace) -> ExitCode:
         addresses=_pairs(args.address, "--address"), macs=_pairs(args.mac, "--mac"),
         template_dirs=args.template_dir, ssh_key=args.ssh_key)
     if not args.check and via == "pxe":
-        inputs.boot_files = BootFiles(args.kernel, args.initrd, args.stage2,
+        kernel, initrd, stage2 = args.kernel, args.initrd, args.stage2
+        if bind_port is None:
+            # a `metalctl serve` elsewhere serves its own files dir: name them by URL
+            base = args.boot_url.rstrip("/") + "/files/"
+            kernel, initrd, stage2 = (v if v is None or "://" in v else base + v
+                                      for v in (kernel, initrd, stage2))
+        inputs.boot_files = BootFiles(kernel, initrd, stage2,
                                       tuple(args.kernel_arg)).validate()
 
         def creds_for(node: NodeInstall):  # noqa: ANN202 - CredentialSet | None

@@ -1,20 +1,27 @@
-"""Stage 4 — provision the OS through kickstart over PXE (partly built).
+"""Stage 4 — provision the OS through kickstart over PXE, and follow it to ``installed``.
 
-Built: :mod:`~metalctl.provision.kickstart` renders each node's kickstart from a template
-in ``kickstart/`` with the node's stored profile plan (kernel arguments, tuned
-variables), the site (the repositories harden enforces, network, crypted root password,
-operator SSH keys) and the install's callback, and validates it with pykickstart for the
-target OS plus metalctl's own ``bootloader --append`` checks;
-:mod:`~metalctl.provision.shacrypt` hashes the root password (SHA-512 crypt).
-
-Built too: the boot service of ``--via pxe`` (:mod:`~metalctl.provision.bootservice`: iPXE
-scripts per MAC, one-time-token kickstarts, install callbacks with SSH host keys;
-``bootserver`` its asyncio/h11 transport, ``bootstate`` its SQLite state, ``tokens``,
-``hostkeys``) and the dnsmasq configuration writer (:mod:`~metalctl.provision.dnsmasq`),
-run by ``metalctl serve``.
-
-To come: following every node to ``installed`` through Ironic's ``anaconda`` deploy
-interface or metalctl's own boot service (iPXE per MAC, one-time-token kickstarts,
-dnsmasq), with the host keys delivered by the ``%post`` callback into metalctl's
-known_hosts.
+:func:`provision` (:mod:`~metalctl.provision.stage`) renders and validates every node's
+kickstart first (:mod:`~metalctl.provision.kickstart`: the node's profile plan, the site,
+pykickstart for the target OS, metalctl's own ``bootloader --append`` checks), then
+installs each node through Ironic's ``anaconda`` deploy interface
+(:mod:`~metalctl.provision.via_ironic`) or metalctl's own boot service
+(:mod:`~metalctl.provision.bootservice`: iPXE per MAC, one-time-token kickstarts, install
+callbacks; :mod:`~metalctl.provision.dnsmasq` writes dnsmasq's configuration;
+:mod:`~metalctl.provision.power` the BMC's one-time network boot), and follows it to
+``installed``, ``failed`` or ``timeout``. The host keys the installer's ``%post`` sends
+with the node's token go into metalctl's known_hosts
+(:mod:`~metalctl.provision.knownhosts`), and the install is proven over SSH with them.
 """
+
+from metalctl.provision.stage import (
+    IronicDeploy,
+    NodeInstall,
+    PowerControl,
+    ProvisionInputs,
+    ProvisionOptions,
+    ProvisionResult,
+    provision,
+)
+
+__all__ = ["IronicDeploy", "NodeInstall", "PowerControl", "ProvisionInputs",
+           "ProvisionOptions", "ProvisionResult", "provision"]

@@ -93,7 +93,8 @@ def _clean_message(raw: bytes, token: str | None) -> str:
     if token:
         text = text.replace(token, "***")
     text = "".join(c if c.isprintable() or c == " " else " " for c in scrub(text))
-    return " ".join(text.split())[:MAX_MESSAGE_CHARS]
+    # the end of an installer's log tail says what failed: keep the last characters
+    return " ".join(text.split())[-MAX_MESSAGE_CHARS:]
 
 
 def _one(query: dict[str, list[str]], key: str) -> str | None:

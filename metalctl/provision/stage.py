@@ -71,7 +71,7 @@ STAGE = "provision"
 
 # what one install reports, in the order an install goes through them
 INSTALL_STEPS = ("added", "power", "boot-script", "kickstart-fetched", "started", "pre",
-                 "post", "hostkeys", "end", "ssh")
+                 "post", "hostkeys", "end", "error", "timeout", "ironic-active", "ssh")
 
 
 # --- inputs, options, results ------------------------------------------------------------
@@ -171,6 +171,9 @@ class ProvisionOptions:
 
     via: str = "pxe"
     check: bool = False
+    #: False: a node without a profile plan (its BMC gave no CPU topology) is installed
+    #: without the profile's kernel arguments, and planned from its in-band facts after
+    require_plan: bool = True
     deadline_s: float = 1800.0
     ssh_wait_s: float = 600.0
     poll_s: float = 2.0
@@ -222,6 +225,9 @@ class ProvisionResult:
 
 
 # --- phase 1: resolve and render -----------------------------------------------------------
+
+#: the plan of a node whose topology is only known after install (``require_plan=False``)
+NO_PLAN: dict[str, Any] = {"profile": "none", "plan": {"kernel_args": [], "tuned": {}}}
 
 
 def provisioning_mac(record: DiscoveryRecord, override: str | None = None) -> str:
@@ -285,7 +291,8 @@ def _render(prep: _Prepared, plan: Mapping[str, Any], inputs: ProvisionInputs) -
                                                 Secret(TOKEN_PLACEHOLDER)))
     rendered, warns = render_checked(inputs.template, variables, inputs.target,
                                      template_dirs=inputs.template_dirs)
-    prep.kickstart, prep.masked, prep.warnings = rendered.text, rendered.masked(), list(warns)
+    prep.kickstart, prep.masked = rendered.text, rendered.masked()
+    prep.warnings.extend(warns)
 
 
 def prepare(nodes: Sequence[str], inputs: ProvisionInputs, opts: ProvisionOptions,
@@ -310,10 +317,15 @@ def prepare(nodes: Sequence[str], inputs: ProvisionInputs, opts: ProvisionOption
         if installed and not opts.redo and not opts.check:
             out.append(prep)  # skipped later; nothing to render
             continue
-        if row["plan"] is None:
+        plan = row["plan"]
+        if plan is None and opts.require_plan:
             raise InputError(f"node {node.name}", "plan",
                              "no profile plan stored; run `metalctl profile plan` first")
-        _render(prep, row["plan"], inputs)
+        if plan is None:
+            plan = NO_PLAN
+            prep.warnings.append("no profile plan: installed without the profile's kernel "
+                                 "arguments; plan it from the installed host's facts")
+        _render(prep, plan, inputs)
         out.append(prep)
     return out
 
@@ -326,7 +338,7 @@ def _timings(events: Sequence[tuple[str, float]], start: float) -> dict[str, flo
     out: dict[str, float] = {}
     last = start
     for stage, at in events:
-        if stage in out or stage in ("added",):
+        if stage in out or stage not in INSTALL_STEPS or stage == "added":
             continue
         out[stage] = round(max(0.0, at - last), 2)
         last = at
@@ -493,6 +505,10 @@ class _Install:
             try:
                 out = ssh.run_script(conn, target, "cat /etc/metalctl-install 2>/dev/null "
                                                    "|| echo no-marker")
+            except HostError as exc:  # sshd up while the first boot still settles
+                last = str(exc)
+                time.sleep(min(3.0, self.opts.poll_s * 2))
+                continue
             finally:
                 conn.close()
             if f"node={self.node.name}" not in out:

@@ -352,3 +352,16 @@ def test_head_answers_like_get_without_using_the_kickstart_up(boot, tmp_path):
     assert f.content == b""
     assert requests.head(f"{boot.url}/boot/52-54-00-00-07-07.ipxe", timeout=5).status_code \
         == 404  # a HEAD never hands out an install
+
+
+def test_a_node_without_a_plan_may_be_installed_plain_when_asked(store, boot, hostlab,
+                                                                 tmp_path):
+    rec = _record(8)
+    store.save_discovered(rec)
+    store.set_state(rec.key, Lifecycle.ENROLLED, name="node8")
+    machine = ScriptedMachine(boot, hostlab)
+    [res] = provision(["node8"], _inputs(boot, hostlab, machine, tmp_path),
+                      ProvisionOptions(via="pxe", check=True, require_plan=False), store=store)
+    assert res.status == "checked"
+    assert any("no profile plan" in w for w in res.warnings)
+    assert "isolcpus" not in res.kickstart

@@ -478,7 +478,7 @@ def test_the_installer_scripts_send_host_keys_and_errors_with_the_token(sriov_ro
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls"
-    # the recorder keeps curl's arguments and the files named by --data-urlencode x@file
+    # the recorder keeps curl's arguments and the files named by --data-binary @file
     (bin_dir / "curl").write_text(
         "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> \"$CALLS\"\n"
         "case \"$a\" in *@/*) cat \"${a#*@}\" >> \"$CALLS\";; esac; done\n")
@@ -490,9 +490,8 @@ def test_the_installer_scripts_send_host_keys_and_errors_with_the_token(sriov_ro
         subprocess.run(["bash", "-c", body], env=env, check=True, timeout=30)
     sent = calls.read_text()
     assert f"Authorization: Bearer {TOKEN}" in sent
-    assert "stage=hostkeys" in sent
-    assert "node=r750-01" in sent
-    assert "http://10.0.0.1:8080/callback/r750-01" in sent
+    assert "http://10.0.0.1:8080/callback/r750-01?stage=hostkeys" in sent
+    assert "http://10.0.0.1:8080/callback/r750-01?stage=error" in sent
     for key in keys:
         assert key in sent
     assert "dracut: cannot find module foo" in sent  # the installer's own message

@@ -1,0 +1,364 @@
+"""``metalctl provision`` on a lab machine that really network-boots and installs.
+
+All real: the lab's libvirt domain behind sushy-emulator on a provisioning network in a
+namespace (10.208.0.0/24, :mod:`metalctl.lab.provnet`); dnsmasq chains QEMU's own iPXE to
+metalctl's boot service (run as ``metalctl serve``, as a site runs it) or to Ironic's
+``ipxe`` boot interface; the stand-in installer (:mod:`metalctl.lab.installer`: Debian's
+kernel, a busybox initramfs) fetches the one-time kickstart, runs ``%pre``/``%post``/
+``%onerror`` unchanged, lays the liveimg down and reboots into it; metalctl trusts the
+host keys its ``%post`` sent and proves the install over SSH.
+
+One lab (octet 127.28) and one machine for the module; installs run one at a time and
+each may take 300 s under load (TCG on 2 shared cores). The cheap failure paths use a
+tiny liveimg so they cost a boot, not an install.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from metalctl import credentials, discover
+from metalctl.bmc import power
+from metalctl.budget import Budget
+from metalctl.ironic import Ironic, IronicConfig
+from metalctl.lab import installer, libvirt_lab, prov_ironic, rack
+from metalctl.netaddrs import parse_targets
+from metalctl.profile import stage as profile_stage
+from metalctl.profile.facts import inband
+from metalctl.profile.library import ProfileLibrary
+from metalctl.provision import dnsmasq
+from metalctl.provision.bootservice import LOCAL_BOOT_SCRIPT
+from metalctl.provision.bootstate import BootState
+from metalctl.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = rack.RackSpec(octet=28, redfish_bmcs=0, ipmi_bmcs=0, libvirt_domains=1, dead=0,
+                     ironic=True, provnet=208)
+BUDGET = Budget(connect_timeout_s=2, read_timeout_s=20, deadline_s=90)
+INSTALL_S = 420          # one install, under load
+SERVE_PORT = 8081
+TINY_PORT = 8092
+ROOT_PW = "Lab-Root-Passw0rd-Not-Logged"
+METALCTL = [sys.executable, "-m", "metalctl"]
+
+
+@pytest.fixture(scope="module")
+def files():
+    return installer.ensure()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, files):
+    directory = tmp_path_factory.mktemp("provlab")
+    state = rack.up(SPEC, directory, install=False)
+    try:
+        yield state
+    finally:
+        rack.down(directory)
+
+
+@pytest.fixture(scope="module")
+def net(lab):
+    n = rack.provnet(lab)
+    assert n is not None
+    return n
+
+
+@pytest.fixture(scope="module")
+def env(lab, tmp_path_factory):
+    d = tmp_path_factory.mktemp("operator")
+    key = d / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    e = {**os.environ, **lab.env(), "METALCTL_STORE": str(d / "metalctl.db"),
+         "METALCTL_KNOWN_HOSTS": str(d / "known_hosts"), "LAB_ROOT_PW": ROOT_PW,
+         "METALCTL_BOOT_STATE": str(d / "boot")}
+    return {"dir": d, "key": key, "env": e}
+
+
+def _site(env, liveimg_url: str, name: str = "site.yaml") -> Path:
+    site = env["dir"] / name
+    site.write_text(json.dumps({
+        "kickstart": {
+            "install": {"liveimg": liveimg_url},
+            "root_password": {"env": "LAB_ROOT_PW"},
+            "ssh_keys": [{"user": "root",
+                          "key": env["key"].with_suffix(".pub").read_text().strip()}],
+            "kernel_args": ["console=ttyS0,115200n8"],
+        }}))
+    return site
+
+
+@pytest.fixture(scope="module")
+def node(lab, env):
+    """The lab machine discovered through its BMC and profiled into the store."""
+    creds = credentials.resolve(rack.LAB_CREDENTIALS, Path(lab.credentials_file),
+                                interactive=False)
+    opts = discover.DiscoverOptions(verify=lab.ca_bundle, budget=BUDGET)
+    [record] = [r for r in discover.discover(parse_targets([SPEC.libvirt_address]), creds,
+                                             opts) if r.status.value == "ok"]
+    with Store(Path(env["env"]["METALCTL_STORE"])) as store:
+        store.save_discovered(record)
+        ref = profile_stage.resolve(store, record.key)
+        topo = inband.parse((REPO / "tests/samples/facts/edge-1s-12c-64g.txt").read_text())
+        profile_stage.plan(store, ref, ProfileLibrary().load("compute-general"), topo)
+        from metalctl.model.node import Lifecycle
+        store.set_state(record.key, Lifecycle.PROFILED)
+        name = store.find(record.key)["name"] or record.name or record.key
+    # named in the store only once enrolled: the CLI takes the key, the stage uses the
+    # BMC's system name for the boot service until then
+    yield {"record": record, "creds": creds, "name": name, "ref": record.key}
+    power.power_off(record, creds, lab.ca_bundle, BUDGET)
+
+
+def _dnsmasq(net, boot_url: str, tag: str) -> None:
+    net.stop_dnsmasq()
+    cfg = dnsmasq.DnsmasqConfig(
+        boot_url=boot_url, hosts=(dnsmasq.DhcpHost(libvirt_lab.domain_mac(SPEC, 0),
+                                                   net.pinned_address(0), "lab28-m0"),),
+        **net.dnsmasq_settings())
+    net.start_dnsmasq(dnsmasq.write(cfg, net.files / f"dnsmasq-{tag}.conf"))
+
+
+@pytest.fixture(scope="module")
+def serve(net, files, env):
+    """``metalctl serve`` as a site runs it (its own process), dnsmasq chaining to it,
+    and a tiny liveimg server for the failure paths."""
+    tiny = env["dir"] / "tiny"
+    tiny.mkdir()
+    # a root file system of one static busybox: enough for %post to run, and fail
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for d in ("etc", "bin", "tmp", "root"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        tar.add("/bin/busybox", "bin/busybox")
+        for name in ("sh", "echo", "cat", "mkdir", "tail"):
+            link = tarfile.TarInfo(f"bin/{name}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+    (tiny / "tiny.tar.gz").write_bytes(buf.getvalue())
+    log = open(env["dir"] / "serve.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([*METALCTL, "serve", "--bind", net.host_address, "--port",
+                             str(SERVE_PORT), "--files-dir", str(files.directory)],
+                            env=env["env"], stdout=log, stderr=subprocess.STDOUT)
+    http = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", net.host_address,
+                             "--directory", str(tiny), str(TINY_PORT)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://{net.host_address}:{SERVE_PORT}"
+    for _ in range(100):
+        try:
+            if requests.get(url + "/healthz", timeout=1).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+    _dnsmasq(net, url, "serve")
+    yield {"url": url, "tiny": f"http://{net.host_address}:{TINY_PORT}/tiny.tar.gz"}
+    for p in (proc, http):
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+    log.close()
+
+
+def _provision(env, node, *args: str, timeout: float = INSTALL_S + 120
+               ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*METALCTL, "provision", node["ref"], "-o", "json",
+                           "--ssh-key", str(env["key"]), *args],
+                          env=env["env"], capture_output=True, text=True, timeout=timeout)
+
+
+def _pxe_args(env, serve, site: Path, *extra: str) -> list[str]:
+    return ["--via", "pxe", "--boot-url", serve["url"], "--site", str(site),
+            "--kernel", "vmlinuz", "--initrd", "initrd.img", "--stage2", "stage2.img",
+            "--kernel-arg", "console=ttyS0,115200n8", "--credentials", rack.LAB_CREDENTIALS,
+            "--deadline", str(INSTALL_S), "--ssh-wait", "300", *extra]
+
+
+def _events(env, name: str) -> list[str]:
+    return [e.stage for e in BootState(Path(env["env"]["METALCTL_BOOT_STATE"])).events(name)]
+
+
+def _failing_template(env) -> Path:
+    tpl = env["dir"] / "templates"
+    tpl.mkdir(exist_ok=True)
+    for p in (REPO / "kickstart").glob("_*.j2"):
+        (tpl / p.name).write_text(p.read_text())
+    (tpl / "fails-in-post.ks.j2").write_text(
+        '{% extends "_kvm-host.ks.j2" %}\n{% block finish %}\n'
+        "%post --erroronfail\necho 'metalctl-test: %post fails on purpose' >&2\nexit 3\n%end\n"
+        "{{ super() }}\n{% endblock %}\n")
+    (tpl / "hangs-in-pre.ks.j2").write_text(
+        '{% extends "_kvm-host.ks.j2" %}\n{% block pre %}\n%pre\nsleep 3600\n%end\n'
+        "{% endblock %}\n")
+    return tpl
+
+
+def _result(proc: subprocess.CompletedProcess[str]) -> dict:
+    assert proc.stdout.strip(), proc.stderr[-3000:]
+    [res] = json.loads(proc.stdout)
+    return res
+
+
+def test_a_bad_kickstart_is_refused_before_any_power_action(lab, env, node, serve):
+    tpl = _failing_template(env)
+    (tpl / "bad.ks.j2").write_text('{% extends "_kvm-host.ks.j2" %}\n{% block finish %}\n'
+                                   "bogus --now\n{{ super() }}\n{% endblock %}\n")
+    site = _site(env, serve["tiny"], "bad-site.yaml")
+    proc = _provision(env, node, *_pxe_args(env, serve, site, "--template", "bad",
+                                            "--template-dir", str(tpl)), timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "bad for node" in proc.stderr
+    assert "bogus --now" in proc.stderr
+    assert _events(env, node["name"]) == []
+    assert power.power_state(node["record"], node["creds"], lab.ca_bundle, BUDGET) == power.OFF
+
+
+def test_pxe_install_survives_a_killed_run_and_is_never_repeated(lab, env, node, serve, net,
+                                                                 capsys):
+    site = _site(env, f"{serve['url']}/files/liveimg.tar.gz")
+    args = _pxe_args(env, serve, site)
+    t0 = time.monotonic()
+    first = subprocess.Popen([*METALCTL, "provision", node["ref"], "-o", "json",
+                              "--ssh-key", str(env["key"]), *args], env=env["env"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # kill the follower once the machine has its kickstart (mid-install)
+    deadline = time.monotonic() + INSTALL_S
+    while "kickstart-fetched" not in _events(env, node["name"]):
+        assert time.monotonic() < deadline, "no kickstart fetch"
+        assert first.poll() is None, first.communicate()[0][-3000:]
+        time.sleep(1)
+    first.kill()
+    first.wait()
+    fetched = time.monotonic() - t0
+    # the re-run follows the same install: no second power action, no second kickstart
+    proc = _provision(env, node, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = _result(proc)
+    assert res["status"] == "installed"
+    assert res["address"] == net.pinned_address(0)
+    events = _events(env, node["name"])
+    assert events.count("power") == 1
+    assert events.count("kickstart-fetched") == 1
+    assert events.count("added") == 1
+    with Store(Path(env["env"]["METALCTL_STORE"])) as store:
+        row = store.find(node["ref"])
+        assert row["state"] == "installed"
+        actions = [e.action for e in store.events(row["key"]) if e.stage == "provision"]
+        assert "resumed" in actions
+        assert actions[-1] == "installed"
+        install = store.get_data(row["key"], "install")
+    # the installed disk answers SSH with the delivered key only (strict checking)
+    ssh = ["ssh", "-i", str(env["key"]), "-o", "BatchMode=yes", "-o",
+           "StrictHostKeyChecking=yes", "-o",
+           f"UserKnownHostsFile={env['env']['METALCTL_KNOWN_HOSTS']}",
+           f"root@{net.pinned_address(0)}"]
+    out = subprocess.run([*ssh, "cat /etc/metalctl-install; grep ^root: /etc/shadow; "
+                                "systemctl is-system-running || true"],
+                         capture_output=True, text=True, timeout=60)
+    assert f"node={node['name']}" in out.stdout, out.stderr
+    assert "root:$6$" in out.stdout
+    assert ROOT_PW not in out.stdout
+    # nothing secret in the store, the boot state, or the outputs
+    for db in (Path(env["env"]["METALCTL_STORE"]),
+               Path(env["env"]["METALCTL_BOOT_STATE"]) / "bootservice.db"):
+        dump = "\n".join(sqlite3.connect(db).iterdump())
+        assert ROOT_PW not in dump
+    assert ROOT_PW not in proc.stdout + proc.stderr
+    # a finished install's MAC boots the local disk; its token opens nothing any more
+    mac = libvirt_lab.domain_mac(SPEC, 0).replace(":", "-")
+    assert requests.get(f"{serve['url']}/boot/{mac}.ipxe", timeout=5).text == \
+        LOCAL_BOOT_SCRIPT
+    assert requests.get(f"{serve['url']}/ks/{node['name']}?token=x" + "A" * 42,
+                        timeout=5).status_code == 403
+    with capsys.disabled():
+        print(f"\n[provision pxe] kickstart fetched after {fetched:.0f} s; "
+              f"steps {install['timings']}")
+
+
+def test_a_rerun_does_nothing_to_an_installed_node(lab, env, node, serve):
+    before = _events(env, node["name"])
+    site = _site(env, f"{serve['url']}/files/liveimg.tar.gz")
+    proc = _provision(env, node, *_pxe_args(env, serve, site), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert _result(proc)["status"] == "skipped"
+    assert _events(env, node["name"]) == before
+    assert power.power_state(node["record"], node["creds"], lab.ca_bundle, BUDGET) == power.ON
+
+
+def test_a_failing_post_runs_onerror_and_fails_the_node_with_its_message(lab, env, node,
+                                                                        serve):
+    site = _site(env, serve["tiny"], "tiny-site.yaml")
+    proc = _provision(env, node, *_pxe_args(env, serve, site, "--redo", "--template",
+                                            "fails-in-post", "--template-dir",
+                                            str(_failing_template(env))))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    res = _result(proc)
+    assert res["status"] == "failed"
+    assert "%post fails on purpose" in res["reason"] or "exit" in res["reason"]
+    assert "the kickstart install of" in res["reason"]
+    assert ROOT_PW not in proc.stdout + proc.stderr
+
+
+def test_an_install_that_never_calls_back_times_out(lab, env, node, serve):
+    site = _site(env, serve["tiny"], "tiny-site.yaml")
+    t0 = time.monotonic()
+    # the last --deadline wins
+    proc = _provision(env, node, *_pxe_args(env, serve, site, "--template", "hangs-in-pre",
+                                            "--template-dir", str(_failing_template(env)),
+                                            "--deadline", "150"))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    res = _result(proc)
+    assert res["status"] == "timeout", res
+    assert "no end callback within 150 s" in res["reason"]
+    assert time.monotonic() - t0 < 300
+
+
+def _ironic_args(env, serve, site: Path, *extra: str) -> list[str]:
+    f = f"{serve['url']}/files"
+    return ["--via", "ironic", "--boot-url", serve["url"], "--site", str(site),
+            "--image-source", f"{f}/liveimg.tar.gz", "--kernel", f"{f}/vmlinuz",
+            "--initrd", f"{f}/initrd.img", "--stage2", f"{f}/stage2.img",
+            "--deploy-kernel", f"{f}/vmlinuz", "--deploy-ramdisk", f"{f}/initrd.img",
+            "--deadline", str(INSTALL_S), "--ssh-wait", "300", *extra]
+
+
+@pytest.fixture
+def ironic_boot(lab, net, serve):
+    """dnsmasq chains iPXE to Ironic's boot script for this test, then back."""
+    _dnsmasq(net, f"http://{net.host_address}:{prov_ironic.HTTP_ROOT_PORT}/boot.ipxe",
+             "ironic")
+    yield Ironic(IronicConfig(url=lab.ironic_url)).connect()
+    _dnsmasq(net, serve["url"], "serve")
+
+
+def test_through_ironic_available_to_active_and_installed(lab, env, node, serve, net,
+                                                          ironic_boot):
+    enroll = subprocess.run([*METALCTL, "enroll", "--provide"], env=env["env"],
+                            capture_output=True, text=True, timeout=300)
+    assert enroll.returncode == 0, enroll.stderr
+    site = _site(env, f"{serve['url']}/files/liveimg.tar.gz")
+    proc = _provision(env, node, *_ironic_args(env, serve, site, "--redo"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = _result(proc)
+    assert res["status"] == "installed"
+    assert res["via"] == "ironic"
+    uuid = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])["ironic_uuid"]
+    assert ironic_boot.node(uuid)["provision_state"] == "active"
+    out = subprocess.run(["ssh", "-i", str(env["key"]), "-o", "BatchMode=yes", "-o",
+                          "StrictHostKeyChecking=yes", "-o",
+                          f"UserKnownHostsFile={env['env']['METALCTL_KNOWN_HOSTS']}",
+                          f"root@{net.pinned_address(0)}", "cat /etc/metalctl-install"],
+                         capture_output=True, text=True, timeout=60)
+    assert f"node={node['name']}" in out.stdout, out.stderr
