@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> ExitCode:
                 boot_url = start_dnsmasq(spec, state, args.boot_port)
                 if state.provnet:
                     provkit.prepare(Path(d), state.provnet["host_address"], args.boot_port)
+                    state.provnet["boot_serve"] = (f"{state.provnet['host_address']}:"
+                                                   f"{args.boot_port}")
+                    state.save()
             except BaseException:
                 rack.down(d)
                 raise

@@ -129,4 +129,7 @@ class LabState:
                "METALCTL_KNOWN_HOSTS": str(Path(self.directory, "known_hosts"))}
         if self.ironic_url:
             env["METALCTL_IRONIC_URL"] = self.ironic_url
+        if self.provnet and self.provnet.get("boot_serve"):
+            # where `metalctl run`/`provision --serve` listens: dnsmasq sends iPXE there
+            env["METALCTL_BOOT_SERVE"] = str(self.provnet["boot_serve"])
         return env

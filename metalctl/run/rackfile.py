@@ -189,6 +189,12 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
     for k in ("site", "ssh_key", "known_hosts", "boot_dir", "files_dir"):
         if k in provision:
             provision[k] = rel(provision[k], ("provision", k))
+    if "serve" in provision:  # ADDR[:PORT], or ${VAR} (the lab exports its own)
+        serve = str(provision["serve"])
+        missing = [m for m in _VAR.findall(serve) if m not in os.environ]
+        if missing:
+            raise fail(("provision", "serve"), f"${{{missing[0]}}} is not set in the environment")
+        provision["serve"] = _VAR.sub(lambda m: os.environ[m.group(1)], serve)
     site = {k: str(rel(v, ("site", k))) if k != "ssh_user" else v
             for k, v in (data.get("site") or {}).items()}
     audit = dict(data.get("audit") or {})

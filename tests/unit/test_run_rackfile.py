@@ -31,7 +31,9 @@ failure_budget: 10%
 
 def test_the_lab_rack_file_loads(monkeypatch, tmp_path):
     monkeypatch.setenv("METALCTL_LAB_DIR", str(tmp_path))
+    monkeypatch.setenv("METALCTL_BOOT_SERVE", "10.203.0.1:8080")
     rack = load_rack(LAB)
+    assert rack.provision["serve"] == "10.203.0.1:8080"
     assert rack.provision["site"] == tmp_path / "provision-site.yaml"
     assert rack.name == "lab"
     assert rack.credentials == ("lab",)
