@@ -38,7 +38,7 @@ def test_the_lab_rack_file_loads(monkeypatch, tmp_path):
     assert rack.name == "lab"
     assert rack.credentials == ("lab",)
     assert rack.profile_rules[0].profile == "nfv-sriov"
-    assert str(rack.failure_budget) == "100%"
+    assert str(rack.failure_budget) == "25%"
     assert rack.concurrency["provision"] == 2
     assert rack.concurrency["discover"] == 64  # default kept
 
