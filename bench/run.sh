@@ -7,4 +7,6 @@ bash scripts/setup.sh
 [ -d /usr/lib/postgresql ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 .venv/bin/python bench/run.py
+.venv/bin/python bench/pipeline.py
+.venv/bin/python bench/handoff.py
 exec .venv/bin/python bench/audit.py

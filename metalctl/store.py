@@ -280,6 +280,13 @@ class Store:
         """Return the discovery record of every stored node."""
         return [DiscoveryRecord.from_dict(n["record"]) for n in self.nodes()]
 
+    def node(self, key: str) -> dict[str, Any] | None:
+        """The node row keyed ``key`` (one indexed read; :meth:`find` also takes names)."""
+        rows = self._query("SELECT key, state, name, ironic_uuid, record, updated_at FROM nodes "
+                           "WHERE key = ?", (key,))
+        return [{"key": k, "state": s, "name": n, "ironic_uuid": u, "record": json.loads(r),
+                 "updated_at": t} for k, s, n, u, r, t in rows][0] if rows else None
+
     def find(self, ref: str) -> dict[str, Any] | None:
         """A node by key, name or Ironic UUID."""
         for n in self.nodes():
@@ -320,6 +327,12 @@ class Store:
         """Return the status of each (host, rule) in audit scan ``scan_id``."""
         return {(h, r): st for h, r, st in self._query(
             "SELECT host, rule, status FROM audit_results WHERE scan_id = ?", (scan_id,))}
+
+    def audit_host_results(self, scan_id: str, host: str) -> list[dict[str, str]]:
+        """Return ``host``'s results in scan ``scan_id``: rule, status, severity."""
+        return [{"rule": r, "status": st, "severity": sev} for r, st, sev in self._query(
+            "SELECT rule, status, severity FROM audit_results WHERE scan_id = ? AND host = ? "
+            "ORDER BY rule", (scan_id, host))]
 
     # --- events -------------------------------------------------------------------------
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import shlex
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from metalctl.cli import common
 from metalctl.exitcodes import ExitCode
-from metalctl.lab import libvirt_lab, rack
+from metalctl.lab import libvirt_lab, nova, nova_hosts, provkit, rack
 from metalctl.lab.hosts import HostLab
 from metalctl.lab.spec import LabState, RackSpec
+from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.output.render import render
+from metalctl.profile.derive import derive
+from metalctl.profile.facts import inband
+from metalctl.profile.library import Profile, ProfileLibrary
 from metalctl.provision import dnsmasq
 
 #: the provisioning network of ``lab up`` (10.203.0.0/24, fd00:203::/64)
@@ -28,7 +36,8 @@ SIZES = {
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``lab`` and its actions (up, status, down, env, hosts-up, hosts-down)."""
     p = sub.add_parser("lab", help="start/stop the emulated rack of real peers on 127.0.0.0/8")
-    p.add_argument("action", choices=["up", "status", "down", "env", "hosts-up", "hosts-down"],
+    p.add_argument("action", choices=["up", "status", "down", "env", "hosts-up", "hosts-down",
+                                      "nova-up"],
                    help="hosts-up/-down: SSH test hosts (network namespaces with their own "
                         "/etc) for harden and audit")
     p.add_argument("--dir", type=Path, default=None,
@@ -48,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="up: the port dnsmasq sends iPXE to on the host side of the "
                         "provisioning network (where `metalctl serve` listens)")
     common.add_output(p)
+    common.add_store(p)
     p.set_defaults(func=run)
 
 
@@ -63,6 +73,11 @@ def run(args: argparse.Namespace) -> ExitCode:
             state = rack.up(spec, d, install=not args.no_install)
             try:
                 boot_url = start_dnsmasq(spec, state, args.boot_port)
+                if state.provnet:
+                    provkit.prepare(Path(d), state.provnet["host_address"], args.boot_port)
+                    state.provnet["boot_serve"] = (f"{state.provnet['host_address']}:"
+                                                   f"{args.boot_port}")
+                    state.save()
             except BaseException:
                 rack.down(d)
                 raise
@@ -88,6 +103,8 @@ def run(args: argparse.Namespace) -> ExitCode:
                 {"what": "known_hosts", "value": str(lab.known_hosts)}], args.output,
                columns=[("hosts", "what"), ("", "value")], title="hosts up")
         return ExitCode.OK
+    if args.action == "nova-up":
+        return nova_up(Path(d), args)
     if args.action == "hosts-down":
         host_lab(Path(d), None).down()
         return ExitCode.OK
@@ -105,6 +122,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         render(rows if args.output == "table" else [st], args.output,
                columns=[("process", "process"), ("alive", "alive")], title=f"lab {d}")
         return ExitCode.OK if st["running"] else ExitCode.PEER_UNAVAILABLE
+    nova.down(Path(d) / "nova")
     if (Path(d) / "hosts" / "hostlab.json").exists():
         host_lab(Path(d), None).down()
     stopped = rack.down(d)
@@ -137,3 +155,56 @@ def host_lab(d: Path, net: int | None) -> HostLab:
     meta.parent.mkdir(parents=True, exist_ok=True)
     meta.write_text(json.dumps({"net": net}))
     return HostLab(d / "hosts", net=net)
+
+
+def lab_plan() -> dict[str, Any]:
+    """``hpc`` scaled to a 2-CPU lab host: shared 0, dedicated 1, 512 MiB reserved, no
+    hugepages (the lab kernel has none to give). The hosts see this machine's CPUs."""
+    data = copy.deepcopy(ProfileLibrary().load("hpc").data)
+    data.pop("hugepages", None)
+    data.setdefault("memory", {})["host_reserved_mib"] = 512
+    data["memory"].pop("host_reserved_mib_per_numa", None)
+    return derive(inband.collect_local(), Profile(name="hpc-lab", data=data), "lab").to_dict()
+
+
+def nova_up(d: Path, args: argparse.Namespace) -> ExitCode:
+    """SSH test hosts running nova-compute, the Nova control plane on their bridge, each
+    host in the store as an installed node with its plan, and ``nova-site.yaml`` for
+    ``metalctl handoff`` (the lab's credentials file gains the Nova lab's sets)."""
+    meta = d / "hosts" / "hostlab.json"
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"net": args.net}))
+    hostlab = HostLab(d / "hosts", net=args.net, layers=nova_hosts.LAYERS)
+    with common.STDERR.status("starting SSH test hosts with nova-compute and the lab's Nova"):
+        inventory = hostlab.up_with_inventory(args.hosts)
+        for i in range(1, args.hosts + 1):
+            nova_hosts.install(hostlab, i)
+        lab = nova.prepare(d / "nova", hostlab.gateway, bind_address=hostlab.gateway)
+        nova.start(lab)
+    plan = lab_plan()
+    with common.open_store(args) as store:
+        for i in range(1, args.hosts + 1):
+            # an SSH test host has no BMC: it joins the store as an installed node
+            rec = DiscoveryRecord(address=hostlab.address(i), port=623,
+                                  protocol=Protocol.IPMI, status=Status.OK, name=f"h{i}")
+            store.save_discovered(rec)
+            store.set_state(rec.key, Lifecycle.INSTALLED, name=f"h{i}")
+            store.put_data(rec.key, "plan", {"profile": "hpc-lab", "plan": plan})
+    state = rack.LabState.load(d)
+    if state is not None:  # the Nova lab's credential sets, beside the BMC one
+        creds = Path(state.credentials_file)
+        extra = yaml.safe_load(lab.credentials_file.read_text())
+        data = yaml.safe_load(creds.read_text()) or {}
+        data.update(extra)
+        creds.write_text(yaml.safe_dump(data))
+    site = d / "nova-site.yaml"
+    site.write_text(yaml.safe_dump({"nova": nova_hosts.site(lab),
+                                    "handoff": {"api": nova_hosts.handoff_api(lab),
+                                                "register_timeout_s": 120,
+                                                "verify_timeout_s": 90}}))
+    site.chmod(0o600)
+    render([{"what": "inventory", "value": str(inventory)},
+            {"what": "Nova API", "value": lab.api_url},
+            {"what": "site", "value": str(site)}], args.output,
+           columns=[("nova", "what"), ("", "value")], title="nova up")
+    return ExitCode.OK

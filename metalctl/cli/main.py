@@ -15,12 +15,14 @@ from metalctl.cli import audit as audit_cli
 from metalctl.cli import common
 from metalctl.cli import discover as discover_cli
 from metalctl.cli import enroll as enroll_cli
+from metalctl.cli import handoff as handoff_cli
 from metalctl.cli import harden as harden_cli
 from metalctl.cli import lab as lab_cli
 from metalctl.cli import nodes as nodes_cli
 from metalctl.cli import pki as pki_cli
 from metalctl.cli import profile as profile_cli
 from metalctl.cli import provision as provision_cli
+from metalctl.cli import run as run_cli
 from metalctl.cli import serve as serve_cli
 from metalctl.errors import (
     InputError,
@@ -46,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", type=Path, help="also write logs here")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for module in (discover_cli, enroll_cli, profile_cli, provision_cli, pki_cli, harden_cli,
-                   audit_cli, nodes_cli, serve_cli, lab_cli):
+                   audit_cli, nodes_cli, serve_cli, lab_cli, run_cli, handoff_cli):
         module.register(sub)
     return p
 

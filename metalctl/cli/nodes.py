@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import asdict
 
 from metalctl.cli import common
 from metalctl.exitcodes import ExitCode
+from metalctl.model.node import Event
 from metalctl.output.render import render
+from metalctl.run.rackfile import STAGES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,14 +29,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_nodes(args: argparse.Namespace) -> ExitCode:
     """List the nodes in the local store with their lifecycle state."""
     with common.open_store(args) as store:
+        timings = stage_timings(store.events())
         rows = [{"name": n["name"], "state": n["state"], "ironic_uuid": n["ironic_uuid"],
                  "key": n["key"], "updated_at": n["updated_at"],
+                 "timings_s": timings.get(n["key"], {}),
                  **({"record": n["record"]} if args.output != "table" else {})}
                 for n in store.nodes()]
     render(rows, args.output, title="nodes",
            columns=[("name", "name"), ("state", "state"), ("ironic uuid", "ironic_uuid"),
-                    ("key", "key"), ("updated", "updated_at")])
+                    ("key", "key"),
+                    ("stage timings", lambda r: " ".join(f"{s} {t:.1f}s" for s, t in
+                                                         r["timings_s"].items()) or None),
+                    ("updated", "updated_at")])
     return ExitCode.OK
+
+
+def stage_timings(events: Iterable[Event]) -> dict[str, dict[str, float]]:
+    """Per node, the seconds of each stage's latest step in ``metalctl run`` (its
+    ``run`` events), in pipeline order."""
+    out: dict[str, dict[str, float]] = {}
+    for e in events:
+        if e.stage == "run" and "elapsed_s" in e.changes:
+            out.setdefault(e.node_key, {})[e.changes["stage"]] = e.changes["elapsed_s"]
+    order = {s: i for i, s in enumerate(STAGES)}
+    return {k: dict(sorted(v.items(), key=lambda kv: order.get(kv[0], 99)))
+            for k, v in out.items()}
 
 
 def run_history(args: argparse.Namespace) -> ExitCode:
@@ -46,6 +66,8 @@ def run_history(args: argparse.Namespace) -> ExitCode:
         rows = [asdict(e) for e in store.events(key)]
     render(rows, args.output, title="history",
            columns=[("at", "at"), ("node", "node_key"), ("stage", "stage"),
-                    ("action", "action"), ("changes", lambda r: r["changes"] or None),
+                    ("action", "action"),
+                    ("changes", lambda r: (f"{r['changes']['elapsed_s']:.1f}s"
+                                           if r["stage"] == "run" else r["changes"]) or None),
                     ("error", "error")])
     return ExitCode.OK

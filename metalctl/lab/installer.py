@@ -3,7 +3,8 @@
 Anaconda is in neither Debian nor PyPI, so the lab installs its machines with a stand-in
 that does what anaconda does that the pipeline can see (docs/lab.md, "The stand-in
 installer"). :func:`ensure` builds, once, into ``$METALCTL_CACHE/installer`` (default
-``~/.cache/metalctl/installer``) one directory a boot service can serve as ``files_dir``:
+``~/.cache/metalctl/installer``) one directory a boot service can serve as ``files_dir``
+(``files-<digest of every input>``):
 
 * ``vmlinuz``: Debian's cloud kernel, from ``apt-get download`` + ``dpkg-deb -x`` (never
   installed into this machine's /boot);
@@ -15,8 +16,8 @@ installer"). :func:`ensure` builds, once, into ``$METALCTL_CACHE/installer`` (de
   :mod:`metalctl.lab.hostimage`) without host keys or machine id, DHCP by systemd-networkd
   with the MAC as client id.
 
-Each artefact carries a stamp of its inputs and is rebuilt only when they change; the
-downloaded kernel package is kept in ``debs/``.
+A directory is built only when its inputs change; the downloaded kernel package is kept
+in ``debs/``.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ LOG = logging.getLogger(__name__)
 STANDIN = Path(__file__).parent / "standin"
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 #: drivers a QEMU/libvirt machine needs before the disk and NIC appear (ext4 and
-#: AF_PACKET are built into the cloud kernel); dependencies are added from modinfo
-MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod", "ahci")
+#: AF_PACKET are built into the cloud kernel, which has no AHCI/SATA or e1000 at all:
+#: lab machines use virtio); dependencies are added from modinfo
+MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod")
 #: the real tools of stage 2 (busybox has no blkid worth the name, no sfdisk, no extlinux)
 TOOLS = ("/usr/bin/curl", "/usr/sbin/sfdisk", "/usr/sbin/mke2fs", "/usr/sbin/blkid",
          "/usr/bin/extlinux", "/usr/bin/gzip")
@@ -84,15 +86,6 @@ def _digest(*parts: bytes | str) -> str:
         h.update(p.encode() if isinstance(p, str) else p)
         h.update(b"\0")
     return h.hexdigest()
-
-
-def _fresh(path: Path, stamp: str) -> bool:
-    marker = path.with_name(path.name + ".stamp")
-    return path.exists() and marker.exists() and marker.read_text() == stamp
-
-
-def _stamp(path: Path, stamp: str) -> None:
-    path.with_name(path.name + ".stamp").write_text(stamp)
 
 
 def kernel_deb(debs: Path) -> Path:
@@ -149,8 +142,10 @@ def _cpio_gz(tree: Path, out: Path) -> None:
                           input=names.encode(), capture_output=True, check=False)
     if proc.returncode != 0:
         raise LabError(reason=f"cpio failed: {proc.stderr.decode()[-300:]}")
-    with gzip.open(out, "wb", compresslevel=6) as f:
+    part = out.with_name(out.name + ".part")
+    with gzip.open(part, "wb", compresslevel=6) as f:
         f.write(proc.stdout)
+    part.replace(out)  # never a half-written file where a server may be reading
 
 
 def _build_initrd(out: Path, busybox: Path, modules_dir: Path) -> None:
@@ -202,8 +197,10 @@ def _build_stage2(out: Path) -> None:
         (root / "usr" / "sbin" / "mkfs.ext4").symlink_to("mke2fs")
         for data in DATA:
             _copy_keep_path(data, root)
-        _run(["tar", "-czf", str(out), "--owner=0", "--group=0", "-C", str(root), "."],
+        part = out.with_name(out.name + ".part")
+        _run(["tar", "-czf", str(part), "--owner=0", "--group=0", "-C", str(root), "."],
              "tar stage2")
+        part.replace(out)
 
 
 def _inputs(names: tuple[str, ...], *paths: Path) -> str:
@@ -254,41 +251,62 @@ def check_kickstart(text: str, label: str = "kickstart") -> dict[str, str]:
     return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
 
 
+def _files(directory: Path) -> InstallerFiles:
+    return InstallerFiles(directory=directory, kernel=directory / "vmlinuz",
+                          initrd=directory / "initrd.img", stage2=directory / "stage2.img",
+                          liveimg=directory / "liveimg.tar.gz",
+                          kernel_version=(directory / "kernel-version").read_text())
+
+
+def _build_files(tmp: Path, deb: Path, busybox: Path, image: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=tmp.parent) as work:
+        version, kernel, modules = _extract_kernel(deb, Path(work))
+        shutil.copy2(kernel, tmp / "vmlinuz")
+        _build_initrd(tmp / "initrd.img", busybox, modules)
+    (tmp / "kernel-version").write_text(version)
+    _build_stage2(tmp / "stage2.img")
+    try:
+        os.link(image, tmp / "liveimg.tar.gz")  # 167 MB: shared, never copied
+    except OSError:
+        shutil.copy2(image, tmp / "liveimg.tar.gz")
+
+
 def ensure(cache: Path | None = None) -> InstallerFiles:
-    """Build what is missing or stale, and return the served directory's files.
+    """Build what is missing, and return the served directory's files.
+
+    The directory is named after a digest of every input (``files-<digest>``) and
+    appears complete or not at all, so worktrees with different installer sources
+    sharing one cache never overwrite each other's files while a machine fetches them.
 
     Args:
-        cache: the build directory (``cache_dir()`` when None). ``files/`` in it is the
-            directory to serve; ``debs/`` keeps the kernel package.
+        cache: the build directory (``cache_dir()`` when None); ``debs/`` in it keeps the
+            kernel package, ``liveimg-<digest>.tar.gz`` the OS image.
 
     Raises:
         LabError: a tool or package is missing, or a build step failed.
     """
     cache = cache or cache_dir()
-    files = cache / "files"
-    files.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     busybox = _check_host()
     deb = kernel_deb(cache / "debs")
-    vmlinuz, initrd = files / "vmlinuz", files / "initrd.img"
-    stamp1 = _digest(_inputs(STAGE1_FILES, busybox, deb), ",".join(MODULES))
-    version_file = files / "kernel-version"
-    if not (_fresh(initrd, stamp1) and vmlinuz.exists() and version_file.exists()):
-        LOG.info("installer: building vmlinuz and initrd.img from %s", deb.name)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            version, kernel, modules = _extract_kernel(deb, Path(tmp))
-            shutil.copy2(kernel, vmlinuz)
-            _build_initrd(initrd, busybox, modules)
-        version_file.write_text(version)
-        _stamp(initrd, stamp1)
-    stage2 = files / "stage2.img"
-    stamp2 = _inputs(STAGE2_FILES, MBR, *(Path(t) for t in TOOLS))
-    if not _fresh(stage2, stamp2):
-        LOG.info("installer: building stage2.img")
-        _build_stage2(stage2)
-        _stamp(stage2, stamp2)
-    image = liveimg.ensure(files / "liveimg.tar.gz")
-    return InstallerFiles(directory=files, kernel=vmlinuz, initrd=initrd, stage2=stage2,
-                          liveimg=image, kernel_version=version_file.read_text())
+    image = liveimg.ensure(cache)
+    digest = _digest(_inputs(STAGE1_FILES, busybox, deb), ",".join(MODULES),
+                     _inputs(STAGE2_FILES, MBR, *(Path(t) for t in TOOLS)), image.name)
+    directory = cache / f"files-{digest[:16]}"
+    if (directory / "kernel-version").exists():
+        return _files(directory)
+    LOG.info("installer: building %s (kernel %s)", directory.name, deb.name)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=cache))
+    try:
+        _build_files(tmp, deb, busybox, image)
+        tmp.chmod(0o755)
+        try:
+            tmp.rename(directory)
+        except OSError:  # built meanwhile by another process: theirs is the same
+            LOG.info("installer: %s appeared while building; using it", directory.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _files(directory)
 
 
 __all__ = ["InstallerFiles", "cache_dir", "check_kickstart", "ensure"]

@@ -5,7 +5,7 @@ on the debootstrap base, the same packages the SSH test hosts carry. What makes 
 machine rather than a container is done here, in an overlay above the cached layers:
 no SSH host keys (the kickstart's ``%post`` runs ``ssh-keygen -A`` and sends them), no
 machine id, systemd-networkd asking DHCP with the MAC as client id on every NIC (the
-kickstart's ``network`` lines win), and docs, man pages, locales and apt caches left out
+kickstart's ``network`` lines win), and docs, man pages, locales, logs and apt caches left out
 so that unpacking under TCG stays short.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,8 +24,7 @@ LOG = logging.getLogger(__name__)
 
 LAYER = "metal"
 EXCLUDE = ("./usr/share/doc/*", "./usr/share/man/*", "./usr/share/locale/*",
-           "./usr/share/info/*", "./var/lib/apt/lists/*", "./var/cache/apt/*",
-           "./var/cache/debconf/*-old", "./var/log/*", "*/__pycache__/*",
+           "./usr/share/info/*", "./var/cache/debconf/*-old", "*/__pycache__/*",
            "./usr/lib/udev/hwdb.d/*")
 DHCP_NETWORK = """\
 # the lab image's default: DHCP on every NIC, the MAC as client id so the lease the
@@ -43,6 +41,8 @@ ClientIdentifier=mac
 MACHINE_SCRIPT = """
 M=$1
 rm -f $M/etc/ssh/ssh_host_*
+# files only: services such as auditd refuse to start without their /var/log directory
+find $M/var/log $M/var/cache/apt $M/var/lib/apt/lists -type f -delete
 : > $M/etc/machine-id
 rm -f $M/var/lib/dbus/machine-id
 rm -f $M/etc/resolv.conf; : > $M/etc/resolv.conf
@@ -75,20 +75,22 @@ def _stamp_of(lowers: list[Path]) -> str:
     return h.hexdigest()
 
 
-def ensure(out: Path) -> Path:
-    """Build ``out`` (a tar.gz of the installable root) unless its stamp is current.
+def ensure(cache: Path) -> Path:
+    """Build ``cache/liveimg-<digest>.tar.gz`` (the installable root) unless present.
+
+    Named after a digest of its inputs (the layers' stamps and this module's edits), and
+    renamed into place complete, so concurrent builders never serve a partial image.
 
     Raises:
         LabError: a layer or the tar failed to build.
     """
     lowers = chain()
-    want = _stamp_of(lowers)
-    marker = out.with_name(out.name + ".stamp")
-    if out.exists() and marker.exists() and marker.read_text() == want:
+    out = cache / f"liveimg-{_stamp_of(lowers)[:16]}.tar.gz"
+    if out.exists():
         return out
     LOG.info("installer: building %s from the %s host image (about a minute, once)",
              out.name, LAYER)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
         t = Path(tmp)
         for d in ("upper", "work", "merged"):
             (t / d).mkdir()
@@ -96,11 +98,12 @@ def ensure(out: Path) -> Path:
         (t / "machine.sh").write_text(MACHINE_SCRIPT)
         excludes = " ".join(f"--exclude='{e}'" for e in EXCLUDE)
         lower = ":".join(str(p) for p in lowers)
+        part = t / "liveimg.tar.gz"
         script = f"""
           mount -t overlay overlay -o lowerdir={lower},upperdir={t}/upper,workdir={t}/work \\
             {t}/merged
           sh {t}/machine.sh {t}/merged {t}/dhcp.network
-          tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -6 > {out}.part
+          tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -6 > {part}
         """
         proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
                                "/bin/sh", "-euc", script], capture_output=True, text=True,
@@ -108,6 +111,6 @@ def ensure(out: Path) -> Path:
         if proc.returncode != 0:
             raise LabError(reason=f"liveimg build failed (exit {proc.returncode}): "
                                   f"{proc.stderr.strip()[-400:]}")
-    shutil.move(f"{out}.part", out)
-    marker.write_text(want)
+        part.chmod(0o644)
+        part.replace(out)
     return out

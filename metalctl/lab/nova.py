@@ -11,11 +11,16 @@ every database on sqlite. Without Keystone:
   ``X-Project-Id`` and ``X-Roles`` as keystonemiddleware would have set them.
 
 Addresses (from ``address_base``, all in 127.0.0.0/8): +1 epmd and RabbitMQ, +2
-Placement (8778), +3 nova-api (8774). Everything lives in the lab directory: configs,
-sqlite files, RabbitMQ's mnesia and cookie, one log per process under ``logs/``, and
-``nova-lab.json`` with the process ids (:func:`down` stops them, even from another
-process). A compute's configuration is rendered by the hand-off stage from a profile
-plan and :meth:`NovaLab.site`; :func:`start_compute` runs it against a libvirtd.
+Placement (8778), +3 nova-api (8774). With ``bind_address`` instead, every service listens
+on that one address (its own port each): the lab SSH hosts live in network namespaces
+where this machine's 127.x is not reachable, so their nova-compute needs the control
+plane on their bridge's gateway (``HostLab.gateway``, e.g. 10.206.0.1).
+
+Everything lives in the lab directory: configs, sqlite files, RabbitMQ's mnesia and
+cookie, one log per process under ``logs/``, and ``nova-lab.json`` with the process ids
+(:func:`down` stops them, even from another process). A compute's configuration is
+rendered by the hand-off stage from a profile plan and :meth:`NovaLab.site`;
+:func:`start_compute` runs it against a libvirtd.
 """
 
 from __future__ import annotations
@@ -73,13 +78,20 @@ class NovaLab:
     address_base: str
     pids: dict[str, int] = field(default_factory=dict)
     rabbit_password: str = field(default="", repr=False)  # lab-only, also in the 0600 files
+    bind_address: str = ""  # set: every service on this one address (see the docstring)
+    #: the scheduler maps new computes into cell1 this often; -1: never (a site that runs
+    #: ``nova-manage cell_v2 discover_hosts`` itself)
+    discover_interval_s: int = 2
 
     @property
     def dir(self) -> Path:
         return Path(self.directory)
 
     def address(self, offset: int) -> str:
-        """Return the loopback address ``offset`` past the lab's base address."""
+        """Return the address ``offset`` past the lab's base address (or the one bind
+        address every service shares)."""
+        if self.bind_address:
+            return self.bind_address
         return str(ipaddress.IPv4Address(self.address_base) + offset)
 
     @property
@@ -106,6 +118,12 @@ class NovaLab:
     def transport_url(self) -> str:
         """Return the RabbitMQ transport URL the Nova services use."""
         return f"rabbit://nova:{self.rabbit_password}@{self.rabbit_address}:{RABBIT_PORT}/"
+
+    def discover_hosts_command(self) -> str:
+        """``nova-manage cell_v2 discover_hosts`` as a controller of this lab runs it (a
+        shell on this machine: the lab's databases are files here)."""
+        return (f"{nova_venv.nova_bin('nova-manage')} --config-file "
+                f"{self.dir / 'nova' / 'nova.conf'} cell_v2 discover_hosts --by-service --verbose")
 
     def site(self) -> dict[str, Any]:
         """A site ``nova:`` section (schema ``site-nova``) pointing computes at this lab."""
@@ -234,7 +252,8 @@ def _controller_conf(lab: NovaLab) -> str:
         "conductor": {"workers": "1"},
         # maps new computes into cell1 every 2 s, as a site may choose instead of running
         # `nova-manage cell_v2 discover_hosts` after each
-        "scheduler": {"workers": "1", "discover_hosts_in_cells_interval": "2"},
+        "scheduler": {"workers": "1",
+                      "discover_hosts_in_cells_interval": str(lab.discover_interval_s)},
         "placement": {"auth_type": "admin_token", "endpoint": lab.placement_url,
                       "token": PLACEMENT_TOKEN},
         "oslo_concurrency": {"lock_path": str(lab.dir / "nova" / "locks")},
@@ -371,10 +390,43 @@ def _start_services(lab: NovaLab) -> None:
     for service in ("nova-conductor", "nova-scheduler"):
         lab.pids[service] = spawn([str(nova_venv.nova_bin(service)), "--config-file", conf],
                                   lab.log(service))
+    _start_api(lab)
+
+
+def _start_api(lab: NovaLab) -> None:
     _gunicorn(lab, "nova-api", f"{lab.address(3)}:{API_PORT}", "nova_api_shim:application",
               # the paste file comes first: nova's wsgi_app loads the app from files[0]
               lab.dir / "nova", {"OS_NOVA_CONFIG_DIR": str(lab.dir / "nova"),
                                  "OS_NOVA_CONFIG_FILES": "api-paste.ini;nova.conf"})
+
+
+def stop_service(lab: NovaLab, name: str, timeout_s: float = 20) -> None:
+    """Stop one service of a running lab (``nova-api`` for the "Nova is down" fault)."""
+    pid = lab.pids.pop(name, None)
+    lab.save()
+    if pid is None or not alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(pid):
+        LOG.warning("lab: %s (pid %d) ignored SIGTERM for %g s; killing", name, pid, timeout_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def start_api(lab: NovaLab, timeout_s: float = 60) -> None:
+    """(Re)start nova-api of a running lab and wait until it answers.
+
+    Raises:
+        LabError: it did not answer within ``timeout_s``; names its log.
+    """
+    _start_api(lab)
+    lab.save()
+    wait_ready("nova-api", _http_ready(lab.api_url + "/"), lab.pids["nova-api"],
+               lab.log("nova-api"), timeout_s)
 
 
 def services_up(lab: NovaLab, binaries: tuple[str, ...], host: str | None = None) -> bool:
@@ -402,18 +454,29 @@ def _wait_services(lab: NovaLab, timeout_s: float) -> None:
                           f"{lab.log('nova-scheduler')}")
 
 
-def prepare(directory: Path, address_base: str) -> NovaLab:
+def prepare(directory: Path, address_base: str, *, bind_address: str | None = None,
+            discover_interval_s: int = 2) -> NovaLab:
     """Write the lab's configuration and credentials; start nothing.
 
     What a compute's configuration needs (:meth:`NovaLab.site`, the credentials file)
     exists from here on, so it can be rendered and validated while :func:`start` runs.
 
+    Args:
+        directory: the lab directory.
+        address_base: loopback base address (services on +1..+3).
+        bind_address: instead, one address of a lab bridge in 10.0.0.0/8 that every
+            service shares (for computes inside the lab hosts' network namespaces).
+        discover_interval_s: the scheduler's ``discover_hosts_in_cells_interval``
+            (-1: computes are mapped only by ``nova-manage cell_v2 discover_hosts``).
+
     Raises:
-        LabError: not a loopback address, RabbitMQ not installed, or a lab already
-            running in ``directory``.
+        LabError: not a loopback (or lab bridge) address, RabbitMQ not installed, or a
+            lab already running in ``directory``.
     """
-    base = ipaddress.IPv4Address(address_base)
-    if base not in ipaddress.IPv4Network("127.0.0.0/8"):
+    base = ipaddress.IPv4Address(bind_address or address_base)
+    if bind_address and base not in ipaddress.IPv4Network("10.0.0.0/8"):
+        raise LabError(reason=f"{bind_address} is not a lab bridge address (10.0.0.0/8)")
+    if not bind_address and base not in ipaddress.IPv4Network("127.0.0.0/8"):
         raise LabError(reason=f"{address_base} is not a loopback address")
     if not RABBIT_SERVER.exists():
         raise LabError(reason=f"{RABBIT_SERVER} missing: apt-get install rabbitmq-server")
@@ -423,7 +486,8 @@ def prepare(directory: Path, address_base: str) -> NovaLab:
         raise LabError(reason=f"a Nova lab is already running in {directory}; stop it first")
     venv = nova_venv.ensure()
     directory.mkdir(parents=True, exist_ok=True)
-    lab = NovaLab(str(directory), str(base), rabbit_password=secrets.token_urlsafe(18))
+    lab = NovaLab(str(directory), str(base), rabbit_password=secrets.token_urlsafe(18),
+                  bind_address=bind_address or "", discover_interval_s=discover_interval_s)
     _write_configs(lab, venv)
     lab.save()
     return lab
@@ -454,13 +518,16 @@ def start(lab: NovaLab, *, timeout_s: float = 120) -> NovaLab:
     return lab
 
 
-def up(directory: Path, address_base: str, *, timeout_s: float = 120) -> NovaLab:
+def up(directory: Path, address_base: str, *, timeout_s: float = 120,
+       bind_address: str | None = None, discover_interval_s: int = 2) -> NovaLab:
     """Start RabbitMQ, Placement, nova-api, nova-conductor and nova-scheduler.
 
     Args:
         directory: the lab directory (created; everything is kept under it).
         address_base: an IPv4 address in 127.0.0.0/8; the services use the next three.
         timeout_s: bound on each readiness wait.
+        bind_address: every service on this one lab-bridge address (see :func:`prepare`).
+        discover_interval_s: the scheduler's discover interval (see :func:`prepare`).
 
     Returns:
         The running lab, also saved in ``directory/nova-lab.json``.
@@ -469,7 +536,8 @@ def up(directory: Path, address_base: str, *, timeout_s: float = 120) -> NovaLab
         LabError: something did not start; the message names the log to read. What was
             started is stopped again.
     """
-    return start(prepare(directory, address_base), timeout_s=timeout_s)
+    return start(prepare(directory, address_base, bind_address=bind_address,
+                         discover_interval_s=discover_interval_s), timeout_s=timeout_s)
 
 
 def start_libvirtd(lab: NovaLab, *, warm: bool = True) -> str:

@@ -123,7 +123,13 @@ class LabState:
         """Environment that points metalctl at this lab (``metalctl lab env``)."""
         env = {"METALCTL_CREDENTIALS_FILE": str(self.credentials_file),
                "METALCTL_CA_BUNDLE": str(self.ca_bundle),
-               "METALCTL_STORE": str(Path(self.directory, "metalctl.db"))}
+               "METALCTL_STORE": str(Path(self.directory, "metalctl.db")),
+               # rack.lab.yaml's ${METALCTL_LAB_DIR}/...: installer, operator key, site
+               "METALCTL_LAB_DIR": str(self.directory),
+               "METALCTL_KNOWN_HOSTS": str(Path(self.directory, "known_hosts"))}
         if self.ironic_url:
             env["METALCTL_IRONIC_URL"] = self.ironic_url
+        if self.provnet and self.provnet.get("boot_serve"):
+            # where `metalctl run`/`provision --serve` listens: dnsmasq sends iPXE there
+            env["METALCTL_BOOT_SERVE"] = str(self.provnet["boot_serve"])
         return env

@@ -94,7 +94,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
             self.served.refused.append(self.path)
             return self._reply(403)
-        fields = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        # either form of the kickstart callback: `?stage=S` with the file as the raw body,
+        # or a urlencoded form (stage=S&hostkeys=...|message=...)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if "stage" in query:
+            fields = {"stage": query["stage"][0], "body": body.decode(errors="replace")}
+        else:
+            fields = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+            fields["body"] = fields.get("hostkeys") or fields.get("message") or ""
         self.served.callbacks.append(fields)
         self.served.times.setdefault(fields.get("stage", "?"),
                                      time.monotonic() - self.served.started)
@@ -116,6 +123,21 @@ def server() -> Iterator[tuple[Served, int]]:
 @pytest.fixture(scope="module")
 def files() -> installer.InstallerFiles:
     return installer.ensure()
+
+
+def test_ensure_builds_once_and_serves_one_directory(files: installer.InstallerFiles) -> None:
+    names = {p.name for p in (files.kernel, files.initrd, files.stage2, files.liveimg)}
+    assert names == {"vmlinuz", "initrd.img", "stage2.img", "liveimg.tar.gz"}
+    assert {p.parent for p in (files.kernel, files.initrd, files.stage2, files.liveimg)} == \
+        {files.directory}
+    before = {p: p.stat().st_mtime_ns for p in files.directory.iterdir()}
+    again = installer.ensure()
+    assert again == files
+    assert {p: p.stat().st_mtime_ns for p in files.directory.iterdir()} == before
+    with tarfile.open(files.stage2) as tar:  # what inst.stage2 brings: the real tools
+        names = set(tar.getnames())
+    assert {"./usr/bin/curl", "./usr/sbin/sfdisk", "./usr/sbin/mke2fs", "./usr/sbin/blkid",
+            "./usr/bin/extlinux", "./usr/lib/standin/anaconda"} <= names
 
 
 def _free_port() -> int:
@@ -216,7 +238,7 @@ def _ssh_until_up(target: ssh.SshTarget, qemu: Qemu, timeout_s: float) -> str:
         with conn:
             return ssh.run_script(conn, target, "cat /etc/metalctl-install; "
                                   "grep '^root:' /etc/shadow; systemctl is-system-running "
-                                  "|| true; ls /home; cat /etc/hostname\n")
+                                  "|| true; ls /home; cat /etc/hostname; cat /proc/cmdline\n")
     pytest.fail(f"no SSH within {timeout_s} s ({last}); console:\n{qemu.tail()}")
 
 
@@ -242,13 +264,15 @@ def test_install_then_boot_the_disk_and_ssh_with_the_delivered_host_key(
     assert served.stages() == ["pre", "hostkeys", "end"], install_console
     assert served.ks_fetches == 1
     assert not served.refused
-    hostkeys = next(c["hostkeys"] for c in served.callbacks if c["stage"] == "hostkeys")
+    hostkeys = next(c["body"] for c in served.callbacks if c["stage"] == "hostkeys")
     known = tmp_path / "known_hosts"
     ssh_port = _free_port()
     known.write_text("".join(f"[127.0.0.1]:{ssh_port} {line}\n"
                              for line in hostkeys.splitlines() if line.strip()))
-    assert clear not in install_console
-    assert TOKEN not in install_console
+    installer_log = [line for line in install_console.splitlines() if "installer:" in line]
+    assert installer_log
+    # the kernel echoes its own command line (the ks URL with its token); the installer never
+    assert not [line for line in installer_log if TOKEN in line or clear in line]
     assert disk.read_bytes()[:440].strip(b"\0"), "no boot code in the MBR"
 
     booted = time.monotonic()
@@ -270,6 +294,8 @@ def test_install_then_boot_the_disk_and_ssh_with_the_delivered_host_key(
     assert shacrypt.verify(clear, pw_hash)
     assert "ops" in out.split()  # `user --name=ops`
     assert "standin-01" in out.split()  # network --hostname
+    cmdline = next(line for line in out.splitlines() if "root=UUID=" in line)
+    assert "mitigations=auto" in cmdline.split()  # bootloader --append (the plan's args)
 
 
 def _tiny_liveimg(tmp: Path, files: installer.InstallerFiles) -> Path:
@@ -316,8 +342,33 @@ def test_failing_post_runs_onerror_and_never_boots_the_half_installed_disk(
     finally:
         qemu.kill()
     assert served.stages() == ["pre", "error"], qemu.tail()
-    message = next(c["message"] for c in served.callbacks if c["stage"] == "error")
+    message = next(c["body"] for c in served.callbacks if c["stage"] == "error")
     assert "this post fails on purpose" in message
     assert "failed with exit status 3" in message  # the installer's own message
     assert served.ks_fetches == 1
     assert not disk.read_bytes()[:440].strip(b"\0"), "the half-installed disk is bootable"
+
+
+def test_a_partitioned_disk_without_clearpart_is_left_untouched(
+        files: installer.InstallerFiles, server: tuple[Served, int], tmp_path: Path) -> None:
+    served, port = server
+    _, pub = _keypair(tmp_path)
+    text = _render(port, "Third-Passw0rd-x", pub, users=False)
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("clearpart"))
+    served.kickstart = text.encode()
+    served.files = {"stage2.img": files.stage2}
+    disk = tmp_path / "disk.raw"
+    with disk.open("wb") as f:
+        f.truncate(1 << 30)
+    subprocess.run(["sfdisk", "-q", str(disk)], input=b"label: dos\nsize=64MiB, type=83\n",
+                   check=True)
+    table = disk.read_bytes()[:1024]
+    served.started = time.monotonic()
+    qemu = Qemu(tmp_path, _install_argv(files, disk, port, bootif=True))
+    try:
+        _wait_for(served, "error", qemu, INSTALL_S)
+    finally:
+        qemu.kill()
+    message = next(c["body"] for c in served.callbacks if c["stage"] == "error")
+    assert "holds a partition table and the kickstart does not clear it" in message
+    assert disk.read_bytes()[:1024] == table  # nothing written

@@ -122,7 +122,7 @@ cmd_one() {  # WORDS...: check and record one command
       SVC_ON=$O_enabled SVC_OFF=$O_disabled ;;
     clearpart) ks_opts clearpart "drives disklabel list" "all initlabel none linux" "$@"
       [ -n "$O_all" ] || refused "only clearpart --all (whole disks are wiped)"
-      CLEAR_DRIVES=$O_drives ;;
+      CLEARPART_ALL=1 CLEAR_DRIVES=$O_drives ;;
     ignoredisk) ks_opts ignoredisk "only-use drives" "" "$@"
       ONLY_USE=$O_only_use IGNORE_DRIVES=$O_drives ;;
     part|partition) cmd_part "$@" ;;

@@ -40,9 +40,11 @@ layout() {  # -> lines "mount|fstype|size|grow|disk|label", the growing partitio
 
 partition_disk() {  # DISK: write its MBR label and partitions from $LAYOUT
   disk=$1
-  if [ -z "$ZEROMBR" ] || ! { [ -z "$CLEAR_DRIVES" ] || in_list "$disk" "$CLEAR_DRIVES"; }; then
+  # as anaconda: a disk's partitions go only under clearpart --all naming (or not
+  # restricting to) it; zerombr alone only lets an unreadable label be replaced
+  if [ -z "$CLEARPART_ALL" ] || ! { [ -z "$CLEAR_DRIVES" ] || in_list "$disk" "$CLEAR_DRIVES"; }; then
     sfdisk -d "/dev/$disk" > /dev/null 2>&1 && \
-      fail "disk $disk holds a partition table and the kickstart does not clear it (zerombr, clearpart --all)"
+      fail "disk $disk holds a partition table and the kickstart does not clear it (clearpart --all)"
   fi
   boot_mnt=/
   echo "$LAYOUT" | grep -q '^/boot|' && boot_mnt=/boot

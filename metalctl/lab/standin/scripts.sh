@@ -4,7 +4,7 @@
 bind_target() {
   for d in dev dev/pts proc sys run; do
     mkdir -p "$SYSROOT/$d"
-    mountpoint -q "$SYSROOT/$d" || mount --bind "/$d" "$SYSROOT/$d"
+    grep -q " $SYSROOT/$d " /proc/mounts || mount --bind "/$d" "$SYSROOT/$d"
   done
   [ -e "$SYSROOT/etc/resolv.conf" ] || cp /etc/resolv.conf "$SYSROOT/etc/resolv.conf"
 }

@@ -1,0 +1,134 @@
+"""nova-compute on the lab's SSH test hosts, against each host's own libvirtd.
+
+The hosts (:mod:`metalctl.lab.hosts`) are Debian bookworm root filesystems without
+network access, so nova is not installed into them. Instead, what a distribution
+package would provide is put in place by the lab:
+
+* the Nova venv (:mod:`metalctl.lab.nova_venv`) and the Python it was made from are
+  bind-mounted **read-only** into the host's mount namespace at the same paths (the
+  venv's scripts name their interpreter by absolute path);
+* QEMU comes from the image layer ``nova`` (``qemu-system-x86`` on top of ``kvm``):
+  nova's libvirt driver refuses a libvirt without a QEMU to report;
+* ``/etc/init.d/nova-compute`` (the Debian service name) runs the venv's nova-compute
+  with ``/etc/nova/nova.conf`` and logs to ``/var/log/nova/nova-compute.log``, as
+  Debian's package does; ``metalctl handoff`` starts it like any other sysv service;
+* virtlogd and libvirtd are started (the hosts have no init system to start them), and
+  QEMU's capabilities probed once, as on a host where libvirtd has run since boot.
+
+The hosts reach the control plane on their bridge's gateway
+(``nova.up(..., bind_address=hostlab.gateway)``): their 127.x is their own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from metalctl.errors import LabError
+from metalctl.lab import nova_venv
+from metalctl.lab.hosts import HostLab
+from metalctl.lab.nova import SHUTDOWN, NovaLab
+
+#: image layers of a host that runs nova-compute
+LAYERS = ("kvm", "nova")
+LOG_FILE = "/var/log/nova/nova-compute.log"
+
+INIT_SCRIPT = """#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          nova-compute
+# Required-Start:    $network libvirtd
+# Required-Stop:     $network
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: OpenStack Compute (metalctl lab: the Nova venv, bind-mounted)
+### END INIT INFO
+DAEMON={daemon}
+PIDFILE=/run/nova/nova-compute.pid
+case "$1" in
+  start)
+    mkdir -p /run/nova /var/log/nova /var/lib/nova/instances
+    start-stop-daemon --start --quiet --background --make-pidfile --pidfile $PIDFILE \\
+      --startas $DAEMON -- --config-file /etc/nova/nova.conf --log-file {log} ;;
+  stop)
+    start-stop-daemon --stop --quiet --retry TERM/15/KILL/5 --pidfile $PIDFILE --oknodo
+    rm -f $PIDFILE ;;
+  restart|force-reload) "$0" stop; "$0" start ;;
+  status) start-stop-daemon --status --pidfile $PIDFILE ;;
+  *) echo "usage: $0 start|stop|restart|status" >&2; exit 3 ;;
+esac
+"""
+
+
+def interpreter_home() -> Path:
+    """The Python installation the Nova venv was created from (``pyvenv.cfg`` home)."""
+    cfg = nova_venv.venv_dir() / "pyvenv.cfg"
+    for line in cfg.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            return Path(value.strip()).parent
+    raise LabError(reason=f"{cfg} names no home interpreter")
+
+
+def _nsenter(hostlab: HostLab, index: int, script: str) -> None:
+    """Run ``script`` in host ``index``'s mount namespace (the host's root is at
+    ``host_dir/root`` there; the host itself sees it as ``/``)."""
+    pid = (hostlab.host_dir(index) / "pid").read_text().strip()
+    proc = subprocess.run(["nsenter", "-t", pid, "-m", "--", "/bin/sh", "-euc", script],
+                          capture_output=True, text=True, check=False, timeout=60)
+    if proc.returncode != 0:
+        raise LabError(reason=f"host h{index}: preparing nova-compute failed: "
+                              f"{proc.stderr.strip()[-300:]}")
+
+
+def install(hostlab: HostLab, index: int) -> None:
+    """Make host ``h<index>`` able to run nova-compute (see the module docstring).
+
+    Call after every :meth:`HostLab.start` (a restarted host has a new mount namespace).
+
+    Raises:
+        LabError: the venv is missing, the binds or the service script failed, or
+            libvirtd did not start.
+    """
+    if not nova_venv.installed():
+        raise LabError(reason=f"no Nova venv in {nova_venv.venv_dir()}: run scripts/setup.sh")
+    root = hostlab.host_dir(index) / "root"
+    lines = []
+    for src in (interpreter_home(), nova_venv.venv_dir()):
+        dst = f"{root}{src}"
+        lines.append(f"mkdir -p '{dst}'; mountpoint -q '{dst}' || "
+                     f"{{ mount --bind '{src}' '{dst}'; mount -o remount,bind,ro '{dst}'; }}")
+    init = root / "etc" / "init.d" / "nova-compute"
+    text = INIT_SCRIPT.format(daemon=nova_venv.nova_bin("nova-compute"), log=LOG_FILE)
+    lines.append(f"cat > '{init}' <<'EOF'\n{text}EOF\nchmod 755 '{init}'")
+    _nsenter(hostlab, index, "\n".join(lines))
+    out = hostlab.exec(index, "/etc/init.d/virtlogd start >/dev/null 2>&1 || true; "
+                              "pgrep -x libvirtd >/dev/null || /etc/init.d/libvirtd start; "
+                              "for i in $(seq 50); do virsh -c qemu:///system version "
+                              ">/dev/null 2>&1 && break; sleep 0.2; done; "
+                              # QEMU's capabilities probed now (cached on disk, kept
+                              # across libvirtd restarts), as on a host that has run
+                              # libvirtd since boot: about 8 s nova-compute would wait
+                              "virsh -c qemu:///system domcapabilities >/dev/null")
+    if out.returncode != 0:
+        raise LabError(reason=f"host h{index}: libvirtd did not answer: {out.stderr[-300:]}")
+
+
+def site(lab: NovaLab) -> dict[str, Any]:
+    """The site ``nova:`` section for computes on the lab hosts: QEMU through TCG (no
+    hardware virtualisation here), the default ``/var/lib/nova`` state path, privsep
+    through the venv's helper (no sudo in the hosts), a quick stop."""
+    return {**lab.site(),
+            "libvirt": {"virt_type": "qemu"},
+            "options": {"DEFAULT": {"manager_shutdown_timeout":
+                                    int(SHUTDOWN["manager_shutdown_timeout"])},
+                        "nova_sys_admin": {"helper_command": (
+                            f"{nova_venv.nova_bin('privsep-helper')} "
+                            "--config-file /etc/nova/nova.conf")}}}
+
+
+def handoff_api(lab: NovaLab) -> dict[str, Any]:
+    """The site ``handoff.api`` section that reaches this lab without Keystone."""
+    return {"compute_endpoint": lab.api_url, "placement_endpoint": lab.placement_url,
+            "noauth_user": "metalctl-lab", "noauth_project": "metalctl-lab",
+            "placement_credentials": "nova-lab-placement"}

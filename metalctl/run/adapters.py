@@ -1,0 +1,370 @@
+"""The adapter table: one small function per stage, from "these nodes are ready for
+stage S" to that stage's library call, reporting one :class:`StepResult` per node.
+
+Stages are called through their public entry points with the store, so each records its
+own events and lifecycle transition exactly as when run alone. Provision and hand-off
+need inputs only a caller can build (the boot service, the Nova site): they come in
+:class:`StageInputs`; without them a node fails that stage with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from metalctl import discover as discover_stage
+from metalctl import enroll as enroll_stage
+from metalctl.audit.model import SEVERITY_RANK
+from metalctl.audit.run import AuditOptions
+from metalctl.audit.run import audit as audit_hosts
+from metalctl.budget import DISCOVERY, ENROLLMENT
+from metalctl.credentials import CredentialSet
+from metalctl.errors import FactsIncomplete, MetalctlError, describe
+from metalctl.harden import HardenOptions
+from metalctl.harden import harden as harden_hosts
+from metalctl.hosts import HostSpec
+from metalctl.model.compliance import AuditStatus
+from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
+from metalctl.profile import bios
+from metalctl.profile import stage as profile_stage
+from metalctl.profile.library import ProfileLibrary
+from metalctl.provision.stage import ProvisionResult
+from metalctl.provision.stage import provision as provision_nodes
+from metalctl.rules.catalogue import Rule
+from metalctl.run.rackfile import Rack
+from metalctl.run.scheduler import Adapter, Emit, StepResult
+from metalctl.store import Store
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class StageInputs:
+    """What the adapters need beyond the rack file, built once per run.
+
+    Attributes:
+        credentials: BMC credential sets by name (the rack names them).
+        verify: BMC TLS verification (True, a CA bundle path, or False).
+        ironic: the Ironic client (:class:`metalctl.ironic.Ironic`), or a callable that
+            connects on first use (a run that stops before enroll never needs Ironic).
+        profiles / bios_lib: where profiles and vendor BIOS maps are read.
+        provision: ``(ProvisionInputs, ProvisionOptions)`` for the provision stage
+            (:mod:`metalctl.provision.stage`).
+        handoff: ``(HandoffInputs, HandoffOptions)`` for the hand-off stage.
+        rules: the hardening rules harden applies and audit checks.
+        harden / audit: their options (SSH policy, site, PKI); a host's known_hosts comes
+            from its install record when the options give none.
+        settle_s: how long BIOS settings may take to become current.
+    """
+
+    credentials: Mapping[str, CredentialSet]
+    verify: bool | str = True
+    ironic: Any = None
+    profiles: ProfileLibrary = field(default_factory=ProfileLibrary)
+    bios_lib: bios.BiosLibrary = field(default_factory=bios.BiosLibrary)
+    provision: tuple[Any, Any] | None = None
+    handoff: tuple[Any, Any] | None = None
+    rules: list[Rule] | None = None
+    harden: HardenOptions | None = None
+    audit: AuditOptions | None = None
+    settle_s: float = 600.0
+    #: stages run again on nodes already past them (``--from``): provision reinstalls
+    redo: frozenset[str] = frozenset()
+
+    def ironic_client(self) -> Any:
+        if callable(self.ironic) and not hasattr(self.ironic, "nodes"):
+            self.ironic = self.ironic()
+        return self.ironic
+
+    def credential_set(self, names: tuple[str, ...] | str) -> CredentialSet:
+        """Sets named ``a+b`` are tried in order (what discovery records as the name)."""
+        parts = names.split("+") if isinstance(names, str) else list(names)
+        return CredentialSet("+".join(parts),
+                             tuple(e for n in parts for e in self.credentials[n].entries))
+
+
+def table(rack: Rack, inputs: StageInputs, store: Store) -> list[Adapter]:
+    """Every stage's adapter, in pipeline order (discover is the source of nodes)."""
+    power = ("bmc_power",)
+    return [
+        Adapter("discover", lambda keys, emit: discover(rack, inputs, store, emit),
+                recheck=True),
+        Adapter("enroll", lambda keys, emit: enroll(rack, inputs, store, keys, emit),
+                batch=True, recheck=True, recheck_below=Lifecycle.INSTALLED),
+        Adapter("profile", lambda keys, emit: profile(rack, inputs, store, keys, emit),
+                pools=("profile", *power) if rack.reboot else ("profile",)),
+        Adapter("provision", lambda keys, emit: provision(rack, inputs, store, keys, emit),
+                pools=("provision", *power)),
+        Adapter("harden", lambda keys, emit: harden(inputs, store, keys, emit)),
+        # read-only and the gate for hand-off: re-checked on every run
+        Adapter("audit", lambda keys, emit: audit(rack, inputs, store, keys, emit),
+                recheck=True),
+        Adapter("handoff", lambda keys, emit: handoff(inputs, store, keys, emit)),
+    ]
+
+
+# --- discover: the source of nodes -----------------------------------------------------------
+
+
+def discover(rack: Rack, inputs: StageInputs, store: Store, emit: Emit) -> None:
+    """Sweep the rack's ranges; every system found joins the run as soon as it is read.
+
+    A node of the store inside the ranges that did not answer this time joins failed,
+    with its address's outcome.
+    """
+    creds = inputs.credential_set(rack.credentials)
+    opts = discover_stage.DiscoverOptions(
+        protocols=tuple(Protocol(p) for p in rack.protocols), redfish_scheme=rack.redfish_scheme,
+        verify=inputs.verify,
+        budget=replace(DISCOVERY, concurrency=rack.concurrency["discover"]))
+    found: set[str] = set()
+    failed: dict[str, str] = {}
+
+    def done(probe: discover_stage.Probe, records: list[DiscoveryRecord]) -> None:
+        for rec in records:
+            if rec.status is Status.OK:
+                found.add(rec.key)
+                emit(StepResult(rec.key, True, evidence={
+                    "address": rec.address, "protocol": rec.protocol and rec.protocol.value,
+                    "manufacturer": rec.manufacturer, "model": rec.model}))
+            else:
+                failed[rec.address] = f"{rec.status.value}: {rec.error or ''}".rstrip(": ")
+
+    discover_stage.discover(list(rack.targets), creds, opts, store=store, on_result=done)
+    for node in store.nodes():
+        address = node["record"].get("address")
+        if node["key"] not in found and address in failed:
+            emit(StepResult(node["key"], False, f"BMC {address} did not answer: "
+                                                f"{failed[address]}", name=node["name"]))
+
+
+# --- enroll ------------------------------------------------------------------------------------
+
+
+def enroll(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
+    """Enroll the batch; matching against Ironic first is what makes a re-run create
+    nothing twice. A BMC address of a system enrolled under another address ends as
+    that node's alias."""
+    opts = enroll_stage.EnrollOptions(
+        manage=rack.ironic.get("manage", True), verify_ca=inputs.verify,
+        resource_class=rack.ironic.get("resource_class", "baremetal"),
+        conductor_group=rack.ironic.get("conductor_group"),
+        budget=replace(ENROLLMENT, concurrency=max(1, min(len(keys),
+                                                          rack.concurrency["enroll"]))),
+        **({"name_template": rack.ironic["name_template"]}
+           if "name_template" in rack.ironic else {}))
+    rows = store.nodes()  # one read of the store per batch
+    records = [r for r in (DiscoveryRecord.from_dict(n["record"]) for n in rows)
+               if r.status is Status.OK]
+    enrolled = {n["key"] for n in rows if n["ironic_uuid"]}
+    names = {r.credentials for r in records if r.credentials}
+    sets = {n: inputs.credential_set(n) for n in names
+            if all(p in inputs.credentials for p in n.split("+"))}
+    # the whole store, so names (index) and alias merging are the same as `metalctl enroll`
+    desired = enroll_stage.desired_from_records(records, sets, opts, prefer=enrolled)
+    wanted = set(keys)
+    batch = [d for d in desired if d.key in wanted]
+    for d in desired:
+        for alias in d.extra.get("metalctl_aliases") or ():
+            if alias in wanted:
+                emit(StepResult(alias, True, f"alias of {d.key}", final=True))
+
+    def done(r: enroll_stage.EnrollResult) -> None:
+        emit(StepResult(r.key, r.action is not enroll_stage.Action.FAILED, r.error,
+                        {"action": r.action.value, "uuid": r.uuid,
+                         "provision_state": r.provision_state}, name=r.name))
+
+    if batch:
+        enroll_stage.enroll(inputs.ironic_client(), batch, opts, store=store, on_result=done)
+
+
+# --- profile -------------------------------------------------------------------------------
+
+
+def profile(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
+    """Select the profile from the rack's rules, derive the plan when the facts allow it,
+    and apply the BIOS part through the BMC."""
+    for key in keys:
+        emit(profile_one(rack, inputs, store, key))
+
+
+def profile_one(rack: Rack, inputs: StageInputs, store: Store, key: str) -> StepResult:
+    node = profile_stage.resolve(store, key)
+    topo = profile_stage.facts_of(store, node)
+    name = rack.select_profile(node.record, topo)
+    prof = inputs.profiles.load(name)
+    evidence: dict[str, Any] = {"profile": name}
+    try:
+        profile_stage.plan(store, node, prof, topo, inputs.bios_lib)
+        evidence["plan"] = "derived"
+    except FactsIncomplete:
+        # BMC facts carry no CPU ids: the plan is derived from the installed host's facts
+        evidence["plan"] = "after install (the BMC gives no CPU topology)"
+    except MetalctlError as exc:
+        return StepResult(key, False, describe(exc), evidence, name=node.label)
+    if rack.bios == "skip":  # the site sets BIOS elsewhere: selection and plan only
+        return StepResult(key, True, None, {**evidence, "bios": "skipped"}, name=node.label)
+    cset = inputs.credential_set(node.record.credentials) if node.record and \
+        node.record.credentials else None
+    opts = profile_stage.BiosOptions(credentials=lambda _n: cset, verify=inputs.verify,
+                                     budget=ENROLLMENT, reboot=rack.reboot,
+                                     bios_lib=inputs.bios_lib, settle_s=inputs.settle_s,
+                                     concurrency=1)
+    result = profile_stage.apply([node], prof, opts, store=store)[0]
+    evidence.update(bios=result.outcome.value, via=result.via,
+                    changes=sorted(result.changes))
+    ok = result.outcome in (bios.BiosOutcome.APPLIED, bios.BiosOutcome.UNCHANGED)
+    if result.outcome is bios.BiosOutcome.UNSUPPORTED and rack.bios == "if-supported":
+        return StepResult(key, True, f"BIOS not set: {result.error}", evidence,
+                          name=node.label)
+    return StepResult(key, ok, None if ok else result.error, evidence, name=node.label)
+
+
+# --- provision ----------------------------------------------------------------------------
+
+
+def provision(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
+              emit: Emit) -> None:
+    """Install one node (never an installed one: the stage skips those itself)."""
+    if inputs.provision is None:
+        for key in keys:
+            emit(StepResult(key, False, "provision needs its inputs (boot service, boot "
+                                        "files, power): pass StageInputs.provision"))
+        return
+    pinputs, popts = inputs.provision
+    if "provision" in inputs.redo:  # --from provision: the one way to reinstall
+        popts = replace(popts, redo=True)
+    # a node whose BMC gave no CPU topology has its plan made after install (below)
+    popts = replace(popts, require_plan=False)
+    names = {_name(store, k): k for k in keys}
+
+    def done(r: ProvisionResult) -> None:
+        key = names.get(r.node) or (keys[0] if len(keys) == 1 else r.node)
+        ok = r.status in ("installed", "skipped")
+        evidence = {"status": r.status, "address": r.address, "via": r.via,
+                    "timings": r.timings, "host_keys": r.host_keys}
+        reason = r.reason
+        if ok and store.get_data(key, "plan") is None:
+            try:
+                evidence["plan"] = plan_after_install(rack, inputs, store, key)
+            except MetalctlError as exc:
+                ok, reason = False, f"installed; planning from its facts failed: {describe(exc)}"
+        # "checked" (check mode) installs nothing: it must not move the node on
+        emit(StepResult(key, ok, reason, evidence))
+
+    provision_nodes(list(names), pinputs, popts, store=store, on_result=done)
+
+
+def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) -> str:
+    """The profile plan from the installed host's in-band facts (one SSH round trip),
+    with the profile the rack's rules select on that real topology."""
+    from metalctl.ssh import SshTarget  # noqa: PLC0415
+
+    host = host_of(store, key)
+    if host is None:
+        raise MetalctlError(f"{key}: no installed host recorded")
+    target = SshTarget.parse(host.ssh, key_file=inputs.harden.key_file if inputs.harden
+                             else None, known_hosts=_known_hosts(store, key))
+    node = profile_stage.resolve(store, key)
+    topo = profile_stage.collect(store, node, ssh=target)
+    name = rack.select_profile(node.record, topo)
+    profile_stage.plan(store, node, inputs.profiles.load(name), topo, inputs.bios_lib)
+    return f"{name}, from the installed host's facts"
+
+
+
+def _name(store: Store, key: str) -> str:
+    row = store.node(key)
+    return (row and row["name"]) or key
+
+
+def host_of(store: Store, key: str) -> HostSpec | None:
+    """The installed host of a node, from what provision stored (``install`` data)."""
+    row = store.node(key)
+    data = store.get_data(key, "install")
+    if row is None or not data or not data.get("address"):
+        return None
+    user = data.get("ssh_user") or "root"
+    port = data.get("ssh_port") or 22
+    address = data["address"]
+    host = f"[{address}]" if ":" in address else address
+    return HostSpec(name=row["name"] or key, ssh=f"{user}@{host}:{port}", mgmt_address=address)
+
+
+def _known_hosts(store: Store, key: str) -> Path | None:
+    data = store.get_data(key, "install") or {}
+    value = data.get("known_hosts")
+    return Path(value) if value else None
+
+
+def _hosts(store: Store, keys: list[str], emit: Emit) -> dict[str, tuple[str, HostSpec]]:
+    """Hosts of ``keys`` by host name; nodes without an install record fail here."""
+    out = {}
+    for key in keys:
+        host = host_of(store, key)
+        if host is None:
+            emit(StepResult(key, False, "no installed host recorded (provision first)"))
+        else:
+            out[host.name] = (key, host)
+    return out
+
+
+# --- harden, audit, hand-off over SSH ---------------------------------------------------------
+
+
+def harden(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
+    from metalctl.rules.catalogue import load as load_rules  # noqa: PLC0415
+
+    for name, (key, host) in _hosts(store, keys, emit).items():
+        opts = inputs.harden or HardenOptions()
+        if opts.known_hosts is None:
+            opts = replace(opts, known_hosts=_known_hosts(store, key))
+        r = harden_hosts([host], inputs.rules or load_rules(), opts, store=store)[0]
+        emit(StepResult(key, r.status.ok, r.error, {"status": r.status.value,
+                                                    "changed": len(r.changed)}, name=name))
+
+
+def audit(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
+    """Scan the host; the rack's gate decides whether it may be handed off."""
+    from metalctl.rules.catalogue import load as load_rules  # noqa: PLC0415
+
+    gate = rack.audit.get("gate", "high")
+    for name, (key, host) in _hosts(store, keys, emit).items():
+        opts = inputs.audit or AuditOptions()
+        if opts.known_hosts is None:
+            opts = replace(opts, known_hosts=_known_hosts(store, key))
+        report = audit_hosts([host], inputs.rules or load_rules(), replace(opts, bmc=False),
+                             store=store)
+        scan = report.hosts[0]
+        failing = [r.rule for r in scan.results if r.status == AuditStatus.FAIL and gate != "none"
+                   and SEVERITY_RANK.get(r.severity, 0) >= SEVERITY_RANK[gate]]
+        reason = scan.error or (f"audit gate {gate}: {', '.join(failing)} failed"
+                                if failing else None)
+        emit(StepResult(key, reason is None, reason,
+                        {"scan_id": report.scan_id, "counts": scan.counts(), "gate": gate,
+                         "failing": failing}, name=name))
+
+
+def handoff(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
+    """Hand the host to Nova; success is read back from the lifecycle the stage sets
+    (``handed-off``), the Placement evidence from its result."""
+    from metalctl import handoff as handoff_stage  # noqa: PLC0415 - being built alongside
+
+    run_handoff = getattr(handoff_stage, "handoff", None)
+    if inputs.handoff is None or run_handoff is None:
+        for key in keys:
+            emit(StepResult(key, False, "hand-off needs its inputs (Nova site, cloud): "
+                                        "pass StageInputs.handoff" if run_handoff else
+                                        "the hand-off stage is not in this metalctl yet"))
+        return
+    hinputs, hopts = inputs.handoff
+    for name, (key, host) in _hosts(store, keys, emit).items():
+        [result] = run_handoff([host], hinputs, hopts, store=store)
+        row = store.node(key)
+        ok = row is not None and row["state"] == Lifecycle.HANDED_OFF.value
+        data = result.to_dict() if hasattr(result, "to_dict") else {}
+        emit(StepResult(key, ok, None if ok else (getattr(result, "reason", None) or
+                                                  "not handed off"), data, name=name))

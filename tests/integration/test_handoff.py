@@ -1,0 +1,362 @@
+"""metalctl handoff against real peers: lab SSH hosts (net 206) hardened and audited by
+metalctl, running nova-compute 34 with the libvirt driver against their own libvirtd,
+and a real Nova + Placement + RabbitMQ control plane on the hosts' bridge gateway
+(10.206.0.1; the hosts' 127.x is their own).
+
+harden closes what it can of what the audit finds; the rest is waived by the shipped lab
+waivers (hardening/waivers.lab.yaml: no LSM, audit or IOMMU in the lab kernel). h2 then
+has plain-TCP libvirt switched back on (LVT-002, high) and is refused by the gate.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metalctl import handoff, hosts
+from metalctl.audit import waivers
+from metalctl.audit.run import AuditOptions
+from metalctl.audit.run import audit as run_audit
+from metalctl.data.paths import data_dir
+from metalctl.harden import HardenOptions
+from metalctl.harden import harden as run_harden
+from metalctl.lab import nova, nova_hosts
+from metalctl.lab.hosts import HostLab
+from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
+from metalctl.pki import SitePKI
+from metalctl.profile.derive import derive
+from metalctl.profile.facts import inband
+from metalctl.profile.library import Profile, ProfileLibrary
+from metalctl.rules import catalogue as rules_mod
+from metalctl.store import Store
+
+from .test_nova_lab import _ensure_rabbitmq
+
+pytestmark = pytest.mark.peers
+
+NET = 206
+LIBVIRTD_CONF = "/etc/libvirt/libvirtd.conf"
+RULES = rules_mod.load()
+SITE_OVERRIDES = {"repositories": {"apt": [{
+    "uri": "http://deb.debian.org/debian",
+    "signed_by": "/usr/share/keyrings/debian-archive-keyring.gpg"}]}}
+
+
+@dataclass
+class Env:
+    hostlab: HostLab
+    lab: nova.NovaLab
+    store: Store
+    pki: SitePKI
+    site_data: dict
+    plan: dict
+    dir: Path
+
+    def spec(self, i: int) -> hosts.HostSpec:
+        return hosts.HostSpec(f"h{i}", f"root@{self.hostlab.address(i)}",
+                              self.hostlab.address(i))
+
+    def site(self, **nova_over) -> handoff.HandoffSite:
+        data = copy.deepcopy(self.site_data)
+        data["nova"].update(nova_over)
+        return handoff.site.from_dict(data, "lab site",
+                                      credentials_file=self.lab.credentials_file)
+
+    def opts(self, **kw) -> handoff.HandoffOptions:
+        return handoff.HandoffOptions(pki=self.pki, key_file=self.hostlab.client_key,
+                                      known_hosts=self.hostlab.known_hosts, **kw)
+
+    def run(self, *idx: int, site: handoff.HandoffSite | None = None, **kw
+            ) -> list[handoff.HandoffResult]:
+        return handoff.handoff([self.spec(i) for i in idx], site or self.site(),
+                               self.opts(**kw), store=self.store)
+
+    def sh(self, i: int, command: str) -> str:
+        out = self.hostlab.exec(i, command)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+
+def lab_plan() -> dict:
+    """``hpc`` scaled to a 2-CPU lab host: shared 0, dedicated 1, 512 MiB reserved, no
+    hugepages (the lab kernel has none to give). The hosts see this machine's CPUs."""
+    data = copy.deepcopy(ProfileLibrary().load("hpc").data)
+    data.pop("hugepages", None)
+    data.setdefault("memory", {})["host_reserved_mib"] = 512
+    data["memory"].pop("host_reserved_mib_per_numa", None)
+    return derive(inband.collect_local(), Profile(name="hpc-lab", data=data), "lab").to_dict()
+
+
+def _node(store: Store, hostlab: HostLab, i: int, plan: dict) -> str:
+    rec = DiscoveryRecord(address=hostlab.address(i), port=623, protocol=Protocol.IPMI,
+                          status=Status.OK)
+    store.save_discovered(rec)
+    store.set_state(rec.key, Lifecycle.INSTALLED, name=f"h{i}")
+    store.put_data(rec.key, "plan", {"profile": "hpc-lab", "plan": plan})
+    return rec.key
+
+
+def _harden_and_audit(env: Env) -> None:
+    """harden h1 and h2 for real, break one high rule on h2 (plain-TCP libvirt, LVT-002),
+    and audit both with the shipped lab waivers (hardening/waivers.lab.yaml: what the lab
+    kernel cannot give)."""
+    site = hosts.load_site(None)
+    site.update(SITE_OVERRIDES)
+    specs = [env.spec(1), env.spec(2)]
+    ssh = {"key_file": env.hostlab.client_key, "known_hosts": env.hostlab.known_hosts}
+    hardened = run_harden(specs, RULES, HardenOptions(site=site, pki=env.pki, **ssh),
+                          store=env.store)
+    assert all(r.status.ok for r in hardened), [r.error for r in hardened]
+    env.sh(2, f"sed -i '/^listen_tcp/d' {LIBVIRTD_CONF}; echo 'listen_tcp = 1' >> "
+              f"{LIBVIRTD_CONF}")
+    lab_waivers = waivers.load(data_dir("hardening") / "waivers.lab.yaml",
+                               {r.id for r in RULES})
+    report = run_audit(specs, RULES, AuditOptions(site=site, pki=env.pki, waivers=lab_waivers,
+                                                  **ssh), store=env.store)
+    assert not any(h.error for h in report.hosts)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory):
+    _ensure_rabbitmq()
+    base = tmp_path_factory.mktemp("handoff")
+    hostlab = HostLab(base / "hosts", net=NET, layers=nova_hosts.LAYERS)
+    started = time.monotonic()
+    try:
+        for i in (1, 2):
+            hostlab.start(i)
+            nova_hosts.install(hostlab, i)
+        lab = nova.prepare(base / "nova", hostlab.gateway, bind_address=hostlab.gateway)
+        starting = threading.Thread(target=nova.start, args=(lab,), daemon=True)
+        starting.start()  # RabbitMQ and the databases take a while: harden + audit meanwhile
+        pki = SitePKI(base / "pki", organization="metalctl handoff test")
+        pki.init()
+        store = Store(base / "store.db").open()
+        plan = lab_plan()
+        for i in (1, 2):
+            _node(store, hostlab, i, plan)
+        site_data = {"nova": nova_hosts.site(lab),
+                     "handoff": {"api": nova_hosts.handoff_api(lab),
+                                 "register_timeout_s": 90, "verify_timeout_s": 60}}
+        e = Env(hostlab, lab, store, pki, site_data, plan, base)
+        _harden_and_audit(e)
+        starting.join()
+        assert nova.services_up(lab, ("nova-conductor", "nova-scheduler")), \
+            f"control plane did not start; see {lab.dir / 'logs'}"
+        print(f"\nhandoff env up in {time.monotonic() - started:.1f} s")
+        yield e
+    finally:
+        nova.down(base / "nova")
+        hostlab.down()
+
+
+def _conf_state(env: Env, i: int) -> str:
+    return env.sh(i, "sha256sum /etc/nova/nova.conf; stat -c '%a %U %G %Y' /etc/nova/nova.conf;"
+                     " ls /var/backups/metalctl/etc/nova 2>/dev/null; cat /run/nova/*.pid")
+
+
+# --- before anything is written -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("options", "field"), [
+    ({"libvirt": {"virt_typo": "qemu"}}, "[libvirt] virt_typo"),
+    ({"DEFAULT": {"heal_instance_info_cache_interval": "often"}},
+     "[DEFAULT] heal_instance_info_cache_interval"),
+])
+def test_bad_option_is_refused_before_anything_is_written(env: Env, options, field):
+    over = copy.deepcopy(env.site_data["nova"]["options"])
+    for section, opts in options.items():
+        over.setdefault(section, {}).update(opts)
+    with pytest.raises(handoff.NovaConfigError) as err:
+        env.run(1, site=env.site(options=over))
+    assert err.value.field == field
+    assert env.sh(1, "ls /etc/nova 2>&1 || true").strip().endswith("No such file or directory")
+
+
+def test_gate_refuses_a_host_with_high_failures(env: Env):
+    scan = env.store.audit_scans()[-1]["scan_id"]
+    failing = sorted(r["rule"] for r in env.store.audit_host_results(scan, "h2")
+                     if r["status"] == "fail" and r["severity"] == "high")
+    assert "LVT-002" in failing
+    [res] = env.run(2)
+    assert res.status is handoff.HandoffStatus.REFUSED
+    for rid in failing:
+        assert rid in res.error
+    assert res.evidence["gate"]["failing"] == failing
+    assert "No such file" in env.sh(2, "ls /etc/nova/nova.conf 2>&1 || true")
+    # an audit older than the limit refuses too, naming its age
+    [old] = env.run(1, check=True, audit_max_age_s=0)
+    assert old.status is handoff.HandoffStatus.REFUSED
+    assert "older than" in old.error
+
+
+def test_check_prints_a_masked_diff_and_changes_nothing(env: Env):
+    [res] = env.run(1, check=True)
+    assert res.status is handoff.HandoffStatus.WOULD_CHANGE
+    assert "+transport_url = rabbit://nova:***@10.206.0.1:5672/" in res.diff
+    assert "+token = ***" in res.diff
+    assert env.lab.rabbit_password not in res.diff
+    assert "No such file" in env.sh(1, "ls /etc/nova/nova.conf 2>&1 || true")
+
+
+# --- the hand-off ---------------------------------------------------------------------------
+
+
+def test_handoff_is_verified_in_nova_and_placement(env: Env):
+    started = time.monotonic()
+    [res] = env.run(1)
+    print(f"\nhandoff h1: {time.monotonic() - started:.1f} s {res.evidence.get('timings_s')}")
+    assert res.status is handoff.HandoffStatus.HANDED_OFF, (res.error, res.log_line)
+    assert "/etc/nova/nova.conf" in res.changed
+    # Nova's and Placement's own answers, read here with the lab's client
+    svc = [s for s in env.lab.api("/os-services")["services"]
+           if s["binary"] == "nova-compute" and s["host"] == "h1"]
+    assert [(s["state"], s["status"]) for s in svc] == [("up", "enabled")]
+    hv = res.evidence["hypervisor"]
+    assert env.lab.placement(f"/resource_providers/{hv['id']}")["name"] == \
+        hv["hypervisor_hostname"]
+    inv = env.lab.placement(f"/resource_providers/{hv['id']}/inventories")["inventories"]
+    assert inv["PCPU"]["total"] == 1
+    assert inv["VCPU"]["total"] == 1
+    assert inv["VCPU"]["allocation_ratio"] == 4.0
+    assert inv["MEMORY_MB"]["reserved"] == 512
+    assert res.evidence["inventories"] == inv
+    node = env.store.find("h1")
+    assert node["state"] == "handed-off"
+    [event] = [e for e in env.store.events(node["key"]) if e.stage == "handoff"]
+    assert event.changes["evidence"]["inventories"]["PCPU"]["total"] == 1
+    # standalone and stable: no database sections, state_path where compute_id lives
+    conf = env.sh(1, "cat /etc/nova/nova.conf")
+    assert "[database]" not in conf
+    assert "[api_database]" not in conf
+    assert "state_path = /var/lib/nova" in conf
+    assert env.sh(1, "cat /var/lib/nova/compute_id").strip()
+
+
+def test_rerun_changes_nothing(env: Env):
+    before = _conf_state(env, 1)
+    [res] = env.run(1)
+    assert res.status is handoff.HandoffStatus.HANDED_OFF, res.error
+    assert res.changed == []
+    assert _conf_state(env, 1) == before
+    [check] = env.run(1, check=True)
+    assert check.status is handoff.HandoffStatus.UNCHANGED
+    assert check.diff == ""
+
+
+def test_a_cpu_the_host_lacks_fails_with_novas_own_log_line(env: Env):
+    key = env.store.find("h1")["key"]
+    bad = copy.deepcopy(env.plan)
+    bad["nova"]["compute"]["cpu_dedicated_set"] = "1,7"  # the hosts have CPUs 0-1
+    env.store.put_data(key, "plan", {"profile": "hpc-lab", "plan": bad})
+    try:
+        [res] = env.run(1)
+    finally:
+        env.store.put_data(key, "plan", {"profile": "hpc-lab", "plan": env.plan})
+    assert res.status is handoff.HandoffStatus.FAILED
+    assert [(m.inventory, m.field, m.expected, m.actual) for m in res.mismatches] == \
+        [("PCPU", "total", 2, 1)]
+    assert res.log_line.startswith("Invalid '[compute] cpu_dedicated_set' config: one or "
+                                   "more of the configured CPUs is not available")
+    assert "PCPU total: expected 2, Placement has 1" in res.error
+    [again] = env.run(1)  # the plan fixed: a re-run converges
+    assert again.status is handoff.HandoffStatus.HANDED_OFF, again.error
+
+
+def test_a_reinstalled_host_has_its_old_records_removed_first(env: Env):
+    key = env.store.find("h1")["key"]
+    last = [e for e in env.store.events(key) if e.stage == "handoff"][-1].changes["evidence"]
+    old_service, old_provider = last["service"]["id"], last["hypervisor"]["id"]
+    env.hostlab.reset(1)  # a fresh root filesystem: no nova.conf, no compute_id
+    env.hostlab.start(1)
+    nova_hosts.install(env.hostlab, 1)
+    [res] = env.run(1)
+    assert res.status is handoff.HandoffStatus.HANDED_OFF, (res.error, res.log_line)
+    assert res.notes == [
+        f"reinstalled: removed the earlier compute service {old_service} of h1",
+        f"reinstalled: removed the earlier resource provider {old_provider} (h1)"]
+    services = [s for s in env.lab.api("/os-services")["services"] if s["host"] == "h1"]
+    assert len(services) == 1
+    assert res.evidence["service"]["id"] != old_service
+    providers = env.lab.placement("/resource_providers?name=h1")["resource_providers"]
+    assert [p["uuid"] for p in providers] == [res.evidence["hypervisor"]["id"]]
+    assert providers[0]["uuid"] != old_provider
+
+
+# --- the CLI: Nova down, --disable, secrets -------------------------------------------------
+
+
+def _cli_files(env: Env) -> tuple[Path, Path]:
+    site = env.dir / "site-handoff.yaml"
+    site.write_text(yaml.safe_dump(env.site_data))
+    inventory = env.dir / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump({"hosts": [
+        {"name": f"h{i}", "ssh": f"root@{env.hostlab.address(i)}",
+         "mgmt_address": env.hostlab.address(i)} for i in (1, 2)]}))
+    return site, inventory
+
+
+def cli(env: Env, *args: str, verbose: bool = False) -> subprocess.CompletedProcess[str]:
+    site, inventory = _cli_files(env)
+    argv = [sys.executable, "-m", "metalctl", *(["--debug"] if verbose else []), "handoff",
+            "--site", str(site), "--inventory", str(inventory),
+            "--ssh-key", str(env.hostlab.client_key),
+            "--known-hosts", str(env.hostlab.known_hosts), "--pki-dir", str(env.pki.dir),
+            "--organization", "metalctl handoff test", "--store", str(env.store.path), *args]
+    environ = {**os.environ, "METALCTL_CREDENTIALS_FILE": str(env.lab.credentials_file)}
+    return subprocess.run(argv, capture_output=True, text=True, env=environ, timeout=300,
+                          check=False)
+
+
+def test_nova_api_down_is_exit_4_and_a_rerun_converges(env: Env):
+    nova.stop_service(env.lab, "nova-api")
+    try:
+        down = cli(env, "-o", "json")
+        assert down.returncode == 4, down.stderr
+        assert "compute" in down.stderr
+        assert "unreachable" in down.stderr
+        assert "Traceback" not in down.stderr
+    finally:
+        nova.start_api(env.lab)
+    again = cli(env, "-o", "json")
+    assert again.returncode == 1, again.stderr  # h2 is refused by the gate
+    rows = {r["host"]: r for r in yaml.safe_load(again.stdout)}
+    assert rows["h1"]["status"] == "handed-off"
+    assert rows["h2"]["status"] == "refused"
+
+
+def test_disable_takes_the_host_out_of_scheduling(env: Env):
+    out = cli(env, "--disable", "--reason", "maintenance: DIMM swap", "-o", "json")
+    assert out.returncode == 1, out.stderr  # h2 never registered: failed, h1 disabled
+    rows = {r["host"]: r for r in yaml.safe_load(out.stdout)}
+    assert rows["h1"]["status"] == "disabled"
+    [svc] = [s for s in env.lab.api("/os-services")["services"] if s["host"] == "h1"]
+    assert svc["status"] == "disabled"
+    assert svc["disabled_reason"] == "maintenance: DIMM swap"
+    # a disabled compute is not handed off (the scheduler would not use it)
+    [res] = env.run(1)
+    assert res.status is handoff.HandoffStatus.FAILED
+    assert "disabled" in res.error
+
+
+def test_no_password_in_output_logs_or_store(env: Env):
+    secret = env.lab.rabbit_password
+    check = cli(env, "--check", verbose=True)  # peer libraries' debug logs included
+    assert check.returncode == 1, check.stderr  # h2 refused; h1 unchanged
+    assert "unchanged" in check.stdout
+    assert "LVT-002" in check.stdout
+    assert secret not in check.stdout + check.stderr
+    assert secret not in env.store.path.read_bytes().decode("utf-8", "replace")
+    for i in (1, 2):
+        assert secret not in env.sh(i, "cat /var/log/nova/*.log 2>/dev/null || true")
+    # the password itself is only in nova.conf on the host, root only (no nova group here)
+    assert env.sh(1, "stat -c '%a' /etc/nova/nova.conf").strip() == "600"
