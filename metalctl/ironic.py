@@ -190,6 +190,11 @@ class Ironic:
         return self.client.node.get_inventory(uuid)
 
     @translated
+    def set_boot_device(self, uuid: str, device: str, persistent: bool = False) -> None:
+        """Ask Ironic to set node ``uuid``'s next boot device (``pxe``, ``disk``...)."""
+        self.client.node.set_boot_device(uuid, device, persistent=persistent)
+
+    @translated
     def set_power_state(self, uuid: str, state: str) -> None:
         """Ask Ironic to set node ``uuid``'s power ``state`` (on, off, reboot...)."""
         self.client.node.set_power_state(uuid, state)

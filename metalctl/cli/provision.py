@@ -214,7 +214,9 @@ def run(args: argparse.Namespace) -> ExitCode:
             return common.merged_credentials(args, name) if name else None
 
         inputs.power = BmcPower(creds_for, verify=common.verify_of(args),
-                                budget=Budget(read_timeout_s=30.0, deadline_s=120.0))
+                                budget=Budget(read_timeout_s=30.0, deadline_s=120.0),
+                                ironic=(lambda: common.ironic(args))
+                                if (args.ironic_url or args.os_cloud) else None)
     if not args.check and via == "ironic":
         inputs.ironic = common.ironic(args)
         inputs.ironic_deploy = _ironic_deploy(args)

@@ -110,7 +110,8 @@ def provision_inputs(rack: Rack, inputs: StageInputs, site: dict[str, Any]
             return inputs.credential_set(name) if name else None
 
         pinputs.power = BmcPower(creds_for, verify=inputs.verify,
-                                 budget=Budget(read_timeout_s=30.0, deadline_s=120.0))
+                                 budget=Budget(read_timeout_s=30.0, deadline_s=120.0),
+                                 ironic=inputs.ironic_client)
     return pinputs, opts
 
 

@@ -50,3 +50,31 @@ def test_names_known_hosts_cannot_hold_are_refused(tmp_path, host):
 def test_no_key_is_refused(tmp_path):
     with pytest.raises(InputError, match="no host key"):
         knownhosts.trust(tmp_path / "kh", ["10.0.0.5"], [])
+
+
+def test_a_node_enrolled_in_ironic_is_powered_through_ironic():
+    """Ironic owns an enrolled node's power: switching it on behind Ironic's back is undone
+    by Ironic's power-state sync (seen killing lab installs mid-way)."""
+    from metalctl.model.node import DiscoveryRecord, Protocol, Status
+    from metalctl.provision.power import BmcPower
+    from metalctl.provision.stage import NodeInstall
+
+    calls = []
+
+    class FakeIronic:
+        def node(self, uuid):
+            return {"power_state": "power off"}
+
+        def set_boot_device(self, uuid, device, persistent=False):
+            calls.append(("boot", uuid, device, persistent))
+
+        def set_power_state(self, uuid, state):
+            calls.append(("power", uuid, state))
+
+    rec = DiscoveryRecord(address="127.0.0.1", port=443, protocol=Protocol.REDFISH,
+                          status=Status.OK)
+    power = BmcPower(lambda n: None, ironic=FakeIronic())
+    note = power.network_boot_once(NodeInstall("k", "n1", "52:54:00:00:00:01", rec,
+                                               ironic_uuid="u-1"))
+    assert calls == [("boot", "u-1", "pxe", False), ("power", "u-1", "on")]
+    assert "power on" in note
