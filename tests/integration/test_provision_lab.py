@@ -356,14 +356,16 @@ def test_through_ironic_available_to_active_and_installed(lab, env, node, serve,
     res = _result(proc)
     assert res["status"] == "installed"
     assert res["via"] == "ironic"
-    uuid = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])["ironic_uuid"]
+    row = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])
+    uuid, name = row["ironic_uuid"], row["name"]  # enrolled: named by the site's template
     assert ironic_boot.node(uuid)["provision_state"] == "active"
     out = subprocess.run(["ssh", "-i", str(env["key"]), "-o", "BatchMode=yes", "-o",
                           "StrictHostKeyChecking=yes", "-o",
                           f"UserKnownHostsFile={env['env']['METALCTL_KNOWN_HOSTS']}",
                           f"root@{net.pinned_address(0)}", "cat /etc/metalctl-install"],
                          capture_output=True, text=True, timeout=60)
-    assert f"node={node['name']}" in out.stdout, out.stderr
+    assert f"node={name}" in out.stdout, out.stderr
+    assert "template=ironic-rhel9-kvm" in out.stdout
 
 
 def test_through_ironic_a_failing_post_fails_the_node_with_the_installers_message(
