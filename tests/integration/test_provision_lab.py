@@ -314,10 +314,10 @@ def test_a_failing_post_runs_onerror_and_fails_the_node_with_its_message(lab, en
 def test_an_install_that_never_calls_back_times_out(lab, env, node, serve):
     site = _site(env, serve["tiny"], "tiny-site.yaml")
     t0 = time.monotonic()
-    # the last --deadline wins
-    proc = _provision(env, node, *_pxe_args(env, serve, site, "--template", "hangs-in-pre",
-                                            "--template-dir", str(_failing_template(env)),
-                                            "--deadline", "90"))
+    # the last --deadline wins; --redo: an earlier test may have installed the node
+    proc = _provision(env, node, *_pxe_args(env, serve, site, "--redo", "--template",
+                                            "hangs-in-pre", "--template-dir",
+                                            str(_failing_template(env)), "--deadline", "90"))
     assert proc.returncode == 1, proc.stderr[-2000:]
     res = _result(proc)
     assert res["status"] == "timeout", res
