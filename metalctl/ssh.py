@@ -127,6 +127,9 @@ def connect(target: SshTarget) -> Connection:
         raise HostError(host=target.label, reason=f"SSH: {type(exc).__name__}") from None
     except TimeoutError:
         raise HostUnreachable(host=target.label, reason="connection timed out") from None
+    except EOFError:  # accepted, then closed before the handshake (an sshd re-executing)
+        raise HostDropped(host=target.label, reason="connection closed during the SSH "
+                                                    "handshake") from None
     except OSError as exc:
         raise HostUnreachable(host=target.label,
                               reason=f"connection failed: {exc.strerror}") from None
