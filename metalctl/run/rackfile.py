@@ -157,10 +157,14 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
         a site's install root), then relative to the rack file's folder."""
         if value is None:
             return None
+        return (base / expand(value, where)).resolve()
+
+    def expand(value: str, where: tuple[str | int, ...]) -> str:
+        """``${VAR}`` from the environment; an unset one names the field."""
         missing = [m for m in _VAR.findall(value) if m not in os.environ]
         if missing:
             raise fail(where, f"${{{missing[0]}}} is not set in the environment")
-        return (base / _VAR.sub(lambda m: os.environ[m.group(1)], value)).resolve()
+        return _VAR.sub(lambda m: os.environ[m.group(1)], value)
 
     profiles = data.get("profiles") or {"default": "compute-general"}
     library = ProfileLibrary(list(profile_dirs or []))
@@ -190,11 +194,7 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
         if k in provision:
             provision[k] = rel(provision[k], ("provision", k))
     if "serve" in provision:  # ADDR[:PORT], or ${VAR} (the lab exports its own)
-        serve = str(provision["serve"])
-        missing = [m for m in _VAR.findall(serve) if m not in os.environ]
-        if missing:
-            raise fail(("provision", "serve"), f"${{{missing[0]}}} is not set in the environment")
-        provision["serve"] = _VAR.sub(lambda m: os.environ[m.group(1)], serve)
+        provision["serve"] = expand(str(provision["serve"]), ("provision", "serve"))
     site = {k: str(rel(v, ("site", k))) if k != "ssh_user" else v
             for k, v in (data.get("site") or {}).items()}
     audit = dict(data.get("audit") or {})
