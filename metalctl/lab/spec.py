@@ -43,10 +43,12 @@ class RackSpec:
     def domain_shape(self) -> tuple[int, int, int]:
         """``(memory MiB, cores per socket, threads per core)`` of each libvirt domain
         (always 2 sockets, one NUMA cell each). A booting TCG machine keeps a host core
-        busy per busy vCPU, so machines that boot get 2 vCPUs, not 16."""
+        busy per busy vCPU, so machines that boot get 4 vCPUs, not 16: two cores per
+        NUMA cell, the fewest a profile plan fits (one host core and one guest core per
+        cell; ``profiles/compute-small.yaml``)."""
         if self.provnet is None:
             return self.domain_memory_mib or 8192, 4, 2
-        return self.domain_memory_mib or 512, 1, 1
+        return self.domain_memory_mib or 512, 2, 1
 
     def latency_of(self, i: int) -> float:
         low, high = self.latency_ms

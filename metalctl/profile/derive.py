@@ -263,6 +263,10 @@ class _Deriver:
             if dpdk:
                 raise self.fail("hugepages (OVS-DPDK allocates its socket memory from them)",
                                 "the profile sets no hugepages.size")
+            # without hugepages, only a node whose memory is known can be checked (the
+            # BMC's partial view often lacks per-NUMA memory)
+            if all(p.memory_mib is not None for p in plans.values()):
+                self._host_reserved(plans, 0)
             return
         if size == "1G" and self.t.cpu_flags and "pdpe1gb" not in self.t.cpu_flags:
             raise self.fail("1G hugepages (CPU flag pdpe1gb)",
@@ -290,6 +294,10 @@ class _Deriver:
                     raise self.fail(f"{plan.dpdk_socket_mib} MiB of DPDK socket memory in "
                                     f"{size} pages on NUMA node {n}",
                                     f"{plan.hugepages} page(s) planned there")
+        self._host_reserved(plans, page)
+
+    def _host_reserved(self, plans: dict[int, NumaPlan], page: int) -> None:
+        """Nova's reserved_host_memory_mb must fit in the memory outside hugepages."""
         small = sum((p.memory_mib or 0) - p.hugepages * page for p in plans.values())
         reserved = self.p.get("memory.host_reserved_mib", 0)
         if reserved > small:

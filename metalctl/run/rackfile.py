@@ -244,6 +244,14 @@ def matches(when: dict[str, Any], record: DiscoveryRecord | None,
     return all(_holds(key, want, record, topo) for key, want in when.items())
 
 
+def _memory_gib(hw: Any, topo: Topology | None) -> float | None:
+    """Memory in GiB: the topology's NUMA nodes when all are known (in-band facts are
+    exact), else what the BMC said."""
+    if topo and topo.numa and all(n.memory_mib is not None for n in topo.numa):
+        return sum(n.memory_mib or 0 for n in topo.numa) / 1024
+    return hw.memory_gib if hw is not None else None
+
+
 def _holds(key: str, want: Any, rec: DiscoveryRecord | None, topo: Topology | None) -> bool:
     hw = rec.hardware if rec else None
     nics = topo.nics if topo else ()
@@ -253,8 +261,11 @@ def _holds(key: str, want: Any, rec: DiscoveryRecord | None, topo: Topology | No
         return rec is not None and rec.protocol is not None and rec.protocol.value == want
     if key == "cpu_vendor":
         return topo is not None and topo.cpu_vendor == want
-    if key == "memory_gib_min":
-        return hw is not None and hw.memory_gib is not None and hw.memory_gib >= want
+    if key in ("memory_gib_min", "memory_gib_max"):
+        gib = _memory_gib(hw, topo)
+        if gib is None:
+            return False
+        return gib >= want if key == "memory_gib_min" else gib <= want
     if key == "cpu_threads_min":
         threads = (len(topo.online()) if topo and topo.cpus else None) or \
             (hw.cpu.threads if hw else None)

@@ -178,3 +178,14 @@ def test_compare_reports_each_difference_against_a_live_host():
                       nics=R750.nics, cpu_flags=R750.cpu_flags, cpu_vendor="intel")
     assert "re-derived host_cpus" in {c.check for c in compare(plan, no_smt, profile)
                                       if not c.ok}
+
+
+def test_compute_small_fits_the_labs_tcg_machine_and_general_does_not():
+    # the lab's booting machines: 2 sockets x 2 cores, one thread, 2 x 240 MiB seen in-band
+    cpus = tuple(Cpu(id=i, core=i % 2, socket=i // 2, node=i // 2) for i in range(4))
+    tcg = Topology(cpus=cpus, numa=(NumaNode(0, 240), NumaNode(1, 240)), cpu_vendor="intel")
+    with pytest.raises(ProfileUnsatisfiable, match="memory.host_reserved_mib"):
+        derive(tcg, LIB.load("compute-general"), "kvm-0")
+    plan = derive(tcg, LIB.load("compute-small"), "kvm-0")
+    assert plan.nova["DEFAULT"]["reserved_host_memory_mb"] == 256
+    assert [n.host_cpus for n in plan.numa] == [[0], [2]]

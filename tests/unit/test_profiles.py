@@ -5,7 +5,7 @@ import pytest
 from metalctl.errors import ProfileError
 from metalctl.profile.library import ProfileLibrary
 
-SHIPPED = ["compute-general", "hpc", "nfv-dpdk", "nfv-sriov"]
+SHIPPED = ["compute-general", "compute-small", "hpc", "nfv-dpdk", "nfv-sriov"]
 
 
 def write(d: Path, name: str, text: str) -> Path:

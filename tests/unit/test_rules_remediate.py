@@ -288,3 +288,23 @@ def test_a_sysctl_this_host_cannot_write_is_deferred_not_failed():
     spec = engine.gather_spec([NET])
     assert "[ -w /proc/sys/net/ipv4/conf/all/accept_redirects ]" in \
         spec.probes["sysctl:net.ipv4.conf.all.accept_redirects"]
+
+
+SVC = rule("TST-040", {"kind": "service", "name": "libvirtd"})
+
+
+def test_an_idle_socket_activated_daemon_is_running_and_a_stopped_one_is_restarted():
+    assert "libvirtd.socket" in engine.gather_spec([SVC]).units
+    idle = engine.evaluate([SVC], facts(init="systemd", units={"libvirtd.socket": "enabled"}),
+                           ctx())
+    assert idle.outcomes[0].status == "compliant"
+    assert not idle.handlers
+    assert "socket-activated" in idle.outcomes[0].actual
+    # no socket unit (sysv, or systemd with sockets disabled): only a process counts
+    for f in (facts(init="sysv", units={"libvirtd.socket": "enabled"}),
+              facts(init="systemd", units={"libvirtd.socket": "disabled"})):
+        stopped = engine.evaluate([SVC], f, ctx())
+        assert stopped.outcomes[0].status == "change"
+        assert stopped.handlers == ["libvirtd"]
+    running = engine.evaluate([SVC], facts(processes={"libvirtd"}), ctx())
+    assert running.outcomes[0].status == "compliant"

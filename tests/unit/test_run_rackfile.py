@@ -10,7 +10,7 @@ from metalctl.cli.main import main
 from metalctl.errors import InputError
 from metalctl.model.hardware import Hardware, NicFacts
 from metalctl.model.node import DiscoveryRecord, Protocol, Status
-from metalctl.model.topology import Nic, Topology
+from metalctl.model.topology import Nic, NumaNode, Topology
 from metalctl.run import FailureBudget, load_rack
 from metalctl.run.rackfile import matches
 
@@ -37,7 +37,7 @@ def test_the_lab_rack_file_loads(monkeypatch, tmp_path):
     assert rack.provision["site"] == tmp_path / "provision-site.yaml"
     assert rack.name == "lab"
     assert rack.credentials == ("lab",)
-    assert rack.profile_rules[0].profile == "nfv-sriov"
+    assert rack.profile_rules[0].profile == "compute-small"
     assert str(rack.failure_budget) == "25%"
     assert rack.concurrency["provision"] == 2
     assert rack.concurrency["discover"] == 64  # default kept
@@ -110,6 +110,12 @@ def test_the_match_language():
                                                                sriov_capable=True),)))
     assert matches({"memory_gib_min": 256, "sriov_nic": True}, big, None)
     assert not matches({"memory_gib_min": 256, "protocol": "ipmi"}, big, None)  # AND
+    assert not matches({"memory_gib_max": 4}, big, None)
+    assert not matches({"memory_gib_max": 4}, rec(), None)  # memory unknown
+    # in-band facts win over the BMC's figure: 2 x 256 MiB is 0.5 GiB
+    small = Topology(numa=(NumaNode(0, memory_mib=256), NumaNode(1, memory_mib=256)))
+    assert matches({"memory_gib_max": 4}, big, small)
+    assert not matches({"memory_gib_min": 1}, big, small)
 
 
 def test_profile_selection_first_rule_wins_else_default(tmp_path):

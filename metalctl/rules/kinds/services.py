@@ -85,14 +85,26 @@ def k_selinux_runtime(
     return outcome(rule, CHANGE, "", "Enforcing", facts.getenforce)
 
 
-@register("service", body={"name": STR}, required=("name",))
+def _gather_service(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
+    for name in expand(c["name"]):
+        spec.units.add(f"{name}.socket")
+
+
+@register("service", body={"name": STR}, required=("name",), gather=_gather_service)
 def k_service(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
-    """Check a daemon is running; otherwise restart it through the libvirtd handler."""
+    """Check a daemon is running, or socket-activated under systemd; otherwise restart it
+    through the libvirtd handler."""
     name = c["name"]
     if name in facts.processes:
         return outcome(rule, COMPLIANT, "", "running", "running")
+    # a socket-activated daemon exits when idle (Debian's libvirtd runs with --timeout
+    # 120, RHEL's modular daemons likewise) and systemd starts it on the next connection:
+    # not running is then its normal state (its sockets are judged by the listening rules)
+    if facts.init == "systemd" and facts.units.get(f"{name}.socket") == "enabled":
+        return outcome(rule, COMPLIANT, "", "running or socket-activated",
+                       f"socket-activated ({name}.socket enabled), idle")
     if "libvirtd" not in plan.handlers:
         plan.handlers.append("libvirtd")
     return outcome(rule, CHANGE, "", "running", "not running")
