@@ -27,8 +27,10 @@ from metalctl.store import Store
 
 STDERR = Console(stderr=True)
 REDACT = RedactingFilter()
+# paramiko's transport thread logs an ERROR traceback for every refused handshake (a
+# host still booting, sshd re-executing); metalctl's ssh module reports those itself
 _NOISY = ("sushy", "urllib3", "ironicclient", "keystoneauth", "stevedore", "openstack",
-          "pyghmi")
+          "pyghmi", "paramiko")
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,0 +1,208 @@
+"""Two lab machines installing at once against one: real PXE installs, side by side.
+
+    .venv/bin/python bench/provision_lab.py        (also a step of bash bench/run.sh)
+
+The lab of ``metalctl lab up`` on 127.32.0.0/16 with its provisioning network 10.210.0.0/24
+(two libvirt machines that really network-boot under TCG, the stand-in installer, the
+boot service in metalctl's process). Both machines are first discovered, enrolled and
+profiled (``metalctl run --until profile``); then, in the same run of this script:
+
+1. one machine is installed alone (``--only m0 --from provision``);
+2. both are installed at once (``--from provision``: m0 is reinstalled, m1 installed).
+
+Printed: each install's wall time and its steps (power → boot script → kickstart fetched
+→ %pre → host keys → end → SSH with the delivered keys), and the ratio two/one of the
+provision stage's wall time. TCG is CPU-bound and this machine has 2 cores, so ~2x is
+the floor the issue names; Cobbler's anchor is 195 servers in 1.22x one server's time,
+on real hardware where the installer waits on disks and the network, not on a shared CPU.
+``--json FILE`` also writes the figures.
+
+Last, on the installed machine m0 (unless ``--no-nova``): what nova-compute would cost
+inside a TCG machine. The Nova venv and its interpreter (about 540 MB) are copied over
+SSH, and importing nova-compute's manager and libvirt driver is timed there and on this
+host, warm (the second import, byte code compiled), with the peak RSS and the machine's
+available memory. That is the measurement behind handing off SSH test hosts in the demo
+instead of the installed machines (docs/run.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METALCTL = [sys.executable, "-m", "metalctl"]
+OCTET, PROVNET, BOOT_PORT = 32, 210, 8080
+STEPS = ("power", "boot-script", "kickstart-fetched", "pre", "hostkeys", "end", "ssh")
+
+
+def sh(args: list[str], env: dict[str, str], timeout: float = 1800) -> str:
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    if proc.returncode not in (0, 1):  # 1: a node failed (reported below)
+        sys.exit(f"{shlex.join(args[2:])}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def lab_env(lab: Path) -> dict[str, str]:
+    env = {**os.environ, "METALCTL_LAB_DIR": str(lab)}
+    out = sh([*METALCTL, "lab", "env", "--dir", str(lab)], env)
+    for line in out.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].partition("=")
+            env[name] = shlex.split(value)[0] if value else ""
+    return env
+
+
+def rack_file(work: Path) -> Path:
+    """The lab's rack file, on this bench's lab (its BMC range), up to provision."""
+    text = (REPO / "inventory" / "rack.lab.yaml").read_text()
+    text = text.replace("ranges: [127.10.3.1]", f"ranges: [127.{OCTET}.3.1]")
+    text = text.replace("until: audit", "until: provision")
+    if f"127.{OCTET}.3.1" not in text or "until: provision" not in text:
+        sys.exit("inventory/rack.lab.yaml changed: update bench/provision_lab.py")
+    path = work / "rack.yaml"
+    # waivers are named relative to the rack file
+    path.write_text(text.replace("../hardening/", f"{REPO}/hardening/"))
+    return path
+
+
+def run(rack: Path, env: dict[str, str], *args: str) -> tuple[float, dict]:
+    t0 = time.monotonic()
+    out = sh([*METALCTL, "run", str(rack), "-o", "json", *args], env)
+    return time.monotonic() - t0, json.loads(out)
+
+
+def installs(report: dict) -> list[dict]:
+    rows = []
+    for n in report["nodes"]:
+        if "provision" not in n["steps"]:
+            continue  # --only: the other machine went no further
+        ev = (n.get("evidence") or {}).get("provision") or {}
+        rows.append({"node": n["node"], "state": n["steps"].get("provision"),
+                     "provision_s": n["timings_s"].get("provision"),
+                     "steps": ev.get("timings") or {}, "reason": n.get("reason")})
+    return rows
+
+
+def show(title: str, wall: float, rows: list[dict]) -> None:
+    print(f"\n{title}: metalctl run wall {wall:.0f} s")
+    print(f"  {'node':<22} {'result':<10} {'install s':>9}  " +
+          " ".join(f"{s:>17}" for s in STEPS))
+    for r in rows:
+        steps = " ".join(f"{r['steps'].get(s, float('nan')):>17.1f}" for s in STEPS)
+        print(f"  {r['node']:<22} {str(r['state']):<10} {r['provision_s'] or 0:>9.0f}  "
+              f"{steps}")
+        if r["reason"]:
+            print(f"    reason: {r['reason']}")
+
+
+IMPORT = ("import resource, time; t = time.monotonic(); "
+          "import nova.compute.manager, nova.virt.libvirt.driver; "
+          "print(round(time.monotonic() - t, 2), "
+          "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+
+
+def nova_in_tcg(lab: Path, address: str) -> dict:
+    """Time nova-compute's imports in the installed TCG machine and on this host."""
+    sys.path.insert(0, str(REPO))
+    from metalctl.lab import nova_hosts, nova_venv  # noqa: PLC0415
+
+    venv, home = nova_venv.venv_dir(), nova_hosts.interpreter_home()
+    ssh = ["ssh", "-i", str(lab / "operator" / "id_ed25519"), "-o", "BatchMode=yes",
+           "-o", f"UserKnownHostsFile={lab / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+           f"root@{address}"]
+    paths = [str(venv).lstrip("/"), f"{str(home).lstrip('/')}/bin",
+             f"{str(home).lstrip('/')}/lib/libpython3.11.so.1.0",
+             f"{str(home).lstrip('/')}/lib/python3.11"]
+    t0 = time.monotonic()
+    tar = subprocess.Popen(["tar", "-C", "/", "-cf", "-", "--exclude=site-packages/pip",
+                            "--exclude=python3.11/test", "--exclude=python3.11/site-packages",
+                            *paths], stdout=subprocess.PIPE)
+    subprocess.run([*ssh, "tar -C / -xf -"], stdin=tar.stdout, check=True, timeout=1800)
+    tar.wait()
+    copy_s = time.monotonic() - t0
+    python = str(nova_venv.nova_bin("python"))
+    free = subprocess.run([*ssh, "free -m | awk '/^Mem:/{print $2, $7}'"], capture_output=True,
+                          text=True, check=True).stdout.split()
+    out = {"copy_s": round(copy_s, 1), "vm_memory_mib": int(free[0]),
+           "vm_available_mib": int(free[1])}
+    for where, cmd in (("tcg", [*ssh, shlex.join([python, "-c", IMPORT])]),
+                       ("host", [python, "-c", IMPORT])):
+        runs = []
+        for _ in range(2):  # the first compiles what has no byte code there
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
+                                  check=False)
+            if proc.returncode != 0:
+                return {**out, "error": f"{where}: {proc.stderr.strip()[-400:]}"}
+            runs.append([float(x) for x in proc.stdout.split()[-2:]])
+        out[where] = {"import_s": runs[1][0], "rss_mib": runs[1][1], "cold_s": runs[0][0]}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    ap.add_argument("--no-nova", action="store_true",
+                    help="skip the nova-compute measurement in the installed machine")
+    args = ap.parse_args()
+    nova: dict = {}
+    with tempfile.TemporaryDirectory(prefix="metalctl-bench-prov-") as tmp:
+        work = Path(tmp)
+        lab = work / "lab"
+        env = {**os.environ, "METALCTL_LAB_DIR": str(lab)}
+        sh([*METALCTL, "lab", "up", "--dir", str(lab), "--octet", str(OCTET), "--provnet",
+            str(PROVNET), "--boot-port", str(BOOT_PORT), "--no-install"], env, 900)
+        try:
+            env = lab_env(lab)
+            rack = rack_file(work)
+            ready_s, ready = run(rack, env, "--until", "profile")
+            names = sorted(n["node"] for n in ready["nodes"])
+            if len(names) != 2 or any(n["steps"].get("profile") not in ("ok", "skipped")
+                                      for n in ready["nodes"]):
+                sys.exit(f"the lab's two machines did not reach profiled: {ready['nodes']}")
+            print(f"discover + enroll + profile of {names}: {ready_s:.0f} s")
+            one_s, one = run(rack, env, "--only", names[0])
+            two_s, two = run(rack, env, "--from", "provision")
+            m0 = [n for n in two["nodes"] if n["node"] == names[0]][0]
+            address = ((m0.get("evidence") or {}).get("provision") or {}).get("address")
+            if not args.no_nova and address:
+                nova = nova_in_tcg(lab, address)
+        finally:
+            sh([*METALCTL, "lab", "down", "--dir", str(lab)], env, 300)
+    one_rows, two_rows = installs(one), installs(two)
+    show("one machine", one_s, one_rows)
+    show("two machines at once", two_s, two_rows)
+    ok = all(r["state"] == "ok" for r in one_rows + two_rows)
+    base = one_rows[0]["provision_s"] or float("nan")
+    slowest = max((r["provision_s"] or float("nan")) for r in two_rows)
+    ratio = slowest / base
+    print(f"\nprovision stage, two at once / one: {slowest:.0f} s / {base:.0f} s = "
+          f"{ratio:.2f}x (TCG on 2 shared cores: ~2x is the floor; Cobbler's anchor: "
+          f"195 servers in 1.22x one)" + ("" if ok else "  [an install did not succeed]"))
+    if nova.get("tcg"):
+        tcg, host = nova["tcg"], nova["host"]
+        print(f"\nnova-compute's imports (manager + libvirt driver), warm: "
+              f"{tcg['import_s']:.1f} s in the TCG machine / {host['import_s']:.1f} s here = "
+              f"{tcg['import_s'] / host['import_s']:.0f}x; cold {tcg['cold_s']:.0f} s; "
+              f"RSS {tcg['rss_mib']} MiB of the machine's {nova['vm_available_mib']} MiB "
+              f"available ({nova['vm_memory_mib']} MiB); copying the venv took "
+              f"{nova['copy_s']:.0f} s")
+    elif nova:
+        print(f"\nnova-compute measurement failed: {nova.get('error')}")
+    if args.json:
+        args.json.write_text(json.dumps({"one": one_rows, "two": two_rows, "one_wall_s": one_s,
+                                         "two_wall_s": two_s, "ratio": ratio, "nova": nova},
+                                        indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
