@@ -14,6 +14,8 @@ from metalctl.cli import common
 from metalctl.cli.provision import _serve_addr, default_known_hosts
 from metalctl.cli.serve import default_state_dir
 from metalctl.errors import InputError
+from metalctl.handoff import HandoffOptions, HandoffSite
+from metalctl.handoff import load_site as load_handoff_site
 from metalctl.harden import HardenOptions
 from metalctl.hosts import load_site
 from metalctl.pki import SitePKI
@@ -63,6 +65,8 @@ def stage_inputs(args: argparse.Namespace, rack: Rack, until: str) -> StageInput
                          harden=HardenOptions(site=site, pki=pki, **ssh),
                          audit=AuditOptions(site=site, pki=pki, waivers=_waivers(rack),
                                             **ssh))
+    if STAGES.index(until) >= STAGES.index("handoff"):
+        inputs.handoff = handoff_inputs(rack, pki, ssh)
     if STAGES.index(until) >= STAGES.index("provision"):
         try:
             inputs.provision = provision_inputs(rack, inputs, site)
@@ -72,6 +76,23 @@ def stage_inputs(args: argparse.Namespace, rack: Rack, until: str) -> StageInput
             raise InputError(str(rack.path), "provision", f"{exc} (stop before it with "
                                                           "--until profile)") from None
     return inputs
+
+
+def handoff_inputs(rack: Rack, pki: SitePKI | None, ssh: dict[str, Any]
+                   ) -> tuple[HandoffSite, HandoffOptions]:
+    """The hand-off stage's inputs: the rack's ``site.nova`` file and the audit gate.
+
+    Raises:
+        InputError: the rack names no Nova site (a run to hand-off needs one; stop before
+            it with ``--until audit``), or the file is invalid (its own file and field).
+    """
+    path = rack.site.get("nova")
+    if not path:
+        raise InputError(str(rack.path), "site.nova", "a run to handoff needs the site's "
+                                                      "Nova file (or stop with --until audit)")
+    site = load_handoff_site(Path(str(path)))
+    gate = str(rack.audit.get("gate", "high"))
+    return site, HandoffOptions(gate_severity=gate, pki=pki, **ssh)
 
 
 def provision_inputs(rack: Rack, inputs: StageInputs, site: dict[str, Any]

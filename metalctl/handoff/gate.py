@@ -49,7 +49,8 @@ def check(store: Store | None, host: str, severity: str = "high", max_age_s: flo
     Args:
         store: the store with the audit history (None: nothing to judge on, refused).
         host: the host name the audit used.
-        severity: the lowest severity that blocks (``info``..``high``).
+        severity: the lowest severity that blocks (``info``..``high``; ``none``: no
+            failure blocks, but the audit must still be recent and complete).
         max_age_s: the oldest audit accepted, in seconds.
         now: the current time (tests).
     """
@@ -69,7 +70,8 @@ def check(store: Store | None, host: str, severity: str = "high", max_age_s: flo
             v.reason = (f"its latest audit ({scan['scan_id']}, {scan['at']}) is older than "
                         f"{max_age_s:g} s; run `metalctl audit` again")
         else:
-            floor = SEVERITY_RANK[severity]
+            # "none" (a rack's audit gate): a fresh audit is still required
+            floor = len(SEVERITY_RANK) if severity == "none" else SEVERITY_RANK[severity]
             v.failing = [r["rule"] for r in results if r["status"] == FAIL
                          and SEVERITY_RANK.get(r["severity"], 0) >= floor]
             if v.failing:

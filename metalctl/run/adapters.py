@@ -23,6 +23,8 @@ from metalctl.audit.run import audit as audit_hosts
 from metalctl.budget import DISCOVERY, ENROLLMENT
 from metalctl.credentials import CredentialSet
 from metalctl.errors import FactsIncomplete, MetalctlError, describe
+from metalctl.handoff import HandoffUnavailable
+from metalctl.handoff import handoff as handoff_hosts
 from metalctl.harden import HardenOptions
 from metalctl.harden import harden as harden_hosts
 from metalctl.hosts import HostSpec
@@ -351,20 +353,22 @@ def audit(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: 
 def handoff(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
     """Hand the host to Nova; success is read back from the lifecycle the stage sets
     (``handed-off``), the Placement evidence from its result."""
-    from metalctl import handoff as handoff_stage  # noqa: PLC0415 - being built alongside
-
-    run_handoff = getattr(handoff_stage, "handoff", None)
-    if inputs.handoff is None or run_handoff is None:
+    if inputs.handoff is None:
         for key in keys:
-            emit(StepResult(key, False, "hand-off needs its inputs (Nova site, cloud): "
-                                        "pass StageInputs.handoff" if run_handoff else
-                                        "the hand-off stage is not in this metalctl yet"))
+            emit(StepResult(key, False, "hand-off needs its inputs (the site's Nova file): "
+                                        "pass StageInputs.handoff"))
         return
-    hinputs, hopts = inputs.handoff
+    hsite, hopts = inputs.handoff
     for name, (key, host) in _hosts(store, keys, emit).items():
-        [result] = run_handoff([host], hinputs, hopts, store=store)
+        opts = hopts if hopts.known_hosts else replace(hopts,
+                                                       known_hosts=_known_hosts(store, key))
+        try:
+            [result] = handoff_hosts([host], hsite, opts, store=store)
+        except HandoffUnavailable as exc:  # Nova down: this node fails, the run goes on
+            emit(StepResult(key, False, describe(exc), name=name))
+            continue
         row = store.node(key)
         ok = row is not None and row["state"] == Lifecycle.HANDED_OFF.value
-        data = result.to_dict() if hasattr(result, "to_dict") else {}
-        emit(StepResult(key, ok, None if ok else (getattr(result, "reason", None) or
-                                                  "not handed off"), data, name=name))
+        data = result.to_dict()
+        emit(StepResult(key, ok, None if ok else (result.error or "not handed off"), data,
+                        name=name))

@@ -360,3 +360,75 @@ def test_no_password_in_output_logs_or_store(env: Env):
         assert secret not in env.sh(i, "cat /var/log/nova/*.log 2>/dev/null || true")
     # the password itself is only in nova.conf on the host, root only (no nova group here)
     assert env.sh(1, "stat -c '%a' /etc/nova/nova.conf").strip() == "600"
+
+
+# --- through the pipeline -------------------------------------------------------------
+
+
+def test_run_takes_an_installed_node_through_harden_audit_and_handoff(env: Env, tmp_path):
+    """``metalctl.run`` from ``installed`` to ``handed-off``: a real IPMI BMC on 127.34 for
+    discovery, host h3 (nova-compute on its own libvirtd) as the node's installed host,
+    the run's own harden, audit (lab waivers, gate high) and hand-off to the real Nova."""
+    import json as json_
+
+    from metalctl import run as pipeline
+    from metalctl.credentials import Credential, CredentialSet, Secret
+    from metalctl.lab import peers, procs
+
+    i, bmc_address = 3, "127.34.0.1"
+    env.hostlab.start(i)
+    nova_hosts.install(env.hostlab, i)
+    cfg = tmp_path / "ipmi.json"
+    cfg.write_text(json_.dumps({"address": bmc_address, "port": 623, "username": "admin",
+                                "password": "bmc-pw-h3", "uuid": "5a3b8c1e-0000-4000-8000-"
+                                "000000000003", "manufacturer": "Lenovo",
+                                "product": "ThinkSystem SR630", "serial": "RUNH3"}))
+    bmc_pid = procs.spawn([peers.metalctl_python(), "-m", "metalctl.lab.ipmi_bmc", str(cfg)],
+                          tmp_path / "ipmi.log")
+    try:
+        rack_path = tmp_path / "rack.yaml"
+        rack_path.write_text(yaml.safe_dump({
+            "name": "run-handoff", "until": "handoff",
+            "bmc": {"ranges": [bmc_address], "credentials": ["lab"], "protocols": ["ipmi"]},
+            "profiles": {"default": "compute-general", "bios": "skip"},
+            "audit": {"gate": "high",
+                      "waivers": str(data_dir("hardening") / "waivers.lab.yaml")}}))
+        rack_ = pipeline.load_rack(rack_path)
+        site = hosts.load_site(None)
+        site.update(SITE_OVERRIDES)
+        ssh = {"key_file": env.hostlab.client_key, "known_hosts": env.hostlab.known_hosts}
+        inputs = pipeline.StageInputs(
+            credentials={"lab": CredentialSet("lab", (Credential("admin",
+                                                                 Secret("bmc-pw-h3")),))},
+            harden=HardenOptions(site=site, pki=env.pki, **ssh),
+            audit=AuditOptions(site=site, pki=env.pki, waivers=waivers.load(
+                data_dir("hardening") / "waivers.lab.yaml", {r.id for r in RULES}), **ssh),
+            handoff=(env.site(), env.opts()))
+        for _ in range(50):  # the BMC process binds within a second or two
+            seen = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs, until="discover"),
+                                store=env.store)
+            if seen.nodes and seen.nodes[0].status == "ok":
+                break
+            time.sleep(0.2)
+        [found] = seen.nodes
+        # what provision records for an installed node (here: the lab's SSH host h3)
+        env.store.set_state(found.key, Lifecycle.INSTALLED, name=f"h{i}")
+        env.store.put_data(found.key, "plan", {"profile": "hpc-lab", "plan": env.plan})
+        env.store.put_data(found.key, "install", {
+            "address": env.hostlab.address(i), "ssh_user": "root", "ssh_port": 22})
+        report = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs), store=env.store)
+        [node] = report.nodes
+        assert node.status == "ok", node.reason
+        assert [node.steps[s] for s in ("enroll", "profile", "provision")] == ["skipped"] * 3
+        assert [node.steps[s] for s in ("harden", "audit", "handoff")] == ["ok"] * 3
+        assert node.evidence["audit"]["failing"] == []
+        placement = node.evidence["handoff"]["evidence"]["inventories"]
+        assert placement["MEMORY_MB"]["reserved"] == 512  # the plan's, read from Placement
+        assert env.store.node(found.key)["state"] == Lifecycle.HANDED_OFF.value
+        assert nova.services_up(env.lab, ("nova-compute",), host=f"h{i}")
+        # a re-run repeats nothing destructive: hand-off converges with nothing changed
+        again = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs), store=env.store)
+        [node] = again.nodes
+        assert node.steps["harden"] == node.steps["handoff"] == "skipped"
+    finally:
+        os.kill(bmc_pid, 15)

@@ -138,3 +138,9 @@ def test_durations():
     assert duration_s("24h") == 86400
     assert duration_s("90") == 90
     assert duration_s("30m") == 1800
+
+
+def test_gate_none_blocks_no_failure_but_still_wants_a_recent_audit(store):
+    _scan(store, "a", 1, [("h1", "SSH-001", "fail", "high")])
+    assert gate.check(store, "h1", "none", 86400, NOW).passed
+    assert not gate.check(store, "h1", "none", 60, NOW).passed  # older than a minute

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from metalctl.cli.main import main
 from metalctl.errors import InputError
@@ -142,3 +143,39 @@ def test_paths_take_environment_variables_and_an_unset_one_names_the_field(tmp_p
     monkeypatch.delenv("LABDIR_T")
     with pytest.raises(InputError, match=r"rack.yaml:3: provision.site: \$\{LABDIR_T\} is not"):
         rackfile.load(rack)
+
+
+def test_a_run_to_handoff_needs_the_sites_nova_file(tmp_path, monkeypatch):
+    """``metalctl run`` builds the hand-off's inputs from ``site.nova`` and the audit gate;
+    without the file it is an input error naming the rack file's field."""
+    from metalctl.cli.run_inputs import handoff_inputs
+
+    path = tmp_path / "rack.yaml"
+    path.write_text(GOOD)
+    with pytest.raises(InputError) as exc:
+        handoff_inputs(load_rack(path), None, {"key_file": None, "known_hosts": None,
+                                               "sudo": False})
+    assert "site.nova" in str(exc.value)
+    assert str(path) in str(exc.value)
+    for name in ("NOVA_RABBIT", "NOVA_PLACEMENT"):  # credential sets from the environment
+        monkeypatch.setenv(f"METALCTL_CRED_{name}_USERNAME", "nova")
+        monkeypatch.setenv(f"METALCTL_CRED_{name}_PASSWORD", "not-shown")
+    nova = tmp_path / "nova-site.yaml"
+    nova.write_text(yaml.safe_dump({
+        "nova": {"transport": {"hosts": ["192.0.2.1:5672"], "credentials": "nova-rabbit"},
+                 "placement": {"auth_type": "password", "auth_url": "https://192.0.2.1:5000/v3",
+                               "credentials": "nova-placement", "project_name": "service",
+                               "user_domain_name": "Default",
+                               "project_domain_name": "Default"}},
+        "handoff": {"api": {"compute_endpoint": "http://192.0.2.1:8774/v2.1",
+                            "placement_endpoint": "http://192.0.2.1:8778",
+                            "placement_credentials": "nova-placement"},
+                    "cell_mapping": {"method": "interval"}}}))
+    data = yaml.safe_load(GOOD)
+    data["site"] = {"nova": str(nova)}
+    data["audit"] = {"gate": "medium"}
+    path.write_text(yaml.safe_dump(data))
+    site, opts = handoff_inputs(load_rack(path), None, {"key_file": None,
+                                                        "known_hosts": None, "sudo": False})
+    assert opts.gate_severity == "medium"
+    assert site.nova is not None
