@@ -9,4 +9,6 @@ bash scripts/setup.sh
 .venv/bin/python bench/run.py
 .venv/bin/python bench/pipeline.py
 .venv/bin/python bench/handoff.py
+# two lab machines at once against one, whole pipeline (real PXE installs: ~20 min)
+.venv/bin/python bench/provision_lab.py
 exec .venv/bin/python bench/audit.py

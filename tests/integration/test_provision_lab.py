@@ -297,6 +297,75 @@ def test_a_rerun_does_nothing_to_an_installed_node(lab, env, node, serve):
     assert power.power_state(node["record"], node["creds"], lab.ca_bundle, BUDGET) == power.ON
 
 
+def test_metalctl_run_takes_the_installed_machine_through_harden_and_audit(
+        lab, env, node, serve, net, tmp_path):
+    """The same machine through ``metalctl run`` as an operator runs it: nothing is enrolled
+    or reinstalled (the machine's own install marker, the boot events and Ironic say so),
+    then it is hardened and audited over SSH with the host key its install delivered. The
+    run is killed once harden is recorded and re-run: harden is not repeated, audit (the
+    hand-off's gate, read-only) is, and the node ends ``audited``."""
+    from metalctl.pki import SitePKI
+
+    store_path = Path(env["env"]["METALCTL_STORE"])
+    ssh = ["ssh", "-i", str(env["key"]), "-o", "BatchMode=yes", "-o",
+           "StrictHostKeyChecking=yes", "-o",
+           f"UserKnownHostsFile={env['env']['METALCTL_KNOWN_HOSTS']}",
+           f"root@{net.pinned_address(0)}", "cat /etc/metalctl-install"]
+    marker = subprocess.run(ssh, capture_output=True, text=True, timeout=60).stdout
+    assert f"node={node['name']}" in marker
+    boot_events = _events(env, node["name"])
+    pki = SitePKI(tmp_path / "pki", organization="metalctl lab28")
+    pki.init()
+    waiver = tmp_path / "waivers.yaml"
+    waiver.write_text("waivers:\n  - rule: KRN-002\n    reason: no emulated IOMMU in the "
+                      "lab's i440fx TCG machine\n    expires: 2099-12-31\n")
+    rack_path = tmp_path / "rack.yaml"
+    rack_path.write_text(json.dumps({
+        "name": "lab28", "until": "audit",
+        "bmc": {"ranges": [SPEC.libvirt_address], "credentials": [rack.LAB_CREDENTIALS]},
+        "ironic": {"url": lab.ironic_url},
+        "site": {"ssh_key": str(env["key"]), "pki_dir": str(pki.dir)},
+        "profiles": {"default": "compute-general", "bios": "skip"},
+        # the module's `metalctl serve` and boot state: nothing is served by the run
+        "provision": {"via": "pxe", "boot_url": serve["url"],
+                      "boot_dir": env["env"]["METALCTL_BOOT_STATE"],
+                      "site": str(_site(env, f"{serve['url']}/files/liveimg.tar.gz"))},
+        "audit": {"gate": "high", "waivers": str(waiver)}}))
+    argv = [*METALCTL, "run", str(rack_path), "-o", "json"]
+    first = subprocess.Popen(argv, env=env["env"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + INSTALL_S
+    while True:  # the harden -> audit boundary
+        with Store(store_path) as store:
+            if store.find(node["ref"])["state"] == "hardened":
+                break
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "harden never recorded"
+        time.sleep(0.5)
+    first.kill()
+    first.wait()
+    proc = subprocess.run(argv, env=env["env"], capture_output=True, text=True,
+                          timeout=INSTALL_S)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [row] = [n for n in json.loads(proc.stdout)["nodes"] if n["key"] == node["ref"]]
+    assert row["status"] == "ok", row["reason"]
+    assert [row["steps"][s] for s in ("enroll", "profile", "provision", "harden")] == \
+        ["skipped"] * 4
+    assert row["steps"]["audit"] == "ok"
+    assert row["evidence"]["audit"]["failing"] == []
+    with Store(store_path) as store:
+        key = store.find(node["ref"])["key"]
+        assert store.node(key)["state"] == "audited"
+        hardened = [e for e in store.events(key) if e.stage == "harden"
+                    and e.action == "hardened"]
+        assert len(hardened) == 1  # the killed run's harden, never repeated
+    # not reinstalled, not enrolled: the machine's marker, the boot events, Ironic
+    assert subprocess.run(ssh, capture_output=True, text=True, timeout=60).stdout == marker
+    assert _events(env, node["name"]) == boot_events
+    ironic = Ironic(IronicConfig(url=lab.ironic_url)).connect()
+    assert ironic.nodes() == []
+
+
 def test_a_failing_post_runs_onerror_and_fails_the_node_with_its_message(lab, env, node,
                                                                         serve):
     site = _site(env, serve["tiny"], "tiny-site.yaml")
