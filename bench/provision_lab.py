@@ -125,10 +125,12 @@ def nova_in_tcg(lab: Path, address: str) -> dict:
            f"root@{address}"]
     paths = [str(venv).lstrip("/"), f"{str(home).lstrip('/')}/bin",
              f"{str(home).lstrip('/')}/lib/libpython3.11.so.1.0",
-             f"{str(home).lstrip('/')}/lib/python3.11"]
+             f"{str(home).lstrip('/')}/lib/python3.11"]  # the stdlib (see the excludes below)
     t0 = time.monotonic()
-    tar = subprocess.Popen(["tar", "-C", "/", "-cf", "-", "--exclude=site-packages/pip",
-                            "--exclude=python3.11/test", "--exclude=python3.11/site-packages",
+    stdlib = f"{str(home).lstrip('/')}/lib/python3.11"
+    # the interpreter's own site-packages and tests are not needed (the venv's are)
+    tar = subprocess.Popen(["tar", "-C", "/", "-cf", "-", "--anchored",
+                            f"--exclude={stdlib}/site-packages", f"--exclude={stdlib}/test",
                             *paths], stdout=subprocess.PIPE)
     subprocess.run([*ssh, "tar -C / -xf -"], stdin=tar.stdout, check=True, timeout=1800)
     tar.wait()
