@@ -168,6 +168,8 @@ def main() -> int:
             str(PROVNET), "--boot-port", str(BOOT_PORT), "--no-install"], env, 900)
         try:
             env = lab_env(lab)
+            # harden installs libvirt TLS certificates from the site CA (as scripts/demo.sh)
+            sh([*METALCTL, "pki", "init"], {**env, "METALCTL_PKI_DIR": str(lab / "pki")})
             rack = rack_file(work)
             _, seen = run(rack, env, "--until", "discover")
             keys = sorted(n["key"] for n in seen["nodes"])

@@ -55,6 +55,12 @@ def stage_inputs(args: argparse.Namespace, rack: Rack, until: str) -> StageInput
     pki_dir = rack.site.get("pki_dir")
     pki = SitePKI(Path(str(pki_dir))) if pki_dir else None
     pki = pki if pki and pki.exists() else None
+    if STAGES.index(until) >= STAGES.index("harden") and pki is None:
+        # harden turns libvirt TLS on: refused here, before any node is touched
+        raise InputError(str(rack.path), "site.pki_dir",
+                         f"no site CA in {pki_dir}; run `metalctl pki init`" if pki_dir else
+                         "harden needs the site PKI (libvirt TLS certificates): set "
+                         "site.pki_dir (or stop with --until provision)")
     known = args.known_hosts or _path(rack.site.get("known_hosts"))
     ssh: dict[str, Any] = {"key_file": args.ssh_key or _path(rack.site.get("ssh_key")),
                            "known_hosts": known, "sudo": args.sudo}

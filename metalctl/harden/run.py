@@ -25,6 +25,7 @@ from metalctl.errors import (
     HostDropped,
     HostError,
     HostUnreachable,
+    InputError,
     SshHostKeyMismatch,
     SshHostKeyUnknown,
     describe,
@@ -233,10 +234,19 @@ def harden(hosts: list[HostSpec], rules: list[Rule], opts: HardenOptions | None 
 
     Hosts that are nodes of ``store`` (by name) get a ``harden`` event with what changed,
     and move to ``hardened`` when they are compliant after the run (not in check mode).
+
+    Raises:
+        InputError: the rules need the site PKI and there is none (nothing is touched).
     """
     opts = opts or HardenOptions()
     dns = allowed_dns(hosts, opts.pki, opts.site)
     needs_pki = bool(engine.pki_sources(rules))
+    if needs_pki and not opts.check and (opts.pki is None or not opts.pki.exists()):
+        # the same rules turn TLS on: without certificates libvirtd would not start again
+        raise InputError("pki", "site CA", "the rules install libvirt/QEMU TLS certificates "
+                                           "and turn TLS on; without the site PKI libvirtd "
+                                           "would not start: run `metalctl pki init` (or "
+                                           "select rules that need no certificates)")
     # read (and issue missing) certificates once, before any host: DN list and files agree
     material = {h.name: pki_material(h, opts.pki) if needs_pki else {} for h in hosts}
 

@@ -324,7 +324,11 @@ def harden(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> No
         opts = inputs.harden or HardenOptions()
         if opts.known_hosts is None:
             opts = replace(opts, known_hosts=_known_hosts(store, key))
-        r = harden_hosts([host], inputs.rules or load_rules(), opts, store=store)[0]
+        try:
+            r = harden_hosts([host], inputs.rules or load_rules(), opts, store=store)[0]
+        except MetalctlError as exc:  # no site PKI: refused before the host is touched
+            emit(StepResult(key, False, describe(exc), name=name))
+            continue
         emit(StepResult(key, r.status.ok, r.error, {"status": r.status.value,
                                                     "changed": len(r.changed)}, name=name))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from metalctl.harden.run import SshdFailure
 from metalctl.rules import apply, edit, engine, gather
 from metalctl.rules.catalogue import Rule
@@ -308,3 +310,19 @@ def test_an_idle_socket_activated_daemon_is_running_and_a_stopped_one_is_restart
         assert stopped.handlers == ["libvirtd"]
     running = engine.evaluate([SVC], facts(processes={"libvirtd"}), ctx())
     assert running.outcomes[0].status == "compliant"
+
+
+def test_harden_without_the_site_pki_is_refused_before_any_host_is_touched(tmp_path):
+    """The TLS rules turn listen_tls on; without certificates libvirtd would not start
+    again (seen on an installed lab machine), so nothing is done at all."""
+    from metalctl.errors import InputError
+    from metalctl.harden import HardenOptions, harden
+    from metalctl.hosts import HostSpec
+    from metalctl.pki import SitePKI
+    from metalctl.rules import catalogue
+
+    # 192.0.2.1 (TEST-NET-1) is never connected to: the refusal comes first
+    host = HostSpec("c1", "root@192.0.2.1", "192.0.2.1")
+    for pki in (None, SitePKI(tmp_path / "no-ca")):
+        with pytest.raises(InputError, match="metalctl pki init"):
+            harden([host], catalogue.load(), HardenOptions(pki=pki))
