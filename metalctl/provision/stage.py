@@ -479,7 +479,11 @@ class _Install:
             self.store.put_data(self.node.key, "install", data)
             self.event("installed", {"address": address, "timings": timings,
                                      "host_keys": [k.fingerprint for k in keys]})
-            self.store.set_state(self.node.key, Lifecycle.INSTALLED)
+            # the host is known by the name its install used (its kickstart and
+            # /etc/metalctl-install): an unenrolled node takes it, so harden, audit and
+            # hand-off find the node by its host name
+            named = self.node.name if self.node.name != self.node.key else None
+            self.store.set_state(self.node.key, Lifecycle.INSTALLED, name=named)
         return ProvisionResult(self.node.name, INSTALLED, None, address, self.opts.via,
                                timings, [k.fingerprint for k in keys],
                                warnings=self.prep.warnings)

@@ -255,7 +255,7 @@ def provision(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
             except MetalctlError as exc:
                 ok, reason = False, f"installed; planning from its facts failed: {describe(exc)}"
         # "checked" (check mode) installs nothing: it must not move the node on
-        emit(StepResult(key, ok, reason, evidence))
+        emit(StepResult(key, ok, reason, evidence, name=r.node if r.node != key else None))
 
     provision_nodes(list(names), pinputs, popts, store=store, on_result=done)
 
@@ -279,8 +279,12 @@ def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) 
 
 
 def _name(store: Store, key: str) -> str:
+    """A node's name as provision and the SSH stages use it: its own (from enrollment),
+    else the BMC's system name, else its key (as :mod:`metalctl.provision.stage` does)."""
     row = store.node(key)
-    return (row and row["name"]) or key
+    if row is None:
+        return key
+    return row["name"] or (row["record"] or {}).get("name") or key
 
 
 def host_of(store: Store, key: str) -> HostSpec | None:
@@ -293,7 +297,7 @@ def host_of(store: Store, key: str) -> HostSpec | None:
     port = data.get("ssh_port") or 22
     address = data["address"]
     host = f"[{address}]" if ":" in address else address
-    return HostSpec(name=row["name"] or key, ssh=f"{user}@{host}:{port}", mgmt_address=address)
+    return HostSpec(name=_name(store, key), ssh=f"{user}@{host}:{port}", mgmt_address=address)
 
 
 def _known_hosts(store: Store, key: str) -> Path | None:
