@@ -257,12 +257,19 @@ def provisioning_mac(record: DiscoveryRecord, override: str | None = None) -> st
                                    "with --mac NODE=MAC")
 
 
+def install_name(row: dict[str, Any]) -> str:
+    """The name a node is installed under (a store row): its own (from enrollment), else
+    the BMC's system name, else its key. The installed host keeps it (kickstart,
+    ``/etc/metalctl-install``) and the SSH stages know the host by it."""
+    return row["name"] or (row["record"] or {}).get("name") or row["key"]
+
+
 def _resolve(store: Store, ref: str, inputs: ProvisionInputs) -> tuple[NodeInstall, dict[str, Any]]:
     row = store.find(ref)
     if row is None:
         raise InputError("nodes", ref, "no such node in the store (discover and enroll first)")
     record = DiscoveryRecord.from_dict(row["record"])
-    name = row["name"] or record.name or row["key"]
+    name = install_name(row)
     plan = store.get_data(row["key"], "plan")
     node = NodeInstall(key=row["key"], name=name,
                        mac=provisioning_mac(record, inputs.macs.get(name) or

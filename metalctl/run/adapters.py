@@ -33,7 +33,7 @@ from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.profile import bios
 from metalctl.profile import stage as profile_stage
 from metalctl.profile.library import ProfileLibrary
-from metalctl.provision.stage import ProvisionResult
+from metalctl.provision.stage import ProvisionResult, install_name
 from metalctl.provision.stage import provision as provision_nodes
 from metalctl.rules.catalogue import Rule
 from metalctl.run.rackfile import Rack
@@ -279,12 +279,8 @@ def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) 
 
 
 def _name(store: Store, key: str) -> str:
-    """A node's name as provision and the SSH stages use it: its own (from enrollment),
-    else the BMC's system name, else its key (as :mod:`metalctl.provision.stage` does)."""
     row = store.node(key)
-    if row is None:
-        return key
-    return row["name"] or (row["record"] or {}).get("name") or key
+    return install_name(row) if row is not None else key
 
 
 def host_of(store: Store, key: str) -> HostSpec | None:
@@ -306,6 +302,12 @@ def _known_hosts(store: Store, key: str) -> Path | None:
     return Path(value) if value else None
 
 
+def _for_node(opts: Any, store: Store, key: str) -> Any:
+    """SSH options (harden, audit, hand-off) for one node: without a known_hosts of
+    their own, the one its install recorded (the host keys delivered at install)."""
+    return opts if opts.known_hosts else replace(opts, known_hosts=_known_hosts(store, key))
+
+
 def _hosts(store: Store, keys: list[str], emit: Emit) -> dict[str, tuple[str, HostSpec]]:
     """Hosts of ``keys`` by host name; nodes without an install record fail here."""
     out = {}
@@ -325,9 +327,7 @@ def harden(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> No
     from metalctl.rules.catalogue import load as load_rules  # noqa: PLC0415
 
     for name, (key, host) in _hosts(store, keys, emit).items():
-        opts = inputs.harden or HardenOptions()
-        if opts.known_hosts is None:
-            opts = replace(opts, known_hosts=_known_hosts(store, key))
+        opts = _for_node(inputs.harden or HardenOptions(), store, key)
         try:
             r = harden_hosts([host], inputs.rules or load_rules(), opts, store=store)[0]
         except MetalctlError as exc:  # no site PKI: refused before the host is touched
@@ -343,9 +343,7 @@ def audit(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: 
 
     gate = rack.audit.get("gate", "high")
     for name, (key, host) in _hosts(store, keys, emit).items():
-        opts = inputs.audit or AuditOptions()
-        if opts.known_hosts is None:
-            opts = replace(opts, known_hosts=_known_hosts(store, key))
+        opts = _for_node(inputs.audit or AuditOptions(), store, key)
         report = audit_hosts([host], inputs.rules or load_rules(), replace(opts, bmc=False),
                              store=store)
         scan = report.hosts[0]
@@ -368,8 +366,7 @@ def handoff(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> N
         return
     hsite, hopts = inputs.handoff
     for name, (key, host) in _hosts(store, keys, emit).items():
-        opts = hopts if hopts.known_hosts else replace(hopts,
-                                                       known_hosts=_known_hosts(store, key))
+        opts = _for_node(hopts, store, key)
         try:
             [result] = handoff_hosts([host], hsite, opts, store=store)
         except HandoffUnavailable as exc:  # Nova down: this node fails, the run goes on
