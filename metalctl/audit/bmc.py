@@ -72,7 +72,8 @@ def check_node(store: Store, node: dict[str, Any], rules: list[Rule],
                 if creds is None:
                     add(rule, NOTCHECKED, detail="no credentials to read the BIOS")
                     continue
-                rows = diff(desired, RedfishBios(rec, creds, verify, budget).state())
+                with RedfishBios(rec, creds, verify, budget) as backend:
+                    rows = diff(desired, backend.state())
                 drift = [f"{r.attribute}={r.current} (want {r.desired})" for r in rows
                          if r.status != "ok"]
                 add(rule, FAIL if drift else PASS, f"BIOS of profile {profile}",

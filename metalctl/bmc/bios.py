@@ -37,10 +37,24 @@ class RedfishBios:
                 self.system = self.root.get_system(record.system_id)
                 self.bios = self.system.bios
             except sushy_exc.MissingAttributeError:
+                self.close()
                 raise BiosError(node=self.label,
                                 reason="the BMC exposes no Bios resource") from None
             except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
+                self.close()
                 raise rf.translate(exc, record.address) from None
+
+    def close(self) -> None:
+        """Log out of the BMC (see :func:`metalctl.bmc.redfish.logout`)."""
+        with probe.warnings_silenced(self.verify):
+            rf.logout(self.root, self.record.address)
+        self.root = None
+
+    def __enter__(self) -> RedfishBios:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _call(self, fn: Any) -> Any:
         with probe.warnings_silenced(self.verify):

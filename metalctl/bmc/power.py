@@ -97,9 +97,9 @@ def _redfish_system(record: DiscoveryRecord, creds: CredentialSet, verify: bool 
                                reason="not a Redfish system (no system id)")
     deadline = Deadline(budget.deadline_s)
     try:
-        with probe.warnings_silenced(verify):
-            root, _ = rf.login(record.endpoint.url, record.address, creds, verify, budget,
-                               deadline)
+        with probe.warnings_silenced(verify), \
+                rf.session(record.endpoint.url, record.address, creds, verify, budget,
+                           deadline) as (root, _):
             try:
                 yield root.get_system(record.system_id), deadline
             except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:

@@ -13,8 +13,10 @@ the BMC answers, so those retries only cover a connection dropped mid-inventory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -108,6 +110,7 @@ def connect(base_url: str, address: str, cred: Credential, verify: bool | str,
     """
     deadline = deadline or Deadline(budget.deadline_s)
     conn, guarded = _connector(base_url, address, verify, budget, deadline)
+    root = None
     try:
         root = sushy.Sushy(
             base_url,
@@ -123,10 +126,48 @@ def connect(base_url: str, address: str, cred: Credential, verify: bool | str,
         # wrong password fails here, per credential, not later mid-inventory.
         root.get_system_collection()
     except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
+        logout(root, address)  # a session may exist even though this login failed
         raise translate(exc, address) from None
     except MALFORMED as exc:
+        logout(root, address)
         raise malformed(exc, address) from None
+    except BaseException:
+        logout(root, address)
+        raise
     return root
+
+
+def logout(root: sushy.Sushy | None, address: str) -> None:
+    """End the Redfish session now: DELETE its resource and close the connections.
+
+    sushy ends a session only in ``Sushy.__del__``, that is whenever the garbage
+    collector gets to it, on whichever thread it happens to run. BMCs hold few session
+    slots (some a handful), and a finaliser that runs inside another request's thread
+    stalls that request, so every login here is paired with a logout. Best effort: a
+    BMC that is past its deadline or refuses keeps the session until its own timeout.
+    """
+    if root is None:
+        return
+    auth, root._auth = getattr(root, "_auth", None), None  # noqa: SLF001 - disarm __del__
+    if auth is not None:
+        try:
+            auth.close()
+        except Exception as exc:  # noqa: BLE001 - best effort; the work is already done
+            LOG.debug("BMC %s: session not closed: %s", address, type(exc).__name__)
+    with contextlib.suppress(Exception):
+        root._conn.close()  # noqa: SLF001 - pooled sockets to the BMC
+
+
+@contextlib.contextmanager
+def session(base_url: str, address: str, creds: CredentialSet, verify: bool | str,
+            budget: Budget, deadline: Deadline | None = None
+            ) -> Iterator[tuple[sushy.Sushy, Credential]]:
+    """:func:`login`, and :func:`logout` when the block ends, however it ends."""
+    root, cred = login(base_url, address, creds, verify, budget, deadline)
+    try:
+        yield root, cred
+    finally:
+        logout(root, address)
 
 
 def login(base_url: str, address: str, creds: CredentialSet, verify: bool | str,
@@ -171,7 +212,12 @@ def discover(address: str, port: int, scheme: str, creds: CredentialSet,
 def _discover(address: str, port: int, scheme: str, base_url: str, creds: CredentialSet,
               verify: bool | str, budget: Budget, deadline: Deadline) -> list[DiscoveryRecord]:
     presence = probe.probe_redfish(base_url, address, verify, budget, deadline)
-    root, cred = login(base_url, address, creds, verify, budget, deadline)
+    with session(base_url, address, creds, verify, budget, deadline) as (root, cred):
+        return _inventory(address, port, scheme, presence, root, cred, creds.name)
+
+
+def _inventory(address: str, port: int, scheme: str, presence: probe.RedfishPresence,
+               root: sushy.Sushy, cred: Credential, set_name: str) -> list[DiscoveryRecord]:
     vendor = presence.vendor or _json(root).get("Vendor")
     records = []
     try:
@@ -201,7 +247,7 @@ def _discover(address: str, port: int, scheme: str, base_url: str, creds: Creden
                             memory_gib=inventory.memory_gib(reader, doc),
                             nics=inventory.nics(reader, doc, hidden, adapters),
                             disks=_disks(address, system))
-        records.append(_record(address, port, scheme, system, vendor, firmware, creds.name,
+        records.append(_record(address, port, scheme, system, vendor, firmware, set_name,
                                started, cred.username, hardware))
     LOG.debug("BMC %s: %d system(s) via %s", address, len(records), cred.username)
     return records

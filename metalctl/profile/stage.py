@@ -192,8 +192,8 @@ def apply_bios(store: Store | None, node: NodeRef, profile: Profile, creds: Cred
             result = bios.apply_ironic(ironic, node.ironic_uuid, node.label, desired,
                                        timeout_s=settle_s)
         else:
-            backend = bios.RedfishBios(node.record, creds, verify, budget)
-            result = bios.apply(backend, desired, reboot=reboot, settle_s=settle_s)
+            with bios.RedfishBios(node.record, creds, verify, budget) as backend:
+                result = bios.apply(backend, desired, reboot=reboot, settle_s=settle_s)
     except MetalctlError as exc:
         outcome = bios.BiosOutcome.UNSUPPORTED if isinstance(exc, BiosUnsupported) \
             else bios.BiosOutcome.FAILED
@@ -340,5 +340,5 @@ def diff_bios(node: NodeRef, profile: Profile, creds: CredentialSet, verify: boo
     if node.record is None:
         raise BiosError(node=node.label, reason="no BMC record; discover the node first")
     desired = desired_bios(node, profile, lib)
-    backend = bios.RedfishBios(node.record, creds, verify, budget)
-    return bios.diff(desired, backend.state())
+    with bios.RedfishBios(node.record, creds, verify, budget) as backend:
+        return bios.diff(desired, backend.state())

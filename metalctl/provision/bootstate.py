@@ -385,10 +385,11 @@ class BootState:
 
     # --- events --------------------------------------------------------------------------
 
-    def event(self, node: str, stage: str, detail: str = "") -> None:
-        """Record that ``node`` reached ``stage`` of its install, now."""
+    def event(self, node: str, stage: str, detail: str = "", at: float | None = None) -> None:
+        """Record that ``node`` reached ``stage`` of its install, now (or ``at``, for a
+        step recorded after it happened, such as a power request that took a while)."""
         self._txn([("INSERT INTO events (node, stage, at, detail) VALUES (?, ?, ?, ?)",
-                    (node, stage, self.now(), detail))])
+                    (node, stage, self.now() if at is None else at, detail))])
 
     def count_events(self, node: str) -> int:
         """Events of the node's latest install (callbacks are capped per install)."""

@@ -342,11 +342,14 @@ def prepare(nodes: Sequence[str], inputs: ProvisionInputs, opts: ProvisionOption
 # --- phase 2: install and follow -------------------------------------------------------------
 
 
-def _timings(events: Sequence[tuple[str, float]], start: float) -> dict[str, float]:
-    """Seconds from the previous step to each step (first occurrence of each)."""
+def _timings(events: Sequence[tuple[str, float]], start: float,
+             then: Sequence[tuple[str, float]] = ()) -> dict[str, float]:
+    """Seconds from the previous step to each step (first occurrence of each), in the
+    order the steps happened (an event may be recorded after a later one); ``then``:
+    steps metalctl itself took after the boot service's (SSH)."""
     out: dict[str, float] = {}
     last = start
-    for stage, at in events:
+    for stage, at in [*sorted(events, key=lambda e: e[1]), *then]:
         if stage in out or stage not in INSTALL_STEPS or stage == "added":
             continue
         out[stage] = round(max(0.0, at - last), 2)
@@ -424,9 +427,12 @@ class _Install:
                              self.opts.deadline_s, replace=True)
             self.event("started", {"via": "pxe", "mac": self.node.mac,
                                    "template": self.inputs.template})
+            requested = boot.state.now()
             note = self.inputs.power.network_boot_once(self.node)
             self.power_at = self.clock()
-            boot.state.event(name, "power", note[:200])
+            # dated when requested: the machine may fetch its boot script before a slow
+            # BMC has answered the power request
+            boot.state.event(name, "power", note[:200], at=requested)
         return self.follow_boot_service()
 
     def follow_boot_service(self, *, ironic_state: Callable[[], str | None] | None = None) -> str:
@@ -476,7 +482,7 @@ class _Install:
                                              "why": "reinstalled: new host keys"})
         self._prove_ssh(address)
         events = self._mirror()
-        timings = _timings(events + [("ssh", self.clock())], self.start_at)
+        timings = _timings(events, self.start_at, then=[("ssh", self.clock())])
         data = {"address": address, "ssh_user": self.opts.ssh_user,
                 "ssh_port": self.opts.ssh_port, "known_hosts": str(self.inputs.known_hosts),
                 "host_keys": [k.to_dict() for k in keys], "via": self.opts.via,

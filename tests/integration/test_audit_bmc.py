@@ -34,7 +34,8 @@ def test_bmc_audit_drift_firmware_auth_and_tls(lab, lab_creds, tmp_path):
         store.save_discovered(rec)
     node = profile_stage.resolve(store, kvm.key)
     profile_stage.plan(store, node, PROFILES.load("compute-general"), inband.collect_local())
-    bios.RedfishBios(kvm, lab_creds, lab.ca_bundle, FAST).write(dict(libvirt_lab.BIOS_DEFAULTS))
+    with bios.RedfishBios(kvm, lab_creds, lab.ca_bundle, FAST) as backend:
+        backend.write(dict(libvirt_lab.BIOS_DEFAULTS))
     site = {"bmc": {"min_bios_version": {"sushy emulator": "1.0.0"}}}
     rows = {n["key"]: n for n in store.nodes()}
     budget = Budget(connect_timeout_s=2, read_timeout_s=10)

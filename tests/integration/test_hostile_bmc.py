@@ -6,6 +6,7 @@ witness listener on another address; the witness must receive nothing at all.
 
 from __future__ import annotations
 
+import gc
 import resource
 import time
 
@@ -78,8 +79,16 @@ def test_cross_host_redirect_after_session_login_keeps_the_token_home():
         ("GET", "/redfish/v1/Systems"): (
             302, {"Location": f"http://{witness_addr}:{PORT}/redfish/v1/Systems"}, {}),
     })
-    with Witness(witness_addr, PORT) as witness, HostileRedfish(BMC, PORT, routes):
+    with Witness(witness_addr, PORT) as witness, HostileRedfish(BMC, PORT, routes) as bmc:
         rec, _ = run(FAST)
+        # the session is ended at once, on the BMC, not left to a finaliser that would
+        # run on whatever thread the garbage collector picks (and hold a BMC slot)
+        deleted = [(m, p) for m, p, _, _ in bmc.requests if m == "DELETE"]
+        assert deleted == [("DELETE", SESSIONS + "/1")]
+        count = len(bmc.requests)
+        gc.collect()
+        time.sleep(0.2)
+        assert len(bmc.requests) == count
     assert_refused(rec, witness, f"http://{witness_addr}:{PORT}")
 
 

@@ -44,9 +44,9 @@ def kvm(lab, lab_creds, tmp_path):
     store = Store(tmp_path / "store.db").open()
     rec = records(lab, lab_creds, SPEC.libvirt_address)[0]
     store.save_discovered(rec)
-    backend = bios.RedfishBios(rec, lab_creds, lab.ca_bundle, FAST)
-    backend.write(dict(libvirt_lab.BIOS_DEFAULTS))
-    yield store, stage.resolve(store, rec.key), backend
+    with bios.RedfishBios(rec, lab_creds, lab.ca_bundle, FAST) as backend:
+        backend.write(dict(libvirt_lab.BIOS_DEFAULTS))
+        yield store, stage.resolve(store, rec.key), backend
     store.close()
 
 
@@ -170,8 +170,8 @@ def test_cli_facts_derive_apply_diff_verify(lab, tmp_path, ssh_host):
         node = stage.resolve(store, key)
     from metalctl import credentials
     creds = credentials.resolve("lab", Path(lab.credentials_file), interactive=False)
-    bios.RedfishBios(node.record, creds, lab.ca_bundle, FAST).write(
-        dict(libvirt_lab.BIOS_DEFAULTS))
+    with bios.RedfishBios(node.record, creds, lab.ca_bundle, FAST) as backend:
+        backend.write(dict(libvirt_lab.BIOS_DEFAULTS))
     ssh = ["--ssh", f"root@{ssh_host.address}:{ssh_host.port}", "--ssh-key",
            str(ssh_host.client_key), "--known-hosts", str(ssh_host.known_hosts)]
     run(["profile", "facts", key, *ssh, "-o", "json"], env, 0)

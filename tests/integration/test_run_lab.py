@@ -17,9 +17,9 @@ from .test_run import env_of, metalctl, rack_file
 
 def test_run_profiles_the_libvirt_machine_through_its_bmc(lab, lab_creds, ironic, tmp_path):
     rec = records(lab, lab_creds, SPEC.libvirt_address)[0]
-    backend = bios.RedfishBios(rec, lab_creds, lab.ca_bundle, FAST)
-    backend.write(dict(libvirt_lab.BIOS_DEFAULTS))
-    assert backend.state().current["ProcVirtualization"] == "Disabled"
+    with bios.RedfishBios(rec, lab_creds, lab.ca_bundle, FAST) as backend:
+        backend.write(dict(libvirt_lab.BIOS_DEFAULTS))
+        assert backend.state().current["ProcVirtualization"] == "Disabled"
     path = rack_file(tmp_path, lab, bmc={"ranges": [SPEC.libvirt_address],
                                          "credentials": ["lab"]},
                      ironic={"url": lab.ironic_url},

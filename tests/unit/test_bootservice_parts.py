@@ -152,3 +152,14 @@ def test_state_keeps_installs_across_reopen_and_applies_deadlines(tmp_path):
     again.add("n2", "52:54:00:98:00:01", tokens.digest("u" * 43), "ks", files, 60)
     assert [e.stage for e in again.events("n1")] == ["added", "kickstart-fetched", "timeout"]
     again.close()
+
+
+def test_install_timings_follow_when_steps_happened_not_when_they_were_recorded():
+    from metalctl.provision.stage import _timings
+    # the power request returned (and was recorded) after the boot script was fetched
+    events = [("added", 100.0), ("boot-script", 101.5), ("power", 100.5),
+              ("kickstart-fetched", 104.0), ("boot-script", 110.0)]
+    timings = _timings(events, 100.0, then=[("ssh", 120.0)])
+    assert list(timings) == ["power", "boot-script", "kickstart-fetched", "ssh"]
+    assert timings == {"power": 0.5, "boot-script": 1.0, "kickstart-fetched": 2.5,
+                       "ssh": 16.0}
