@@ -33,7 +33,8 @@ def test_run_profiles_the_libvirt_machine_through_its_bmc(lab, lab_creds, ironic
         node = json.loads(proc.stdout)["nodes"][0]
         assert node["evidence"]["profile"]["profile"] == "compute-general"
         assert node["evidence"]["profile"]["bios"] == "applied"
-        assert backend.state().current["ProcVirtualization"] == "Enabled"  # on the BMC
+        with bios.RedfishBios(rec, lab_creds, lab.ca_bundle, FAST) as backend:
+            assert backend.state().current["ProcVirtualization"] == "Enabled"  # on the BMC
         with Store(tmp_path / "store.db").open() as store:
             key = store.nodes()[0]["key"]
             assert store.get_data(key, "bios")["profile"] == "compute-general"
@@ -41,4 +42,5 @@ def test_run_profiles_the_libvirt_machine_through_its_bmc(lab, lab_creds, ironic
         again = json.loads(metalctl(["run", str(path), "-o", "json"], env).stdout)
         assert again["nodes"][0]["steps"]["profile"] == "skipped"
     finally:
-        backend.write(dict(libvirt_lab.BIOS_DEFAULTS))
+        with bios.RedfishBios(rec, lab_creds, lab.ca_bundle, FAST) as backend:
+            backend.write(dict(libvirt_lab.BIOS_DEFAULTS))
