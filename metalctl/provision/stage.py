@@ -432,7 +432,9 @@ class _Install:
             self.power_at = self.clock()
             # dated when requested: the machine may fetch its boot script before a slow
             # BMC has answered the power request
-            boot.state.event(name, "power", note[:200], at=requested)
+            boot.state.event(name, "power", f"{note[:180]} (the BMC answered in "
+                                            f"{boot.state.now() - requested:.1f} s)",
+                             at=requested)
         return self.follow_boot_service()
 
     def follow_boot_service(self, *, ironic_state: Callable[[], str | None] | None = None) -> str:
