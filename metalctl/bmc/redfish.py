@@ -125,14 +125,12 @@ def connect(base_url: str, address: str, cred: Credential, verify: bool | str,
         # Authentication is lazy in sushy; touch an authenticated resource now so a
         # wrong password fails here, per credential, not later mid-inventory.
         root.get_system_collection()
-    except (sushy_exc.SushyError, requests.exceptions.RequestException) as exc:
+    except BaseException as exc:
         logout(root, address)  # a session may exist even though this login failed
-        raise translate(exc, address) from None
-    except MALFORMED as exc:
-        logout(root, address)
-        raise malformed(exc, address) from None
-    except BaseException:
-        logout(root, address)
+        if isinstance(exc, (sushy_exc.SushyError, requests.exceptions.RequestException)):
+            raise translate(exc, address) from None
+        if isinstance(exc, MALFORMED):
+            raise malformed(exc, address) from None
         raise
     return root
 
