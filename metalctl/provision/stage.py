@@ -367,7 +367,6 @@ class _Install:
         self.on_step = on_step
         self.inputs, self.opts, self.store, self.clock = inputs, opts, store, clock
         self.recorded: set[tuple[str, float]] = set()
-        self.power_at: float | None = None
         self.start_at = clock()
 
     # -- store events --------------------------------------------------------------------
@@ -429,7 +428,6 @@ class _Install:
                                    "template": self.inputs.template})
             requested = boot.state.now()
             note = self.inputs.power.network_boot_once(self.node)
-            self.power_at = self.clock()
             # dated when requested: the machine may fetch its boot script before a slow
             # BMC has answered the power request
             boot.state.event(name, "power", f"{note[:180]} (the BMC answered in "

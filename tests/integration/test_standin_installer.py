@@ -48,8 +48,6 @@ class Served:
     callbacks: list[dict[str, str]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
-    times: dict[str, float] = field(default_factory=dict)
-    started: float = 0.0
 
     def stages(self) -> list[str]:
         return [c.get("stage", "?") for c in self.callbacks]
@@ -72,7 +70,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         s = self.served
         if url.path == f"/ks/{NODE}":
             s.ks_fetches += 1
-            s.times.setdefault("kickstart fetched", time.monotonic() - s.started)
             token = urllib.parse.parse_qs(url.query).get("token", [""])[0]
             if token != TOKEN or s.ks_fetches > 1:  # served once, like the boot service
                 s.refused.append(self.path)
@@ -102,8 +99,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             fields = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
             fields["body"] = fields.get("hostkeys") or fields.get("message") or ""
         self.served.callbacks.append(fields)
-        self.served.times.setdefault(fields.get("stage", "?"),
-                                     time.monotonic() - self.served.started)
         return self._reply(200, b"ok\n")
 
 
@@ -252,7 +247,6 @@ def test_failing_post_runs_onerror_and_never_boots_the_half_installed_disk(
     disk = tmp_path / "disk.raw"
     with disk.open("wb") as f:
         f.truncate(1 << 30)
-    served.started = time.monotonic()
     qemu = Qemu(tmp_path, _install_argv(files, disk, port, bootif=False))
     try:
         _wait_for(served, "error", qemu, INSTALL_S)
@@ -282,7 +276,6 @@ def test_a_partitioned_disk_without_clearpart_is_left_untouched(
     subprocess.run(["sfdisk", "-q", str(disk)], input=b"label: dos\nsize=64MiB, type=83\n",
                    check=True)
     table = disk.read_bytes()[:1024]
-    served.started = time.monotonic()
     qemu = Qemu(tmp_path, _install_argv(files, disk, port, bootif=True))
     try:
         _wait_for(served, "error", qemu, INSTALL_S)
