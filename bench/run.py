@@ -33,10 +33,13 @@ from metalctl.netaddrs import parse_targets
 
 #: Redfish BMCs answer each request after 50..250 ms (spread across BMCs; the last is the
 #: slowest), a healthy-BMC range per reference/provisioning-anchors.md §4.3.
-SPEC = rack.RackSpec(octet=30, redfish_bmcs=20, systems_per_bmc=5, ipmi_bmcs=10,
-                     libvirt_domains=0, dead=10, latency_ms=(50.0, 250.0),
+#: METALCTL_BENCH_SMOKE=1: the smallest rack, for the test that keeps the bench working
+SMOKE = os.environ.get("METALCTL_BENCH_SMOKE") == "1"
+SPEC = rack.RackSpec(octet=30, redfish_bmcs=2 if SMOKE else 20, systems_per_bmc=2 if SMOKE else 5,
+                     ipmi_bmcs=1 if SMOKE else 10, libvirt_domains=0, dead=1 if SMOKE else 10,
+                     latency_ms=(50.0, 250.0),
                      db=os.environ.get("METALCTL_BENCH_DB", "postgresql"))
-ONE_BY_ONE_FULL_SAMPLE = 20
+ONE_BY_ONE_FULL_SAMPLE = 2 if SMOKE else 20
 BUDGET = Budget(connect_timeout_s=2, read_timeout_s=20, attempts=2, concurrency=64)
 
 
