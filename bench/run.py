@@ -136,9 +136,9 @@ def bench_enrollment(lab, creds):
         os.chmod(path, 0o600)
         _, t_serial = timed(lambda: create_resources.create_resources(ir.client, [str(path)]))
     _wipe(ir)
-    res, t_conc = timed(lambda: enroll.enroll(ir, desired, opts))
+    res, t_conc = timed(lambda: enroll.enroll(desired, ir, opts))
     assert all(r.action.value == "created" for r in res), [r.error for r in res if r.error][:3]
-    _, t_rerun = timed(lambda: enroll.enroll(ir, desired, opts))
+    _, t_rerun = timed(lambda: enroll.enroll(desired, ir, opts))
     _wipe(ir)
     # full enrollment (to 'manageable': Ironic verifies every BMC), one by one as an
     # operator script does it: `baremetal create` then `baremetal node manage --wait`
@@ -158,7 +158,7 @@ def bench_enrollment(lab, creds):
     _wipe(ir)
     full = enroll.EnrollOptions(verify_ca=lab.ca_bundle, budget=Budget(concurrency=32,
                                                                        deadline_s=600))
-    res_full, t_full = timed(lambda: enroll.enroll(ir, desired, full))
+    res_full, t_full = timed(lambda: enroll.enroll(desired, ir, full))
     manageable = sum(r.provision_state == "manageable" for r in res_full)
     n = len(desired)
     serial_full_rate = len(sample) / t_serial_full

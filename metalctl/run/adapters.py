@@ -181,7 +181,7 @@ def enroll(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit:
                          "provision_state": r.provision_state}, name=r.name))
 
     if batch:
-        enroll_stage.enroll(inputs.ironic_client(), batch, opts, store=store, on_result=done)
+        enroll_stage.enroll(batch, inputs.ironic_client(), opts, store=store, on_result=done)
 
 
 # --- profile -------------------------------------------------------------------------------
