@@ -25,7 +25,7 @@ from metalctl.lab.hosts import HostLab
 from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
-from tests.consumers import sarif_github_findings, validate_junit
+from tests.consumers import run, sarif_github_findings, tool, validate_junit
 
 from .test_cli import run as cli
 
@@ -254,7 +254,10 @@ def test_cli_formats_exit_codes_and_bad_input(lab, pki, tmp_path):
     base = ["audit", "--inventory", str(inv), "--site", str(site_file), "--ssh-key",
             str(lab.client_key), "--known-hosts", str(lab.known_hosts)]
     out = cli([*base, "-o", "json", "--junit", str(tmp_path / "r.xml"), "--html",
-               str(tmp_path / "r.html"), "--sarif", str(tmp_path / "r.sarif")], env, 2)
+               str(tmp_path / "r.html"), "--sarif", str(tmp_path / "r.sarif"),
+               "--xccdf", str(tmp_path / "r.xccdf")], env, 2)
+    checked = run([tool("oscap"), "xccdf", "validate", str(tmp_path / "r.xccdf")])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     doc = json.loads(out.stdout)
     assert doc["schema"] == "metalctl-audit/1"
     assert {h["host"] for h in doc["hosts"]} == {"h1", "h2"}

@@ -8,10 +8,12 @@ could not be reached, a finding on a known line and one about a whole file.
 from __future__ import annotations
 
 import json
+import re
+import xml.etree.ElementTree as ET
 
 import xmlschema
 
-from metalctl.audit import formats
+from metalctl.audit import formats, xccdf
 from metalctl.audit.locate import key_line, locate, rule_path
 from metalctl.audit.model import (
     ERROR,
@@ -26,7 +28,7 @@ from metalctl.audit.model import (
     Result,
 )
 from metalctl.rules.gather import FileFact, HostFacts
-from tests.consumers import SCHEMAS, sarif_github_findings, validate_junit
+from tests.consumers import SCHEMAS, run, sarif_github_findings, tool, validate_junit
 
 RULES = {
     "SSH-003": {"title": "Root login by key only", "severity": "high",
@@ -93,7 +95,6 @@ def test_jenkins_xunit_schema_rejects_skipped_on_testsuites():
 
 
 def test_junit_counts_per_suite():
-    import xml.etree.ElementTree as ET
     root = ET.fromstring(formats.junit(sample_report()))
     assert root.attrib == {}
     h1 = root.find("testsuite[@name='h1']")
@@ -153,3 +154,47 @@ def test_locate_finds_the_line_that_sets_the_key():
     assert rule_path("sysctl", {"key": "net.ipv4.ip_forward"}, {}) == \
         "/proc/sys/net/ipv4/ip_forward"
     assert key_line("listen_tls_x = 1\nlisten_tls = 1\n", "listen_tls") == 2
+
+
+# --- XCCDF 1.2 (OpenSCAP) --------------------------------------------------------------------
+
+
+def test_xccdf_passes_oscap_validate_and_renders(tmp_path):
+    path = tmp_path / "audit.xccdf.xml"
+    path.write_text(xccdf.xccdf(sample_report()))
+    oscap = tool("oscap")
+    check = run([oscap, "xccdf", "validate", str(path)])
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "Error" not in check.stdout + check.stderr
+    page = tmp_path / "report.html"
+    shown = run([oscap, "xccdf", "generate", "report", "--output", str(page), str(path)])
+    assert shown.returncode == 0, shown.stderr
+    assert "W: oscap" not in shown.stderr  # every element was understood
+    html = page.read_text()
+    # the most recent TestResult is rendered: the host that could not be reached
+    assert "host h3: connection refused" in html
+    assert "xccdf_io.metalctl_rule_SSH-003" in html
+
+
+def test_xccdf_statuses_idents_and_waiver_as_oscap_renders_them(tmp_path):
+    one = sample_report()
+    one.hosts = one.hosts[:1]
+    path = tmp_path / "h1.xml"
+    path.write_text(xccdf.xccdf(one))
+    page = tmp_path / "h1.html"
+    shown = run([tool("oscap"), "xccdf", "generate", "report", "--output", str(page),
+                 str(path)])
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(re.sub(r"<[^>]+>", " ", page.read_text()).split())
+    assert "RHEL-09-255045" in text  # STIG id as an ident
+    assert "waived (evaluated: fail) by net team until 2099-01-01" in text
+    root = ET.fromstring(path.read_text())
+    ns = {"x": xccdf.NS}
+    got = {rr.get("idref").rsplit("_", 1)[1]: rr.find("x:result", ns).text
+           for rr in root.iterfind(".//x:TestResult/x:rule-result", ns)}
+    assert got == {"SSH-003": "fail", "LVT-002": "fail", "KRN-011": "informational",
+                   "LVT-010": "error", "SEL-001": "notapplicable", "PKG-002": "notchecked"}
+    score = root.find(".//x:TestResult/x:score", ns)
+    assert (score.text, score.get("maximum")) == ("0", "2")
+    idents = {i.get("system"): i.text for i in root.iterfind("x:Rule/x:ident", ns)}
+    assert idents["https://www.cisecurity.org/cis-benchmarks/"] in ("5.1.20", "3.3.1")
