@@ -92,6 +92,8 @@ class DiscoveryRecord:
     bios_version: str | None = None
     boot_mode: str | None = None
     bmc_firmware: str | None = None
+    #: the rack the BMC reports the chassis in (Redfish ``Location.Placement.Rack``)
+    rack: str | None = None
     hardware: Hardware = field(default_factory=Hardware)
     credentials: str | None = None  # the *name* of the credential set that worked
     bmc_username: str | None = None  # which user of that set worked (never the password)
@@ -129,6 +131,7 @@ class DiscoveryRecord:
             "bios_version": self.bios_version,
             "boot_mode": self.boot_mode,
             "bmc_firmware": self.bmc_firmware,
+            "rack": self.rack,
             "cpu": hw["cpu"],
             "memory_gib": hw["memory_gib"],
             "nics": hw["nics"],
@@ -161,7 +164,7 @@ class DiscoveryRecord:
             hardware=hw,
             **{k: d.get(k) for k in (
                 "system_id", "uuid", "name", "vendor", "manufacturer", "model", "serial",
-                "power_state", "bios_version", "boot_mode", "bmc_firmware", "credentials",
+                "power_state", "bios_version", "boot_mode", "bmc_firmware", "rack", "credentials",
                 "bmc_username", "duration_s",
             )},
         )
