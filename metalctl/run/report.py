@@ -28,6 +28,8 @@ class RunReport:
     stopped: str | None = None
     scheduler_overhead_s: float = 0.0
     files: dict[str, str] = field(default_factory=dict)
+    #: node key -> its stored plan (``node_data(plan)``), shown in the HTML as tables
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Nodes per final status (ok, failed, stopped, alias)."""

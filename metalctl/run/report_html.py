@@ -116,6 +116,29 @@ def needs_a_person(report: RunReport) -> list[dict[str, str]]:
     return out
 
 
+def plan_summary(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a tech checks of a node's stored plan (``node_data(plan)``): CPU sets,
+    hugepages per NUMA node, kernel arguments and the Nova options derived from them."""
+    plan = (stored or {}).get("plan")
+    if not isinstance(plan, dict) or "numa" not in plan:
+        return None
+    nova = plan.get("nova") if isinstance(plan.get("nova"), dict) else {}
+    flat = {f"[{section}] {k}" if isinstance(opts, dict) else section: v
+            for section, opts in nova.items()
+            for k, v in (opts.items() if isinstance(opts, dict) else [(section, opts)])}
+    return {
+        "profile": plan.get("profile"),
+        "cpu sets": {"host": plan.get("host_cpus"), "isolated": plan.get("isolated_cpus"),
+                     "pmd": plan.get("pmd_cpus"), "offline": plan.get("offline_cpus")},
+        "hugepages": [{"NUMA node": n.get("node"), "pages": n.get("hugepages"),
+                       "size": plan.get("hugepage_size"), "memory MiB": n.get("memory_mib"),
+                       "guest CPUs": len(n.get("guest_cpus") or [])}
+                      for n in plan["numa"] if isinstance(n, dict)],
+        "kernel arguments": " ".join(plan.get("kernel_args") or []),
+        "nova.conf": flat,
+    }
+
+
 def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.PackageLoader("metalctl.run", "templates"),
                               autoescape=True, undefined=jinja2.StrictUndefined,
@@ -127,4 +150,5 @@ def render(report: RunReport) -> str:
     return _env().get_template("report.html.j2").render(
         report=report, stages=STAGES, counts=sorted(report.counts().items()),
         needs=needs_a_person(report), chart=timeline(report), colours=COLOURS,
-        total=lambda n: sum(n.timings.values()))
+        total=lambda n: sum(n.timings.values()),
+        plan_of=lambda key: plan_summary(report.plans.get(key)))

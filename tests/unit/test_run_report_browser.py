@@ -50,8 +50,20 @@ def sample() -> RunReport:
                    timings={"discover": 2.2, "enroll": 1.0},
                    started={"discover": t0, "enroll": t0 + 3},
                    reason="enroll: Ironic unavailable")
+    plan = {"profile": "nfv-sriov", "plan": {
+        "profile": "nfv-sriov", "host_cpus": "0-1,32-33", "isolated_cpus": "2-31,34-63",
+        "pmd_cpus": "", "offline_cpus": "", "hugepage_size": "1G",
+        "numa": [{"node": 0, "hugepages": 48, "memory_mib": 65536,
+                  "guest_cpus": list(range(2, 16))},
+                 {"node": 1, "hugepages": 48, "memory_mib": 65536,
+                  "guest_cpus": list(range(16, 32))}],
+        "kernel_args": ["default_hugepagesz=1G", "hugepagesz=1G", "hugepages=96",
+                        "isolcpus=managed_irq,domain,2-31,34-63"],
+        "nova": {"compute": {"cpu_dedicated_set": "2-31,34-63", "cpu_shared_set": "0-1"},
+                 "DEFAULT": {"reserved_host_memory_mib": 4096}}}}
     return RunReport(rack="rack-a", started_at="2026-12-06T02:00:00+00:00", duration_s=371.0,
-                     until="audit", budget="10%", nodes=[ok, bad, late])
+                     until="audit", budget="10%", nodes=[ok, bad, late],
+                     plans={ok.key: plan})
 
 
 def test_failures_come_first_with_what_to_do_next():
@@ -66,6 +78,10 @@ def test_failures_come_first_with_what_to_do_next():
     assert "<script>x" not in page
     assert "&lt;script&gt;x" in page
     assert "<pre>" not in page  # evidence as tables, not raw JSON
+    # the plan as tables: CPU sets, hugepages per NUMA node, kernel arguments, nova.conf
+    assert "<th>isolated</th><td>2-31,34-63" in page
+    assert "isolcpus=managed_irq,domain,2-31,34-63" in page
+    assert "[compute] cpu_dedicated_set" in page
     bars = timeline(report)["bars"]
     assert len(bars) == 6 + 6 + 2
 
