@@ -256,8 +256,15 @@ def test_cli_formats_exit_codes_and_bad_input(lab, pki, tmp_path):
     out = cli([*base, "-o", "json", "--junit", str(tmp_path / "r.xml"), "--html",
                str(tmp_path / "r.html"), "--sarif", str(tmp_path / "r.sarif"),
                "--xccdf", str(tmp_path / "r.xccdf")], env, 2)
+    # every file, from real hosts, accepted by the program that reads it
     checked = run([tool("oscap"), "xccdf", "validate", str(tmp_path / "r.xccdf")])
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    validate_junit((tmp_path / "r.xml").read_text())
+    assert [f for f in sarif_github_findings(tmp_path / "r.sarif")
+            if f["rule"].startswith("GH") or f["level"] == "error"] == []
+    located = json.loads((tmp_path / "r.sarif").read_text())["runs"][0]["results"]
+    assert any(r["locations"][0]["physicalLocation"]["region"]["startLine"] > 1
+               for r in located)  # a finding on the line that sets the key
     doc = json.loads(out.stdout)
     assert doc["schema"] == "metalctl-audit/1"
     assert {h["host"] for h in doc["hosts"]} == {"h1", "h2"}
