@@ -21,11 +21,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from metalctl.bmc.inventory import RawReader
+from metalctl.bmc.inventory import MAX_MEMBERS, RawReader
 
 LOG = logging.getLogger(__name__)
 #: chassis nesting followed upwards (card -> sled -> enclosure -> rack is 3)
 MAX_CONTAINMENT = 4
+#: longest BMC-supplied name, model, serial or rack kept (longer ones are not believed)
+MAX_TEXT = 256
 
 
 def is_dpu(system: dict[str, Any]) -> bool:
@@ -63,8 +65,8 @@ def rack(reader: RawReader, system: dict[str, Any]) -> str | None:
         location = doc.get("Location") if isinstance(doc.get("Location"), dict) else {}
         placement = location.get("Placement") if isinstance(location.get("Placement"),
                                                              dict) else {}
-        value = placement.get("Rack")
-        if isinstance(value, str) and value:
+        value = _text(placement.get("Rack"))
+        if value:
             return value
     return None
 
@@ -110,9 +112,15 @@ def dpu_host(reader: RawReader, dpu: dict[str, Any],
     return None
 
 
+def _text(value: Any) -> str | None:
+    """A BMC-supplied string kept as it is when it is a short string, else None."""
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_TEXT else None
+
+
 def dpu_summary(dpu: dict[str, Any]) -> dict[str, Any]:
     """What the host's record says about one DPU (identity, model, offloaded functions)."""
-    return {"system_id": str(dpu.get("@odata.id") or "").rstrip("/") or None,
-            "name": dpu.get("Name"), "manufacturer": dpu.get("Manufacturer"),
-            "model": dpu.get("Model"), "serial": dpu.get("SerialNumber"),
-            "offloaded_functions": _links(dpu, "OffloadedNetworkDeviceFunctions")}
+    return {"system_id": _text(str(dpu.get("@odata.id") or "").rstrip("/")),
+            "name": _text(dpu.get("Name")), "manufacturer": _text(dpu.get("Manufacturer")),
+            "model": _text(dpu.get("Model")), "serial": _text(dpu.get("SerialNumber")),
+            "offloaded_functions": [p for p in _links(dpu, "OffloadedNetworkDeviceFunctions")
+                                    if len(p) <= MAX_TEXT][:MAX_MEMBERS]}

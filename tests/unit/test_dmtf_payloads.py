@@ -86,3 +86,12 @@ def test_dpu_host_and_rack_through_containment():
     # a DPU is not attached to another blade merely sharing the enclosure
     assert systems.dpu_host(reader(docs), dpu, [blades["/redfish/v1/Systems/529QB9450R6"]]) \
         is None
+
+
+def test_dpu_summary_keeps_only_short_strings():
+    dpu = tree("public-smartnic")["/redfish/v1/Systems/Card1-SoC"]
+    hostile = {**dpu, "Name": {"nested": "x"}, "Model": "M" * 5000, "SerialNumber": 7}
+    summary = systems.dpu_summary(hostile)
+    assert (summary["name"], summary["model"], summary["serial"]) == (None, None, None)
+    assert summary["system_id"] == "/redfish/v1/Systems/Card1-SoC"
+    assert len(summary["offloaded_functions"]) == 2
