@@ -128,6 +128,20 @@ class DiscoveryRecord:
         base = ep.url if ep else self.address
         return f"{base}{self.system_id}" if self.protocol is Protocol.REDFISH else base
 
+    # the stage contract (metalctl.model.result)
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.ok else f"{self.status.value}: {self.error or ''}".rstrip(": ")
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return {"address": self.address, "protocol": self.protocol and self.protocol.value,
+                "manufacturer": self.manufacturer, "model": self.model}
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``metalctl discover -o json`` (keys pinned by a test)."""
         hw = self.hardware.to_dict()
