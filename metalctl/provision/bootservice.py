@@ -206,8 +206,8 @@ class BootService:
                                    reason=exc.strerror or str(exc)) from None
         LOG.info("boot service: listening on %s (state %s)", self.url, self.state.path)
         if self.dhcp is None:
-            LOG.warning("boot service: no DHCP lease source (--dnsmasq-conf): each install "
-                        "binds to the first address that fetches its kickstart")
+            LOG.warning("boot service: no DHCP lease source (dnsmasq's configuration): each "
+                        "install binds to the first address that fetches its kickstart")
         return self
 
     def stop(self) -> None:

@@ -576,7 +576,9 @@ class _Install:
         events = self._mirror()
         timings = _timings(events, self.start_at)
         if state == TIMEOUT and not reason:
-            steps = [s for s, _ in events if s not in ("timeout", "added")]
+            # install steps only: refused requests (an attacker's) are not progress
+            steps = [s for s, _ in events if s in INSTALL_STEPS and s not in ("timeout",
+                                                                                "added")]
             reason = (f"no end callback within {self.opts.deadline_s:.0f} s; last step: "
                       f"{steps[-1] if steps else 'none'}")
         self.event(state, {"timings": timings}, error=reason)
