@@ -100,10 +100,12 @@ class ScriptedMachine:
     """What iPXE and the installer do, over real HTTP; the installed OS is host h1."""
 
     def __init__(self, boot: BootService, hostlab: HostLab, *, fail: str | None = None,
-                 stop_after_kickstart: bool = False, keys: str | None = None) -> None:
+                 stop_after_kickstart: bool = False, keys: str | None = None,
+                 second_keys: str | None = None, skip_keys: bool = False) -> None:
         self.boot, self.hostlab, self.fail = boot, hostlab, fail
         self.stop_after_kickstart = stop_after_kickstart
         self.keys = keys
+        self.second_keys, self.skip_keys = second_keys, skip_keys
         self.powered: list[str] = []
         self.kickstarts: list[str] = []
         self.threads: list[threading.Thread] = []
@@ -137,7 +139,12 @@ class ScriptedMachine:
         keys = self.keys or "".join(
             p.read_text() for p in sorted((self.hostlab.host_dir(1) / "upper" / "etc" /
                                            "ssh").glob("ssh_host_*_key.pub")))
-        requests.post(cb, params={"stage": "hostkeys"}, headers=head, data=keys, timeout=5)
+        if not self.skip_keys:
+            requests.post(cb, params={"stage": "hostkeys"}, headers=head, data=keys,
+                          timeout=5)
+        if self.second_keys:  # something else holding the token delivers its own
+            requests.post(cb, params={"stage": "hostkeys"}, headers=head,
+                          data=self.second_keys, timeout=5)
         requests.post(cb, params={"stage": "end"}, headers=head, timeout=5)
 
 
@@ -210,6 +217,25 @@ def test_a_host_answering_with_other_keys_than_delivered_is_refused(store, boot,
     [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
     assert res.status == "failed"
     assert "not the host the install delivered keys for" in res.reason
+    assert store.find("node1")["state"] == "profiled"
+
+
+def test_conflicting_or_missing_host_keys_fail_the_node_with_what_to_do(
+        store, boot, hostlab, tmp_path):
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    machine = ScriptedMachine(boot, hostlab, second_keys=other.with_suffix(".pub").read_text())
+    [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
+    assert res.status == "failed"
+    assert "second, different set of SSH host keys" in res.reason
+    assert "reinstall the node (--redo)" in res.reason
+    assert not (tmp_path / "known_hosts").exists()  # nothing trusted
+    machine = ScriptedMachine(boot, hostlab, skip_keys=True)
+    [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
+    assert res.status == "failed"
+    assert "`end` without delivering its SSH host keys" in res.reason
+    assert not (tmp_path / "known_hosts").exists()
     assert store.find("node1")["state"] == "profiled"
 
 
