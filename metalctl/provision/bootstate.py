@@ -316,10 +316,14 @@ class BootState:
         """
         self.expire()
         now = self.now()
+        # host names (and known_hosts) ignore case: R650 and r650 are one host
         for other, state in self._run("SELECT node, state FROM installs WHERE mac = ? "
-                                      "OR node = ?", (mac, node)):
+                                      "OR lower(node) = lower(?)", (mac, node)):
             if state != ACTIVE:
                 continue
+            if other != node and other.lower() == node.lower():
+                raise InstallConflict(node=node, reason=f"the active install of {other} "
+                                                        "has the same name but for case")
             if other != node:
                 raise InstallConflict(node=node, reason=f"MAC {mac} belongs to the active "
                                                         f"install of {other}")

@@ -138,6 +138,8 @@ def test_state_keeps_installs_across_reopen_and_applies_deadlines(tmp_path):
     state.add("n1", "52:54:00:98:00:01", tokens.digest("t" * 43), "ks", files, 60)
     with pytest.raises(InstallConflict):
         state.add("n2", "52:54:00:98:00:01", tokens.digest("u" * 43), "ks", files, 60)
+    with pytest.raises(InstallConflict, match="same name but for case"):
+        state.add("N1", "52:54:00:98:00:09", tokens.digest("u" * 43), "ks", files, 60)
     state.close()
     assert oct((tmp_path / "bootservice.db").stat().st_mode & 0o777) == "0o600"
     again = BootState(tmp_path, clock=lambda: now[0])
