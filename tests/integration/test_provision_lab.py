@@ -493,20 +493,68 @@ def ironic_boot(lab, net, serve):
     _dnsmasq(net, serve["url"], "serve")
 
 
+class IronicRootAttacker(Attacker):
+    """Reads Ironic's published ``ks.cfg`` (callback token in it) and posts its own host
+    keys and ``end`` with that token from the host side, every half second."""
+
+    def __init__(self, ks_url: str, boot_url: str, source: str, keys: str) -> None:
+        super().__init__(boot_url, source, "00:00:00:00:00:00", keys)
+        self.ks_url = ks_url
+        self.tokens: set[str] = set()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                text = requests.get(self.ks_url, timeout=5).text
+                m = re.search(r"Authorization: Bearer ([\w-]{43})", text)
+                node = re.search(r"/callback/([\w.-]+)", text)
+                if not (m and node):
+                    continue
+                self.tokens.add(m.group(1))
+                for stage, body in (("hostkeys", self.keys.encode()), ("end", b"")):
+                    status, _ = self._ask("POST", f"/callback/{node.group(1)}?stage={stage}",
+                                          body, {"Authorization": f"Bearer {m.group(1)}"})
+                    self.answers.append((stage, status))
+            except (OSError, requests.RequestException):
+                continue
+
+
 def test_through_ironic_available_to_active_and_installed(lab, env, node, serve, net,
-                                                          ironic_boot):
+                                                          ironic_boot, capsys):
     enroll = subprocess.run([*METALCTL, "enroll", "--provide"], env=env["env"],
                             capture_output=True, text=True, timeout=300)
     assert enroll.returncode == 0, enroll.stderr
+    row = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])
+    uuid, name = row["ironic_uuid"], row["name"]  # enrolled: named by the site's template
+    # Ironic publishes the rendered kickstart, callback token included, in its http_root:
+    # an attacker on the network reads it there and calls back first, with the real token
+    evil = env["dir"] / "evil_ironic_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(evil)],
+                   check=True)
+    evil_pub = evil.with_suffix(".pub").read_text()
+    attacker = IronicRootAttacker(f"http://{net.host_address}:{prov_ironic.HTTP_ROOT_PORT}"
+                                  f"/{uuid}/ks.cfg", serve["url"], net.host_address, evil_pub)
+    attacker.start()
     site = _site(env, f"{serve['url']}/files/liveimg.tar.gz")
     proc = _provision(env, node, *_ironic_args(env, serve, site, "--redo"))
+    attacker.stop.set()
+    attacker.join(10)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = _result(proc)
     assert res["status"] == "installed"
     assert res["via"] == "ironic"
-    row = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])
-    uuid, name = row["ironic_uuid"], row["name"]  # enrolled: named by the site's template
     assert ironic_boot.node(uuid)["provision_state"] == "active"
+    # the attacker held the real token and still got nowhere: the install bound to the
+    # machine's leased address at its first callback
+    assert attacker.tokens, "Ironic's ks.cfg was never read with a token in it"
+    assert attacker.answers
+    assert {status for _, status in attacker.answers} == {403}, attacker.answers
+    state = BootState(Path(env["env"]["METALCTL_BOOT_STATE"]))
+    assert state.get(name).bound_address == net.pinned_address(0)
+    assert evil_pub.split()[1] not in Path(env["env"]["METALCTL_KNOWN_HOSTS"]).read_text()
+    with capsys.disabled():
+        print(f"\n[provision ironic] attacker read {len(attacker.tokens)} token(s) from "
+              f"Ironic's http_root; {len(attacker.answers)} callbacks refused")
     out = subprocess.run(["ssh", "-i", str(env["key"]), "-o", "BatchMode=yes", "-o",
                           "StrictHostKeyChecking=yes", "-o",
                           f"UserKnownHostsFile={env['env']['METALCTL_KNOWN_HOSTS']}",
