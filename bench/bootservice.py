@@ -7,10 +7,10 @@ The service runs in its own process (as ``metalctl serve`` does) on 127.98.1.1 w
 clients on 127.98.1.2 in this process. Each node does what a PXE-booting machine and
 an attacker next to it would:
 
-1. ``GET /boot/<mac>.ipxe`` and takes its token from the script (200);
-2. ``GET /ks/<node>`` with a wrong token (403, nothing served);
-3. ``GET /ks/<node>`` with its token (200, an 8 KiB kickstart);
-4. ``GET /ks/<node>`` with the same token again (403: reused);
+1. ``GET /boot/<mac>.ipxe`` and takes its kickstart ticket from the script (200);
+2. ``GET /ks/<node>`` with a wrong ticket (403, nothing served);
+3. ``GET /ks/<node>`` with its ticket (200, an 8 KiB kickstart);
+4. ``GET /ks/<node>`` with the same ticket again (403: used up);
 
 and NODES/10 unknown MACs ask for a script (200, local disk). Two phases:
 
@@ -94,18 +94,18 @@ async def node(port: int, phase: str, i: int, delay_s: float, lat: dict, wrong: 
 
     status, script, ms = await fetch(port, "GET", f"/boot/{hyp}.ipxe")
     record("boot-script", status, 200, ms)
-    m = re.search(rb"\?token=([A-Za-z0-9_-]+)", script)
+    m = re.search(rb"\?ticket=([A-Za-z0-9_-]+)", script)
     if not m:
-        wrong.append(f"{name}: no token in the boot script")
+        wrong.append(f"{name}: no ticket in the boot script")
         return
     token = m.group(1).decode()
-    status, _, ms = await fetch(port, "GET", f"/ks/{name}?token={secrets.token_urlsafe(32)}")
+    status, _, ms = await fetch(port, "GET", f"/ks/{name}?ticket={secrets.token_urlsafe(32)}")
     record("ks-bad-token", status, 403, ms)
-    status, body, ms = await fetch(port, "GET", f"/ks/{name}?token={token}")
+    status, body, ms = await fetch(port, "GET", f"/ks/{name}?ticket={token}")
     record("ks-good-token", status, 200, ms)
     if len(body) != len(KICKSTART):
         wrong.append(f"{name}: kickstart of {len(body)} bytes")
-    status, _, ms = await fetch(port, "GET", f"/ks/{name}?token={token}")
+    status, _, ms = await fetch(port, "GET", f"/ks/{name}?ticket={token}")
     record("ks-reused", status, 403, ms)
 
 

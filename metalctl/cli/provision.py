@@ -19,6 +19,7 @@ from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.hosts import load_site
 from metalctl.output.render import render, summary_line
+from metalctl.provision import dnsmasq
 from metalctl.provision import kickstart as ks
 from metalctl.provision.bootservice import BootService
 from metalctl.provision.bootstate import BootFiles
@@ -71,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the boot service's state (default $METALCTL_BOOT_STATE or "
                         "~/.local/state/metalctl/boot)")
     g.add_argument("--files-dir", type=Path, help="installer files served under /files/")
+    g.add_argument("--dnsmasq-conf", type=Path, metavar="FILE",
+                   help="with --serve: dnsmasq's configuration, whose pins and leases bind "
+                        "each install to its machine's address (as `metalctl serve`)")
     g.add_argument("--kernel", default="vmlinuz", help="installer kernel (URL or files path)")
     g.add_argument("--initrd", default="initrd.img", help="installer initramfs")
     g.add_argument("--stage2", help="inst.stage2 (URL or files path)")
@@ -186,8 +190,12 @@ def run(args: argparse.Namespace) -> ExitCode:
                                                  "in this process) or --boot-url of a "
                                                  "`metalctl serve` sharing --boot-dir")
     if bind_port is not None:
+        if args.dnsmasq_conf:
+            dnsmasq.check(args.dnsmasq_conf)
         boot = BootService(bind_port[0], bind_port[1], boot_dir, files_dir=args.files_dir,
-                           public_url=args.boot_url)
+                           public_url=args.boot_url,
+                           dhcp=dnsmasq.DnsmasqLeases(args.dnsmasq_conf)
+                           if args.dnsmasq_conf else None)
     else:
         boot = BootService("127.0.0.1", 0, boot_dir, files_dir=args.files_dir,
                            public_url=args.boot_url or "http://127.0.0.1:8080")

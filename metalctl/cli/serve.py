@@ -32,15 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public-url", help="URL installers use, when not http://BIND:PORT")
     p.add_argument("--dnsmasq-check", type=Path, metavar="FILE",
                    help="refuse to start unless dnsmasq --test accepts FILE")
+    p.add_argument("--dnsmasq-conf", type=Path, metavar="FILE",
+                   help="the dnsmasq configuration serving this network: checked like "
+                        "--dnsmasq-check; its dhcp-host pins and lease file bind each "
+                        "install to the address DHCP gave its MAC (docs/bootservice.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Serve until SIGTERM or SIGINT."""
-    if args.dnsmasq_check:
-        dnsmasq.check(args.dnsmasq_check)  # InputError -> exit 3
+    for conf in (args.dnsmasq_check, args.dnsmasq_conf):
+        if conf:
+            dnsmasq.check(conf)  # InputError -> exit 3
     svc = BootService(args.bind, args.port, args.state_dir or default_state_dir(),
-                      files_dir=args.files_dir, public_url=args.public_url)
+                      files_dir=args.files_dir, public_url=args.public_url,
+                      dhcp=dnsmasq.DnsmasqLeases(args.dnsmasq_conf) if args.dnsmasq_conf
+                      else None)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -34,12 +34,14 @@ import h11
 LOG = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024
+#: query fields a request may carry (the routes use two); more is a 400, not a parse error
+MAX_QUERY_FIELDS = 8
 FILE_TIMEOUT_S = 900.0  # an installer image of a few hundred MB over a busy network
-_SCRUB = re.compile(r"(token=|bearer\s+)[^\s&'\"]*", re.IGNORECASE)
+_SCRUB = re.compile(r"(token=|ticket=|bearer\s+)[^\s&'\"]*", re.IGNORECASE)
 
 
 def scrub(text: str) -> str:
-    """Mask anything shaped like a token in ``text`` (query parameters, bearer headers)."""
+    """Mask anything shaped like a token or ticket in ``text`` (query, bearer headers)."""
     return _SCRUB.sub(r"\1***", text)
 
 
@@ -196,7 +198,9 @@ class HttpServer:
                 except _Refuse as refused:
                     response = refused.response
                 except h11.RemoteProtocolError as exc:
-                    response = Response(HTTPStatus.BAD_REQUEST, b"bad request\n",
+                    # 431 when the head outgrew MAX_HEAD_BYTES, 400 for other malformations
+                    status = HTTPStatus(exc.error_status_hint)
+                    response = Response(status, status.phrase.lower().encode() + b"\n",
                                         note=scrub(str(exc))[:200])
                 # logged before the answer leaves: whoever has the answer can read the log
                 LOG.info("boot service: %s %s %s -> %d %dB %.1fms %s", peer, method,
@@ -225,7 +229,10 @@ class HttpServer:
 
     async def _read(self, reader: asyncio.StreamReader, peer: str) -> Request:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        head = await _next_event(conn, reader)
+        # h11 checks its limit only on a head it has not parsed yet: fed 64 KiB at once,
+        # a complete 60 KiB head would pass. Fed at most the limit, a longer head is
+        # still incomplete when the budget runs out, and refused (431)
+        head = await _next_event(conn, reader, MAX_HEAD_BYTES)
         if isinstance(head, h11.ConnectionClosed):
             raise _Closed
         if not isinstance(head, h11.Request):
@@ -244,8 +251,13 @@ class HttpServer:
                 raise _Refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                               f"body must be at most {self._max_body} bytes")
         target = urlsplit(head.target.decode("ascii", "replace"))
-        return Request(head.method.decode("ascii"), target.path,
-                       parse_qs(target.query, max_num_fields=8), headers, bytes(body), peer)
+        try:
+            query = parse_qs(target.query, max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:  # more fields than max_num_fields
+            raise _Refuse(HTTPStatus.BAD_REQUEST,
+                          f"at most {MAX_QUERY_FIELDS} query fields") from None
+        return Request(head.method.decode("ascii"), target.path, query, headers,
+                       bytes(body), peer)
 
     async def _write(self, writer: asyncio.StreamWriter, response: Response,
                      method: str) -> None:
@@ -275,9 +287,16 @@ class _Closed(Exception):  # noqa: N818 - the client went away before a request
     pass
 
 
-async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader,
+                      budget: int | None = None) -> object:
+    """The next h11 event; with ``budget``, feed h11 at most that many bytes for it."""
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        conn.receive_data(await reader.read(65536))
+        if budget is not None and budget <= 0:
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        data = await reader.read(65536 if budget is None else min(65536, budget))
+        if budget is not None:
+            budget -= len(data)
+        conn.receive_data(data)

@@ -10,25 +10,27 @@ Routes (HTTP/1.1, one request per connection, bodies bounded; transport in
 
 * ``GET /boot.ipxe``: the entry script dnsmasq hands to iPXE; it chains the per-MAC one.
 * ``GET /boot/<mac>.ipxe`` (``52-54-00-..`` as iPXE's ``${mac:hexhyp}`` gives it, or
-  ``52:54:00:..``): for a MAC with an active install whose kickstart has not been
-  fetched yet, a script that chains the installer with ``inst.ks=<url with the token>``;
+  ``52:54:00:..``): for a MAC with an active PXE install whose kickstart has not been
+  fetched yet, a script that chains the installer with ``inst.ks=<url with a ticket>``;
   for any other MAC, a script that boots the local disk, so a machine nobody meant to
   wipe is never wiped.
-* ``GET /ks/<node>?token=T``: the node's kickstart, once, with that node's token; 403
-  and an empty body for a wrong, reused or expired token.
-* ``POST /callback/<node>?stage=S`` with ``Authorization: Bearer T`` (or ``&token=T``):
-  ``started``, ``pre``, ``post``, ``hostkeys`` (body: ``ssh_host_*_key.pub`` lines),
-  ``end`` or ``error`` (body: the installer's message).
+* ``GET /ks/<node>?ticket=T``: the node's kickstart, once, for its current ticket, from
+  the machine's own address; 403 and an empty body otherwise.
+* ``POST /callback/<node>?stage=S`` with ``Authorization: Bearer T`` (or ``&token=T``),
+  T the token written into the kickstart: ``started``, ``pre``, ``post``, ``hostkeys``
+  (body: ``ssh_host_*_key.pub`` lines), ``end`` or ``error`` (body: the installer's
+  message), in that order, each once, from the install's bound address only.
 * ``GET /files/<path>``: installer files from ``files_dir``, when one is given.
 * ``GET /healthz``.
 
-Token life: minted by :meth:`BootService.add_install` (returned, kept in this process's
-memory only for the boot script, stored as a SHA-256 digest). A process that does not
-hold it (restarted, or not the one that added the install) mints a fresh one when the
-machine asks for its boot script, before the kickstart is fetched; the machine gets its
-token from that script, so nothing is lost. The kickstart text is opaque, except that
-:data:`TOKEN_PLACEHOLDER` in it is replaced by the presented token as it is served, so
-``%post`` callbacks can carry the token without the state file ever holding it.
+Token flow (docs/bootservice.md has the threat model): what a MAC-only request gets is a
+*ticket*: single use, short-lived, good for one kickstart fetch, and only from the
+address DHCP gave that MAC when the service knows the leases (``dhcp=``). Serving the
+kickstart uses the ticket up, binds the install to the fetching address (PXE path) and
+mints the callback *token*, which exists only inside that response: the kickstart text
+is opaque except that :data:`TOKEN_PLACEHOLDER` is replaced by it. On the Ironic path
+Ironic's conductor fetches the kickstart, so the install binds to the first callback's
+address instead, which must be the machine's leased one when the leases are known.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
+from typing import Protocol
 
 from metalctl.credentials import Secret
 from metalctl.errors import InputError, MetalctlError
@@ -51,11 +54,13 @@ from metalctl.provision.bootserver import HttpServer, Request, Response, scrub
 from metalctl.provision.bootstate import (
     ACTIVE,
     FAILED,
+    FETCHERS,
     INSTALLED,
     NODE_RE,
     BootEvent,
     BootFiles,
     BootState,
+    InstallAuth,
     InstallRecord,
     check_node,
     normalise_mac,
@@ -65,26 +70,37 @@ from metalctl.provision.hostkeys import HostKey
 
 LOG = logging.getLogger(__name__)
 
-#: replaced in a served kickstart by the token the fetch presented
+#: replaced in a served kickstart by the callback token minted for it
 TOKEN_PLACEHOLDER = tokens.TOKEN_PLACEHOLDER
 CALLBACK_STAGES = ("started", "pre", "post", "hostkeys", "end", "error")
+#: the order an installer calls back in: each stage once, and only after the ones before
+#: it (optional ones may be skipped); ``error`` may come at any point
+STEPS = {"started": 1, "pre": 2, "post": 3, "hostkeys": 4, "end": 5}
 MAX_BODY_BYTES = 64 * 1024
 MAX_KICKSTART_BYTES = 1024 * 1024
 MAX_MESSAGE_CHARS = 2000
-MAX_EVENTS_PER_INSTALL = 256
 MAX_DEADLINE_S = 7 * 24 * 3600.0
+#: a kickstart ticket's life from the moment it is minted: power-on, firmware, iPXE and
+#: the installer's kernel download come between (POST alone takes minutes on big servers)
+TICKET_TTL_S = 900.0
 #: a sink for host keys: (node, mac, keys); raise a MetalctlError to refuse them
 HostKeySink = Callable[[str, str, tuple[HostKey, ...]], None]
 
 _BOOT_RE = re.compile(r"/boot/([0-9A-Fa-f:-]{17})\.ipxe")
 _NODE_PATH = re.compile(r"/(ks|callback)/([^/]+)")
-_TEXT = "text/plain"
 
 LOCAL_BOOT_SCRIPT = """#!ipxe
 # metalctl: no install is pending for this machine: boot from the local disk
 iseq ${platform} efi && exit ||
 sanboot --no-describe --drive 0x80 || exit
 """
+
+
+class DhcpAddresses(Protocol):
+    """Which addresses DHCP gave a MAC (:class:`metalctl.provision.dnsmasq.DnsmasqLeases`)."""
+
+    def addresses(self, mac: str) -> frozenset[str] | None:
+        """The addresses leased or pinned to ``mac``; None when this source cannot know."""
 
 
 def _clean_message(raw: bytes, token: str | None) -> str:
@@ -117,6 +133,10 @@ class BootService:
         files_dir: a directory served read-only under ``/files/`` (kernel, initrd, stage2).
         on_hostkeys: called with (node, mac, keys) when an install reports its host keys;
             raise a :class:`~metalctl.errors.MetalctlError` to refuse them.
+        dhcp: what DHCP leased or pinned to each MAC (dnsmasq's files); without it an
+            install binds to whichever address fetches its kickstart first (PXE) or calls
+            back first (Ironic), which the site's network must then vouch for.
+        ticket_ttl_s: how long a kickstart ticket handed to a machine stays good.
         request_timeout_s: time for a request to arrive and a small answer to leave.
         max_connections: requests handled at once; more wait (within the timeout).
         tick_s: how often passed deadlines are recorded as ``timeout`` events.
@@ -128,7 +148,8 @@ class BootService:
 
     def __init__(self, bind: str, port: int, state_dir: Path, *,
                  public_url: str | None = None, files_dir: Path | None = None,
-                 on_hostkeys: HostKeySink | None = None, request_timeout_s: float = 10.0,
+                 on_hostkeys: HostKeySink | None = None, dhcp: DhcpAddresses | None = None,
+                 ticket_ttl_s: float = TICKET_TTL_S, request_timeout_s: float = 10.0,
                  max_connections: int = 1024, tick_s: float = 5.0,
                  clock: Callable[[], float] = time.time) -> None:
         try:
@@ -138,15 +159,21 @@ class BootService:
         if public_url is not None and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(/[\w./-]*)?",
                                                        public_url):
             raise InputError("public_url", "public_url", f"{public_url!r} is not a base URL")
+        if not 0 < ticket_ttl_s <= MAX_DEADLINE_S:
+            raise InputError("ticket_ttl_s", "ticket_ttl_s", f"{ticket_ttl_s} is not positive")
         self.bind, self.port = bind, port
         self.public_url = public_url.rstrip("/") if public_url else None
         self.files_dir = Path(files_dir).resolve() if files_dir else None
         self.on_hostkeys = on_hostkeys
+        self.dhcp = dhcp
+        self.ticket_ttl_s = ticket_ttl_s
         self.request_timeout_s = request_timeout_s
         self.max_connections = max_connections
         self.tick_s = tick_s
         self.state = BootState(Path(state_dir), clock)
-        self._plain: dict[str, Secret] = {}
+        # plain tickets this process minted, for the boot script to hand out again
+        # (iPXE retries); never stored, never logged
+        self._tickets: dict[str, tuple[Secret, float]] = {}
         self._mint = threading.Lock()
         self._http: HttpServer | None = None
 
@@ -178,6 +205,9 @@ class BootService:
             raise BootServiceError(where=f"{self.bind}:{self.port}",
                                    reason=exc.strerror or str(exc)) from None
         LOG.info("boot service: listening on %s (state %s)", self.url, self.state.path)
+        if self.dhcp is None:
+            LOG.warning("boot service: no DHCP lease source (dnsmasq's configuration): each "
+                        "install binds to the first address that fetches its kickstart")
         return self
 
     def stop(self) -> None:
@@ -196,23 +226,29 @@ class BootService:
     # --- the library API -----------------------------------------------------------------
 
     def add_install(self, node: str, mac: str, kickstart_text: str, boot_files: BootFiles,
-                    deadline_s: float, *, replace: bool = False) -> Secret:
+                    deadline_s: float, *, replace: bool = False,
+                    fetcher: str = "machine") -> Secret:
         """Register an install: the MAC's next boot script chains the installer.
 
         Args:
             node: the node's name (letters, digits, ``._-``).
             mac: the MAC the machine PXE-boots from.
             kickstart_text: the rendered kickstart; :data:`TOKEN_PLACEHOLDER` in it is
-                replaced by the node's token when it is served.
+                replaced by the install's callback token when it is served.
             boot_files: installer kernel, initrd, stage2 and arguments.
-            deadline_s: seconds from now after which the token expires (``timeout``).
+            deadline_s: seconds from now after which the install ends (``timeout``).
             replace: replace an active install of the node instead of refusing.
+            fetcher: ``machine`` (PXE: the machine fetches its kickstart, and its boot
+                script carries the ticket) or ``ironic`` (Ironic's conductor fetches the
+                kickstart from the URL it was given; the MAC's boot script is not ours).
 
         Returns:
-            The node's one-time token.
+            The install's first kickstart ticket (``/ks/<node>?ticket=...``), good for
+            one fetch, within :attr:`ticket_ttl_s` (``machine``) or the deadline
+            (``ironic``).
 
         Raises:
-            InputError: a bad node name, MAC, boot file, deadline or kickstart.
+            InputError: a bad node name, MAC, boot file, deadline, fetcher or kickstart.
             InstallConflict: the node already has an active install, or the MAC is taken.
         """
         check_node(node)
@@ -226,14 +262,17 @@ class BootService:
                              f"{deadline_s} is not within 0..{MAX_DEADLINE_S:.0f} s")
         if not kickstart_text or len(kickstart_text.encode()) > MAX_KICKSTART_BYTES:
             raise InputError("kickstart", node, "empty, or larger than 1 MiB")
-        token = tokens.issue()
+        if fetcher not in FETCHERS:
+            raise InputError("fetcher", node, f"{fetcher!r} is not one of {FETCHERS}")
+        ticket = tokens.issue()
+        ttl = self.ticket_ttl_s if fetcher == "machine" else deadline_s
         with self._mint:
-            self.state.add(node, mac, tokens.digest(token), kickstart_text, boot_files,
-                           deadline_s, replace=replace)
-            self._plain[node] = token
+            self.state.add(node, mac, tokens.digest(ticket), kickstart_text, boot_files,
+                           deadline_s, replace=replace, ticket_ttl_s=ttl, fetcher=fetcher)
+            self._tickets[node] = (ticket, self.state.now() + min(ttl, deadline_s))
         LOG.info("boot service: install of %s added (MAC %s, %s)", node, mac,
-                 tokens.fingerprint(token))
-        return token
+                 tokens.fingerprint(ticket))
+        return ticket
 
     def install(self, node: str) -> InstallRecord | None:
         """The node's latest install (its state reflects the deadline), or None."""
@@ -244,17 +283,17 @@ class BootService:
         return self.state.events(node)
 
     def _tick(self) -> None:
-        """Every few seconds: record passed deadlines, drop tokens of ended installs."""
+        """Every few seconds: record passed deadlines, drop tickets of ended installs."""
         self.state.expire()
-        active = {r.node for r in self.state.active()}
+        pending = {r.node for r in self.state.active() if r.kickstart_fetched_at is None}
         with self._mint:
-            for node in [n for n in self._plain if n not in active]:
-                del self._plain[node]
+            for node in [n for n in self._tickets if n not in pending]:
+                del self._tickets[node]
 
-    def forget_token(self, node: str) -> None:
-        """Forget the plain install token kept for ``node``."""
+    def forget_ticket(self, node: str) -> None:
+        """Forget the plain kickstart ticket kept for ``node``."""
         with self._mint:
-            self._plain.pop(node, None)
+            self._tickets.pop(node, None)
 
     # --- routes (called on the server's event loop) --------------------------------------
 
@@ -269,7 +308,7 @@ class BootService:
                 return self._boot_route(m.group(1))
             m = _NODE_PATH.fullmatch(req.path)
             if m and m.group(1) == "ks" and req.method == "GET":
-                return self._kickstart_route(m.group(2), _one(req.query, "token"), req.peer)
+                return self._kickstart_route(m.group(2), _one(req.query, "ticket"), req.peer)
             if m and m.group(1) == "callback" and req.method == "POST":
                 return self._callback_route(m.group(2), req)
             if req.method == "GET" and req.path.startswith("/files/") and self.files_dir:
@@ -289,18 +328,19 @@ class BootService:
 
         Ironic's image service validates every URL with HEAD before it downloads it (the
         anaconda deploy's ``ks_template`` and boot files among them), so a kickstart
-        answers HEAD with its length while the token is good, without being used up;
+        answers HEAD with its length while the ticket is good, without using it up;
         per-MAC boot scripts are not answered (a HEAD must not hand out an install).
         """
         m = _NODE_PATH.fullmatch(req.path)
         if m and m.group(1) == "ks":
-            node, presented = m.group(2), _one(req.query, "token")
-            cred = self.state.credentials(node) if NODE_RE.fullmatch(node) else None
-            if not tokens.matches(presented, cred[1] if cred else None) or \
-                    cred[0] != ACTIVE or cred[2] is not None:  # type: ignore[index]
-                return _forbidden(f"HEAD kickstart {node[:64]} {tokens.fingerprint(presented)}")
+            node, ticket = m.group(2), _one(req.query, "ticket")
+            auth = self.state.auth(node) if NODE_RE.fullmatch(node) else None
+            why = self._ticket_problem(auth, ticket, req.peer)
+            if why is not None:
+                return _forbidden(f"HEAD kickstart {node[:64]}: {why} "
+                                  f"{tokens.fingerprint(ticket)}")
             text = self.state.peek_kickstart(node) or ""
-            size = len(text.replace(TOKEN_PLACEHOLDER, presented or "").encode())
+            size = len(text.replace(TOKEN_PLACEHOLDER, "x" * tokens.TOKEN_CHARS).encode())
             return Response(HTTPStatus.OK, b"\0" * size, note=f"HEAD kickstart {node}")
         if req.path.startswith("/files/") or req.path in ("/boot.ipxe", "/healthz"):
             return self.route(Request("GET", req.path, req.query, req.headers, b"", req.peer))
@@ -314,39 +354,95 @@ class BootService:
         script, note = self.boot_script(mac)
         return Response(HTTPStatus.OK, script.encode(), note=note)
 
-    def _kickstart_route(self, node: str, presented: str | None, peer: str) -> Response:
-        fp = tokens.fingerprint(presented)
-        cred = self.state.credentials(node) if NODE_RE.fullmatch(node) else None
-        if not tokens.matches(presented, cred[1] if cred else None):
-            return _forbidden(f"kickstart {node[:64]}: wrong token {fp}")
-        state, digest, fetched_at = cred  # type: ignore[misc]
-        if state != ACTIVE or fetched_at is not None:
-            why = f"install {state}" if state != ACTIVE else "already fetched"
-            return _forbidden(f"kickstart {node}: {why} {fp}")
-        text = self.state.take_kickstart(node, digest, peer)
+    def _address_problem(self, auth: InstallAuth, peer: str) -> str | None:
+        """Why ``peer`` is not the install's machine per DHCP, or None (it is, or the
+        service does not know the leases)."""
+        allowed = self.dhcp.addresses(auth.mac) if self.dhcp is not None else None
+        if allowed is None or peer in allowed:
+            return None
+        given = ", ".join(sorted(allowed)) or "no lease or pin"
+        return f"{peer} is not the address DHCP gave {auth.mac} ({given})"
+
+    def _ticket_problem(self, auth: InstallAuth | None, ticket: str | None,
+                        peer: str) -> str | None:
+        """Why this kickstart fetch is refused, or None (GET and HEAD alike)."""
+        if not tokens.matches(ticket, auth.ticket_digest if auth else None):
+            return "wrong or used ticket"
+        assert auth is not None
+        if auth.state != ACTIVE:
+            return f"install {auth.state}"
+        if (auth.ticket_expires_at or 0.0) <= self.state.now():
+            return "ticket expired (the machine asks its boot script again for a new one)"
+        if auth.fetcher == "machine":
+            return self._address_problem(auth, peer)
+        return None
+
+    def _refuse(self, auth: InstallAuth | None, stage: str, detail: str) -> None:
+        """Record a refused request on the node, when it names an active install."""
+        if auth is None or auth.state != ACTIVE:
+            return
+        detail = scrub(detail)
+        if self.state.refused(auth.node, stage, detail):
+            LOG.warning("boot service: %s: %s: %s", auth.node, stage, detail)
+
+    def _kickstart_route(self, node: str, ticket: str | None, peer: str) -> Response:
+        fp = tokens.fingerprint(ticket)
+        auth = self.state.auth(node) if NODE_RE.fullmatch(node) else None
+        why = self._ticket_problem(auth, ticket, peer)
+        if why is not None:
+            self._refuse(auth, "kickstart-refused", f"from {peer}: {why}")
+            return _forbidden(f"kickstart {node[:64]}: {why} {fp}")
+        assert auth is not None
+        assert auth.ticket_digest is not None
+        token = tokens.issue()
+        text = self.state.take_kickstart(node, auth.ticket_digest, tokens.digest(token), peer,
+                                         bind=auth.fetcher == "machine")
         if text is None:  # lost a race with another fetch, or the deadline just passed
             return _forbidden(f"kickstart {node}: already fetched or expired {fp}")
-        self.forget_token(node)
-        body = text.replace(TOKEN_PLACEHOLDER, presented or "").encode()
-        return Response(HTTPStatus.OK, body, note=f"kickstart {node} {fp}")
+        self.forget_ticket(node)
+        body = text.replace(TOKEN_PLACEHOLDER, token.reveal()).encode()
+        return Response(HTTPStatus.OK, body, note=f"kickstart {node} {fp} -> "
+                                                  f"{tokens.fingerprint(token)}")
 
     def _callback_route(self, node: str, req: Request) -> Response:
-        auth = req.headers.get("authorization", "")
-        presented = auth[7:].strip() if auth[:7].lower() == "bearer " else _one(req.query,
-                                                                                  "token")
-        fp = tokens.fingerprint(presented)
-        cred = self.state.credentials(node) if NODE_RE.fullmatch(node) else None
-        if not tokens.matches(presented, cred[1] if cred else None) or cred[0] != ACTIVE:
-            return _forbidden(f"callback {node[:64]}: token refused {fp}")
+        auth_header = req.headers.get("authorization", "")
+        presented = (auth_header[7:].strip() if auth_header[:7].lower() == "bearer "
+                     else _one(req.query, "token"))
+        fp, peer = tokens.fingerprint(presented), req.peer
         stage = _one(req.query, "stage")
+        named = stage if stage in CALLBACK_STAGES else "?"
+        auth = self.state.auth(node) if NODE_RE.fullmatch(node) else None
+        if not tokens.matches(presented, auth.token_digest if auth else None):
+            self._refuse(auth, "callback-refused", f"{named} from {peer}: wrong token")
+            return _forbidden(f"callback {node[:64]}: token refused {fp}")
+        assert auth is not None
+        if auth.state != ACTIVE:
+            return _forbidden(f"callback {node}: install {auth.state} {fp}")
         if stage not in CALLBACK_STAGES:
             return Response(HTTPStatus.BAD_REQUEST, b"stage must be one of "
                             + ", ".join(CALLBACK_STAGES).encode() + b"\n",
                             note=f"{node}: bad stage")
-        if self.state.count_events(node) >= MAX_EVENTS_PER_INSTALL:
-            return Response(HTTPStatus.TOO_MANY_REQUESTS, b"too many callbacks\n", note=node)
-        status, reply = self.callback(node, stage, req.body, presented, peer=req.peer)
+        why = self._binding_problem(auth, peer)
+        if why is not None:
+            self._refuse(auth, "callback-refused", f"{stage} from {peer}: {why}")
+            return _forbidden(f"callback {node} {stage}: {why} {fp}")
+        status, reply = self.callback(node, stage, req.body, presented, peer=peer, auth=auth)
         return Response(status, reply.encode(), note=f"callback {node} {stage} {fp}")
+
+    def _binding_problem(self, auth: InstallAuth, peer: str) -> str | None:
+        """Why callbacks from ``peer`` do not count for this install, or None; the first
+        acceptable callback of an unbound install (Ironic path) binds it."""
+        if auth.bound_peer is not None:
+            return None if peer == auth.bound_peer else \
+                f"the install is bound to {auth.bound_peer}, the machine's address"
+        why = self._address_problem(auth, peer)
+        if why is not None:
+            return why
+        if self.state.bind(auth.node, peer):
+            return None
+        bound = self.state.auth(auth.node)  # another callback bound it first
+        return None if bound is not None and bound.bound_peer == peer else \
+            "the install is bound to another address"
 
     # --- what the handlers call ----------------------------------------------------------
 
@@ -356,31 +452,42 @@ class BootService:
                 f"chain --autofree {self.url}/boot/${{mac:hexhyp}}.ipxe || exit\n")
 
     def boot_script(self, mac: str) -> tuple[str, str]:
-        """The iPXE script for ``mac`` and a log note (no secret in either's note)."""
+        """The iPXE script for ``mac`` and a log note (no secret in either's note).
+
+        A machine asking again (iPXE retries) gets the same ticket while it is good; a
+        process that did not mint it (restarted, or not the one that added the
+        install) or a ticket past its life gets a new one (``ticket-reissued``).
+        """
         with self._mint:
-            found = self.state.active_by_mac(mac)
-            if found is None or found[0].kickstart_fetched_at is not None:
-                why = "no active install" if found is None else "kickstart already fetched"
+            record = self.state.active_by_mac(mac)
+            if record is None or record.kickstart_fetched_at is not None \
+                    or record.fetcher != "machine":
+                why = ("no active install" if record is None else "kickstart already fetched"
+                       if record.kickstart_fetched_at is not None else "Ironic boots it")
                 return LOCAL_BOOT_SCRIPT, f"{mac}: local boot ({why})"
-            record, digest = found
-            token = self._plain.get(record.node)
-            if token is None or not hmac.compare_digest(tokens.digest(token), digest):
-                token = tokens.issue()
-                self.state.set_token(record.node, tokens.digest(token))
-                self.state.event(record.node, "token-reissued",
-                                 "this process did not hold the token")
-                self._plain[record.node] = token
+            now = self.state.now()
+            held = self._tickets.get(record.node)
+            digest = self.state.ticket_digest(record.node) or ""
+            if held is None or held[1] <= now or \
+                    not hmac.compare_digest(tokens.digest(held[0]), digest):
+                why = "this process did not hold it" if held is None or held[1] > now \
+                    else "the previous one expired"
+                expires = min(now + self.ticket_ttl_s, record.deadline_at)
+                held = (tokens.issue(), expires)
+                self.state.set_ticket(record.node, tokens.digest(held[0]), expires)
+                self.state.event(record.node, "ticket-reissued", why)
+                self._tickets[record.node] = held
         self.state.mark_script_served(record.node)
-        return (self._chain_script(record, token),
-                f"{mac}: install of {record.node} {tokens.fingerprint(token)}")
+        return (self._chain_script(record, held[0]),
+                f"{mac}: install of {record.node} {tokens.fingerprint(held[0])}")
 
     def _file_url(self, value: str) -> str:
         return value if "://" in value else f"{self.url}/files/{value}"
 
-    def _chain_script(self, record: InstallRecord, token: Secret) -> str:
+    def _chain_script(self, record: InstallRecord, ticket: Secret) -> str:
         files = record.boot_files
         hyphen_mac = record.mac.replace(":", "-")
-        args = ["initrd=initrd", f"inst.ks={self.url}/ks/{record.node}?token={token.reveal()}",
+        args = ["initrd=initrd", f"inst.ks={self.url}/ks/{record.node}?ticket={ticket.reveal()}",
                 f"BOOTIF=01-{hyphen_mac}"]
         if files.stage2:
             args.append(f"inst.stage2={self._file_url(files.stage2)}")
@@ -402,54 +509,90 @@ class BootService:
             "",
         ])
 
-    def callback(self, node: str, stage: str, body: bytes,
-                 token: str | None, *, peer: str = "") -> tuple[int, str]:
-        """Record an authenticated callback; return (HTTP status, reply text).
+    def callback(self, node: str, stage: str, body: bytes, token: str | None, *,
+                 peer: str = "", auth: InstallAuth | None = None) -> tuple[int, str]:
+        """Record an authenticated callback, in order; return (HTTP status, reply text).
 
         ``peer`` (the installer's address) is kept with the host keys: it is the address
         the installed host answers on when no static one was planned.
         """
+        auth = auth or self.state.auth(node)
+        if auth is None or auth.state != ACTIVE:
+            return HTTPStatus.FORBIDDEN, ""
+        if stage == "error":
+            message = _clean_message(body, token)
+            self.state.event(node, stage, message)
+            self.state.finish(node, FAILED, message)
+            LOG.info("boot service: install of %s failed: %s", node, message)
+            return HTTPStatus.OK, "ok\n"
+        if stage == "hostkeys" and auth.has_hostkeys:
+            return self._hostkeys_again(node, body, peer)
+        if STEPS[stage] <= auth.step:
+            done = next(s for s, n in STEPS.items() if n == auth.step)
+            reason = f"{stage} out of order: the install already reported {done}"
+            self._refuse(auth, "callback-refused", f"{stage} from {peer}: {reason}")
+            return HTTPStatus.CONFLICT, reason + "\n"
+        if stage == "end" and not auth.has_hostkeys:
+            return self._fail(node, "end-refused", (
+                "the installer sent `end` without delivering its SSH host keys (the "
+                "kickstart's %post --nochroot hostkeys callback): nothing was trusted; "
+                "check that section of the template and its log, then reinstall (--redo)"))
         if stage == "hostkeys":
-            return self._hostkeys(node, body, peer)
-        message = _clean_message(body, token)
-        self.state.event(node, stage, message)
+            return self._hostkeys(node, auth, body, peer)
+        self.state.advance(node, STEPS[stage], stage, _clean_message(body, token))
         if stage == "end":
             self.state.finish(node, INSTALLED)
-            self.forget_token(node)
             LOG.info("boot service: install of %s ended", node)
-        elif stage == "error":
-            self.state.finish(node, FAILED, message)
-            self.forget_token(node)
-            LOG.info("boot service: install of %s failed: %s", node, message)
         return HTTPStatus.OK, "ok\n"
 
-    def _hostkeys(self, node: str, body: bytes, peer: str = "") -> tuple[int, str]:
+    def _fail(self, node: str, stage: str, reason: str) -> tuple[int, str]:
+        """A conflict the installer cannot resolve: the install fails, loudly."""
+        self.state.event(node, stage, reason)
+        self.state.finish(node, FAILED, reason)
+        LOG.warning("boot service: install of %s failed: %s", node, reason)
+        return HTTPStatus.CONFLICT, reason + "\n"
+
+    def _parse_keys(self, node: str, body: bytes) -> tuple[HostKey, ...] | str:
         try:
-            keys = hostkeys_mod.parse(body.decode("ascii"))
+            return hostkeys_mod.parse(body.decode("ascii"))
         except (UnicodeDecodeError, InputError) as exc:
             reason = str(exc) if isinstance(exc, InputError) else "not ASCII"
-            self.state.event(node, "hostkeys-refused", reason)
-            return HTTPStatus.BAD_REQUEST, reason + "\n"
-        record = self.state.get(node)
-        if record is None:
-            return HTTPStatus.FORBIDDEN, ""
-        if record.hostkeys:
-            if set(record.hostkeys) == set(keys):
-                return HTTPStatus.OK, "ok (unchanged)\n"
-            reason = "host keys changed during the install; refused (reinstall to replace them)"
-            self.state.event(node, "hostkeys-refused", reason)
-            LOG.warning("boot service: %s: %s", node, reason)
-            return HTTPStatus.CONFLICT, reason + "\n"
+            self.state.refused(node, "hostkeys-refused", reason)
+            return reason
+
+    def _hostkeys(self, node: str, auth: InstallAuth, body: bytes,
+                  peer: str) -> tuple[int, str]:
+        keys = self._parse_keys(node, body)
+        if isinstance(keys, str):
+            return HTTPStatus.BAD_REQUEST, keys + "\n"
         if self.on_hostkeys is not None:
             try:
-                self.on_hostkeys(node, record.mac, keys)
+                self.on_hostkeys(node, auth.mac, keys)
             except MetalctlError as exc:
-                self.state.event(node, "hostkeys-refused", str(exc))
+                self.state.refused(node, "hostkeys-refused", str(exc))
                 return HTTPStatus.CONFLICT, "host keys refused\n"
         self.state.set_hostkeys(node, keys)
-        self.state.event(node, "hostkeys", " ".join(k.fingerprint for k in keys)
-                         + (f" from {peer}" if peer else ""))
+        self.state.advance(node, STEPS["hostkeys"], "hostkeys",
+                           " ".join(k.fingerprint for k in keys)
+                           + (f" from {peer}" if peer else ""))
         return HTTPStatus.OK, "ok\n"
+
+    def _hostkeys_again(self, node: str, body: bytes, peer: str) -> tuple[int, str]:
+        """A second ``hostkeys``: the same keys are refused quietly, others fail the node."""
+        keys = self._parse_keys(node, body)
+        record = self.state.get(node)
+        if isinstance(keys, str) or record is None:
+            return HTTPStatus.BAD_REQUEST, (keys if isinstance(keys, str) else "") + "\n"
+        if set(record.hostkeys) == set(keys):
+            reason = "hostkeys out of order: already delivered (the same keys; nothing changed)"
+            self.state.refused(node, "callback-refused", f"hostkeys from {peer}: {reason}")
+            return HTTPStatus.CONFLICT, reason + "\n"
+        first = " ".join(k.fingerprint for k in record.hostkeys)
+        return self._fail(node, "hostkeys-conflict", (
+            f"a second, different set of SSH host keys arrived from {peer} after the "
+            f"install had delivered {first}: something else holds this install's token; "
+            "nothing is trusted. Check which machine answers at that address and whether "
+            "the provisioning network is shared, then reinstall the node (--redo)"))
 
     def file_path(self, rel: str) -> Path | None:
         """The regular file ``rel`` under ``files_dir``, or None (never outside it)."""

@@ -6,8 +6,14 @@ stage may register installs and read events from another process while the servi
 runs (WAL mode, a busy timeout). It holds token *digests* only, never a token.
 
 An install moves ``active`` → ``installed`` (``end`` callback), ``failed`` (``error``
-callback) or ``timeout`` (its deadline passed); only an ``active`` install's token is
-accepted, so the token expires with the install.
+callback, or a conflict the service detected) or ``timeout`` (its deadline passed); only
+an ``active`` install's ticket and token are accepted, so both expire with the install.
+
+Two secrets per install, each stored as a digest (docs/bootservice.md, "Token flow"):
+the kickstart *ticket* (``ticket_sha256``, single use, short-lived, cleared when the
+kickstart is served) and the callback *token* (``token_sha256``, minted when the
+kickstart is served, so it exists only inside that one response). ``bound_peer`` is the
+one address callbacks are accepted from; ``step`` is how far the callbacks got.
 """
 
 from __future__ import annotations
@@ -50,7 +56,12 @@ CREATE TABLE IF NOT EXISTS installs (
     kickstart_fetched_at REAL,
     ended_at REAL,
     hostkeys TEXT,
-    error TEXT
+    error TEXT,
+    ticket_sha256 TEXT,
+    ticket_expires_at REAL,
+    fetcher TEXT NOT NULL DEFAULT 'machine',
+    bound_peer TEXT,
+    step INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS installs_mac ON installs(mac, state);
 CREATE INDEX IF NOT EXISTS installs_due ON installs(state, deadline_at);
@@ -63,6 +74,15 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_node ON events(node, id);
 """
+# columns added after the first release: a state file written before gets them on open
+_ADDED_COLUMNS = (("ticket_sha256", "TEXT"), ("ticket_expires_at", "REAL"),
+                  ("fetcher", "TEXT NOT NULL DEFAULT 'machine'"), ("bound_peer", "TEXT"),
+                  ("step", "INTEGER NOT NULL DEFAULT 0"))
+#: who fetches the kickstart: the machine itself (PXE), or Ironic's conductor
+FETCHERS = ("machine", "ironic")
+_FETCHED_BY = {"machine": "the machine", "ironic": "Ironic's conductor"}
+#: refusals recorded per install; more are only logged, so they cannot flood the state
+MAX_REFUSALS_RECORDED = 32
 
 
 def normalise_mac(value: str) -> str:
@@ -173,6 +193,9 @@ class InstallRecord:
     ended_at: float | None
     hostkeys: tuple[HostKey, ...]
     error: str | None
+    fetcher: str = "machine"
+    bound_address: str | None = None
+    step: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the install record, boot files and host keys included, as a plain dict."""
@@ -180,18 +203,42 @@ class InstallRecord:
                 "boot_files": self.boot_files.to_dict(), "created_at": self.created_at,
                 "deadline_at": self.deadline_at, "script_served_at": self.script_served_at,
                 "kickstart_fetched_at": self.kickstart_fetched_at, "ended_at": self.ended_at,
-                "hostkeys": [k.to_dict() for k in self.hostkeys], "error": self.error}
+                "hostkeys": [k.to_dict() for k in self.hostkeys], "error": self.error,
+                "fetcher": self.fetcher, "bound_address": self.bound_address,
+                "step": self.step}
+
+
+@dataclass(frozen=True)
+class InstallAuth:
+    """What a request to an install is checked against (digests only, never a secret).
+
+    ``state`` reads ``timeout`` once the deadline passed, before the tick records it.
+    """
+
+    node: str
+    mac: str
+    state: str
+    deadline_at: float
+    ticket_digest: str | None
+    ticket_expires_at: float | None
+    token_digest: str | None
+    fetched_at: float | None
+    fetcher: str
+    bound_peer: str | None
+    step: int
+    has_hostkeys: bool
 
 
 # column list of InstallRecord; a constant, so the f-strings below take no input
 _COLUMNS = ("node, mac, state, boot_files, created_at, deadline_at, script_served_at, "
-            "kickstart_fetched_at, ended_at, hostkeys, error")
+            "kickstart_fetched_at, ended_at, hostkeys, error, fetcher, bound_peer, step")
 
 
 def _record(row: tuple[Any, ...]) -> InstallRecord:
     keys = tuple(HostKey(k["type"], k["key"]) for k in json.loads(row[9] or "[]"))
     return InstallRecord(row[0], row[1], row[2], BootFiles.from_dict(json.loads(row[3])),
-                         row[4], row[5], row[6], row[7], row[8], keys, row[10])
+                         row[4], row[5], row[6], row[7], row[8], keys, row[10], row[11],
+                         row[12], row[13])
 
 
 class BootState:
@@ -217,6 +264,10 @@ class BootState:
             # an install lost that way is re-added by the stage's re-run
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(installs)")}
+            for name, decl in _ADDED_COLUMNS:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE installs ADD COLUMN {name} {decl}")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(path=str(self.path), reason=str(exc)) from None
 
@@ -253,9 +304,11 @@ class BootState:
 
     # --- installs ------------------------------------------------------------------------
 
-    def add(self, node: str, mac: str, token_digest: str, kickstart: str,
-            boot_files: BootFiles, deadline_s: float, *, replace: bool = False) -> None:
-        """Register an install (a reinstall replaces the node's previous record).
+    def add(self, node: str, mac: str, ticket_digest: str, kickstart: str,
+            boot_files: BootFiles, deadline_s: float, *, replace: bool = False,
+            ticket_ttl_s: float | None = None, fetcher: str = "machine") -> None:
+        """Register an install (a reinstall replaces the node's previous record), with
+        its first kickstart ticket (valid ``ticket_ttl_s``, default: until the deadline).
 
         Raises:
             InstallConflict: the node has an active install (and not ``replace``), or the
@@ -263,10 +316,14 @@ class BootState:
         """
         self.expire()
         now = self.now()
+        # host names (and known_hosts) ignore case: R650 and r650 are one host
         for other, state in self._run("SELECT node, state FROM installs WHERE mac = ? "
-                                      "OR node = ?", (mac, node)):
+                                      "OR lower(node) = lower(?)", (mac, node)):
             if state != ACTIVE:
                 continue
+            if other != node and other.lower() == node.lower():
+                raise InstallConflict(node=node, reason=f"the active install of {other} "
+                                                        "has the same name but for case")
             if other != node:
                 raise InstallConflict(node=node, reason=f"MAC {mac} belongs to the active "
                                                         f"install of {other}")
@@ -276,11 +333,14 @@ class BootState:
         self._txn([
             ("DELETE FROM installs WHERE node = ?", (node,)),
             ("INSERT INTO installs (node, mac, token_sha256, kickstart, boot_files, state, "
-             "created_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-             (node, mac, token_digest, kickstart, json.dumps(boot_files.to_dict()), ACTIVE,
-              now, now + deadline_s)),
+             "created_at, deadline_at, ticket_sha256, ticket_expires_at, fetcher) "
+             "VALUES (?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
+             (node, mac, kickstart, json.dumps(boot_files.to_dict()), ACTIVE, now,
+              now + deadline_s, ticket_digest,
+              now + min(ticket_ttl_s or deadline_s, deadline_s), fetcher)),
             ("INSERT INTO events (node, stage, at, detail) VALUES (?, ?, ?, ?)",
-             (node, "added", now, f"mac {mac}, deadline {deadline_s:.0f} s")),
+             (node, "added", now, f"mac {mac}, deadline {deadline_s:.0f} s, kickstart "
+                                  f"fetched by {_FETCHED_BY[fetcher]}")),
         ])
 
     def get(self, node: str) -> InstallRecord | None:
@@ -290,32 +350,41 @@ class BootState:
                          (node,))
         return _record(rows[0]) if rows else None
 
-    def active_by_mac(self, mac: str) -> tuple[InstallRecord, str] | None:
-        """The active install for ``mac`` (deadline not passed) and its token digest."""
-        rows = self._run(f"SELECT {_COLUMNS}, token_sha256 FROM installs "  # noqa: S608
+    def active_by_mac(self, mac: str) -> InstallRecord | None:
+        """The active install for ``mac`` (deadline not passed)."""
+        rows = self._run(f"SELECT {_COLUMNS} FROM installs "  # noqa: S608
                          "WHERE mac = ? AND state = ? AND deadline_at > ?",
                          (mac, ACTIVE, self.now()))
-        return (_record(rows[0][:-1]), rows[0][-1]) if rows else None
+        return _record(rows[0]) if rows else None
 
-    def credentials(self, node: str) -> tuple[str, str, float | None] | None:
-        """``(state, token digest, kickstart fetched at)`` of the node's install.
+    def auth(self, node: str) -> InstallAuth | None:
+        """What a request to the node's install is checked against, or None.
 
         An active install past its deadline reads as ``timeout`` here at once (the
         service's periodic :meth:`expire` records it), so a request never costs a write.
         """
-        rows = self._run("SELECT state, token_sha256, kickstart_fetched_at, deadline_at "
-                         "FROM installs WHERE node = ?", (node,))
+        rows = self._run("SELECT node, mac, state, deadline_at, ticket_sha256, "
+                         "ticket_expires_at, token_sha256, kickstart_fetched_at, fetcher, "
+                         "bound_peer, step, hostkeys IS NOT NULL FROM installs WHERE node = ?",
+                         (node,))
         if not rows:
             return None
-        state, digest, fetched_at, deadline_at = rows[0]
-        if state == ACTIVE and deadline_at <= self.now():
-            state = TIMEOUT
-        return state, digest, fetched_at
+        row = list(rows[0])
+        if row[2] == ACTIVE and row[3] <= self.now():
+            row[2] = TIMEOUT
+        row[6] = row[6] or None  # '' until the kickstart is served
+        return InstallAuth(*row[:11], bool(row[11]))
 
-    def set_token(self, node: str, token_digest: str) -> None:
-        """Replace an active, not yet fetched install's token (a re-minted boot script)."""
-        self._txn([("UPDATE installs SET token_sha256 = ? WHERE node = ? AND state = ? "
-                    "AND kickstart_fetched_at IS NULL", (token_digest, node, ACTIVE))])
+    def ticket_digest(self, node: str) -> str | None:
+        """The digest of the node's current kickstart ticket, if it has one."""
+        rows = self._run("SELECT ticket_sha256 FROM installs WHERE node = ?", (node,))
+        return rows[0][0] if rows else None
+
+    def set_ticket(self, node: str, ticket_digest: str, expires_at: float) -> None:
+        """Replace an active, not yet fetched install's ticket (a re-minted boot script)."""
+        self._txn([("UPDATE installs SET ticket_sha256 = ?, ticket_expires_at = ? "
+                    "WHERE node = ? AND state = ? AND kickstart_fetched_at IS NULL",
+                    (ticket_digest, expires_at, node, ACTIVE))])
 
     def mark_script_served(self, node: str) -> bool:
         """Record the first boot-script fetch; True the first time only."""
@@ -328,19 +397,27 @@ class BootState:
         ])
         return bool(counts[0])
 
-    def take_kickstart(self, node: str, token_digest: str, peer: str) -> str | None:
-        """Mark the kickstart fetched and return it, once per install.
+    def take_kickstart(self, node: str, ticket_digest: str, token_digest: str, peer: str,
+                       *, bind: bool) -> str | None:
+        """Use the ticket up, set the callback token, and return the kickstart, once.
 
-        The update is conditional, so two concurrent fetches with the right token get
+        ``bind``: callbacks are accepted from ``peer`` only from now on (the machine
+        fetched it); otherwise the first callback binds (Ironic's conductor fetched it).
+        The update is conditional, so two concurrent fetches with the right ticket get
         the kickstart once between them.
         """
         now = self.now()
+        detail = (f"by {peer}; callbacks bound to {peer}" if bind else
+                  f"by {peer} (Ironic's conductor); callbacks bind to the machine's address")
         counts = self._txn([
-            ("UPDATE installs SET kickstart_fetched_at = ? WHERE node = ? AND state = ? "
-             "AND token_sha256 = ? AND kickstart_fetched_at IS NULL AND deadline_at > ?",
-             (now, node, ACTIVE, token_digest, now)),
+            ("UPDATE installs SET kickstart_fetched_at = ?, ticket_sha256 = NULL, "
+             "token_sha256 = ?, bound_peer = ? WHERE node = ? AND state = ? "
+             "AND ticket_sha256 = ? AND kickstart_fetched_at IS NULL AND deadline_at > ? "
+             "AND ticket_expires_at > ?",
+             (now, token_digest, peer if bind else None, node, ACTIVE, ticket_digest, now,
+              now)),
             ("INSERT INTO events (node, stage, at, detail) SELECT ?, ?, ?, ? "
-             "WHERE changes() > 0", (node, "kickstart-fetched", now, f"by {peer}")),
+             "WHERE changes() > 0", (node, "kickstart-fetched", now, detail)),
         ])
         if not counts[0]:
             return None
@@ -351,6 +428,42 @@ class BootState:
         """The node's kickstart without marking it fetched (HEAD requests)."""
         rows = self._run("SELECT kickstart FROM installs WHERE node = ?", (node,))
         return rows[0][0] if rows else None
+
+    def bind(self, node: str, peer: str) -> bool:
+        """Bind the install's callbacks to ``peer`` unless already bound; True if it did."""
+        now = self.now()
+        counts = self._txn([
+            ("UPDATE installs SET bound_peer = ? WHERE node = ? AND state = ? "
+             "AND bound_peer IS NULL", (peer, node, ACTIVE)),
+            ("INSERT INTO events (node, stage, at, detail) SELECT ?, ?, ?, ? "
+             "WHERE changes() > 0", (node, "bound", now, f"callbacks bound to {peer}")),
+        ])
+        return bool(counts[0])
+
+    def advance(self, node: str, step: int, stage: str, detail: str = "") -> bool:
+        """Move the callbacks to ``step`` and record ``stage``, if not already past it."""
+        now = self.now()
+        counts = self._txn([
+            ("UPDATE installs SET step = ? WHERE node = ? AND state = ? AND step < ?",
+             (step, node, ACTIVE, step)),
+            ("INSERT INTO events (node, stage, at, detail) SELECT ?, ?, ?, ? "
+             "WHERE changes() > 0", (node, stage, now, detail)),
+        ])
+        return bool(counts[0])
+
+    def refused(self, node: str, stage: str, detail: str) -> bool:
+        """Record a refused request on the node's install (the first
+        :data:`MAX_REFUSALS_RECORDED` only); True when it was recorded."""
+        since = self._run("SELECT COALESCE(MAX(id), 0) FROM events WHERE node = ? "
+                          "AND stage = 'added'", (node,))[0][0]
+        now = self.now()
+        counts = self._txn([
+            ("INSERT INTO events (node, stage, at, detail) SELECT ?, ?, ?, ? WHERE "
+             "(SELECT COUNT(*) FROM events WHERE node = ? AND id > ? "
+             "AND stage LIKE '%-refused') < ?",
+             (node, stage, now, detail[:500], node, since, MAX_REFUSALS_RECORDED)),
+        ])
+        return bool(counts[0])
 
     def set_hostkeys(self, node: str, keys: tuple[HostKey, ...]) -> None:
         """Record the SSH host keys ``node`` delivered during its install."""
@@ -390,13 +503,6 @@ class BootState:
         step recorded after it happened, such as a power request that took a while)."""
         self._txn([("INSERT INTO events (node, stage, at, detail) VALUES (?, ?, ?, ?)",
                     (node, stage, self.now() if at is None else at, detail))])
-
-    def count_events(self, node: str) -> int:
-        """Events of the node's latest install (callbacks are capped per install)."""
-        rows = self._run("SELECT COUNT(*) FROM events WHERE node = ? AND id >= "
-                         "(SELECT COALESCE(MAX(id), 0) FROM events WHERE node = ? "
-                         "AND stage = 'added')", (node, node))
-        return int(rows[0][0])
 
     def events(self, node: str, *, all_installs: bool = False) -> list[BootEvent]:
         """The node's events, oldest first: of its latest install, or of every install."""

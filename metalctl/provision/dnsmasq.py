@@ -34,6 +34,7 @@ from pathlib import Path
 
 from metalctl.errors import InputError
 from metalctl.provision.bootstate import check_node, normalise_mac
+from metalctl.provision.errors import BootServiceError
 
 BIOS_LOADER = "undionly.kpxe"
 EFI_LOADER = "snponly.efi"
@@ -274,3 +275,61 @@ def write(cfg: DnsmasqConfig, path: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class DnsmasqLeases:
+    """The addresses dnsmasq gave each MAC: its ``dhcp-host`` pins and its lease file.
+
+    The boot service binds an install to the machine's own address with this
+    (:class:`metalctl.provision.bootservice.BootService`, ``dhcp=``): a kickstart fetch
+    or a first callback from an address DHCP did not give that MAC is refused. Both
+    files are read at each question (they are small, and leases change as machines
+    boot), so the configuration may be written after the service started.
+
+    Args:
+        conf: the configuration dnsmasq runs with (:func:`write`'s file): its
+            ``dhcp-host=MAC,IP`` lines and its ``dhcp-leasefile=``.
+        lease_file: the lease file, when the configuration does not name one.
+    """
+
+    def __init__(self, conf: Path, lease_file: Path | None = None) -> None:
+        self.conf = Path(conf)
+        self.lease_file = lease_file
+
+    def addresses(self, mac: str) -> frozenset[str] | None:
+        """The IPv4 addresses pinned or leased to ``mac``; None when dnsmasq only
+        proxies (a site DHCP server leases, so this file cannot know).
+
+        Raises:
+            BootServiceError: a file cannot be read (the request is refused, not let in).
+        """
+        mac = normalise_mac(mac)
+        found: set[str] = set()
+        lease_file = self.lease_file
+        try:
+            for line in self.conf.read_text().splitlines():
+                key, _, value = line.split("#", 1)[0].strip().partition("=")
+                fields = [f.strip() for f in value.split(",")]
+                if key == "dhcp-range" and "proxy" in fields:
+                    return None
+                if key == "dhcp-leasefile" and value:
+                    lease_file = Path(value.strip())
+                if key == "dhcp-host" and fields and fields[0].lower() == mac:
+                    found.update(f for f in fields[1:] if _is_ipv4(f))
+            if lease_file is not None and lease_file.exists():
+                # "<expiry> <mac> <ip> <name> <client id>", one lease a line
+                for line in lease_file.read_text().splitlines():
+                    parts = line.split()
+                    if len(parts) >= 3 and parts[1].lower() == mac and _is_ipv4(parts[2]):
+                        found.add(parts[2])
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BootServiceError(where=str(self.conf), reason=f"cannot read dnsmasq's "
+                                   f"pins or leases: {exc}") from None
+        return frozenset(found)
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == 4
+    except ValueError:
+        return False

@@ -304,23 +304,56 @@ def _render(prep: _Prepared, plan: Mapping[str, Any], inputs: ProvisionInputs) -
     prep.warnings.extend(warns)
 
 
+def _names_in_store(store: Store) -> dict[str, list[dict[str, Any]]]:
+    """Every stored node by the name it is (or would be) installed under, case-folded
+    (host names, and so known_hosts, ignore case)."""
+    named: dict[str, list[dict[str, Any]]] = {}
+    for row in store.nodes():
+        named.setdefault(install_name(row).casefold(), []).append(row)
+    return named
+
+
+def _check_unique_name(node: NodeInstall, named: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Refuse a name another stored node also has: installs, callbacks, known_hosts lines
+    and the host name are keyed by it, so two machines would take each other's trust.
+
+    Raises:
+        InputError: naming both nodes and what tells them apart.
+    """
+    other = next((r for r in named.get(node.name.casefold(), []) if r["key"] != node.key),
+                 None)
+    if other is None:
+        return
+    other_bmc = (other["record"] or {}).get("address", "?")
+    raise InputError(f"node {node.name}", "name", (
+        f"{node.key} (BMC {node.record.address}) and {other['key']} (BMC {other_bmc}) "
+        "would both be installed as this name (their BMCs report the same system name); "
+        "names key installs, callbacks and known_hosts, so nothing was powered. Name them "
+        "apart: enroll them with a name_template that differs per machine (the rack's "
+        "ironic.name_template, or `metalctl enroll --name-template`, e.g. "
+        "'{vendor}-{serial}' or '{system}-{octets}')"))
+
+
 def prepare(nodes: Sequence[str], inputs: ProvisionInputs, opts: ProvisionOptions,
             store: Store) -> list[_Prepared]:
     """Phase 1 for every node; raises on the first bad input, before any action.
 
     Raises:
-        InputError: an unknown node, a node without a plan, no provisioning MAC, a
-            template that does not render or a kickstart pykickstart refuses (the
-            message names the template, its line and the node).
+        InputError: an unknown node, a node without a plan, no provisioning MAC, two
+            nodes with one name or one MAC, a template that does not render or a
+            kickstart pykickstart refuses (the message names the template, its line and
+            the node).
     """
     out: list[_Prepared] = []
     seen_macs: dict[str, str] = {}
+    named = _names_in_store(store)
     for ref in nodes:
         node, row = _resolve(store, ref, inputs)
         if node.mac in seen_macs and seen_macs[node.mac] != node.name:
             raise InputError(f"node {node.name}", "mac",
                              f"{node.mac} is also {seen_macs[node.mac]}'s provisioning MAC")
         seen_macs[node.mac] = node.name
+        _check_unique_name(node, named)
         prep = _Prepared(node, row["state"])
         installed = Lifecycle(row["state"]).rank >= Lifecycle.INSTALLED.rank
         if installed and not opts.redo and not opts.check:
@@ -458,12 +491,10 @@ class _Install:
     def _address(self) -> str:
         if self.node.address:
             return self.node.address.split("/", 1)[0]
-        for e in reversed(self.inputs.boot.events(self.node.name)):
-            if e.stage == "hostkeys" and " from " in e.detail:
-                return e.detail.rsplit(" from ", 1)[1].strip()
-        for e in reversed(self.inputs.boot.events(self.node.name)):
-            if e.stage == "kickstart-fetched" and e.detail.startswith("by "):
-                return e.detail[3:].strip()
+        # the address the install was bound to: the only one its callbacks came from
+        record = self.inputs.boot.install(self.node.name)
+        if record is not None and record.bound_address:
+            return record.bound_address
         raise MetalctlError(f"{self.node.name}: no static address planned and the "
                             "installer's address is unknown")
 
@@ -545,7 +576,9 @@ class _Install:
         events = self._mirror()
         timings = _timings(events, self.start_at)
         if state == TIMEOUT and not reason:
-            steps = [s for s, _ in events if s not in ("timeout", "added")]
+            # install steps only: refused requests (an attacker's) are not progress
+            steps = [s for s, _ in events if s in INSTALL_STEPS and s not in ("timeout",
+                                                                                "added")]
             reason = (f"no end callback within {self.opts.deadline_s:.0f} s; last step: "
                       f"{steps[-1] if steps else 'none'}")
         self.event(state, {"timings": timings}, error=reason)

@@ -1,7 +1,9 @@
-"""One-time install tokens: minted at random, kept only as hashes, compared in constant time.
+"""One-time install secrets: minted at random, kept only as hashes, compared in constant time.
 
-A token authorises one node's kickstart fetch (once) and its install callbacks (until
-``end``, ``error`` or the deadline). It is 256 bits from :func:`secrets.token_urlsafe`,
+Two kinds, the same shape: a kickstart *ticket* (handed out in the iPXE script or to
+Ironic; opens one kickstart fetch) and a callback *token* (minted as the kickstart is
+served and written into it; opens the install's callbacks until ``end``, ``error`` or
+the deadline). Each is 256 bits from :func:`secrets.token_urlsafe`,
 so a plain SHA-256 is enough to store it: there is nothing to brute-force, unlike a
 password, and a leaked state file gives no usable token. Logs carry a fingerprint only.
 """
@@ -17,6 +19,7 @@ from metalctl.credentials import Secret
 
 #: 32 random bytes, URL-safe base64 without padding: 43 characters of [A-Za-z0-9_-]
 TOKEN_BYTES = 32
+TOKEN_CHARS = 43
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 #: what a rendered kickstart holds where its token goes: the boot service replaces it as
 #: it serves the kickstart, so neither the state file nor a rendered file holds a token

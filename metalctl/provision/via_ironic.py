@@ -10,16 +10,20 @@ states: ``deploying``, ``wait call-back``, ``active``, or ``deploy failed`` with
 
 ``ks_template`` is the node's kickstart as metalctl rendered it, with Ironic's own
 ``{{ ks_options.* }}`` (agent token, heartbeat URL, image URL, config drive) left for
-Ironic to fill, served once by metalctl's boot service at a one-time URL. The kickstart
-keeps Ironic's ``%pre``/``%onerror``/final ``%post`` heartbeats and also calls back to
-metalctl's boot service with the same one-time token as the PXE path: that is how the
+Ironic to fill, served once by metalctl's boot service at a one-time URL (a kickstart
+ticket only Ironic is given; HEAD does not use it up). The kickstart keeps Ironic's
+``%pre``/``%onerror``/final ``%post`` heartbeats and also calls back to metalctl's boot
+service with the callback token minted as the conductor fetched it: that is how the
 host keys arrive (trust on first boot) and how the installer's own error reaches the
 node's result.
 
 Exposure, stated plainly: Ironic copies ``ks_template`` and the rendered ``ks.cfg`` into
 its ``http_root`` (``<http_url>/<node uuid>/ks.cfg``), readable on the provisioning
 network, as it does for its own agent token; the callback token therefore has the same
-exposure as Ironic's agent token, and stops opening anything when the install ends.
+exposure as Ironic's agent token. What holds it back: the install binds to the first
+callback's address, which must be the one DHCP gave the node's MAC when the boot service
+knows the leases (``metalctl serve --dnsmasq-conf``); callbacks from anywhere else are
+refused and recorded, and a second set of host keys fails the node.
 """
 
 from __future__ import annotations
@@ -124,10 +128,12 @@ def deploy(inst: _Install) -> str:
                                 f"from {' or '.join(DEPLOYABLE)} (or manageable)")
         d = inst.inputs.ironic_deploy
         assert d is not None
-        token = boot.add_install(name, inst.node.mac, inst.prep.kickstart,
-                                 BootFiles(d.kernel, d.ramdisk, d.stage2),
-                                 inst.opts.deadline_s, replace=True)
-        ks_url = f"{boot.url}/ks/{name}?token={token.reveal()}"
+        # Ironic's conductor fetches the kickstart, not the machine: the ticket goes to
+        # Ironic, and the install binds to the machine's address at its first callback
+        ticket = boot.add_install(name, inst.node.mac, inst.prep.kickstart,
+                                  BootFiles(d.kernel, d.ramdisk, d.stage2),
+                                  inst.opts.deadline_s, replace=True, fetcher="ironic")
+        ks_url = f"{boot.url}/ks/{name}?ticket={ticket.reveal()}"
         ironic.update_node(uuid, _patch(inst, ks_url))
         inst.event("started", {"via": "ironic", "ironic_uuid": uuid, "verb": verb,
                                "template": inst.inputs.template})

@@ -8,7 +8,9 @@ pinned address and the boot URL from dnsmasq (configuration rendered by
 :mod:`metalctl.provision.dnsmasq`); iPXE fetches its per-MAC script from
 :class:`~metalctl.provision.bootservice.BootService` on the host side of the network,
 then Debian's kernel and an initramfs; the installer fetches its kickstart with the
-token and calls back ``end``.
+ticket its boot script carried and calls back ``hostkeys`` and ``end`` with the token
+the kickstart carried, from the address dnsmasq pinned to its MAC (the service reads
+dnsmasq's files, as ``metalctl serve --dnsmasq-conf`` does).
 
 Own lab on 127.26 and provisioning network 10.203.0.0/24 (not the shared session lab):
 run this module alone, never two copies at once. One machine boots at a time; each
@@ -31,6 +33,7 @@ from metalctl.netaddrs import parse_targets
 from metalctl.provision.bootserver import Request, Response
 from metalctl.provision.bootservice import LOCAL_BOOT_SCRIPT, TOKEN_PLACEHOLDER, BootService
 from metalctl.provision.bootstate import ACTIVE, INSTALLED, BootFiles
+from metalctl.provision.dnsmasq import DnsmasqLeases
 
 from .tinyinstaller import TinyInstaller
 
@@ -39,7 +42,9 @@ SPEC = rack.RackSpec(octet=26, redfish_bmcs=0, ipmi_bmcs=0, libvirt_domains=1, d
 BUDGET = Budget(connect_timeout_s=2, read_timeout_s=20, deadline_s=90)
 BOOT_TIMEOUT_S = 300.0
 NODE = "lab26-kvm-0"
+HOSTKEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBwVqRzSjRL0qXf4Agq5lolWPkclGKovpv1yIcEXdLN/"
 KICKSTART = f"""# a kickstart as metalctl serves it (the tiny installer only reads it)
+# hostkey: {HOSTKEY}
 text
 %post --nochroot
 curl -X POST -H "Authorization: Bearer {TOKEN_PLACEHOLDER}" http://boot/callback/{NODE}
@@ -103,7 +108,8 @@ def served(pxe_lab, boot_files, tmp_path_factory: pytest.TempPathFactory):
     assert net is not None
     files, _ = boot_files
     svc = RecordingBootService(net.host_address, 0, tmp_path_factory.mktemp("bootstate"),
-                               files_dir=files, tick_s=1.0).start()
+                               files_dir=files, tick_s=1.0,
+                               dhcp=DnsmasqLeases(net.files / "dnsmasq.conf")).start()
     try:
         # what `metalctl lab up` runs: metalctl.provision.dnsmasq's file, MACs pinned
         assert cli_lab.start_dnsmasq(SPEC, pxe_lab, svc.port) == svc.url
@@ -182,8 +188,12 @@ def test_one_time_pxe_boot_reaches_the_installer_and_its_callback(pxe_lab, kvm, 
     stages = [e.stage for e in svc.events(NODE)]
     assert stages.count("kickstart-fetched") == 1
     assert "end" in stages
+    assert not [s for s in stages if s.endswith("-refused")]
+    # bound to the address dnsmasq pinned to the MAC; the machine's own key trusted
+    assert install.bound_address == net.pinned_address(0)
+    assert [k.blob_b64 for k in install.hostkeys] == [HOSTKEY.split()[1]]
     callbacks = svc.answers("POST", f"/callback/{NODE}")
-    assert [s for _, s, _ in callbacks] == [200]
+    assert [s for _, s, _ in callbacks] == [200, 200]
     # the serial console was captured from firmware to the installer's last words
     _wait_off(record, creds, pxe_lab.ca_bundle)
     text = console.read_text(errors="replace")
@@ -192,7 +202,7 @@ def test_one_time_pxe_boot_reaches_the_installer_and_its_callback(pxe_lab, kvm, 
     assert "tiny-installer: end callback sent" in text
 
     to_kickstart = kickstarts[0][0] - powered_on
-    to_end = callbacks[0][0] - powered_on
+    to_end = callbacks[-1][0] - powered_on
     with capsys.disabled():
         print(f"\n[pxe] power-on -> kickstart fetched {to_kickstart:.1f} s, "
               f"-> end callback {to_end:.1f} s (power request {result.duration_s:.1f} s)")

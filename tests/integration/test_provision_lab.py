@@ -18,14 +18,17 @@ handling of the error callback), which cost one boot less.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 
@@ -156,21 +159,23 @@ def serve(net, files, env):
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)
     (tiny / "tiny.tar.gz").write_bytes(buf.getvalue())
+    url = f"http://{net.host_address}:{SERVE_PORT}"
+    # dnsmasq's file first: the service binds each install to the address it pins
+    _dnsmasq(net, url, "serve")
     log = open(env["dir"] / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([*METALCTL, "serve", "--bind", net.host_address, "--port",
-                             str(SERVE_PORT), "--files-dir", str(files.directory)],
+                             str(SERVE_PORT), "--files-dir", str(files.directory),
+                             "--dnsmasq-conf", str(net.files / "dnsmasq-serve.conf")],
                             env=env["env"], stdout=log, stderr=subprocess.STDOUT)
     http = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", net.host_address,
                              "--directory", str(tiny), str(TINY_PORT)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://{net.host_address}:{SERVE_PORT}"
     for _ in range(100):
         try:
             if requests.get(url + "/healthz", timeout=1).ok:
                 break
         except requests.RequestException:
             time.sleep(0.1)
-    _dnsmasq(net, url, "serve")
     yield {"url": url, "tiny": f"http://{net.host_address}:{TINY_PORT}/tiny.tar.gz"}
     for p in (proc, http):
         p.send_signal(signal.SIGTERM)
@@ -227,10 +232,60 @@ def test_a_bad_kickstart_is_refused_before_any_power_action(lab, env, node, serv
     assert power.power_state(node["record"], node["creds"], lab.ca_bundle, BUDGET) == power.OFF
 
 
-def test_pxe_install_survives_a_killed_run_and_is_never_repeated(lab, env, node, serve, net,
-                                                                 capsys):
+class Attacker(threading.Thread):
+    """Someone on the provisioning network who knows the machine's MAC, on its host side
+    (10.208.0.1, the root namespace's end of the veth), racing the real install: it asks
+    for the MAC's boot script, tries the kickstart with the ticket it got, and posts its
+    own host keys and ``end`` with whatever it holds, every half second."""
+
+    def __init__(self, url: str, source: str, mac: str, keys: str) -> None:
+        super().__init__(daemon=True)
+        self.host, self.port = url.split("//")[1].split(":")
+        self.source, self.mac, self.keys = source, mac.replace(":", "-"), keys
+        self.stop = threading.Event()
+        self.tickets: set[str] = set()
+        self.answers: list[tuple[str, int]] = []
+
+    def _ask(self, method: str, path: str, body: bytes = b"",
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(self.host, int(self.port), timeout=5,
+                                          source_address=(self.source, 0))
+        try:
+            conn.request(method, path, body=body or None, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                _, script = self._ask("GET", f"/boot/{self.mac}.ipxe")
+                m = re.search(rb"/ks/([\w.-]+)\?ticket=([\w-]+)", script)
+                if not m:
+                    continue
+                node, ticket = m.group(1).decode(), m.group(2).decode()
+                self.tickets.add(ticket)
+                self.answers.append(("ks", self._ask("GET", f"/ks/{node}?ticket={ticket}")[0]))
+                for stage, body in (("hostkeys", self.keys.encode()), ("end", b"")):
+                    status, _ = self._ask("POST", f"/callback/{node}?stage={stage}", body,
+                                          {"Authorization": f"Bearer {ticket}"})
+                    self.answers.append((stage, status))
+            except OSError:
+                continue
+
+
+def test_pxe_install_survives_a_killed_run_and_an_attacker_racing_it(lab, env, node, serve,
+                                                                     net, capsys):
     site = _site(env, f"{serve['url']}/files/liveimg.tar.gz")
     args = _pxe_args(env, serve, site)
+    evil = env["dir"] / "evil_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(evil)],
+                   check=True)
+    evil_pub = evil.with_suffix(".pub").read_text()
+    attacker = Attacker(serve["url"], net.host_address, libvirt_lab.domain_mac(SPEC, 0),
+                        evil_pub)
+    attacker.start()
     t0 = time.monotonic()
     first = subprocess.Popen([*METALCTL, "provision", node["ref"], "-o", "json",
                               "--ssh-key", str(env["key"]), *args], env=env["env"],
@@ -246,6 +301,8 @@ def test_pxe_install_survives_a_killed_run_and_is_never_repeated(lab, env, node,
     fetched = time.monotonic() - t0
     # the re-run follows the same install: no second power action, no second kickstart
     proc = _provision(env, node, *args)
+    attacker.stop.set()
+    attacker.join(10)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = _result(proc)
     assert res["status"] == "installed"
@@ -254,6 +311,19 @@ def test_pxe_install_survives_a_killed_run_and_is_never_repeated(lab, env, node,
     assert events.count("power") == 1
     assert events.count("kickstart-fetched") == 1
     assert events.count("added") == 1
+    # the attacker was in the race (it held the machine's ticket) and got nowhere: no
+    # kickstart, no callback; its key is nowhere metalctl trusts keys
+    assert attacker.tickets, "the attacker never saw a boot script with a ticket"
+    assert attacker.answers
+    assert {status for _, status in attacker.answers} == {403}, attacker.answers
+    assert "kickstart-refused" in events
+    assert evil_pub.split()[1] not in Path(env["env"]["METALCTL_KNOWN_HOSTS"]).read_text()
+    assert res["host_keys"]
+    state = BootState(Path(env["env"]["METALCTL_BOOT_STATE"]))
+    assert evil_pub.split()[1] not in {k.blob_b64 for k in state.get(node["name"]).hostkeys}
+    assert state.get(node["name"]).bound_address == net.pinned_address(0)
+    refused = [e.detail for e in state.events(node["name"]) if e.stage.endswith("-refused")]
+    assert any(f"{net.host_address} is not the address DHCP gave" in d for d in refused)
     with Store(Path(env["env"]["METALCTL_STORE"])) as store:
         row = store.find(node["ref"])
         assert row["state"] == "installed"
@@ -298,11 +368,13 @@ def test_pxe_install_survives_a_killed_run_and_is_never_repeated(lab, env, node,
     mac = libvirt_lab.domain_mac(SPEC, 0).replace(":", "-")
     assert requests.get(f"{serve['url']}/boot/{mac}.ipxe", timeout=5).text == \
         LOCAL_BOOT_SCRIPT
-    assert requests.get(f"{serve['url']}/ks/{node['name']}?token=x" + "A" * 42,
-                        timeout=5).status_code == 403
+    for ticket in attacker.tickets:
+        assert requests.get(f"{serve['url']}/ks/{node['name']}?ticket={ticket}",
+                            timeout=5).status_code == 403
     with capsys.disabled():
         print(f"\n[provision pxe] kickstart fetched after {fetched:.0f} s; "
-              f"steps {install['timings']}\n[installer log]\n"
+              f"steps {install['timings']}; attacker: {len(attacker.tickets)} ticket(s), "
+              f"{len(attacker.answers)} requests refused\n[installer log]\n"
               + "\n".join(line for line in installer_log.splitlines()
                           if "installer:" in line))
 
@@ -421,20 +493,68 @@ def ironic_boot(lab, net, serve):
     _dnsmasq(net, serve["url"], "serve")
 
 
+class IronicRootAttacker(Attacker):
+    """Reads Ironic's published ``ks.cfg`` (callback token in it) and posts its own host
+    keys and ``end`` with that token from the host side, every half second."""
+
+    def __init__(self, ks_url: str, boot_url: str, source: str, keys: str) -> None:
+        super().__init__(boot_url, source, "00:00:00:00:00:00", keys)
+        self.ks_url = ks_url
+        self.tokens: set[str] = set()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                text = requests.get(self.ks_url, timeout=5).text
+                m = re.search(r"Authorization: Bearer ([\w-]{43})", text)
+                node = re.search(r"/callback/([\w.-]+)", text)
+                if not (m and node):
+                    continue
+                self.tokens.add(m.group(1))
+                for stage, body in (("hostkeys", self.keys.encode()), ("end", b"")):
+                    status, _ = self._ask("POST", f"/callback/{node.group(1)}?stage={stage}",
+                                          body, {"Authorization": f"Bearer {m.group(1)}"})
+                    self.answers.append((stage, status))
+            except (OSError, requests.RequestException):
+                continue
+
+
 def test_through_ironic_available_to_active_and_installed(lab, env, node, serve, net,
-                                                          ironic_boot):
+                                                          ironic_boot, capsys):
     enroll = subprocess.run([*METALCTL, "enroll", "--provide"], env=env["env"],
                             capture_output=True, text=True, timeout=300)
     assert enroll.returncode == 0, enroll.stderr
+    row = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])
+    uuid, name = row["ironic_uuid"], row["name"]  # enrolled: named by the site's template
+    # Ironic publishes the rendered kickstart, callback token included, in its http_root:
+    # an attacker on the network reads it there and calls back first, with the real token
+    evil = env["dir"] / "evil_ironic_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(evil)],
+                   check=True)
+    evil_pub = evil.with_suffix(".pub").read_text()
+    attacker = IronicRootAttacker(f"http://{net.host_address}:{prov_ironic.HTTP_ROOT_PORT}"
+                                  f"/{uuid}/ks.cfg", serve["url"], net.host_address, evil_pub)
+    attacker.start()
     site = _site(env, f"{serve['url']}/files/liveimg.tar.gz")
     proc = _provision(env, node, *_ironic_args(env, serve, site, "--redo"))
+    attacker.stop.set()
+    attacker.join(10)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = _result(proc)
     assert res["status"] == "installed"
     assert res["via"] == "ironic"
-    row = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])
-    uuid, name = row["ironic_uuid"], row["name"]  # enrolled: named by the site's template
     assert ironic_boot.node(uuid)["provision_state"] == "active"
+    # the attacker held the real token and still got nowhere: the install bound to the
+    # machine's leased address at its first callback
+    assert attacker.tokens, "Ironic's ks.cfg was never read with a token in it"
+    assert attacker.answers
+    assert {status for _, status in attacker.answers} == {403}, attacker.answers
+    state = BootState(Path(env["env"]["METALCTL_BOOT_STATE"]))
+    assert state.get(name).bound_address == net.pinned_address(0)
+    assert evil_pub.split()[1] not in Path(env["env"]["METALCTL_KNOWN_HOSTS"]).read_text()
+    with capsys.disabled():
+        print(f"\n[provision ironic] attacker read {len(attacker.tokens)} token(s) from "
+              f"Ironic's http_root; {len(attacker.answers)} callbacks refused")
     out = subprocess.run(["ssh", "-i", str(env["key"]), "-o", "BatchMode=yes", "-o",
                           "StrictHostKeyChecking=yes", "-o",
                           f"UserKnownHostsFile={env['env']['METALCTL_KNOWN_HOSTS']}",

@@ -100,10 +100,12 @@ class ScriptedMachine:
     """What iPXE and the installer do, over real HTTP; the installed OS is host h1."""
 
     def __init__(self, boot: BootService, hostlab: HostLab, *, fail: str | None = None,
-                 stop_after_kickstart: bool = False, keys: str | None = None) -> None:
+                 stop_after_kickstart: bool = False, keys: str | None = None,
+                 second_keys: str | None = None, skip_keys: bool = False) -> None:
         self.boot, self.hostlab, self.fail = boot, hostlab, fail
         self.stop_after_kickstart = stop_after_kickstart
         self.keys = keys
+        self.second_keys, self.skip_keys = second_keys, skip_keys
         self.powered: list[str] = []
         self.kickstarts: list[str] = []
         self.threads: list[threading.Thread] = []
@@ -137,7 +139,12 @@ class ScriptedMachine:
         keys = self.keys or "".join(
             p.read_text() for p in sorted((self.hostlab.host_dir(1) / "upper" / "etc" /
                                            "ssh").glob("ssh_host_*_key.pub")))
-        requests.post(cb, params={"stage": "hostkeys"}, headers=head, data=keys, timeout=5)
+        if not self.skip_keys:
+            requests.post(cb, params={"stage": "hostkeys"}, headers=head, data=keys,
+                          timeout=5)
+        if self.second_keys:  # something else holding the token delivers its own
+            requests.post(cb, params={"stage": "hostkeys"}, headers=head,
+                          data=self.second_keys, timeout=5)
         requests.post(cb, params={"stage": "end"}, headers=head, timeout=5)
 
 
@@ -210,6 +217,25 @@ def test_a_host_answering_with_other_keys_than_delivered_is_refused(store, boot,
     [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
     assert res.status == "failed"
     assert "not the host the install delivered keys for" in res.reason
+    assert store.find("node1")["state"] == "profiled"
+
+
+def test_conflicting_or_missing_host_keys_fail_the_node_with_what_to_do(
+        store, boot, hostlab, tmp_path):
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    machine = ScriptedMachine(boot, hostlab, second_keys=other.with_suffix(".pub").read_text())
+    [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
+    assert res.status == "failed"
+    assert "second, different set of SSH host keys" in res.reason
+    assert "reinstall the node (--redo)" in res.reason
+    assert not (tmp_path / "known_hosts").exists()  # nothing trusted
+    machine = ScriptedMachine(boot, hostlab, skip_keys=True)
+    [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
+    assert res.status == "failed"
+    assert "`end` without delivering its SSH host keys" in res.reason
+    assert not (tmp_path / "known_hosts").exists()
     assert store.find("node1")["state"] == "profiled"
 
 
@@ -332,26 +358,74 @@ def test_cli_check_prints_masked_kickstarts_and_bad_input_exits_3(store, tmp_pat
     assert main(["provision", "node1", "--site", str(site), "--store", db]) == 3
 
 
-def test_head_answers_like_get_without_using_the_kickstart_up(boot, tmp_path):
+def test_head_answers_like_get_without_using_the_ticket_up(boot, tmp_path):
     """Ironic's image service HEADs every URL (ks_template among them) before it GETs."""
-    token = boot.add_install("node7", "52:54:00:00:07:07", "ks @@METALCTL_TOKEN@@\n",
-                             BootFiles("vmlinuz", "initrd.img"), 60)
-    url = f"{boot.url}/ks/node7?token={token.reveal()}"
+    ticket = boot.add_install("node7", "52:54:00:00:07:07", "ks @@METALCTL_TOKEN@@\n",
+                              BootFiles("vmlinuz", "initrd.img"), 60, fetcher="ironic")
+    url = f"{boot.url}/ks/node7?ticket={ticket.reveal()}"
     for _ in range(3):
         head = requests.head(url, timeout=5)
         assert head.status_code == 200
         assert head.content == b""
-        assert int(head.headers["Content-Length"]) == len(f"ks {token.reveal()}\n")
-    assert requests.head(f"{boot.url}/ks/node7?token=wrong-token-value-000000000000000",
+        assert int(head.headers["Content-Length"]) == len("ks \n") + 43  # with its token
+    assert requests.head(f"{boot.url}/ks/node7?ticket=wrong-ticket-value-00000000000000",
                          timeout=5).status_code == 403
-    assert requests.get(url, timeout=5).text == f"ks {token.reveal()}\n"
+    text = requests.get(url, timeout=5).text
+    assert re.fullmatch(r"ks [A-Za-z0-9_-]{43}\n", text)
+    assert ticket.reveal() not in text  # the callback token is a new secret
     assert requests.head(url, timeout=5).status_code == 403      # used up by the GET
+    assert requests.get(url, timeout=5).status_code == 403       # replayed
     f = requests.head(f"{boot.url}/files/vmlinuz", timeout=5)
     assert f.status_code == 200
     assert f.headers["Content-Length"] == "6"
     assert f.content == b""
     assert requests.head(f"{boot.url}/boot/52-54-00-00-07-07.ipxe", timeout=5).status_code \
         == 404  # a HEAD never hands out an install
+
+
+def test_two_machines_with_one_name_are_refused_before_any_power_action(
+        store, boot, hostlab, tmp_path):
+    """Two BMCs reporting the same system name, neither enrolled under its own name:
+    both would be installed, called back and trusted as one host."""
+    for i in (5, 6):
+        rec = DiscoveryRecord(address=f"127.0.0.{i}", port=443, protocol=Protocol.REDFISH,
+                              status=Status.OK, scheme="https", system_id="System.Embedded.1",
+                              name="r650", manufacturer="Dell",
+                              hardware=Hardware(nics=(NicFacts(mac=f"52:54:00:00:08:{i:02x}"),)))
+        store.save_discovered(rec)
+        store.set_state(rec.key, Lifecycle.PROFILED)
+        store.put_data(rec.key, "plan", store.get_data(store.find("node1")["key"], "plan"))
+    keys = [r["key"] for r in store.nodes() if r["record"]["address"] in ("127.0.0.5",
+                                                                          "127.0.0.6")]
+    machine = ScriptedMachine(boot, hostlab)
+    with pytest.raises(InputError) as err:
+        provision(keys, _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
+    message = str(err.value)
+    assert message.startswith("node r650: name: ")
+    assert all(k in message for k in keys)
+    assert "BMC 127.0.0.5" in message
+    assert "BMC 127.0.0.6" in message
+    assert "name_template" in message
+    assert machine.powered == []
+    assert boot.install("r650") is None
+    # one of them alone is refused too: the other is in the store under the same name
+    with pytest.raises(InputError, match="name_template"):
+        provision(keys[:1], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
+    # case does not tell host names apart either
+    store.set_state(keys[1], Lifecycle.PROFILED, name="R650")
+    with pytest.raises(InputError, match="name_template"):
+        provision(keys[:1], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
+    # named apart (as enrollment with a per-machine template does): accepted
+    store.set_state(keys[1], Lifecycle.PROFILED, name="r650-b")
+    [res] = provision(keys[:1], _inputs(boot, hostlab, machine, tmp_path),
+                      ProvisionOptions(via="pxe", check=True), store=store)
+    assert res.status == "checked"
+    from metalctl.cli.main import main
+
+    store.set_state(keys[1], Lifecycle.PROFILED, name="r650")
+    site = REPO / "tests" / "samples" / "kickstart" / "site.yaml"
+    assert main(["provision", *keys, "--check", "--site", str(site), "--store",
+                 str(tmp_path / "store.db"), "--boot-dir", str(tmp_path / "b")]) == 3
 
 
 def test_a_node_without_a_plan_may_be_installed_plain_when_asked(store, boot, hostlab,

@@ -37,6 +37,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("qemu-system-x86_64"),
 MAC = "52:54:00:5e:17:01"
 NODE = "standin-01"
 TOKEN = "tok_standin_Zq8vL2mN4pR6sT0uW3yA5cE7"
+#: what the boot script hands out: opens the kickstart once, never a callback
+TICKET = "tkt_standin_Hb3nP9wQ1xK5mR7tV2yC4eG6"
 INSTALL_S = float(os.environ.get("METALCTL_INSTALL_S", "300"))  # one install under load
 
 
@@ -70,8 +72,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         s = self.served
         if url.path == f"/ks/{NODE}":
             s.ks_fetches += 1
-            token = urllib.parse.parse_qs(url.query).get("token", [""])[0]
-            if token != TOKEN or s.ks_fetches > 1:  # served once, like the boot service
+            ticket = urllib.parse.parse_qs(url.query).get("ticket", [""])[0]
+            if ticket != TICKET or s.ks_fetches > 1:  # served once, like the boot service
                 s.refused.append(self.path)
                 return self._reply(403)
             return self._reply(200, s.kickstart)
@@ -181,7 +183,7 @@ class Qemu:
 def _install_argv(files: installer.InstallerFiles, disk: Path, port: int, *,
                   bootif: bool) -> list[str]:
     base = f"http://10.0.2.2:{port}"
-    append = [f"inst.ks={base}/ks/{NODE}?token={TOKEN}",
+    append = [f"inst.ks={base}/ks/{NODE}?ticket={TICKET}",
               f"inst.stage2={base}/files/stage2.img", "console=ttyS0"]
     if bootif:  # metalctl's boot service form; Ironic's anaconda template has no BOOTIF
         append = ["initrd=initrd", append[0], f"BOOTIF=01-{MAC.replace(':', '-')}",

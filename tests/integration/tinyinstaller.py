@@ -1,10 +1,11 @@
 """A tiny installer for network-boot tests: Debian's cloud kernel and a busybox initramfs.
 
 It does the part of an install the boot path can see, nothing more: DHCP on the NIC
-named by ``BOOTIF``, fetch ``inst.ks`` once, POST the ``end`` callback with the token
-from the kickstart URL, power off. The full stand-in installer (``metalctl.lab.installer``)
-replaces it where a test needs a real install; tests take the boot files as a
-parameter (:class:`TinyInstaller` is one provider).
+named by ``BOOTIF``, fetch ``inst.ks`` once (its URL carries a kickstart ticket), POST
+the ``hostkeys`` callback (the kickstart's ``# hostkey:`` lines) and the ``end`` callback
+with the token the kickstart carries, power off. The full stand-in installer
+(``metalctl.lab.installer``) replaces it where a test needs a real install; tests take
+the boot files as a parameter (:class:`TinyInstaller` is one provider).
 
 The Debian packages (``linux-image-*-cloud-amd64``, ``busybox-static``) are fetched
 with ``apt-get download`` into ``~/.cache/metalctl/pxe`` once; the initramfs (a newc
@@ -44,9 +45,14 @@ for i in /sys/class/net/*; do [ "$(cat $i/address)" = "$mac" ] && dev=${i##*/}; 
 [ -n "$dev" ] || { say "no NIC with MAC $mac"; poweroff -f; }
 ip link set lo up; ip link set "$dev" up
 udhcpc -i "$dev" -s /bin/dhcp.sh -q -f -n -t 20 -T 1 || { say "no DHCP"; poweroff -f; }
-base=${ks%%/ks/*}; rest=${ks#*/ks/}; node=${rest%%\?*}; token=${ks##*token=}
+base=${ks%%/ks/*}; rest=${ks#*/ks/}; node=${rest%%\?*}
 if wget -q -O /tmp/ks "$ks"; then
   say "kickstart fetched ($(wc -c < /tmp/ks) bytes)"
+  # the callback token is in the kickstart, never in the boot script's URL
+  token=$(sed -n 's/.*Authorization: Bearer \([A-Za-z0-9_-]*\).*/\1/p' /tmp/ks | head -n 1)
+  wget -q -O - --header "Authorization: Bearer $token" \
+    --post-data "$(sed -n 's/^# hostkey: //p' /tmp/ks)" \
+    "$base/callback/$node?stage=hostkeys" && say "hostkeys callback sent"
   wget -q -O - --header "Authorization: Bearer $token" \
     --post-data "tiny installer: kickstart of $(wc -l < /tmp/ks) lines read" \
     "$base/callback/$node?stage=end" && say "end callback sent"

@@ -138,13 +138,18 @@ def test_state_keeps_installs_across_reopen_and_applies_deadlines(tmp_path):
     state.add("n1", "52:54:00:98:00:01", tokens.digest("t" * 43), "ks", files, 60)
     with pytest.raises(InstallConflict):
         state.add("n2", "52:54:00:98:00:01", tokens.digest("u" * 43), "ks", files, 60)
+    with pytest.raises(InstallConflict, match="same name but for case"):
+        state.add("N1", "52:54:00:98:00:09", tokens.digest("u" * 43), "ks", files, 60)
     state.close()
     assert oct((tmp_path / "bootservice.db").stat().st_mode & 0o777) == "0o600"
     again = BootState(tmp_path, clock=lambda: now[0])
     assert [r.node for r in again.active()] == ["n1"]
-    assert again.take_kickstart("n1", tokens.digest("u" * 43), "x") is None
-    assert again.take_kickstart("n1", tokens.digest("t" * 43), "x") == "ks"
-    assert again.take_kickstart("n1", tokens.digest("t" * 43), "x") is None
+    cb = tokens.digest("c" * 43)
+    assert again.take_kickstart("n1", tokens.digest("u" * 43), cb, "x", bind=True) is None
+    assert again.take_kickstart("n1", tokens.digest("t" * 43), cb, "x", bind=True) == "ks"
+    assert again.take_kickstart("n1", tokens.digest("t" * 43), cb, "x", bind=True) is None
+    auth = again.auth("n1")
+    assert (auth.ticket_digest, auth.token_digest, auth.bound_peer) == (None, cb, "x")
     now[0] += 61
     assert again.expire() == ["n1"]
     assert again.get("n1").state == "timeout"
@@ -163,3 +168,80 @@ def test_install_timings_follow_when_steps_happened_not_when_they_were_recorded(
     assert list(timings) == ["power", "boot-script", "kickstart-fetched", "ssh"]
     assert timings == {"power": 0.5, "boot-script": 1.0, "kickstart-fetched": 2.5,
                        "ssh": 16.0}
+
+
+def test_a_ticket_is_short_lived_and_the_state_binds_once(tmp_path):
+    now = [1000.0]
+    files = BootFiles("http://h/vmlinuz", "http://h/initrd")
+    state = BootState(tmp_path, clock=lambda: now[0])
+    ticket, cb = tokens.digest("t" * 43), tokens.digest("c" * 43)
+    state.add("n1", "52:54:00:98:00:01", ticket, "ks", files, 600, ticket_ttl_s=30)
+    now[0] += 31  # the install is alive, its ticket is not
+    assert state.auth("n1").state == "active"
+    assert state.take_kickstart("n1", ticket, cb, "10.0.0.5", bind=False) is None
+    state.set_ticket("n1", ticket, now[0] + 30)
+    assert state.take_kickstart("n1", ticket, cb, "10.0.0.9", bind=False) == "ks"
+    assert state.auth("n1").bound_peer is None  # Ironic's conductor fetched it
+    assert state.bind("n1", "10.0.0.5")
+    assert not state.bind("n1", "10.0.0.6")
+    assert state.auth("n1").bound_peer == "10.0.0.5"
+    assert state.advance("n1", 2, "pre")
+    assert not state.advance("n1", 2, "pre")  # never twice
+    assert [e.stage for e in state.events("n1")] == ["added", "kickstart-fetched", "bound",
+                                                     "pre"]
+
+
+def test_refusals_are_recorded_up_to_a_bound(tmp_path):
+    from metalctl.provision.bootstate import MAX_REFUSALS_RECORDED
+
+    state = BootState(tmp_path)
+    state.add("n1", "52:54:00:98:00:01", tokens.digest("t" * 43), "ks",
+              BootFiles("http://h/k", "http://h/i"), 600)
+    recorded = [state.refused("n1", "callback-refused", f"try {i}") for i in range(40)]
+    assert recorded.count(True) == MAX_REFUSALS_RECORDED
+    assert len(state.events("n1")) == MAX_REFUSALS_RECORDED + 1
+
+
+def test_a_state_file_of_the_first_release_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "bootservice.db")
+    old.executescript("""CREATE TABLE installs (node TEXT PRIMARY KEY, mac TEXT NOT NULL,
+        token_sha256 TEXT NOT NULL, kickstart TEXT NOT NULL, boot_files TEXT NOT NULL,
+        state TEXT NOT NULL, created_at REAL NOT NULL, deadline_at REAL NOT NULL,
+        script_served_at REAL, kickstart_fetched_at REAL, ended_at REAL, hostkeys TEXT,
+        error TEXT);""")
+    old.execute("INSERT INTO installs VALUES ('n1', '52:54:00:98:00:01', 'd', 'ks', "
+                "'{\"kernel\": \"k\", \"initrd\": \"i\"}', 'active', 1, 9e12, NULL, NULL, "
+                "NULL, NULL, NULL)")
+    old.commit()
+    old.close()
+    state = BootState(tmp_path)
+    record = state.get("n1")
+    assert (record.fetcher, record.bound_address, record.step) == ("machine", None, 0)
+    assert state.auth("n1").ticket_digest is None  # its boot script mints a ticket
+
+
+def test_dnsmasq_pins_and_leases_say_which_address_a_mac_has(tmp_path):
+    from metalctl.provision.dnsmasq import DnsmasqLeases
+
+    leases = tmp_path / "leases"
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text("interface=br0\ndhcp-range=10.0.0.100,10.0.0.199,1h\n"
+                    "dhcp-host=52:54:00:aa:00:01,10.0.0.10,m1\n"
+                    "dhcp-host=52:54:00:aa:00:02,m2   # named only\n"
+                    f"dhcp-leasefile={leases}\n")
+    src = DnsmasqLeases(conf)
+    assert src.addresses("52-54-00-AA-00-01") == {"10.0.0.10"}
+    assert src.addresses("52:54:00:aa:00:02") == frozenset()  # no lease yet: refuse
+    leases.write_text("1765000000 52:54:00:aa:00:02 10.0.0.150 m2 01:52:54:00:aa:00:02\n"
+                      "0 52:54:00:aa:00:03 10.0.0.151 * *\n")
+    assert src.addresses("52:54:00:aa:00:02") == {"10.0.0.150"}
+    # proxy mode: the site's DHCP server leases, this file cannot know
+    conf.write_text("interface=br0\ndhcp-range=10.0.0.0,proxy\n")
+    assert src.addresses("52:54:00:aa:00:02") is None
+    conf.unlink()
+    from metalctl.provision.errors import BootServiceError
+
+    with pytest.raises(BootServiceError):
+        src.addresses("52:54:00:aa:00:02")
