@@ -90,8 +90,16 @@ def _digest(*parts: bytes | str) -> str:
 
 def kernel_deb(debs: Path) -> Path:
     """The cloud kernel package in ``debs`` (downloaded once with ``apt-get download``)."""
-    depends = _run(["apt-cache", "depends", KERNEL_PACKAGE], "apt-cache depends")
+    depends = subprocess.run(["apt-cache", "depends", KERNEL_PACKAGE], capture_output=True,
+                             text=True, check=False).stdout
     names = re.findall(r"Depends: (linux-image-[\w.+-]+)", depends)
+    if not names:
+        # a machine whose package lists were cleaned (container images are): read them
+        # once, as scripts/setup.sh does before any apt-get install
+        LOG.info("installer: apt-get update (no package lists)")
+        _run(["apt-get", "update", "-qq"], "apt-get update")
+        depends = _run(["apt-cache", "depends", KERNEL_PACKAGE], "apt-cache depends")
+        names = re.findall(r"Depends: (linux-image-[\w.+-]+)", depends)
     if not names:
         raise LabError(reason=f"apt-cache knows no kernel behind {KERNEL_PACKAGE}")
     debs.mkdir(parents=True, exist_ok=True)
