@@ -47,7 +47,13 @@ class CredentialsError(InputError):
     """A named credential set is missing, unreadable or unsafe."""
 
 
-class StoreError(MetalctlError):
+class PeerUnavailable(MetalctlError):
+    """A peer everything depends on cannot be used: Ironic, Nova/Placement, the store,
+    the lab, the boot service's address. The CLI maps every subclass to exit 4, in one
+    place (``metalctl.cli.main``); a stage raises it instead of failing node after node."""
+
+
+class StoreError(PeerUnavailable):
     """The local SQLite store cannot be opened or written."""
 
     message = "store %(path)s: %(reason)s"
@@ -102,7 +108,7 @@ class IronicError(MetalctlError):
     message = "Ironic: %(reason)s"
 
 
-class IronicUnavailable(IronicError):
+class IronicUnavailable(IronicError, PeerUnavailable):
     """Ironic's API cannot be reached or answered 5xx/503."""
 
 
@@ -171,7 +177,7 @@ class BiosUnsupported(BiosError):
     """The node's BMC offers no BIOS settings metalctl can use (IPMI only, no Bios)."""
 
 
-class LabError(MetalctlError):
+class LabError(PeerUnavailable):
     """The emulated lab could not be started or inspected."""
 
     message = "lab: %(reason)s"

@@ -24,15 +24,8 @@ from metalctl.cli import profile as profile_cli
 from metalctl.cli import provision as provision_cli
 from metalctl.cli import run as run_cli
 from metalctl.cli import serve as serve_cli
-from metalctl.errors import (
-    InputError,
-    IronicUnavailable,
-    LabError,
-    MetalctlError,
-    StoreError,
-)
+from metalctl.errors import InputError, MetalctlError, PeerUnavailable
 from metalctl.exitcodes import EPILOG, ExitCode
-from metalctl.provision.errors import BootServiceError
 
 LOG = logging.getLogger("metalctl")
 
@@ -72,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         LOG.error("%s", exc)
         return ExitCode.INVALID_INPUT
-    except (IronicUnavailable, LabError, StoreError, BootServiceError) as exc:
+    except PeerUnavailable as exc:  # Ironic, Nova/Placement, the store, the lab: one place
         LOG.error("%s", exc)
         return ExitCode.PEER_UNAVAILABLE
     except MetalctlError as exc:
