@@ -377,7 +377,8 @@ def _plan_of(plan_or_row: Mapping[str, Any], where: str) -> tuple[dict[str, Any]
     if not isinstance(plan.get("kernel_args"), list) or not isinstance(plan.get("tuned"),
                                                                        Mapping):
         raise InputError(where, "plan", "not a profile plan (kernel_args and tuned missing); "
-                                        "run `metalctl profile plan` first")
+                                        "run `metalctl profile derive NODE -p PROFILE` "
+                                        "first")
     return plan, profile
 
 
