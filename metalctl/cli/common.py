@@ -17,7 +17,8 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from metalctl.credentials import Credential, CredentialSet, Secret, resolve
-from metalctl.errors import InputError
+from metalctl.data import fields
+from metalctl.errors import InputError, mask_url
 from metalctl.exitcodes import ExitCode
 from metalctl.hosts import HostSpec, load_hosts, parse_ssh
 from metalctl.ironic import Ironic, IronicConfig
@@ -56,16 +57,20 @@ def _seconds(value: object) -> str | None:
 
 
 def _port(value: object) -> str | None:
-    if isinstance(value, int) and not 0 < value < 65536:
-        return "must be a port number 1-65535"
-    return None
+    return fields.port_problem(value) if isinstance(value, int) else None
 
 
-def _existing_file(value: object) -> str | None:
-    if value is None or isinstance(value, bool):
+def _url(value: object) -> str | None:
+    return fields.url_problem(value) if isinstance(value, str) else None
+
+
+def _host_port(value: object) -> str | None:
+    if not isinstance(value, str):
         return None
-    if not os.path.exists(str(value)):  # requests also takes a c_rehash'd directory
-        return "no such file or directory"
+    try:
+        fields.split_host_port(value)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -74,13 +79,27 @@ OPTION_CHECKS = {
     "concurrency": _at_least(1), "max_addresses": _at_least(1), "days": _at_least(1),
     "within_days": _at_least(0),
     "connect_timeout": _seconds, "read_timeout": _seconds, "timeout": _seconds,
-    "redfish_port": _port, "ipmi_port": _port,
-    "ca_bundle": _existing_file,
+    "redfish_port": _port, "ipmi_port": _port, "port": _port, "boot_port": _port,
+    "ironic_url": _url, "boot_url": _url, "public_url": _url, "serve": _host_port,
+}
+
+#: path options by dest, and what each must be (a verb whose option is written, not
+#: read, says so with ``set_defaults(path_kinds={dest: "output"})``)
+PATH_OPTIONS: dict[str, fields.PathKind] = {
+    "ca_bundle": "file-or-dir", "ssh_key": "file", "known_hosts": "file",
+    "inventory": "file", "site": "file", "waivers": "file", "rack": "file",
+    "credentials_file": "file", "import_cert": "file", "import_key": "file",
+    "dnsmasq_check": "file", "rules_dir": "dir", "profile_dir": "dir",
+    "template_dir": "dir", "files_dir": "dir", "from_file": "file",
+    "report_dir": "state-dir", "boot_dir": "state-dir", "state_dir": "state-dir",
+    "pki_dir": "state-dir", "junit_file": "output", "sarif_file": "output",
+    "html_file": "output", "json_file": "output",
 }
 
 
 def check_options(args: argparse.Namespace) -> None:
-    """Refuse wrong option values before a verb runs (exit 3, nothing probed).
+    """Refuse wrong option values before a verb runs (exit 3, nothing probed): numbers
+    and ports out of range, URLs, and every path option (missing file, folder...).
 
     Raises:
         InputError: naming the option (``--concurrency``), its value and why.
@@ -89,7 +108,21 @@ def check_options(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         reason = check(value)
         if reason:
-            raise InputError("--" + dest.replace("_", "-"), repr(value), reason)
+            raise InputError(_option(dest), mask_url(repr(value)), reason)
+    kinds = {**PATH_OPTIONS, **(getattr(args, "path_kinds", None) or {})}
+    for dest, kind in kinds.items():
+        value = getattr(args, dest, None)
+        if isinstance(value, bool) or not value:
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            fields.check_path(one, _option(dest), "path", kind)
+
+
+def _option(dest: str) -> str:
+    """``ca_bundle`` -> ``--ca-bundle``; ``junit_file`` -> ``--junit``."""
+    name = dest.removesuffix("_file") if dest.endswith(("junit_file", "sarif_file",
+                                                         "html_file", "json_file")) else dest
+    return "--" + name.replace("_", "-")
 
 
 def env_default(name: str, fallback: str | None = None) -> str | None:
@@ -186,8 +219,9 @@ def ironic(args: argparse.Namespace) -> Ironic:
     return Ironic(IronicConfig(cloud=args.os_cloud)).connect()
 
 
-def open_store(args: argparse.Namespace) -> Store:
-    return Store(args.store).open()
+def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:
+    """The store; ``create=False`` for verbs that only read it (a missing one is refused)."""
+    return Store(args.store).open(create=create)
 
 
 def setup_logging(verbosity: int, log_file: Path | None) -> None:
