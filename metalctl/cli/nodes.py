@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_nodes(args: argparse.Namespace) -> ExitCode:
     """List the nodes in the local store with their lifecycle state."""
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         timings = stage_timings(store.events())
         rows = [{"name": n["name"], "state": n["state"], "ironic_uuid": n["ironic_uuid"],
                  "key": n["key"], "updated_at": n["updated_at"],
@@ -58,7 +58,7 @@ def stage_timings(events: Iterable[Event]) -> dict[str, dict[str, float]]:
 
 def run_history(args: argparse.Namespace) -> ExitCode:
     """List the lifecycle events of one node (by key or name), or of all."""
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         key = args.node
         if key:
             by_name = {n["name"]: n["key"] for n in store.nodes() if n["name"]}

@@ -29,7 +29,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from metalctl.errors import InputError
+from metalctl.errors import InputError, one_line
 
 LOG = logging.getLogger(__name__)
 
@@ -65,6 +65,45 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _no_duplicate_keys(node: yaml.Node, path: FieldPath, label: str, depth: int = 0) -> None:
+    """A key given twice in one mapping is an error (PyYAML keeps the last silently).
+
+    Raises:
+        InputError: ``file:line: field.key: duplicate key (first on line N)``.
+    """
+    if depth > 200:  # the constructor reports the nesting itself
+        return
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                ident = (key.tag, key.value)
+                line = key.start_mark.line + 1
+                if ident in seen:
+                    raise InputError(label, field_name((*path, key.value)),
+                                     f"duplicate key (first on line {seen[ident]}); "
+                                     "YAML would keep only the last", line)
+                seen[ident] = line
+                _no_duplicate_keys(value, (*path, key.value), label, depth + 1)
+            else:
+                _no_duplicate_keys(value, path, label, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, (*path, i), label, depth + 1)
+
+
+def _json_object(label: str) -> Any:  # noqa: ANN401 - json's object_pairs_hook
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise InputError(label, one_line(str(key))[:80], "duplicate key; JSON "
+                                                                  "would keep only the last")
+            out[key] = value
+        return out
+    return hook
 
 
 def _lines(node: yaml.Node, path: FieldPath, out: dict[FieldPath, int]) -> None:
@@ -128,7 +167,17 @@ def parse(text: str, label: str) -> tuple[Any, dict[FieldPath, int]]:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        _no_duplicate_keys(node, (), label)
         data = loader.construct_document(node)
+    except yaml.constructor.ConstructorError as exc:
+        # the tag is the file's own text: named by its line, never echoed
+        mark = exc.problem_mark or exc.context_mark
+        if "tag" not in (exc.problem or ""):
+            raise InputError(label, "(syntax)", (exc.problem or "invalid YAML").strip(),
+                             mark.line + 1 if mark else None) from None
+        raise InputError(label, "(syntax)", "a YAML tag metalctl does not read (!tag); "
+                                            "plain YAML only", mark.line + 1 if mark else None
+                         ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = (exc.problem or "invalid YAML").strip()
@@ -228,13 +277,18 @@ def _short(value: Any) -> str:
 
 
 def _short_message(error: jsonschema.ValidationError) -> str:
-    if isinstance(error.instance, (dict, list)):
-        # jsonschema's message repeats the whole instance; say what is wrong instead
-        if error.validator in ("oneOf", "anyOf"):
-            return f"{_type_name(error.instance)} matching none of the allowed shapes"
-        return f"{_type_name(error.instance)} failing {error.validator} {error.validator_value!r}"
-    text = str(error.message)
-    return text if len(text) <= 200 else text[:197] + "..."
+    # jsonschema's message repeats the instance: the value may be a password (a
+    # credentials file's oneOf) or a line of a file that is not what it should be
+    # (never echoed); say what is wrong instead
+    if error.validator in ("oneOf", "anyOf"):
+        several = "valid under each" in str(error.message)
+        return (f"{_type_name(error.instance)} matching "
+                f"{'more than one' if several else 'none'} of the allowed shapes")
+    if error.validator == "not":
+        return f"{_type_name(error.instance)} of a shape that is not allowed here"
+    value = error.validator_value
+    shown = f" {value!r}" if isinstance(value, (int, float, str, bool)) else ""
+    return f"{_type_name(error.instance)} failing {error.validator}{shown}"
 
 
 def load(path: Path | str, schema_: Mapping[str, Any] | str | None = None, *,
@@ -268,7 +322,7 @@ def load_with_lines(path: Path | str, schema_: Mapping[str, Any] | str | None = 
     text = read_text(p, max_bytes=max_bytes)
     if p.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_json_object(label))
         except json.JSONDecodeError as exc:
             raise InputError(label, "(syntax)", exc.msg, exc.lineno) from None
         except RecursionError:

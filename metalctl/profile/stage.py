@@ -78,7 +78,7 @@ def read_facts_file(path: Path) -> Topology:
         InputError: naming the file, the field and the line.
     """
     text = datafiles.read_text(path)
-    if not text.lstrip().startswith("{"):
+    if not text.lstrip().startswith(("{", "[")):
         return inband.parse(text, path=str(path))
     try:
         data = json.loads(text)
@@ -87,7 +87,8 @@ def read_facts_file(path: Path) -> Topology:
     except RecursionError:
         raise InputError(str(path), "(syntax)", "nested too deeply") from None
     if not isinstance(data, dict):
-        raise InputError(str(path), "(top level)", "expected a JSON object")
+        raise InputError(str(path), "(top level)",
+                         f"expected a JSON object, got {datafiles.loader._type_name(data)}")
     if "numa_topology" in data or "inventory" in data or "plugin_data" in data:
         datafiles.validate(data, "ironic-inspection", str(path))
         return ironic_inspection.parse(data, str(path))

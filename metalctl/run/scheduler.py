@@ -33,7 +33,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metalctl.errors import PeerUnavailable, describe
+from metalctl.errors import InputError, PeerUnavailable, describe
 from metalctl.model.node import Event, Lifecycle
 from metalctl.run.rackfile import STAGES, FailureBudget
 from metalctl.store import Store, now
@@ -150,6 +150,8 @@ class Scheduler:
         self.stopped: str | None = None
         #: the peer error that stopped the run (raised by :meth:`run` once calls returned)
         self.unavailable: PeerUnavailable | None = None
+        #: ``--only`` naming no node (raised by :meth:`run`; no node went past discovery)
+        self.invalid: InputError | None = None
         self._inbox: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
         self._calls = 0
         self.stage_calls: Counter[str] = Counter()
@@ -180,6 +182,7 @@ class Scheduler:
                         self._finish(stage, StepResult(key, False, "the stage reported no "
                                                                    "result for this node"))
                 if stage == self.source:
+                    self._check_only()
                     self._check_budget()
             self._dispatch()
             self.overhead_s += time.thread_time() - t0
@@ -189,6 +192,8 @@ class Scheduler:
                 node.reason = self.stopped or "not started"
         if self.unavailable is not None:
             raise self.unavailable
+        if self.invalid is not None:
+            raise self.invalid
         return self.nodes
 
     def _start(self, stage: str, keys: list[str]) -> None:
@@ -233,8 +238,8 @@ class Scheduler:
         return min(self.opts.limits.get(p, 1 << 30) - self.busy[p] for p in adapter.pools)
 
     def _dispatch(self) -> None:
-        if self.stopped:
-            return
+        if self.stopped or (self.opts.only and self._source_running):
+            return  # --only: its names are checked against what discovery found first
         # later stages first: finishing nodes beats starting new ones when pools are shared
         for stage in reversed(self.order[1:]):
             waiting = self.ready[stage]
@@ -333,6 +338,18 @@ class Scheduler:
             return
         self._stop(f"failure budget spent ({failed} failed, budget {self.opts.budget} of "
                    f"{len(self.nodes)} nodes): nothing new started")
+
+    def _check_only(self) -> None:
+        """``--only`` names that are no node of the rack: the run stops before any node
+        goes past discovery, and :meth:`run` raises an :class:`InputError` naming them."""
+        known = {n.key for n in self.nodes.values()} | {n.name for n in self.nodes.values()}
+        unknown = [name for name in self.opts.only if name not in known]
+        if unknown and self.invalid is None:
+            self.invalid = InputError("--only", ", ".join(unknown),
+                                      f"no node of the rack has this name or key "
+                                      f"({len(self.nodes)} node(s) discovered; "
+                                      "`metalctl nodes` lists them)")
+            self._stop("--only names no node of the rack: nothing started")
 
     def _stop(self, reason: str) -> None:
         """Start nothing new: nodes waiting for a stage are stopped with ``reason``."""
