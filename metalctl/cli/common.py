@@ -115,7 +115,7 @@ def check_options(args: argparse.Namespace) -> None:
         if isinstance(value, bool) or not value:
             continue
         for one in value if isinstance(value, list) else [value]:
-            fields.check_path(one, _option(dest), "path", kind)
+            fields.check_path(one, _option(dest), None, kind)
 
 
 def _option(dest: str) -> str:

@@ -58,19 +58,21 @@ def path_problem(path: Path, kind: PathKind = "file") -> str | None:
     return None
 
 
-def check_path(value: str | os.PathLike[str], source: str, field: str,
+def check_path(value: str | os.PathLike[str], source: str, field: str | None,
                kind: PathKind = "file", line: int | None = None) -> Path:
     """``value`` as a :class:`Path`, checked for ``kind``.
 
     Args:
         source: the file (``rack.yaml``) or the option (``--ca-bundle``).
-        field: the field (``bmc.ca_bundle``); for an option, the value itself.
+        field: the field (``bmc.ca_bundle``); None for an option (the path is shown).
 
     Raises:
-        InputError: ``source[:line]: field: PATH: reason``.
+        InputError: ``source[:line]: field: PATH: reason``, or ``--option: PATH: reason``.
     """
     path = Path(value)
     reason = path_problem(path, kind)
+    if reason and field is None:
+        raise InputError(source, one_line(str(path)), reason, line)
     if reason:
         raise InputError(source, field, f"{one_line(str(path))}: {reason}", line)
     return path

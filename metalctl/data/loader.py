@@ -29,7 +29,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from metalctl.errors import InputError, one_line
+from metalctl.data import fields
+from metalctl.errors import InputError, mask_url, one_line
 
 LOG = logging.getLogger(__name__)
 
@@ -193,6 +194,41 @@ def parse(text: str, label: str) -> tuple[Any, dict[FieldPath, int]]:
     return data, lines
 
 
+# The formats metalctl's schemas use beyond the draft's own: a value that names a peer
+# (a URL, host:port) is checked where the file is read, so a port above 65535 is a field
+# error, not an exception where the value is used. Each raises ValueError(reason).
+FORMATS = jsonschema.FormatChecker()
+FORMATS.checkers = dict(jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers)
+
+
+@FORMATS.checks("http-url", raises=ValueError)
+def _http_url(value: object) -> bool:
+    return _ok(fields.url_problem(value) if isinstance(value, str) else None)
+
+
+@FORMATS.checks("install-url", raises=ValueError)
+def _install_url(value: object) -> bool:
+    schemes = ("http", "https", "ftp", "nfs", "file")
+    return _ok(fields.url_problem(value, schemes) if isinstance(value, str) else None)
+
+
+@FORMATS.checks("host-port", raises=ValueError)
+def _host_port(value: object) -> bool:
+    """``host:port``, ``[v6]:port`` or (a port is optional) ``host``."""
+    if isinstance(value, str):
+        fields.split_host_port(value.rpartition("@")[2])
+    return True
+
+
+OWN_FORMATS = ("http-url", "install-url", "host-port")  # their errors give the reason
+
+
+def _ok(problem: str | None) -> bool:
+    if problem:
+        raise ValueError(problem)
+    return True
+
+
 @cache
 def schema(name: str) -> dict[str, Any]:
     """The JSON Schema ``metalctl/data/schemas/<name>.yaml`` (the one schema home)."""
@@ -212,8 +248,7 @@ def validate(data: Any, schema_: Mapping[str, Any] | str, label: str,
         InputError: the most relevant violation, naming its field and line.
     """
     sch = schema(schema_) if isinstance(schema_, str) else schema_
-    validator = jsonschema.Draft202012Validator(
-        sch, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    validator = jsonschema.Draft202012Validator(sch, format_checker=FORMATS)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:
         return
@@ -251,11 +286,16 @@ def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return path, f"{_short(error.instance)} is not one of {allowed}"
-    if isinstance(error.schema, dict) and "x-error" in error.schema:
+    if isinstance(error.schema, dict) and "x-error" in error.schema and \
+            error.validator != "format":
         # a schema's own wording for a pattern an operator cannot be expected to read
         return path, f"{_short(error.instance)}: {error.schema['x-error']}"
     if error.validator == "format":
-        return path, f"not a {error.validator_value}: {_short(error.instance)}"
+        shown = _short(mask_url(error.instance) if isinstance(error.instance, str)
+                       else error.instance)
+        if error.cause is not None and error.validator_value in OWN_FORMATS:
+            return path, f"{shown}: {error.cause}"
+        return path, f"not a {error.validator_value}: {shown}"
     if error.validator in ("maxItems", "minItems", "maxLength", "minLength", "pattern",
                            "minimum", "maximum"):
         return path, f"{_short(error.instance)}: {error.validator} {error.validator_value!r}"

@@ -48,7 +48,7 @@ from pykickstart.parser import KickstartParser
 from pykickstart.version import makeVersion, versionMap
 
 from metalctl.credentials import MASK, Secret
-from metalctl.data import data_dir, read_text
+from metalctl.data import data_dir, fields, read_text
 from metalctl.data import validate as validate_data
 from metalctl.errors import InputError
 from metalctl.provision import shacrypt
@@ -265,7 +265,8 @@ def _rootpw(spec: Mapping[str, Any], clear: Secret | None, label: str,
 def _ssh_key(spec: Mapping[str, Any], i: int, label: str) -> dict[str, str]:
     where = f"{SECTION}.ssh_keys[{i}]"
     if "key_file" in spec:
-        path = Path(spec["key_file"]).expanduser()
+        path = fields.check_path(Path(spec["key_file"]).expanduser(), label,
+                                 f"{where}.key_file", "file")
         text = read_text(path, max_bytes=16384).strip()
         where = str(path)
     else:
