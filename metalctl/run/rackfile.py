@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from metalctl import data as datafiles
+from metalctl.credentials import CredentialSet
 from metalctl.data import fields
-from metalctl.errors import InputError, MetalctlError, mask_url, one_line
+from metalctl.errors import CredentialsError, InputError, MetalctlError, mask_url, one_line
 from metalctl.model.node import DiscoveryRecord
 from metalctl.model.topology import Topology
 from metalctl.netaddrs import Target, parse_targets
@@ -118,6 +119,35 @@ class Rack:
     failure_budget: FailureBudget = FailureBudget()
     until: str | None = None
     concurrency: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
+    #: the line of each field (for errors found after loading)
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, repr=False,
+                                                    compare=False)
+
+    def error(self, where: tuple[str | int, ...], reason: str) -> InputError:
+        """An :class:`InputError` naming this rack file, the field and its line."""
+        return InputError(str(self.path), datafiles.loader.field_name(where), reason,
+                          _line(self.lines, where))
+
+    def credential_sets(self, resolve: Callable[[str], CredentialSet]
+                        ) -> dict[str, CredentialSet]:
+        """Each set ``bmc.credentials`` names (``a+b``: both), through ``resolve``.
+
+        Raises:
+            InputError: a set found nowhere, naming the rack's field (and where the set
+                was looked for); a malformed credentials file names that file.
+        """
+        out: dict[str, CredentialSet] = {}
+        for i, names in enumerate(self.credentials):
+            for name in names.split("+"):
+                try:
+                    out[name] = out.get(name) or resolve(name)
+                except CredentialsError as exc:
+                    if exc.kwargs.get("field") != name:
+                        raise
+                    raise self.error(("bmc", "credentials", i), f"credential set {name!r}: "
+                                     f"{exc.kwargs.get('reason')} (looked in "
+                                     f"{exc.kwargs.get('path')})") from None
+        return out
 
     def select_profile(self, record: DiscoveryRecord | None, topo: Topology | None) -> str:
         """The first rule whose ``when`` holds for this node, else the default profile."""
@@ -228,6 +258,7 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
         provision=provision, audit=audit, failure_budget=budget,
         until=data.get("until"),
         concurrency={**DEFAULT_CONCURRENCY, **(data.get("concurrency") or {})},
+        lines=lines,
     )
 
 
