@@ -104,3 +104,168 @@ def test_every_peer_error_maps_to_exit_4_in_main():
 
     for cls in (CloudUnavailable, LabError, StoreError, BootServiceError, IronicUnavailable):
         assert issubclass(cls, PeerUnavailable), cls
+
+
+# --- values out of range that reach the code -------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["serve", "--bind", "127.0.0.1", "--port", "70000"], "--port"),
+    (["serve", "--bind", "127.0.0.1", "--public-url", "http://127.0.0.1:65536"],
+     "--public-url"),
+    (["provision", "n1", "--check", "--serve", "127.0.0.1:70000"], "--serve"),
+    (["provision", "n1", "--check", "--boot-url", "http://127.0.0.1:99999"], "--boot-url"),
+    (["enroll", "--dry-run", "--ironic-url", "http://127.0.0.1:70000"], "--ironic-url"),
+    (["discover", "127.0.0.1", "-c", "lab", "--no-store", "--redfish-port", "65536"],
+     "--redfish-port"),
+    (["discover", "127.0.0.1:70000", "-c", "lab", "--no-store"], "targets[0]"),
+    (["harden", "h1:70000", "--check"], "hosts[0]"),
+    (["lab", "status", "--boot-port", "70000"], "--boot-port"),
+])
+def test_a_port_out_of_range_in_an_option_is_exit_3_naming_it(cli, argv, option):  # noqa: F811
+    code, out = cli(argv)
+    assert code == 3, out
+    assert option in one_error_line(out)
+
+
+PORT_FIELDS = [
+    ("ironic:\n  url: http://127.0.0.1:70000\n", "ironic.url"),
+    ("provision:\n  boot_url: http://127.0.0.1:65536/\n", "provision.boot_url"),
+    ("provision:\n  serve: 127.0.0.1:99999\n", "provision.serve"),
+    ("provision:\n  serve: ${FUZZ_SERVE}\n", "provision.serve"),  # after expansion
+]
+
+
+@pytest.mark.parametrize(("body", "field"), PORT_FIELDS)
+def test_a_port_out_of_range_in_a_rack_field_is_that_field(cli, creds, monkeypatch, body,  # noqa: F811
+                                                            field):
+    monkeypatch.setenv("FUZZ_SERVE", "10.0.0.1:70000")
+    path = rack(cli.home, body)
+    code, out = cli(["run", str(path), "--credentials-file", str(creds)])
+    assert code == 3, out
+    line = one_error_line(out)
+    assert f"{path}:" in line
+    assert field in line
+    assert "65535" in line
+
+
+def test_ports_in_every_site_and_hosts_file_are_checked_by_their_schema(tmp_path):
+    from metalctl.data import loader
+    from metalctl.errors import InputError
+
+    cases = [
+        ("hosts", {"hosts": [{"name": "h1", "ssh": "root@h1:70000"}]}, "hosts[0].ssh"),
+        ("site-nova", {"transport": {"hosts": ["r:99999"], "credentials": "x"},
+                       "placement": {"auth_type": "admin_token", "credentials": "x",
+                                     "endpoint": "http://p:8778"}}, "transport.hosts[0]"),
+        ("site-nova", {"transport": {"hosts": ["r:5672"], "credentials": "x"},
+                       "placement": {"auth_type": "admin_token", "credentials": "x",
+                                     "endpoint": "http://p:87780"}}, "placement.endpoint"),
+        ("site-handoff", {"nova": {}, "handoff": {"api": {
+            "compute_endpoint": "http://n:70000", "placement_endpoint": "http://p:8778",
+            "placement_credentials": "x"}}}, "handoff.api.compute_endpoint"),
+        ("kickstart-site", {"install": {"url": "http://m:99999/os"}, "root_password":
+                            {"hash": "x"}, "ssh_keys": [{"user": "root", "key": "k"}]},
+         "install.url"),
+    ]
+    for name, data, field in cases:
+        with pytest.raises(InputError) as err:
+            loader.validate(data, name, "f.yaml")
+        assert err.value.kwargs["field"] == field, (name, str(err.value))
+        assert "65535" in str(err.value)
+
+
+# --- files and folders named but not checked -------------------------------------------
+
+
+def _path_argvs(home: Path, missing: str) -> list[tuple[list[str], str]]:
+    key = home / "key"
+    key.write_text("")
+    return [
+        (["discover", "127.0.0.1", "-c", "lab", "--no-store", "--ca-bundle", missing],
+         "--ca-bundle"),
+        (["discover", "127.0.0.1", "-c", "lab", "--no-store", "--credentials-file", missing],
+         "--credentials-file"),
+        (["run", missing], "--rack"),
+        (["run", str(rack(home)), "--ca-bundle", missing], "--ca-bundle"),
+        (["run", str(rack(home)), "--ssh-key", missing], "--ssh-key"),
+        (["run", str(rack(home)), "--known-hosts", missing], "--known-hosts"),
+        (["audit", "h1", "--ssh-key", missing], "--ssh-key"),
+        (["audit", "h1", "--known-hosts", missing], "--known-hosts"),
+        (["audit", "h1", "--waivers", missing], "--waivers"),
+        (["audit", "h1", "--rules-dir", missing], "--rules-dir"),
+        (["audit", "--inventory", missing], "--inventory"),
+        (["harden", "h1", "--check", "--site", missing], "--site"),
+        (["harden", "h1", "--check", "--rules-dir", missing], "--rules-dir"),
+        (["profile", "list", "--profile-dir", missing], "--profile-dir"),
+        (["provision", "n1", "--check", "--files-dir", missing], "--files-dir"),
+        (["provision", "n1", "--check", "--template-dir", missing], "--template-dir"),
+        (["provision", "n1", "--check", "--ssh-key", missing], "--ssh-key"),
+        (["provision", "n1", "--check", "--site", missing], "--site"),
+        (["serve", "--bind", "127.0.0.1", "--files-dir", missing], "--files-dir"),
+        (["serve", "--bind", "127.0.0.1", "--dnsmasq-check", missing], "--dnsmasq-check"),
+        (["handoff", "h1", "--check", "--site", missing], "--site"),
+        (["enroll", "--dry-run", "--from-file", missing], "--from-file"),
+        (["pki", "init", "--import-cert", missing, "--import-key", str(key)],
+         "--import-cert"),
+    ]
+
+
+def test_every_path_option_is_checked_before_the_verb_runs(cli):  # noqa: F811
+    missing = str(cli.home / "no-such" / "thing")
+    for argv, option in _path_argvs(cli.home, missing):
+        code, out = cli(argv)
+        assert code == 3, (argv, out)
+        line = one_error_line(out)
+        assert missing in line, (argv, line)
+        if option != "--rack":  # the positional rack file is named as the file itself
+            assert option in line, (argv, line)
+
+
+def test_a_file_where_a_folder_belongs_and_back(cli):  # noqa: F811
+    afile = cli.home / "plain"
+    afile.write_text("x")
+    code, out = cli(["audit", "h1", "--rules-dir", str(afile)])
+    assert code == 3
+    assert "not a folder" in one_error_line(out)
+    code, out = cli(["audit", "h1", "--ssh-key", str(cli.home)])
+    assert code == 3
+    assert "a file is expected" in one_error_line(out)
+    # where something is written, its folder must exist
+    code, out = cli(["audit", "h1", "--junit", str(cli.home / "no-such" / "a.xml")])
+    assert code == 3
+    assert "--junit" in one_error_line(out)
+
+
+def test_every_rack_path_field_is_checked_at_load(tmp_path):
+    from metalctl.errors import InputError
+    from metalctl.run import rackfile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for (section, key), kind in rackfile.PATHS.items():
+        # a file under a file can be neither read nor created
+        bad = blocker / "x" if kind in ("output", "state-dir") else tmp_path / "missing"
+        extra = f"{section}:\n  {key}: {bad}\n" if section != "bmc" else ""
+        text = ("bmc:\n  ranges: [127.0.0.1]\n  credentials: [lab]\n"
+                + (f"  {key}: {bad}\n" if section == "bmc" else "") + extra)
+        path = tmp_path / "rack.yaml"
+        path.write_text(text)
+        with pytest.raises(InputError) as err:
+            rackfile.load(path)
+        line = text.splitlines().index(f"  {key}: {bad}") + 1
+        assert str(err.value).startswith(f"{path}:{line}: {section}.{key}: "), str(err.value)
+
+
+def test_boot_files_must_be_in_the_files_folder(tmp_path):
+    from metalctl.errors import InputError
+    from metalctl.run import rackfile
+
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "vmlinuz").write_text("")
+    path = tmp_path / "rack.yaml"
+    path.write_text("bmc: {ranges: [127.0.0.1], credentials: [lab]}\n"
+                    "provision:\n  files_dir: files\n  kernel: vmlinuz\n  initrd: initrd.img\n")
+    with pytest.raises(InputError, match=r"rack.yaml:5: provision.initrd: 'initrd.img': no "
+                                         r"such file in files_dir"):
+        rackfile.load(path)
