@@ -269,3 +269,250 @@ def test_boot_files_must_be_in_the_files_folder(tmp_path):
     with pytest.raises(InputError, match=r"rack.yaml:5: provision.initrd: 'initrd.img': no "
                                          r"such file in files_dir"):
         rackfile.load(path)
+
+
+# --- messages that mislead ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "/etc/passwd:3: (top level): expected object, got a string",
+    "creds.yaml:4: rack-a[0].password_env: RACK_A_PASSWORD is not set",
+    "password_env: RACK_A_PASSWORD",
+    "password_file: /etc/metalctl/bmc.pw",
+    "lab[0].password: expected string, got an integer",
+    "cannot read /home/u/.passwd-s3fs: permission denied",
+])
+def test_the_redactor_keeps_ordinary_words(text):
+    from metalctl import logredact
+
+    assert logredact.scrub(text) == text
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("password: hunter2", "hunter2"),
+    ("ipmi_password=hunter2&x=1", "hunter2"),
+    ('{"redfish_password": "hunter2"}', "hunter2"),
+    ("Ironic http://admin:hunter2@10.0.0.1:6385/v1 said 409", "hunter2"),
+])
+def test_the_redactor_still_masks_values(text, secret):
+    from metalctl import logredact
+
+    assert secret not in logredact.scrub(text)
+
+
+def test_an_error_about_a_passwd_file_keeps_its_words_and_line(cli):  # noqa: F811
+    passwd = cli.home / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    code, out = cli(["harden", "h1", "--check", "--site", str(passwd)])
+    assert code == 3
+    line = one_error_line(out)
+    assert f"{passwd}:1: (top level)" in line
+    assert "root:x" not in line  # the file's content is never echoed
+    assert "***" not in line
+
+
+def test_every_verb_an_error_suggests_exists():
+    """``metalctl VERB [SUB]`` in any message of the package names a real verb."""
+    import re
+
+    from metalctl.cli.main import parser
+
+    root = Path(__file__).resolve().parents[2] / "metalctl"
+    sub = next(a for a in parser()._actions if a.dest == "verb")
+    verbs = sub.choices
+    bad = []
+    for source in root.rglob("*.py"):
+        for m in re.finditer(r"`metalctl ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?", source.read_text()):
+            verb, subverb = m.group(1), m.group(2)
+            if verb not in verbs:
+                bad.append((source.name, m.group(0)))
+                continue
+            inner = [a for a in verbs[verb]._actions if a.choices and a.dest != "help"
+                     and isinstance(a.choices, dict)]
+            if subverb and inner and subverb not in inner[0].choices:
+                bad.append((source.name, m.group(0)))
+    assert bad == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["profile", "show", "bad\nname"],
+    ["run", "rack\n.yaml"],
+    ["discover", "10.0.0.1\nERROR: forged", "-c", "lab", "--no-store"],
+    ["audit", "h1", "--ssh-key", "/no/key\nforged"],
+])
+def test_a_name_with_a_newline_stays_on_the_error_line(cli, argv):  # noqa: F811
+    code, out = cli(argv)
+    assert code == 3, out
+    line = one_error_line(out)
+    assert "\\n" in line
+
+
+def test_a_file_that_is_not_yaml_is_never_echoed(cli):  # noqa: F811
+    """A credentials file whose first line is ``user: secret``, a PEM key as a site file:
+    named by file, field and line; never a word of their content."""
+    creds = cli.home / "creds.yaml"
+    creds.write_text("admin: Sup3rSecretLine\n")
+    creds.chmod(0o600)
+    code, out = cli(["discover", "127.0.0.1", "-c", "admin", "--credentials-file", str(creds),
+                     "--no-store"])
+    assert code == 3
+    assert "Sup3rSecretLine" not in out
+    assert str(creds) in one_error_line(out)
+    key = cli.home / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n")
+    for argv in (["harden", "h1", "--check", "--site", str(key)],
+                 ["harden", "--inventory", str(key), "--check"],
+                 ["run", str(key)], ["audit", "h1", "--waivers", str(key)]):
+        code, out = cli(argv)
+        assert code == 3, out
+        assert "BEGIN" not in out
+        assert "b3Bl" not in out
+    tagged = cli.home / "tagged.yaml"
+    tagged.write_text("site: !SecretTag x\n")
+    code, out = cli(["harden", "h1", "--check", "--site", str(tagged)])
+    assert code == 3
+    assert "SecretTag" not in out
+
+
+# --- silent choices ------------------------------------------------------------------------
+
+
+DUPLICATES = {
+    "rack": ("bmc:\n  ranges: [127.0.0.1]\n  credentials: [lab]\n  ranges: [127.0.0.2]\n",
+             ["run", "{}"], "bmc.ranges", 4),
+    "site": ("sysctl: {}\nsysctl: {}\n", ["harden", "h1", "--check", "--site", "{}"],
+             "sysctl", 2),
+    "hosts": ("hosts:\n  - name: a\n    ssh: a\n    name: b\n",
+              ["harden", "--inventory", "{}", "--check"], "hosts[0].name", 4),
+    "waivers": ("waivers: []\nwaivers: []\n", ["audit", "h1", "--waivers", "{}"],
+                "waivers", 2),
+    "credentials": ("lab: [{username: a, password: b, username: c}]\n",
+                    ["discover", "127.0.0.1", "-c", "lab", "--no-store", "--credentials-file",
+                     "{}"], "lab[0].username", 1),
+}
+
+
+@pytest.mark.parametrize("fmt", DUPLICATES)
+def test_a_duplicate_key_names_file_key_and_line(cli, fmt):  # noqa: F811
+    text, argv, field, line = DUPLICATES[fmt]
+    path = cli.home / f"{fmt}.yaml"
+    path.write_text(text)
+    path.chmod(0o600)
+    code, out = cli([a.replace("{}", str(path)) for a in argv])
+    assert code == 3, out
+    assert f"{path}:{line}: {field}: duplicate key" in one_error_line(out)
+
+
+def test_a_duplicate_key_in_json_and_in_every_loader_entry_point(tmp_path):
+    from metalctl import data
+    from metalctl.errors import InputError
+
+    js = tmp_path / "x.json"
+    js.write_text('{"nodes": [], "nodes": []}')
+    with pytest.raises(InputError, match="nodes: duplicate key"):
+        data.load(js)
+    yml = tmp_path / "x.yaml"
+    yml.write_text("a: 1\nb:\n  - {c: 1, c: 2}\n")
+    for call in (lambda: data.load(yml), lambda: data.load_with_lines(yml),
+                 lambda: data.loader.parse(yml.read_text(), str(yml))):
+        with pytest.raises(InputError, match=r"x.yaml:3: b\[0\].c: duplicate key"):
+            call()
+
+
+def test_a_list_where_a_mapping_belongs_is_called_a_list(cli):  # noqa: F811
+    lst = cli.home / "list.yaml"
+    lst.write_text("- a\n- b\n")
+    lst.chmod(0o600)
+    facts = cli.home / "facts.json"
+    facts.write_text('[{"cpus": []}]')
+    for argv in (["run", str(lst)], ["harden", "h1", "--check", "--site", str(lst)],
+                 ["discover", "127.0.0.1", "-c", "x", "--credentials-file", str(lst),
+                  "--no-store"],
+                 ["profile", "derive", "n1", "-p", "compute-general", "--facts", str(facts)]):
+        code, out = cli(argv)
+        assert code == 3, out
+        line = one_error_line(out)
+        assert "a list" in line, line
+        assert "null" not in line
+
+
+def test_only_naming_no_node_stops_before_any_stage(tmp_path):
+    from metalctl.errors import InputError
+    from metalctl.model.node import DiscoveryRecord, Protocol, Status
+
+    store = Store(tmp_path / "s.db").open()
+    rec = DiscoveryRecord(address="127.25.9.1", port=443, protocol=Protocol.REDFISH,
+                          status=Status.OK, scheme="https", name="n1")
+    later: list[str] = []
+
+    def discover(keys, emit):
+        store.save_discovered(rec)
+        emit(StepResult(rec.key, True, name="n1"))
+
+    adapters = [Adapter("discover", discover, recheck=True)]
+    adapters += [Adapter(s, lambda keys, emit, s=s: later.extend(keys)) for s in STAGES[1:]]
+    sched = Scheduler(adapters, store, ScheduleOptions(only=("n1", "nope\nx")))
+    with pytest.raises(InputError) as err:
+        sched.run()
+    assert later == []
+    assert str(err.value).startswith("--only: nope\\nx: no node")
+    ok = Scheduler(adapters, store, ScheduleOptions(only=("n1",), until="enroll"))
+    ok.run()
+    assert later == [rec.key]
+    store.close()
+
+
+@pytest.mark.parametrize("argv", [
+    ["nodes"], ["history"], ["history", "n1"], ["profile", "diff", "n1", "-p", "hpc"],
+    ["profile", "verify", "n1", "--local"], ["profile", "apply", "n1", "-p", "hpc"],
+    ["profile", "facts", "n1", "--local"],
+])
+def test_a_reader_never_creates_a_missing_store(cli, argv):  # noqa: F811
+    store = cli.home / "nothing-here" / "metalctl.db"
+    code, out = cli([*argv, "--store", str(store)])
+    assert code == 3, out
+    assert f"--store: {store}: no such store" in one_error_line(out)
+    assert not store.exists()
+    assert not store.parent.exists()
+
+
+def test_the_same_bmc_with_and_without_its_default_port_is_one_target(cli):  # noqa: F811
+    from metalctl.errors import InputError
+    from metalctl.netaddrs import parse_targets
+
+    for pair in (["10.0.0.1", "10.0.0.1:623"], ["ipmi://10.0.0.1", "10.0.0.1:623"],
+                 ["https://bmc.example", "bmc.example:443"], ["10.0.0.0/30", "10.0.0.2:443"],
+                 ["ipmi://10.0.0.1:623", "IPMI://10.0.0.1"]):
+        with pytest.raises(InputError, match="overlaps"):
+            parse_targets(pair)
+    parse_targets(["10.0.0.1", "http://10.0.0.1"])  # Redfish on 80 and 443: two probes
+    code, out = cli(["discover", "10.0.0.1", "10.0.0.1:623", "-c", "lab", "--no-store"])
+    assert code == 3
+    assert "overlaps" in one_error_line(out)
+
+
+@pytest.mark.parametrize("argv", [
+    ["enroll", "--dry-run", "--ironic-url", "http://admin:hunter2@127.0.0.1:99999"],
+    ["enroll", "--dry-run", "--ironic-url", "ftp://admin:hunter2@127.0.0.1/"],
+    ["discover", "https://admin:hunter2@10.0.0.1", "-c", "lab", "--no-store"],
+    ["discover", "https://admin:hunter2@10.0.0.1", "https://admin:hunter2@10.0.0.1", "-c",
+     "lab", "--no-store"],
+])
+def test_a_password_in_an_address_is_never_shown(cli, argv):  # noqa: F811
+    code, out = cli(argv)
+    assert code == 3, out
+    one_error_line(out)
+    assert "hunter2" not in out
+
+
+def test_a_password_in_the_racks_ironic_url_is_never_shown(cli, creds):  # noqa: F811
+    path = rack(cli.home, "ironic:\n  url: http://admin:hunter2@127.0.0.1:70000\n"
+                          "ironic:\n  url: http://admin:hunter2@127.0.0.1:6385\n")
+    code, out = cli(["run", str(path), "--credentials-file", str(creds)])
+    assert code == 3
+    assert "hunter2" not in out
+    assert "duplicate key" in one_error_line(out)
+    path = rack(cli.home, "ironic:\n  url: http://admin:hunter2@127.0.0.1:70000\n")
+    code, out = cli(["run", str(path), "--credentials-file", str(creds)])
+    assert code == 3
+    assert "hunter2" not in out
