@@ -134,17 +134,18 @@ def credential_of(name: str, file: Path | None, label: str, where: tuple[str, ..
     """Resolve the set a site file names at ``where``.
 
     Raises:
-        InputError: naming the site file and the field (and, in the reason, where the
-            set was looked for).
+        CredentialsError: naming the site file and the field (and, in the reason, where
+            the set was looked for).
     """
     try:
         return credentials.resolve(name, file, interactive=False)
     except credentials.CredentialsError as exc:
         if exc.kwargs.get("field") != name:  # the credentials file itself is invalid
             raise
-        raise InputError(label, ".".join(where), f"credential set {name!r}: "
-                         f"{exc.kwargs.get('reason')} (looked in {exc.kwargs.get('path')})",
-                         (lines or {}).get(where)) from None
+        raise credentials.CredentialsError(
+            label, ".".join(where), f"credential set {name!r}: {exc.kwargs.get('reason')} "
+                                    f"(looked in {exc.kwargs.get('path')})",
+            (lines or {}).get(where)) from None
 
 
 @dataclass

@@ -144,9 +144,12 @@ class Rack:
                 except CredentialsError as exc:
                     if exc.kwargs.get("field") != name:
                         raise
-                    raise self.error(("bmc", "credentials", i), f"credential set {name!r}: "
-                                     f"{exc.kwargs.get('reason')} (looked in "
-                                     f"{exc.kwargs.get('path')})") from None
+                    where = ("bmc", "credentials", i)
+                    raise CredentialsError(str(self.path), datafiles.loader.field_name(where),
+                                           f"credential set {name!r}: "
+                                           f"{exc.kwargs.get('reason')} (looked in "
+                                           f"{exc.kwargs.get('path')})",
+                                           _line(self.lines, where)) from None
         return out
 
     def select_profile(self, record: DiscoveryRecord | None, topo: Topology | None) -> str:
