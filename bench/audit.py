@@ -27,7 +27,7 @@ from metalctl.lab.hosts import HostLab
 from metalctl.rules import catalogue as rules_mod
 from metalctl.rules import engine
 
-HOSTS = 10
+HOSTS = int(os.environ.get("METALCTL_BENCH_AUDIT_HOSTS", "10"))
 NET = 203
 
 
@@ -58,23 +58,23 @@ def main() -> int:
         try:
             for i in range(1, HOSTS + 1):
                 lab.start(i)
-            hosts = [hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
-                                        mgmt_address=lab.address(i))
+            fleet = [hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
+                                    mgmt_address=lab.address(i))
                      for i in range(1, HOSTS + 1)]
             opts = audit.AuditOptions(site=hosts.load_site(None), key_file=lab.client_key,
-                                 known_hosts=lab.known_hosts)
-            audit.audit(hosts[:1], rules, opts)  # warm-up (page cache, sshd first start)
-            label = f"root@{hosts[0].target_host}:22"
+                                      known_hosts=lab.known_hosts)
+            audit.audit(fleet[:1], rules, opts)  # warm-up (page cache, sshd first start)
+            label = f"root@{fleet[0].target_host}:22"
             c0 = ssh.STATS.connections.get(label, 0)
             t = time.perf_counter()
-            one = audit.audit(hosts[:1], rules, opts)
+            one = audit.audit(fleet[:1], rules, opts)
             t_one = time.perf_counter() - t
             sessions_metalctl = ssh.STATS.connections.get(label, 0) - c0
             c1 = ssh.STATS.connections.get(label, 0)
-            t_per_check = per_check_scan(hosts[0], rules, opts)
+            t_per_check = per_check_scan(fleet[0], rules, opts)
             sessions_per_check = ssh.STATS.connections.get(label, 0) - c1
             cpu0, t = cpu_seconds(), time.perf_counter()
-            fleet = audit.audit(hosts, rules, opts)
+            report_fleet = audit.audit(fleet, rules, opts)
             t_fleet, cpu_fleet = time.perf_counter() - t, cpu_seconds() - cpu0
         finally:
             lab.down()
@@ -89,8 +89,8 @@ def main() -> int:
                   # every host runs on this machine's CPUs: busy CPU / cores is the floor
                   "cpu_busy_s": round(cpu_fleet, 3), "cores": os.cpu_count(),
                   "cpu_floor_s": round(cpu_fleet / (os.cpu_count() or 1), 3),
-                  "errors": [h.host for h in fleet.hosts if h.error],
-                  "sessions_per_host": sorted({h.ssh_sessions for h in fleet.hosts})},
+                  "errors": [h.host for h in report_fleet.hosts if h.error],
+                  "sessions_per_host": sorted({h.ssh_sessions for h in report_fleet.hosts})},
         "results_per_host": len(one.hosts[0].results),
     }
     print(json.dumps(report, indent=2))

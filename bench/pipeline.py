@@ -22,8 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-SIZES = (50, 500)
-PER_BMC = 50
+#: METALCTL_BENCH_SMOKE=1: the smallest sizes, for the test that keeps the bench working
+SMOKE = os.environ.get("METALCTL_BENCH_SMOKE") == "1"
+SIZES = (4, 8) if SMOKE else (50, 500)
+PER_BMC = 2 if SMOKE else 50
 
 
 def rss_kib() -> int:

@@ -33,10 +33,13 @@ from metalctl.netaddrs import parse_targets
 
 #: Redfish BMCs answer each request after 50..250 ms (spread across BMCs; the last is the
 #: slowest), a healthy-BMC range per reference/provisioning-anchors.md §4.3.
-SPEC = rack.RackSpec(octet=30, redfish_bmcs=20, systems_per_bmc=5, ipmi_bmcs=10,
-                     libvirt_domains=0, dead=10, latency_ms=(50.0, 250.0),
+#: METALCTL_BENCH_SMOKE=1: the smallest rack, for the test that keeps the bench working
+SMOKE = os.environ.get("METALCTL_BENCH_SMOKE") == "1"
+SPEC = rack.RackSpec(octet=30, redfish_bmcs=2 if SMOKE else 20, systems_per_bmc=2 if SMOKE else 5,
+                     ipmi_bmcs=1 if SMOKE else 10, libvirt_domains=0, dead=1 if SMOKE else 10,
+                     latency_ms=(50.0, 250.0),
                      db=os.environ.get("METALCTL_BENCH_DB", "postgresql"))
-ONE_BY_ONE_FULL_SAMPLE = 20
+ONE_BY_ONE_FULL_SAMPLE = 2 if SMOKE else 20
 BUDGET = Budget(connect_timeout_s=2, read_timeout_s=20, attempts=2, concurrency=64)
 
 
@@ -133,9 +136,9 @@ def bench_enrollment(lab, creds):
         os.chmod(path, 0o600)
         _, t_serial = timed(lambda: create_resources.create_resources(ir.client, [str(path)]))
     _wipe(ir)
-    res, t_conc = timed(lambda: enroll.enroll(ir, desired, opts))
+    res, t_conc = timed(lambda: enroll.enroll(desired, ir, opts))
     assert all(r.action.value == "created" for r in res), [r.error for r in res if r.error][:3]
-    _, t_rerun = timed(lambda: enroll.enroll(ir, desired, opts))
+    _, t_rerun = timed(lambda: enroll.enroll(desired, ir, opts))
     _wipe(ir)
     # full enrollment (to 'manageable': Ironic verifies every BMC), one by one as an
     # operator script does it: `baremetal create` then `baremetal node manage --wait`
@@ -155,7 +158,7 @@ def bench_enrollment(lab, creds):
     _wipe(ir)
     full = enroll.EnrollOptions(verify_ca=lab.ca_bundle, budget=Budget(concurrency=32,
                                                                        deadline_s=600))
-    res_full, t_full = timed(lambda: enroll.enroll(ir, desired, full))
+    res_full, t_full = timed(lambda: enroll.enroll(desired, ir, full))
     manageable = sum(r.provision_state == "manageable" for r in res_full)
     n = len(desired)
     serial_full_rate = len(sample) / t_serial_full

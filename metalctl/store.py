@@ -239,6 +239,23 @@ class Store:
             _insert_event(tx, Event(record.key, "discover", action, at, changes))
         return action
 
+    def add_node(self, key: str, state: Lifecycle, record: dict[str, Any], *,
+                 name: str | None = None, stage: str, action: str) -> bool:
+        """Insert a node that joins the lifecycle at ``state`` (a host installed outside
+        metalctl, adopted by provision); an existing node is left as it is.
+
+        Returns whether the node was new. The event ``stage``/``action`` is recorded.
+        """
+        at = now()
+        with self._tx() as tx:
+            cur = tx.execute(
+                "INSERT INTO nodes (key, state, name, record, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO NOTHING",
+                (key, state.value, name, json.dumps(record), at))
+            if cur.rowcount:
+                _insert_event(tx, Event(key, stage, action, at, {"state": state.value}))
+            return bool(cur.rowcount)
+
     def save_scan(self, address: str, port: int | None, status: str, error: str | None) -> None:
         """Remember the latest outcome for an address that yielded no system (one row each)."""
         self._exec(

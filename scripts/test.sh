@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check metalctl tests bench
-exec .venv/bin/python -m pytest -q "$@"
+# every tier (bare `pytest` is the fast one: tests/conftest.py)
+exec .venv/bin/python -m pytest -q tests "$@"

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         render(rows, args.output, columns=PLAN_COLUMNS, title="enroll plan (dry run)")
         return ExitCode.FAILED if any(p.error for p in plans) else ExitCode.OK
     with common.open_store(args) as store, common.progress("enroll", len(desired)) as prog:
-        results = stage.enroll(ironic, desired, opts, store=store,
+        results = stage.enroll(desired, ironic, opts, store=store,
                                on_result=lambda r: prog.update(0, advance=1,
                                                                last=f"{r.name}: {r.action.value}"))
     render([r.to_dict() for r in results], args.output, columns=COLUMNS, title="enrolled")

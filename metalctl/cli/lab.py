@@ -16,12 +16,11 @@ from metalctl.exitcodes import ExitCode
 from metalctl.lab import libvirt_lab, nova, nova_hosts, provkit, rack
 from metalctl.lab.hosts import HostLab
 from metalctl.lab.spec import LabState, RackSpec
-from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.output.render import render
 from metalctl.profile.derive import derive
 from metalctl.profile.facts import inband
 from metalctl.profile.library import Profile, ProfileLibrary
-from metalctl.provision import dnsmasq
+from metalctl.provision import adopt, dnsmasq
 
 #: the provisioning network of ``lab up`` (10.203.0.0/24, fd00:203::/64)
 DEFAULT_PROVNET = 203
@@ -183,13 +182,10 @@ def nova_up(d: Path, args: argparse.Namespace) -> ExitCode:
         nova.start(lab)
     plan = lab_plan()
     with common.open_store(args) as store:
-        for i in range(1, args.hosts + 1):
-            # an SSH test host has no BMC: it joins the store as an installed node
-            rec = DiscoveryRecord(address=hostlab.address(i), port=623,
-                                  protocol=Protocol.IPMI, status=Status.OK, name=f"h{i}")
-            store.save_discovered(rec)
-            store.set_state(rec.key, Lifecycle.INSTALLED, name=f"h{i}")
-            store.put_data(rec.key, "plan", {"profile": "hpc-lab", "plan": plan})
+        # SSH test hosts have no BMC: they join as installed hosts (provision's adopt)
+        adopt.adopt([adopt.AdoptedHost(f"h{i}", hostlab.address(i), hostlab.known_hosts,
+                                       plan={"profile": "hpc-lab", "plan": plan})
+                     for i in range(1, args.hosts + 1)], store=store)
     state = rack.LabState.load(d)
     if state is not None:  # the Nova lab's credential sets, beside the BMC one
         creds = Path(state.credentials_file)

@@ -557,8 +557,8 @@ def _as_metalctl(err: BaseException | None) -> MetalctlError:
 
 
 def enroll(
-    ironic: Ironic,
     desired: Sequence[DesiredNode],
+    ironic: Ironic,
     opts: EnrollOptions | None = None,
     *,
     store: Store | None = None,

@@ -117,6 +117,36 @@ def serial_log(directory: Path, index: int) -> Path:
     return Path(directory) / "consoles" / f"kvm-{index}.log"
 
 
+#: the machine's libvirt directories the private daemon sees, each bind-mounted from the
+#: lab's ``libvirt/<sub>`` inside its own mount namespace
+PRIVATE_MOUNTS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/libvirt",
+                  "cache": "/var/cache/libvirt", "log": "/var/log/libvirt"}
+
+
+def private_files(lv: Path) -> dict[str, str]:
+    """The private libvirtd's ``/etc/libvirt``, written whole (pure): nothing is copied
+    from the machine's, so a network set to autostart or a qemu.conf edited there by
+    an earlier run changes nothing here."""
+    return {
+        "etc/libvirtd.conf": ('unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\n'
+                              f'log_outputs = "3:file:{lv}/log/libvirtd.log"\n'),
+        # stdio to files: no virtlogd needed. root: the private state dirs are root's, and
+        # QEMU's capability probe (run as libvirt-qemu by default) cannot write there,
+        # which leaves every capabilities call (and so any domain redefine) hanging.
+        "etc/qemu.conf": 'stdio_handler = "file"\nuser = "root"\ngroup = "root"\n',
+    }
+
+
+def libvirtd_script(lv: Path) -> str:
+    """The shell that runs inside the private mount namespace: the machine's libvirt
+    directories become mount points of the lab's (``mkdir`` only creates a mount point
+    the libvirt package did not), then libvirtd with its pid file in the lab."""
+    points = " ".join(PRIVATE_MOUNTS.values())
+    binds = "".join(f"mount --bind {lv}/{sub} {point}; " for sub, point in PRIVATE_MOUNTS.items())
+    return (f"mkdir -p {points}; {binds}"
+            f"exec /usr/sbin/libvirtd --pid-file {lv}/run/libvirtd.pid")
+
+
 def _start_libvirtd(directory: Path, state: LabState,
                     netns_argv: list[str] | None = None) -> tuple[int, Path]:
     """Start the private libvirtd; ``netns_argv`` (``ip netns exec NS``) runs it inside
@@ -125,27 +155,11 @@ def _start_libvirtd(directory: Path, state: LabState,
     lv = directory / "libvirt"
     if lv.exists():
         shutil.rmtree(lv)
-    for sub in ("run", "lib/qemu", "lib/images", "cache", "log"):
+    for sub in ("run", "lib/qemu", "lib/images", "cache", "log", "etc/qemu/networks"):
         (lv / sub).mkdir(parents=True)
-    shutil.copytree("/etc/libvirt", lv / "etc")
-    for stale in (lv / "etc" / "qemu").glob("*.xml"):
-        stale.unlink()
-    (lv / "etc" / "libvirtd.conf").write_text(
-        'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\n'
-        f'log_outputs = "3:file:{lv}/log/libvirtd.log"\n')
-    qemu_conf = lv / "etc" / "qemu.conf"
-    # stdio to files: no virtlogd needed. root: the private state dirs are root's, and
-    # QEMU's capability probe (run as libvirt-qemu by default) cannot write there, which
-    # leaves every capabilities call (and so any domain redefine) hanging.
-    qemu_conf.write_text(qemu_conf.read_text()
-                         + '\nstdio_handler = "file"\nuser = "root"\ngroup = "root"\n')
-    script = (
-        "mkdir -p /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt; "
-        f"mount --bind {lv}/etc /etc/libvirt; mount --bind {lv}/run /run/libvirt; "
-        f"mount --bind {lv}/lib /var/lib/libvirt; mount --bind {lv}/cache /var/cache/libvirt; "
-        f"mount --bind {lv}/log /var/log/libvirt; "
-        f"exec /usr/sbin/libvirtd --pid-file {lv}/run/libvirtd.pid"
-    )
+    for name, text in private_files(lv).items():
+        (lv / name).write_text(text)
+    script = libvirtd_script(lv)
     log = directory / "libvirtd.log"
     pid = spawn([*(netns_argv or []), "unshare", "--mount", "--propagation", "private", "--",
                  "/bin/sh", "-euc", script], log)

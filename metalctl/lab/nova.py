@@ -82,6 +82,11 @@ class NovaLab:
     #: the scheduler maps new computes into cell1 this often; -1: never (a site that runs
     #: ``nova-manage cell_v2 discover_hosts`` itself)
     discover_interval_s: int = 2
+    #: RabbitMQ's ports on :attr:`rabbit_address`, chosen when the lab is prepared: the
+    #: usual ones unless another program (a system RabbitMQ) holds them
+    rabbit_port: int = RABBIT_PORT
+    rabbit_dist_port: int = RABBIT_DIST_PORT
+    epmd_port: int = EPMD_PORT
 
     @property
     def dir(self) -> Path:
@@ -117,7 +122,7 @@ class NovaLab:
 
     def transport_url(self) -> str:
         """Return the RabbitMQ transport URL the Nova services use."""
-        return f"rabbit://nova:{self.rabbit_password}@{self.rabbit_address}:{RABBIT_PORT}/"
+        return f"rabbit://nova:{self.rabbit_password}@{self.rabbit_address}:{self.rabbit_port}/"
 
     def discover_hosts_command(self) -> str:
         """``nova-manage cell_v2 discover_hosts`` as a controller of this lab runs it (a
@@ -127,7 +132,7 @@ class NovaLab:
 
     def site(self) -> dict[str, Any]:
         """A site ``nova:`` section (schema ``site-nova``) pointing computes at this lab."""
-        return {"transport": {"hosts": [f"{self.rabbit_address}:{RABBIT_PORT}"],
+        return {"transport": {"hosts": [f"{self.rabbit_address}:{self.rabbit_port}"],
                               "credentials": "nova-lab-rabbit"},
                 "placement": {"auth_type": "admin_token", "endpoint": self.placement_url,
                               "credentials": "nova-lab-placement"},
@@ -196,25 +201,40 @@ def _http_ready(url: str) -> Any:
 # --- RabbitMQ --------------------------------------------------------------------------
 
 
-def _start_rabbit(lab: NovaLab) -> None:
-    """epmd in the foreground (so it is ours to stop), then RabbitMQ, state in ``rabbitmq/``."""
+def _free_port(address: str, preferred: int) -> int:
+    """``preferred`` when nothing listens on it for ``address`` (a wildcard listener of
+    another program counts), else a free port the kernel picks."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise LabError(reason=f"no free TCP port on {address}")
+
+
+def rabbit_files(lab: NovaLab) -> dict[str, str]:
+    """RabbitMQ's configuration files, by path under ``rabbitmq/`` (pure)."""
+    return {"rabbitmq.conf": (f"listeners.tcp.1 = {lab.rabbit_address}:{lab.rabbit_port}\n"
+                              "loopback_users = none\n"
+                              f"default_user = nova\ndefault_pass = {lab.rabbit_password}\n"),
+            "enabled_plugins": "[].\n",
+            "rabbitmq-env.conf": "",  # not /etc/rabbitmq's
+            "advanced.config": "[].\n"}
+
+
+def rabbit_env(lab: NovaLab) -> dict[str, str]:
+    """The environment of epmd and RabbitMQ: every file under ``rabbitmq/``, its own node
+    name, epmd and distribution port, so another RabbitMQ on this machine (a system one
+    on 0.0.0.0:4369/5672/25672) is neither joined nor in the way."""
     base = lab.dir / "rabbitmq"
-    for sub in ("mnesia", "log"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
     addr = lab.rabbit_address
-    _write_private(base / "rabbitmq.conf",
-                   f"listeners.tcp.1 = {addr}:{RABBIT_PORT}\nloopback_users = none\n"
-                   f"default_user = nova\ndefault_pass = {lab.rabbit_password}\n")
-    (base / "enabled_plugins").write_text("[].\n")
-    (base / "rabbitmq-env.conf").write_text("")  # not /etc/rabbitmq's
     dist_interface = "{" + addr.replace(".", ",") + "}"
-    env = {"ERL_EPMD_ADDRESS": addr, "ERL_EPMD_PORT": str(EPMD_PORT), "HOME": str(base)}
-    lab.pids["epmd"] = spawn(["epmd", "-address", addr, "-port", str(EPMD_PORT)],
-                             lab.log("epmd"), env)
-    wait_ready("epmd", _tcp_ready(addr, EPMD_PORT), lab.pids["epmd"], lab.log("epmd"), 10)
-    env.update({
+    return {
+        "ERL_EPMD_ADDRESS": addr, "ERL_EPMD_PORT": str(lab.epmd_port), "HOME": str(base),
         "RABBITMQ_NODENAME": f"rabbit@{addr}", "RABBITMQ_USE_LONGNAME": "true",
-        "RABBITMQ_DIST_PORT": str(RABBIT_DIST_PORT),
+        "RABBITMQ_DIST_PORT": str(lab.rabbit_dist_port),
         "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
         "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
         "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
@@ -222,12 +242,27 @@ def _start_rabbit(lab: NovaLab) -> None:
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
         "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
         "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-kernel inet_dist_use_interface {dist_interface}",
-    })
+    }
+
+
+def _start_rabbit(lab: NovaLab) -> None:
+    """epmd in the foreground (so it is ours to stop), then RabbitMQ, state in ``rabbitmq/``."""
+    base = lab.dir / "rabbitmq"
+    for sub in ("mnesia", "log"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    for name, text in rabbit_files(lab).items():
+        _write_private(base / name, text)
+    env = rabbit_env(lab)
+    addr = lab.rabbit_address
+    lab.pids["epmd"] = spawn(["epmd", "-address", addr, "-port", str(lab.epmd_port)],
+                             lab.log("epmd"), {k: env[k] for k in ("ERL_EPMD_ADDRESS",
+                                                                   "ERL_EPMD_PORT", "HOME")})
+    wait_ready("epmd", _tcp_ready(addr, lab.epmd_port), lab.pids["epmd"], lab.log("epmd"), 10)
     lab.pids["rabbitmq"] = spawn([str(RABBIT_SERVER)], lab.log("rabbitmq"), env)
 
 
 def _rabbit_ready(lab: NovaLab, timeout_s: float) -> None:
-    wait_ready("RabbitMQ", _tcp_ready(lab.rabbit_address, RABBIT_PORT), lab.pids["rabbitmq"],
+    wait_ready("RabbitMQ", _tcp_ready(lab.rabbit_address, lab.rabbit_port), lab.pids["rabbitmq"],
                lab.log("rabbitmq"), timeout_s)
 
 
@@ -245,7 +280,8 @@ def _controller_conf(lab: NovaLab) -> str:
                     "host": "metalctl-lab-controller", "my_ip": lab.address(3),
                     # the scheduler's first periodic discover_hosts otherwise waits a
                     # random 0-60 s
-                    "periodic_fuzzy_delay": "0", **SHUTDOWN},
+                    "periodic_fuzzy_delay": "0", "tempdir": str(lab.dir / "nova" / "tmp"),
+                    **SHUTDOWN},
         "api": {"auth_strategy": "keystone"},
         "api_database": {"connection": _sqlite(lab, "nova_api")},
         "database": {"connection": _sqlite(lab, "nova_cell1")},
@@ -258,9 +294,27 @@ def _controller_conf(lab: NovaLab) -> str:
                       "token": PLACEMENT_TOKEN},
         "oslo_concurrency": {"lock_path": str(lab.dir / "nova" / "locks")},
         "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "0"},
+        **_private_paths(lab.dir / "nova"),
     }
     return "".join(f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in opts.items()) + "\n"
                    for s, opts in lines.items())
+
+
+def _private_paths(d: Path) -> dict[str, dict[str, str]]:
+    """oslo.policy searches ``~/.<project>``, ``~``, ``/etc/<project>`` and ``/etc`` for a
+    relative ``policy_file`` and ``policy_dirs``: name files in the lab directory (they
+    need not exist; missing ones mean the project's default policy)."""
+    return {"oslo_policy": {"policy_file": str(d / "policy.yaml"),
+                            "policy_dirs": str(d / "policy.d")}}
+
+
+def placement_conf(lab: NovaLab) -> str:
+    """Placement's configuration (pure)."""
+    lines = {"api": {"auth_strategy": "noauth2"},
+             "placement_database": {"connection": _sqlite(lab, "placement")},
+             **_private_paths(lab.dir / "placement")}
+    return "".join(f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in opts.items()) + "\n"
+                   for s, opts in lines.items() if opts)
 
 
 def _api_paste(venv: Path) -> str:
@@ -273,7 +327,7 @@ def _api_paste(venv: Path) -> str:
 
 
 def _write_configs(lab: NovaLab, venv: Path) -> None:
-    for sub in ("nova/state", "nova/locks", "db", "logs", "placement"):
+    for sub in ("nova/state", "nova/locks", "nova/tmp", "db", "logs", "placement"):
         (lab.dir / sub).mkdir(parents=True, exist_ok=True)
     _write_private(lab.dir / "nova" / "nova.conf", _controller_conf(lab))
     (lab.dir / "nova" / "api-paste.ini").write_text(_api_paste(venv))
@@ -281,9 +335,7 @@ def _write_configs(lab: NovaLab, venv: Path) -> None:
     (lab.dir / "nova" / "nova_api_shim.py").write_text(
         "import sys\nsys.argv = sys.argv[:1]\n"
         "from nova.wsgi.osapi_compute import application  # noqa: E402,F401\n")
-    (lab.dir / "placement" / "placement.conf").write_text(
-        f"[api]\nauth_strategy = noauth2\n\n[placement_database]\n"
-        f"connection = {_sqlite(lab, 'placement')}\n")
+    (lab.dir / "placement" / "placement.conf").write_text(placement_conf(lab))
     _write_private(lab.credentials_file, yaml.safe_dump({
         "nova-lab-rabbit": [{"username": "nova", "password": lab.rabbit_password}],
         "nova-lab-placement": [{"username": "admin", "password": PLACEMENT_TOKEN}]}))
@@ -488,6 +540,9 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
     directory.mkdir(parents=True, exist_ok=True)
     lab = NovaLab(str(directory), str(base), rabbit_password=secrets.token_urlsafe(18),
                   bind_address=bind_address or "", discover_interval_s=discover_interval_s)
+    lab.rabbit_port = _free_port(lab.rabbit_address, RABBIT_PORT)
+    lab.rabbit_dist_port = _free_port(lab.rabbit_address, RABBIT_DIST_PORT)
+    lab.epmd_port = _free_port(lab.rabbit_address, EPMD_PORT)
     _write_configs(lab, venv)
     lab.save()
     return lab
@@ -589,7 +644,11 @@ def compute_site(lab: NovaLab, name: str, connection_uri: str) -> dict[str, Any]
     return {**lab.site(),
             "libvirt": {"virt_type": "qemu", "connection_uri": connection_uri},
             "state_path": str(state),
-            "options": {"DEFAULT": {"manager_shutdown_timeout": 0},
+            "options": {"DEFAULT": {"manager_shutdown_timeout": 0,
+                                    # read from /etc/nova otherwise
+                                    "rootwrap_config": str(conf.parent / "rootwrap.conf")},
+                        "compute": {"provider_config_location":
+                                    str(conf.parent / "provider_config")},
                         "nova_sys_admin": {"helper_command": (
                             f"{nova_venv.nova_bin('privsep-helper')} --config-file {conf}")}}}
 

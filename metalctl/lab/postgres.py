@@ -32,6 +32,14 @@ def _as_postgres(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
+def server_options(data: Path, address: str, port: int) -> str:
+    """``pg_ctl -o``: one loopback address, the socket in the data directory (not
+    ``/var/run/postgresql``), no huge pages (``try`` would take the hugepages a guest of
+    the lab's Nova is meant to get), durability off (a throw-away cluster)."""
+    return (f"-c listen_addresses={address} -p {port} -k {data} -c max_connections=300 "
+            "-c fsync=off -c synchronous_commit=off -c huge_pages=off")
+
+
 def start(directory: Path, address: str, port: int = 5432) -> tuple[str, Path]:
     """initdb + start; returns (SQLAlchemy URL for Ironic, data directory)."""
     data = directory / "pgdata"
@@ -47,8 +55,7 @@ def start(directory: Path, address: str, port: int = 5432) -> tuple[str, Path]:
     log.touch()
     if os.geteuid() == 0:
         shutil.chown(log, "postgres", "postgres")
-    opts = f"-c listen_addresses={address} -p {port} -k {data} -c max_connections=300 " \
-           "-c fsync=off -c synchronous_commit=off"
+    opts = server_options(data, address, port)
     proc = _as_postgres([_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w",
                          "start"])
     if proc.returncode:

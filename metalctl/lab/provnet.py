@@ -144,7 +144,9 @@ class ProvNet:
         fit this network (the caller adds ``boot_url``, ``hosts``, ``tftp_root``)."""
         return {"interface": self.bridge, "mode": "dhcp", "dhcp_range": self.dhcp_range,
                 "netmask": "255.255.255.0", "ipv6_ra": True, "lease_file": self.lease_file,
-                "log_dhcp": True}
+                # dnsmasq writes /run/dnsmasq.pid unless told otherwise, even in the
+                # foreground
+                "pid_file": self.files / "dnsmasq.pid", "log_dhcp": True}
 
     def netns_argv(self, argv: list[str]) -> list[str]:
         """``argv`` run inside the namespace."""

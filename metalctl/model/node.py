@@ -31,6 +31,20 @@ class Lifecycle(str, enum.Enum):
         return list(Lifecycle).index(self)
 
 
+#: the one package that records each transition (the stage that did the work); the run
+#: and the lab never write a state (``tests/unit/test_lifecycle_owners.py`` holds this)
+TRANSITION_OWNERS: dict[Lifecycle, str] = {
+    Lifecycle.DISCOVERED: "metalctl.discover",
+    Lifecycle.ENROLLED: "metalctl.enroll",
+    Lifecycle.PROFILED: "metalctl.profile",
+    Lifecycle.INSTALLED: "metalctl.provision",  # the install, or adopt() for a host
+                                                # installed outside metalctl
+    Lifecycle.HARDENED: "metalctl.harden",
+    Lifecycle.AUDITED: "metalctl.audit",
+    Lifecycle.HANDED_OFF: "metalctl.handoff",
+}
+
+
 class Status(str, enum.Enum):
     """Outcome of probing one address (or one system behind it)."""
 

@@ -171,6 +171,8 @@ def render(cfg: DnsmasqConfig) -> str:
     lines = [
         "# Written by metalctl (metalctl.provision.dnsmasq); changes are overwritten.",
         "port=0                      # no DNS: metalctl needs DHCP, TFTP and RA only",
+        "no-hosts                    # nor the server's /etc/hosts or resolv.conf",
+        "no-resolv",
         f"interface={cfg.interface}",
         "bind-interfaces",
         "dhcp-match=set:ipxe,175     # iPXE sends option 175; PXE ROMs do not",

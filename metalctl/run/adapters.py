@@ -22,7 +22,7 @@ from metalctl.audit.run import AuditOptions
 from metalctl.audit.run import audit as audit_hosts
 from metalctl.budget import DISCOVERY, ENROLLMENT
 from metalctl.credentials import CredentialSet
-from metalctl.errors import FactsIncomplete, MetalctlError, describe
+from metalctl.errors import MetalctlError, describe
 from metalctl.handoff import HandoffUnavailable
 from metalctl.handoff import handoff as handoff_hosts
 from metalctl.harden import HardenOptions
@@ -31,6 +31,7 @@ from metalctl.hosts import HostSpec
 from metalctl.model.compliance import AuditStatus
 from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.profile import bios
+from metalctl.profile import run as profile_run
 from metalctl.profile import stage as profile_stage
 from metalctl.profile.library import ProfileLibrary
 from metalctl.provision.stage import ProvisionResult, install_name
@@ -180,49 +181,29 @@ def enroll(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit:
                          "provision_state": r.provision_state}, name=r.name))
 
     if batch:
-        enroll_stage.enroll(inputs.ironic_client(), batch, opts, store=store, on_result=done)
+        enroll_stage.enroll(batch, inputs.ironic_client(), opts, store=store, on_result=done)
 
 
 # --- profile -------------------------------------------------------------------------------
 
 
 def profile(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
-    """Select the profile from the rack's rules, derive the plan when the facts allow it,
-    and apply the BIOS part through the BMC."""
-    for key in keys:
-        emit(profile_one(rack, inputs, store, key))
+    """The profile stage (:mod:`metalctl.profile.run`) with the rack's selection rules."""
+    profile_run.profile(keys, profile_inputs(rack, inputs),
+                        profile_run.ProfileOptions(bios=rack.bios, reboot=rack.reboot,
+                                                   settle_s=inputs.settle_s),
+                        store=store, on_result=lambda r: emit(
+                            StepResult(r.key, r.ok, r.reason, r.evidence, name=r.name)))
 
 
-def profile_one(rack: Rack, inputs: StageInputs, store: Store, key: str) -> StepResult:
-    node = profile_stage.resolve(store, key)
-    topo = profile_stage.facts_of(store, node)
-    name = rack.select_profile(node.record, topo)
-    prof = inputs.profiles.load(name)
-    evidence: dict[str, Any] = {"profile": name}
-    try:
-        profile_stage.plan(store, node, prof, topo, inputs.bios_lib)
-        evidence["plan"] = "derived"
-    except FactsIncomplete:
-        # BMC facts carry no CPU ids: the plan is derived from the installed host's facts
-        evidence["plan"] = "after install (the BMC gives no CPU topology)"
-    except MetalctlError as exc:
-        return StepResult(key, False, describe(exc), evidence, name=node.label)
-    if rack.bios == "skip":  # the site sets BIOS elsewhere: selection and plan only
-        return StepResult(key, True, None, {**evidence, "bios": "skipped"}, name=node.label)
-    cset = inputs.credential_set(node.record.credentials) if node.record and \
-        node.record.credentials else None
-    opts = profile_stage.BiosOptions(credentials=lambda _n: cset, verify=inputs.verify,
-                                     budget=ENROLLMENT, reboot=rack.reboot,
-                                     bios_lib=inputs.bios_lib, settle_s=inputs.settle_s,
-                                     concurrency=1)
-    result = profile_stage.apply([node], prof, opts, store=store)[0]
-    evidence.update(bios=result.outcome.value, via=result.via,
-                    changes=sorted(result.changes))
-    ok = result.outcome in (bios.BiosOutcome.APPLIED, bios.BiosOutcome.UNCHANGED)
-    if result.outcome is bios.BiosOutcome.UNSUPPORTED and rack.bios == "if-supported":
-        return StepResult(key, True, f"BIOS not set: {result.error}", evidence,
-                          name=node.label)
-    return StepResult(key, ok, None if ok else result.error, evidence, name=node.label)
+def profile_inputs(rack: Rack, inputs: StageInputs) -> profile_run.ProfileInputs:
+    def creds(node: profile_stage.NodeRef) -> CredentialSet | None:
+        names = node.record.credentials if node.record else None
+        return inputs.credential_set(names) if names else None
+
+    return profile_run.ProfileInputs(select=rack.select_profile, profiles=inputs.profiles,
+                                     bios_lib=inputs.bios_lib, credentials=creds,
+                                     verify=inputs.verify)
 
 
 # --- provision ----------------------------------------------------------------------------
@@ -261,8 +242,7 @@ def provision(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
 
 
 def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) -> str:
-    """The profile plan from the installed host's in-band facts (one SSH round trip),
-    with the profile the rack's rules select on that real topology."""
+    """The profile plan from the installed host's in-band facts (one SSH round trip)."""
     from metalctl.ssh import SshTarget  # noqa: PLC0415
 
     host = host_of(store, key)
@@ -270,12 +250,7 @@ def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) 
         raise MetalctlError(f"{key}: no installed host recorded")
     target = SshTarget.parse(host.ssh, key_file=inputs.harden.key_file if inputs.harden
                              else None, known_hosts=_known_hosts(store, key))
-    node = profile_stage.resolve(store, key)
-    topo = profile_stage.collect(store, node, ssh=target)
-    name = rack.select_profile(node.record, topo)
-    profile_stage.plan(store, node, inputs.profiles.load(name), topo, inputs.bios_lib)
-    return f"{name}, from the installed host's facts"
-
+    return profile_run.plan_installed(store, key, profile_inputs(rack, inputs), target)
 
 
 def _name(store: Store, key: str) -> str:

@@ -278,7 +278,6 @@ class Scheduler:
                                   node.name))
             self._check_budget()
             return
-        self.store.set_state(node.key, STATE_OF[stage], name=result.name)
         self.on_event(RunEvent("end", node.key, stage, "ok", result.reason, elapsed, node.name))
         if result.final:
             node.status, node.reason = "alias", result.reason

@@ -48,3 +48,51 @@ def ironic(lab) -> Ironic:
                                            "inspect failed"):
             ir.client.node.delete(node["uuid"])
     return ir
+
+
+#: what each module starts, as markers (``pytest tests -m "not install"`` and so on; the
+#: tiers are in README.md). A new module must be listed: the check below fails otherwise.
+TIERS: dict[str, tuple[str, ...]] = {
+    "test_audit": ("hosts",),
+    "test_audit_bmc": ("lab",),
+    "test_bench_smoke": ("bench", "lab", "hosts", "nova"),
+    "test_bmc_power": ("lab",),
+    "test_bootservice": ("bootservice",),
+    "test_cli": ("lab",),
+    "test_discover": ("lab",),
+    "test_discover_fixtures": ("bmc",),
+    "test_enroll": ("lab",),
+    "test_handoff": ("nova", "hosts"),
+    "test_handoff_cell": ("nova", "hosts"),
+    "test_harden": ("hosts",),
+    "test_harden_remediate": ("hosts",),
+    "test_hostile_bmc": ("bmc",),
+    "test_lab_ironic_provnet": ("lab", "provnet"),
+    "test_lab_paths": ("venvs",),
+    "test_lab_pxe": ("install", "provnet"),
+    "test_nova_lab": ("nova",),
+    "test_profile": ("lab",),
+    "test_provision_lab": ("install", "provnet", "lab"),
+    "test_provision_stage": ("bootservice", "hosts"),
+    "test_provnet": ("provnet",),
+    "test_run": ("lab", "hosts"),
+    "test_run_lab": ("lab",),
+    "test_runtime_faults": ("bmc",),
+    "test_standin_installer": ("install",),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent != here:
+            continue
+        tiers = TIERS.get(path.stem)
+        if tiers is None:
+            raise pytest.UsageError(f"{path.name}: add it to TIERS in {__file__} (what it "
+                                    "starts decides its tier)")
+        for marker in tiers:
+            item.add_marker(marker)
+        if "venvs" not in tiers:
+            item.add_marker("peers")

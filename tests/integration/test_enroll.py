@@ -44,7 +44,7 @@ def test_enroll_reaches_manageable_and_rerun_changes_nothing(lab, lab_creds, iro
     records = lab_records(lab, lab_creds)
     opts = options(lab)
     desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
-    first = enroll.enroll(ironic, desired, opts)
+    first = enroll.enroll(desired, ironic, opts)
     assert Counter(r.action.value for r in first) == {"created": len(records)}
     nodes, ports = ironic_view(ironic)
     assert len(nodes) == len(records)
@@ -56,7 +56,7 @@ def test_enroll_reaches_manageable_and_rerun_changes_nothing(lab, lab_creds, iro
     assert kvm["properties"]["memory_mb"] == 8192
     assert kvm["properties"]["local_gb"] == 39  # largest disk less 1 GiB, as Ironic inspection does
     # re-run: matched, nothing created twice
-    second = enroll.enroll(ironic, desired, opts)
+    second = enroll.enroll(desired, ironic, opts)
     assert Counter(r.action.value for r in second) == {"unchanged": len(records)}
     nodes2, ports2 = ironic_view(ironic)
     assert len(nodes2) == len(nodes)
@@ -67,13 +67,13 @@ def test_drift_is_updated_and_missing_port_recreated(lab, lab_creds, ironic):
     records = lab_records(lab, lab_creds, [SPEC.redfish_address(0)])
     opts = options(lab)
     desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
-    enroll.enroll(ironic, desired, opts)
+    enroll.enroll(desired, ironic, opts)
     victim = ironic.nodes()[0]
     ironic.update_node(victim["uuid"], [{"op": "add", "path": "/resource_class",
                                          "value": "wrong"}])
     port = next(p for p in ironic.ports() if p["node_uuid"] == victim["uuid"])
     ironic.client.port.delete(port["uuid"])
-    again = {r.uuid: r for r in enroll.enroll(ironic, desired, opts)}
+    again = {r.uuid: r for r in enroll.enroll(desired, ironic, opts)}
     assert again[victim["uuid"]].action.value == "updated"
     assert "resource_class" in again[victim["uuid"]].changes
     assert f"port {port['address']}" in again[victim["uuid"]].changes
@@ -113,11 +113,11 @@ def test_import_baremetal_create_and_instackenv(lab, lab_password, ironic, tmp_p
     files = _files(lab, tmp_path, lab_password)
     desired = [n for f in files for n in inventory.load(f)]
     opts = options(lab)
-    results = enroll.enroll(ironic, desired, opts)
+    results = enroll.enroll(desired, ironic, opts)
     assert {r.name: (r.action.value, r.provision_state) for r in results} == {
         name: ("created", "manageable")
         for name in ("bm-redfish", "bm-ipmi", "tripleo-redfish", "tripleo-ipmi")}
-    again = enroll.enroll(ironic, [n for f in files for n in inventory.load(f)], opts)
+    again = enroll.enroll([n for f in files for n in inventory.load(f)], ironic, opts)
     assert {r.action.value for r in again} == {"unchanged"}
     assert len(ironic.nodes()) == 4
 
@@ -126,10 +126,10 @@ def test_existing_node_matched_by_mac_even_when_renamed(lab, lab_creds, ironic):
     records = lab_records(lab, lab_creds, [SPEC.redfish_address(1)])
     opts = options(lab)
     desired = enroll.desired_from_records(records, {"lab": lab_creds}, opts)
-    enroll.enroll(ironic, desired, opts)
+    enroll.enroll(desired, ironic, opts)
     renamed = enroll.desired_from_records(records, {"lab": lab_creds},
                                           options(lab, name_template="r01-{index}"))
-    results = enroll.enroll(ironic, renamed, opts)
+    results = enroll.enroll(renamed, ironic, opts)
     assert {r.action.value for r in results} == {"updated"}
     assert sorted(n["name"] for n in ironic.nodes()) == ["r01-000", "r01-001"]
 
@@ -143,7 +143,7 @@ def test_ambiguous_match_is_refused_and_changes_nothing(lab, lab_creds, ironic):
     other = ironic.create_node(driver="ipmi", name="holds-mac",
                                driver_info={"ipmi_address": "127.20.9.9"})
     ironic.create_port(other["uuid"], desired.macs[0])
-    [res] = enroll.enroll(ironic, [desired], opts)
+    [res] = enroll.enroll([desired], ironic, opts)
     assert res.action.value == "failed"
     assert "several" in res.error or "matches" in res.error
     assert sorted(n["name"] for n in ironic.nodes()) == ["holds-bmc", "holds-mac"]
@@ -160,7 +160,7 @@ def test_wrong_bmc_password_leaves_node_in_enroll_with_reason(lab, ironic):
                                           + SPEC.system_uuid("redfish", 0, 1),
                      "redfish_username": "admin", "redfish_verify_ca": lab.ca_bundle},
         password=Secret("not-the-password"), password_field="redfish_password", name="badpw")
-    [res] = enroll.enroll(ironic, [desired], options(lab))
+    [res] = enroll.enroll([desired], ironic, options(lab))
     assert res.action.value == "failed"
     assert res.provision_state is None or res.provision_state == "enroll"
     assert ironic.nodes()[0]["provision_state"] == "enroll"
@@ -186,15 +186,15 @@ def test_ironic_down_mid_batch_then_rerun_converges(lab, lab_creds, ironic):
             return node
 
         via_proxy.create_node = create_then_die_on_second
-        results = enroll.enroll(via_proxy, desired, opts)
+        results = enroll.enroll(desired, via_proxy, opts)
         assert {r.action.value for r in results} == {"failed"}
         assert all("re-run" in r.error for r in results)
         assert len(ironic.nodes()) == 2  # what landed before the failure
         with pytest.raises(IronicUnavailable):
-            enroll.enroll(via_proxy, desired, opts)  # still down: cannot even plan
+            enroll.enroll(desired, via_proxy, opts)  # still down: cannot even plan
         proxy.up()
         via_proxy.create_node = create
-        again = enroll.enroll(via_proxy, desired, opts)
+        again = enroll.enroll(desired, via_proxy, opts)
         counts = Counter(r.action.value for r in again)
         assert counts["created"] == len(records) - 2, again
         assert counts["failed"] == 0
@@ -215,8 +215,8 @@ def test_clouds_yaml_connection_and_provide(lab, lab_creds, ironic, tmp_path, mo
     via_cloud = Ironic(IronicConfig(cloud="metal-lab")).connect()
     records = lab_records(lab, lab_creds, [SPEC.ipmi_address(0)])
     opts = options(lab, provide=True)
-    [res] = enroll.enroll(via_cloud, enroll.desired_from_records(records, {"lab": lab_creds},
-                                                                 opts), opts)
+    [res] = enroll.enroll(enroll.desired_from_records(records, {"lab": lab_creds}, opts),
+                          via_cloud, opts)
     assert (res.action.value, res.provision_state) == ("created", "available")
     assert ironic.node(res.uuid)["provision_state"] == "available"
 
@@ -240,11 +240,11 @@ def test_one_bmc_reached_by_two_addresses_is_one_node_and_reruns_converge(lab, l
             desired = enroll.desired_from_records(order, {"lab": lab_creds}, eopts)
             assert len(desired) == len(records)
             assert {d.driver_info["redfish_address"] for d in desired} == {f"https://{direct}"}
-        first = enroll.enroll(ironic, desired, eopts)
+        first = enroll.enroll(desired, ironic, eopts)
         assert Counter(r.action.value for r in first) == {"created": len(records)}
         for _ in range(2):
             desired = enroll.desired_from_records(aliased + records, {"lab": lab_creds}, eopts)
-            again = enroll.enroll(ironic, desired, eopts)
+            again = enroll.enroll(desired, ironic, eopts)
             assert Counter(r.action.value for r in again) == {"unchanged": len(records)}
         nodes = ironic.nodes()
         assert len(nodes) == len(records)
@@ -265,7 +265,7 @@ def test_plan_refuses_repeated_names_macs_and_unusable_macs_from_discovery(lab, 
                                     macs=("ff:ff:ff:ff:ff:ff",),
                                     driver_info={**good[1].driver_info,
                                                  "redfish_system_id": "/redfish/v1/Systems/x"})
-    results = {r.key: r for r in enroll.enroll(ironic, [good[0], twin, broadcast], opts)}
+    results = {r.key: r for r in enroll.enroll([good[0], twin, broadcast], ironic, opts)}
     assert results[good[0].key].action.value == "created"
     assert results[twin.key].action.value == "failed"
     assert f"name {good[0].name!r} is already {good[0].key}'s" in results[twin.key].error

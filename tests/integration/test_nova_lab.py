@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -59,10 +61,44 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def nova_lab(tmp_path_factory: pytest.TempPathFactory):
-    """The control plane, started in the background while the compute's configuration is
-    derived, rendered and validated against nova 34 (both take seconds of CPU)."""
+def machine_rabbitmq(tmp_path_factory: pytest.TempPathFactory):
+    """A RabbitMQ as a distribution runs one: node ``rabbit@<hostname>``, epmd on
+    0.0.0.0:4369, AMQP on 0.0.0.0:5672, distribution on 0.0.0.0:25672 (state in a test
+    folder, nothing of the machine's own). The lab's must start beside it (issue 18)."""
     _ensure_rabbitmq()
+    base = tmp_path_factory.mktemp("machine-rabbitmq")
+    (base / "rabbitmq.conf").write_text("listeners.tcp.default = 5672\n")
+    (base / "enabled_plugins").write_text("[].\n")
+    env = {**os.environ, "HOME": str(base), "RABBITMQ_CONF_ENV_FILE": str(base / "none"),
+           "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+           "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+           "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base)}
+    with open(base / "server.log", "wb") as log:
+        proc = subprocess.Popen([str(nova.RABBIT_SERVER)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not _listening(5672):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail("the machine's RabbitMQ did not start: "
+                        + (base / "server.log").read_text()[-2000:])
+        time.sleep(0.3)
+    yield proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+    subprocess.run(["epmd", "-kill"], env=env, capture_output=True, check=False)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def nova_lab(tmp_path_factory: pytest.TempPathFactory, machine_rabbitmq):
+    """The control plane, started in the background while the compute's configuration is
+    derived, rendered and validated against nova 34 (both take seconds of CPU), beside
+    another RabbitMQ that holds the usual ports (:func:`machine_rabbitmq`)."""
     directory = tmp_path_factory.mktemp("nova-lab")
     started = time.monotonic()
     lab = nova.prepare(directory, ADDRESS_BASE)
@@ -106,6 +142,9 @@ def test_control_plane_answers(nova_lab: Lab):
     import requests
 
     lab = nova_lab.lab
+    # beside the machine's RabbitMQ, which holds 5672 and 25672 on every address
+    assert (lab.rabbit_port, lab.rabbit_dist_port) != (5672, 25672)
+    assert f":{lab.rabbit_port}/" in lab.transport_url()
     root = requests.get(lab.placement_url + "/", timeout=5)
     assert root.status_code == 200
     assert root.json()["versions"][0]["id"] == "v1.0"

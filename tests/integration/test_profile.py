@@ -111,8 +111,8 @@ def test_refusals_change_nothing(lab, lab_creds, kvm, tmp_path):
 def test_bios_through_ironic_clean_step(lab, lab_creds, kvm, ironic):
     store, node, backend = kvm
     opts = enroll.EnrollOptions(verify_ca=lab.ca_bundle, budget=FAST, poll_interval_s=0.5)
-    res = enroll.enroll(ironic, enroll.desired_from_records([node.record], {"lab": lab_creds},
-                                                            opts), opts, store=store)
+    res = enroll.enroll(enroll.desired_from_records([node.record], {"lab": lab_creds}, opts),
+                        ironic, opts, store=store)
     assert res[0].provision_state == "manageable"
     node = stage.resolve(store, node.key)
     prof = PROFILES.load("compute-general")

@@ -400,6 +400,7 @@ def test_ironic_refuses_what_ironic_refuses(sriov_row):
         ks.ironic_preview(text + "{{ ks_options.image_url }}\n", "t")
 
 
+@pytest.mark.venvs
 @pytest.mark.skipif(not PEERS_PYTHON.exists(), reason="peers venv absent: run scripts/setup.sh")
 def test_ironic_itself_accepts_the_ironic_template(sriov_row, tmp_path):
     path = tmp_path / "ks.cfg.template"

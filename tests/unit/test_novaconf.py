@@ -202,6 +202,7 @@ def _replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
+@pytest.mark.venvs
 def test_rendered_config_passes_nova_and_each_bad_value_is_refused(
         conf: novaconf.NovaConf, nova_python: Path):
     good = conf.masked()
