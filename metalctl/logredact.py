@@ -93,6 +93,7 @@ def _mask(match: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """``text`` with every registered secret and every credential field's value masked."""
+    text = mask_url(text)  # http://user:password@host: the userinfo, whatever it is
     with _values_lock:
         # registered values, and every Secret ever revealed to a peer (library callers
         # that never registered anything are covered too)
@@ -102,7 +103,7 @@ def scrub(text: str) -> str:
             text = text.replace(value, MASK)
     for pattern in (_PATCH_VALUE, _PATCH_VALUE_FIRST, _FIELD_VALUE):
         text = pattern.sub(_mask, text)
-    return mask_url(text)  # http://user:password@host: the userinfo, whatever it is
+    return text
 
 
 def defang(text: str) -> str:

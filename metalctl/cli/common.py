@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from metalctl.credentials import Credential, CredentialSet, Secret, resolve
 from metalctl.data import fields
-from metalctl.errors import InputError, mask_url
+from metalctl.errors import InputError, mask_url, one_line
 from metalctl.exitcodes import ExitCode
 from metalctl.hosts import HostSpec, load_hosts, parse_ssh
 from metalctl.ironic import Ironic, IronicConfig
@@ -39,6 +39,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override] - never returns
         self.print_usage(sys.stderr)
+        message = mask_url(one_line(message))  # the value as typed: one line, no userinfo
         self.exit(ExitCode.INVALID_INPUT, f"{self.prog}: error: {message}\n")
 
 
@@ -50,9 +51,17 @@ def _at_least(minimum: int):  # noqa: ANN202 - a checker
     return check
 
 
+def _between(low: int, high: int):  # noqa: ANN202 - a checker
+    def check(value: object) -> str | None:
+        if isinstance(value, int) and not low <= value <= high:
+            return f"must be {low}-{high}"
+        return None
+    return check
+
+
 def _seconds(value: object) -> str | None:
-    if isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
-        return "must be a finite number of seconds above 0"
+    if isinstance(value, (int, float)) and not (math.isfinite(value) and 0 < value <= 1e7):
+        return "must be a number of seconds above 0 (at most 10000000)"
     return None
 
 
@@ -76,9 +85,12 @@ def _host_port(value: object) -> str | None:
 
 #: options of any verb checked before the verb runs (so before any probe), by dest
 OPTION_CHECKS = {
-    "concurrency": _at_least(1), "max_addresses": _at_least(1), "days": _at_least(1),
-    "within_days": _at_least(0),
+    "concurrency": _between(1, 4096), "max_addresses": _at_least(1),
+    "days": _between(1, 36500), "within_days": _between(0, 36500),
+    "octet": _between(1, 254), "net": _between(0, 255), "provnet": _between(0, 255),
+    "hosts": _between(1, 250),
     "connect_timeout": _seconds, "read_timeout": _seconds, "timeout": _seconds,
+    "deadline": _seconds, "ssh_wait": _seconds,
     "redfish_port": _port, "ipmi_port": _port, "port": _port, "boot_port": _port,
     "ironic_url": _url, "boot_url": _url, "public_url": _url, "serve": _host_port,
 }

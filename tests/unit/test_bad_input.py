@@ -516,3 +516,26 @@ def test_a_password_in_the_racks_ironic_url_is_never_shown(cli, creds):  # noqa:
     code, out = cli(["run", str(path), "--credentials-file", str(creds)])
     assert code == 3
     assert "hunter2" not in out
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["pki", "issue", "h1", "--days", "99999999"], "--days"),
+    (["pki", "renew", "--within-days", "-1"], "--within-days"),
+    (["provision", "n1", "--check", "--deadline", "1e300"], "--deadline"),
+    (["provision", "n1", "--check", "--ssh-wait", "0"], "--ssh-wait"),
+    (["lab", "status", "--octet", "300"], "--octet"),
+    (["lab", "hosts-up", "--net", "256"], "--net"),
+    (["discover", "127.0.0.1", "-c", "lab", "--no-store", "--concurrency", "10000000"],
+     "--concurrency"),
+])
+def test_numbers_out_of_range_in_options_are_exit_3(cli, argv, option):  # noqa: F811
+    code, out = cli(argv)
+    assert code == 3, out
+    assert option in one_error_line(out)
+
+
+def test_an_argparse_error_is_one_line_and_masks_userinfo(cli):  # noqa: F811
+    code, out = cli(["run", "r.yaml", "--until", "http://admin:hunter2@h/\nx"])
+    assert code == 3
+    assert "hunter2" not in out
+    assert len([ln for ln in out.splitlines() if "error:" in ln]) == 1
