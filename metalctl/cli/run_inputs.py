@@ -45,6 +45,7 @@ def _waivers(rack: Rack) -> list[Any]:
 
 def stage_inputs(args: argparse.Namespace, rack: Rack, until: str) -> StageInputs:
     """Everything but the rack file the stages need (credentials are resolved here, once)."""
+    rack.check_files()  # the files of later stages too, whatever --until says
     sets = rack.credential_sets(lambda name: common.credential_sets(args, [name])[name])
     if args.insecure:
         verify: bool | str = common.verify_of(args)

@@ -128,6 +128,24 @@ class Rack:
         return InputError(str(self.path), datafiles.loader.field_name(where), reason,
                           _line(self.lines, where))
 
+    def check_files(self) -> None:
+        """Read and validate the files a rack names for its later stages (the provision
+        site, the Nova site) as those stages will, whatever ``--until`` says: the rack is
+        checked whole before anything runs (docs/run.md), not when a stage first needs it.
+
+        Raises:
+            InputError: naming that file (or the credentials it names) and the field.
+        """
+        from metalctl.handoff import load_site as load_nova_site  # noqa: PLC0415
+        from metalctl.hosts import load_site  # noqa: PLC0415
+        from metalctl.provision import kickstart  # noqa: PLC0415
+
+        if self.provision.get("site"):
+            path = Path(self.provision["site"])
+            kickstart.load_site(load_site(path), label=str(path))
+        if self.site.get("nova"):
+            load_nova_site(Path(str(self.site["nova"])))
+
     def credential_sets(self, resolve: Callable[[str], CredentialSet]
                         ) -> dict[str, CredentialSet]:
         """Each set ``bmc.credentials`` names (``a+b``: both), through ``resolve``.

@@ -539,3 +539,18 @@ def test_an_argparse_error_is_one_line_and_masks_userinfo(cli):  # noqa: F811
     assert code == 3
     assert "hunter2" not in out
     assert len([ln for ln in out.splitlines() if "error:" in ln]) == 1
+
+
+def test_the_rack_is_checked_whole_whatever_until_says(cli, creds):  # noqa: F811
+    """The files of later stages (provision site, Nova site) are read before discovery,
+    even on a run that stops before those stages."""
+    site = cli.home / "provision-site.yaml"
+    site.write_text("kickstart:\n  install: {url: 'http://m:99999/os'}\n")
+    nova = cli.home / "nova.yaml"
+    nova.write_text("nova: {}\nhandoff: {api: {cloud: x}}\n")
+    for body, named in ((f"provision:\n  site: {site}\n", str(site)),
+                        (f"site:\n  nova: {nova}\n", str(nova))):
+        path = rack(cli.home, body + "until: discover\n")
+        code, out = cli(["run", str(path), "--credentials-file", str(creds)])
+        assert code == 3, out
+        assert one_error_line(out).startswith(f"ERROR: {named}:"), out
