@@ -206,6 +206,9 @@ def _path_argvs(home: Path, missing: str) -> list[tuple[list[str], str]]:
         (["serve", "--bind", "127.0.0.1", "--dnsmasq-check", missing], "--dnsmasq-check"),
         (["handoff", "h1", "--check", "--site", missing], "--site"),
         (["enroll", "--dry-run", "--from-file", missing], "--from-file"),
+        (["profile", "facts", "n1", "--file", missing], "--file"),
+        (["profile", "derive", "n1", "-p", "hpc", "--facts", missing], "--facts"),
+        (["profile", "verify", "n1", "--file", missing], "--file"),
         (["pki", "init", "--import-cert", missing, "--import-key", str(key)],
          "--import-cert"),
     ]
