@@ -229,6 +229,20 @@ def _ok(problem: str | None) -> bool:
     return True
 
 
+def parse_json(text: str, label: str) -> Any:  # noqa: ANN401 - any JSON document
+    """Parse JSON; a key given twice in an object is an error (json keeps the last).
+
+    Raises:
+        InputError: a syntax error with its line, a duplicate key, too deep a nesting.
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_json_object(label))
+    except json.JSONDecodeError as exc:
+        raise InputError(label, "(syntax)", exc.msg, exc.lineno) from None
+    except RecursionError:
+        raise InputError(label, "(syntax)", "nested too deeply") from None
+
+
 @cache
 def schema(name: str) -> dict[str, Any]:
     """The JSON Schema ``metalctl/data/schemas/<name>.yaml`` (the one schema home)."""
@@ -361,12 +375,7 @@ def load_with_lines(path: Path | str, schema_: Mapping[str, Any] | str | None = 
     label = str(path)
     text = read_text(p, max_bytes=max_bytes)
     if p.suffix == ".json":
-        try:
-            data = json.loads(text, object_pairs_hook=_json_object(label))
-        except json.JSONDecodeError as exc:
-            raise InputError(label, "(syntax)", exc.msg, exc.lineno) from None
-        except RecursionError:
-            raise InputError(label, "(syntax)", "nested too deeply") from None
+        data = parse_json(text, label)
         lines: dict[FieldPath, int] = {}
     else:
         data, lines = parse(text, label)

@@ -557,3 +557,13 @@ def test_the_rack_is_checked_whole_whatever_until_says(cli, creds):  # noqa: F81
         code, out = cli(["run", str(path), "--credentials-file", str(creds)])
         assert code == 3, out
         assert one_error_line(out).startswith(f"ERROR: {named}:"), out
+
+
+def test_a_duplicate_key_in_a_facts_file(tmp_path):
+    from metalctl.errors import InputError
+    from metalctl.profile.stage import read_facts_file
+
+    path = tmp_path / "facts.json"
+    path.write_text('{"cpus": [], "cpus": [[0, 0, 0, 0, true]]}')
+    with pytest.raises(InputError, match="cpus: duplicate key"):
+        read_facts_file(path)
