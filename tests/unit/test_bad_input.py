@@ -67,9 +67,12 @@ def test_run_with_ironic_unreachable_exits_4_before_any_probe(cli, creds, monkey
     assert "Ironic" in one_error_line(out)
 
 
-def test_a_stage_finding_its_peer_down_stops_the_run_and_raises(tmp_path):
-    """An adapter raising IronicUnavailable: the run raises it (exit 4 in the CLI) and
-    starts nothing new, rather than reporting every node failed with exit 1."""
+@pytest.mark.parametrize("peer", ["ironic", "nova"])
+def test_a_stage_finding_its_peer_down_stops_the_run_and_raises(tmp_path, peer):
+    """An adapter raising IronicUnavailable (enroll) or CloudUnavailable (hand-off: Nova,
+    Placement): the run raises it (exit 4 in the CLI) and starts nothing new, rather than
+    reporting every node failed with exit 1."""
+    from metalctl.cloud import CloudUnavailable
     from metalctl.model.node import DiscoveryRecord, Protocol, Status
 
     store = Store(tmp_path / "s.db").open()
@@ -83,6 +86,8 @@ def test_a_stage_finding_its_peer_down_stops_the_run_and_raises(tmp_path):
             emit(StepResult(r.key, True))
 
     def enroll(keys, emit):
+        if peer == "nova":
+            raise CloudUnavailable(service="compute", reason="unreachable")
         raise IronicUnavailable(reason="API unreachable (ConnectFailure)")
 
     adapters = [Adapter("discover", discover, recheck=True), Adapter("enroll", enroll)]
@@ -91,7 +96,7 @@ def test_a_stage_finding_its_peer_down_stops_the_run_and_raises(tmp_path):
     with pytest.raises(PeerUnavailable):
         sched.run()
     assert later == []
-    assert "Ironic" in (sched.stopped or "")
+    assert ("Ironic" if peer == "ironic" else "compute") in (sched.stopped or "")
     assert sum(n.status == "failed" for n in sched.nodes.values()) == 1  # only the one tried
     store.close()
 
