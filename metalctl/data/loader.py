@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import stat
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -264,9 +265,13 @@ def validate(data: Any, schema_: Mapping[str, Any] | str, label: str,
     sch = schema(schema_) if isinstance(schema_, str) else schema_
     validator = jsonschema.Draft202012Validator(sch, format_checker=FORMATS)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is None:
+    odd = _not_finite(data, ())
+    if odd is not None:  # .nan passes every minimum and maximum; .inf every minimum
+        path, reason = odd, "not a finite number (.nan, .inf)"
+    elif error is None:
         return
-    path, reason = _describe(error)
+    else:
+        path, reason = _describe(error)
     full = (*base, *path)
     line = None
     if lines:
@@ -275,6 +280,21 @@ def validate(data: Any, schema_: Mapping[str, Any] | str, label: str,
                 line = lines[full[:cut]]
                 break
     raise InputError(label, field_name(full), reason, line)
+
+
+def _not_finite(data: Any, path: FieldPath, depth: int = 0) -> FieldPath | None:  # noqa: ANN401
+    """The first field holding NaN or an infinity (YAML ``.nan``/``.inf``, JSON ``NaN``)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return path
+    if depth > 100:
+        return None
+    items = data.items() if isinstance(data, dict) else enumerate(data) \
+        if isinstance(data, list) else ()
+    for key, value in items:
+        found = _not_finite(value, (*path, key), depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:

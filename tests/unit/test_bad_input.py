@@ -572,3 +572,15 @@ def test_a_duplicate_key_in_a_facts_file(tmp_path):
     path.write_text('{"cpus": [], "cpus": [[0, 0, 0, 0, true]]}')
     with pytest.raises(InputError, match="cpus: duplicate key"):
         read_facts_file(path)
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e400"])
+def test_a_number_that_is_not_finite_is_a_field_error(tmp_path, value):
+    from metalctl.errors import InputError
+    from metalctl.run import rackfile
+
+    path = tmp_path / "rack.yaml"
+    path.write_text("bmc: {ranges: [127.0.0.1], credentials: [lab]}\n"
+                    f"provision:\n  timeout_s: {value}\n")
+    with pytest.raises(InputError, match=r"rack.yaml:3: provision.timeout_s: "):
+        rackfile.load(path)
