@@ -65,8 +65,7 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
         if opts.inputs is None:
             raise InputError("run", "inputs", "StageInputs (credential sets...) are required")
         inputs = replace(opts.inputs, redo=frozenset(redo))
-        if STAGES.index(until) >= STAGES.index("enroll"):
-            _check_ironic(inputs)
+        check_ironic(inputs, until)
         table = stage_adapters.table(rack, inputs, store)
     budget = opts.max_failures or rack.failure_budget
     sched = Scheduler(table, store, ScheduleOptions(
@@ -98,13 +97,16 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
     return report
 
 
-def _check_ironic(inputs: StageInputs) -> None:
-    """Connect to Ironic before anything is probed: every node needs it from enrollment
-    on, so an unreachable Ironic ends the run here (exit 4) instead of failing each node.
+def check_ironic(inputs: StageInputs, until: str) -> None:
+    """Connect to Ironic before anything is probed or written, when the run goes past
+    discovery: every node needs it from enrollment on, so an unreachable Ironic ends the
+    run here (exit 4) instead of failing each node. The connected client is kept.
 
     Raises:
         PeerUnavailable: Ironic cannot be reached.
     """
+    if STAGES.index(until) < STAGES.index("enroll"):
+        return
     try:
         inputs.ironic_client()
     except PeerUnavailable:

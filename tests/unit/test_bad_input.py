@@ -65,6 +65,7 @@ def test_run_with_ironic_unreachable_exits_4_before_any_probe(cli, creds, monkey
                      str(creds), "--ironic-url", f"http://{CLOSED}:{closed_port()}"])
     assert code == 4, out
     assert "Ironic" in one_error_line(out)
+    assert not (cli.home / "store.db").exists()  # nothing half-done: not even the store
 
 
 @pytest.mark.parametrize("peer", ["ironic", "nova"])
