@@ -28,6 +28,10 @@ command -v cpio >/dev/null || need_apt+=(cpio)
 command -v systemd-nspawn >/dev/null || need_apt+=(systemd-container)
 [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)  # the lab's Nova message bus   # DHCP/TFTP of the boot service (never home-made)
+# --- the real consumers of metalctl's reports, run by the tests (issue 24) ---------------
+# oscap validates and renders the XCCDF results; headless Chromium renders the run report
+command -v oscap >/dev/null || need_apt+=(openscap-scanner)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -46,6 +50,22 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -c "import metalctl, sushy, pyghmi, ironicclient" 
   touch "$stamp"
 fi
+
+# Microsoft's SARIF Multitool (validate with GitHub's rules), from npm into a cache folder,
+# not globally; the tests find it there ($METALCTL_SARIF_TOOLS). npm does not run the
+# platform package's postinstall (chmod) under its install-script policy: done here.
+SARIF_TOOLS=${METALCTL_SARIF_TOOLS:-$HOME/.cache/metalctl/sarif-multitool}
+SARIF_VERSION=5.7.0
+if [ ! -x "$SARIF_TOOLS/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool" ] \
+    || ! grep -q "\"version\": \"$SARIF_VERSION\"" \
+        "$SARIF_TOOLS/node_modules/@microsoft/sarif-multitool/package.json" 2>/dev/null; then
+  echo "setup: npm install @microsoft/sarif-multitool@$SARIF_VERSION into $SARIF_TOOLS" >&2
+  mkdir -p "$SARIF_TOOLS"
+  npm install --prefix "$SARIF_TOOLS" --no-audit --no-fund --loglevel=error \
+    "@microsoft/sarif-multitool@$SARIF_VERSION" >/dev/null
+  chmod u+x "$SARIF_TOOLS/node_modules/@microsoft/sarif-multitool-linux/Sarif.Multitool"
+fi
+# (ansible-core, for ansible-inventory, comes with the test extras in pyproject.toml)
 
 export METALCTL_PEERS_VENV=${METALCTL_PEERS_VENV:-$HOME/.cache/metalctl/peers}
 # quick when the venv already holds the pinned requirements (a stamp file records them)

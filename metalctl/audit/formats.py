@@ -9,10 +9,13 @@ counts in ``run.properties``. The HTML is self-contained (no external assets).
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
+import urllib.parse
 import xml.etree.ElementTree as ET
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -111,15 +114,34 @@ def to_json(report: Report) -> str:
 # --- JUnit XML ---------------------------------------------------------------------------
 
 
+def _ant_timestamp(iso: str) -> str:
+    """Return ``iso`` as the Ant schema's timestamp: UTC, to the second, no zone suffix."""
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso[:19]
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when.isoformat(timespec="seconds")
+
+
 def junit(report: Report) -> str:
-    """Return the report as JUnit XML: one test suite per host, one test case per rule."""
-    root = ET.Element("testsuites", name="metalctl audit")
-    totals: Counter[str] = Counter()
-    for h in report.hosts:
-        suite = ET.SubElement(root, "testsuite", name=h.host, timestamp=report.started_at,
-                              time=f"{h.duration_s:.3f}", hostname=h.host)
+    """Return the report as JUnit XML: one test suite per host, one test case per rule.
+
+    The document is valid against both schemas its consumers check: Jenkins xUnit's
+    ``junit-10.xsd`` and Apache Ant's JUnit schema. Hence ``<testsuites>`` carries no
+    attributes (Ant allows none; xUnit refuses ``skipped=``), each suite has Ant's
+    ``package`` and ``id``, and ends with the ``system-out``/``system-err`` Ant requires.
+    Totals are per suite, where both consumers read them.
+    """
+    root = ET.Element("testsuites")
+    stamp = _ant_timestamp(report.started_at)
+    for i, h in enumerate(report.hosts):
+        suite = ET.SubElement(root, "testsuite", name=h.host, package=h.host, id=str(i),
+                              timestamp=stamp, hostname=h.host)
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", name="scan_id", value=report.scan_id)
+        ET.SubElement(props, "property", name="started_at", value=report.started_at)
         counts: Counter[str] = Counter()
         if h.error:
             case = ET.SubElement(suite, "testcase", classname=h.host, name="connection",
@@ -144,18 +166,38 @@ def junit(report: Report) -> str:
                        if r.waiver else f"{r.status}: {r.evidence.detail or ''}")
                 ET.SubElement(case, "skipped", message=why)
                 counts["skipped"] += 1
+        ET.SubElement(suite, "system-out").text = ""
+        ET.SubElement(suite, "system-err").text = ""
         for key in ("tests", "failures", "errors", "skipped"):
             suite.set(key, str(counts[key]))
-            totals[key] += counts[key]
-    for key in ("tests", "failures", "errors", "skipped"):
-        root.set(key, str(totals[key]))
-    root.set("time", f"{report.duration_s:.3f}")
+        suite.set("time", f"{h.duration_s:.3f}")
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") \
         + "\n"
 
 
 # --- SARIF 2.1.0 ---------------------------------------------------------------------------
+
+#: the uriBaseId of every SARIF location: paths are "HOST/path/on/host"
+HOSTS_BASE = "HOSTS"
+
+
+def sarif_location(r: Result) -> dict[str, Any]:
+    """Return where GitHub code scanning shows ``r``: a relative path under ``HOSTS``.
+
+    The path is the host's name, then the file the rule is about on that host
+    (``h1/etc/ssh/sshd_config``), with the line that sets the key when the rule knows
+    it, else line 1 (the whole file). A result about no file (a socket, a process, a BMC
+    check) points at ``HOST/RULE-ID``. GitHub displays only relative paths with a region
+    (GH1005, GH1003); ``ssh://`` URIs are not shown.
+    """
+    path = r.evidence.file or (r.evidence.source if (r.evidence.source or "").startswith("/")
+                               else None)
+    uri = urllib.parse.quote(f"{r.host}{path}" if path else f"{r.host}/{r.rule}")
+    return {"physicalLocation": {
+        "artifactLocation": {"uri": uri, "uriBaseId": HOSTS_BASE},
+        "region": {"startLine": r.evidence.line or 1}}}
+
 
 
 def sarif(report: Report) -> str:
@@ -180,15 +222,16 @@ def sarif(report: Report) -> str:
     for r in report.results():
         if r.status not in (FAIL, WAIVED):
             continue
-        uri = f"ssh://{r.host}{r.evidence.source}" if (r.evidence.source or "").startswith("/") \
-            else f"ssh://{r.host}/"
         entry: dict[str, Any] = {
             "ruleId": r.rule, "ruleIndex": index[r.rule],
             "level": SARIF_LEVEL.get(r.severity, "warning"), "kind": "fail",
             "message": {"text": f"{r.host}: {_message(r)}"},
-            "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
+            "locations": [sarif_location(r)],
+            "partialFingerprints": {"metalctlResult/v1": hashlib.sha256(
+                f"{r.host}\0{r.rule}".encode()).hexdigest()},
             "properties": {"host": r.host, "expected": r.evidence.expected,
-                           "actual": r.evidence.actual, "remediation": r.remediation},
+                           "actual": r.evidence.actual, "remediation": r.remediation,
+                           "source": r.evidence.source},
         }
         if r.status == WAIVED and r.waiver:
             entry["suppressions"] = [{"kind": "external", "status": "accepted",
@@ -206,6 +249,9 @@ def sarif(report: Report) -> str:
                                 "informationUri": "https://example.invalid/metalctl",
                                 "rules": rules}},
             "automationDetails": {"id": f"metalctl-audit/{report.scan_id}"},
+            "originalUriBaseIds": {HOSTS_BASE: {"description": {
+                "text": "The audited hosts: each path is the host's name, then the path of "
+                        "the file on that host."}}},
             "invocations": [{"executionSuccessful": not notifications,
                              "toolExecutionNotifications": notifications}],
             "results": results,

@@ -23,6 +23,11 @@ class Evidence:
     expected: str | None = None
     actual: str | None = None
     detail: str | None = None
+    #: the file on the host an operator edits about this rule (``source`` may be a command)
+    file: str | None = None
+    #: the 1-based line of ``file`` that sets what the rule judges (None: unknown, or
+    #: the setting is absent and the finding is about the whole file)
+    line: int | None = None
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 from metalctl import fleet, ssh
 from metalctl.audit import bmc as bmc_audit
-from metalctl.audit import history, rollup, waivers
+from metalctl.audit import history, locate, rollup, waivers
 from metalctl.audit.model import (
     ERROR,
     FAIL,
@@ -96,8 +96,12 @@ def remediation(rule: Rule, status: str) -> str | None:
     return rule.remediation
 
 
-def to_result(host: str, rule: Rule, o: engine.CheckOutcome) -> Result:
-    """Turn a rule engine outcome into an audit result with its status and evidence."""
+def to_result(host: str, rule: Rule, o: engine.CheckOutcome,
+              where: tuple[str | None, int | None] = (None, None)) -> Result:
+    """Turn a rule engine outcome into an audit result with its status and evidence.
+
+    ``where`` is the file and line the finding is about (:func:`locate.locate`), when known.
+    """
     status = MAP.get(o.status, ERROR)
     if o.status == engine.REPORT:
         status = _report_status(o.detail)
@@ -107,12 +111,13 @@ def to_result(host: str, rule: Rule, o: engine.CheckOutcome) -> Result:
         {"sshd": "sshd -T", "sysctl": "sysctl -a", "cmdline": "/proc/cmdline",
          "listening": "ss -ltn", "service": "ps", "process_labels": "ps -eZ"}.get(rule.kind)
     if isinstance(source, str) and "{" in source:
-        source = None
+        source = where[0]
     return Result(host=host, rule=rule.id, title=rule.title, severity=rule.severity,
                   status=status,
                   evidence=Evidence(source=source if isinstance(source, str) else None,
                                     expected=o.expected, actual=o.actual,
-                                    detail=o.detail or None),
+                                    detail=o.detail or None, file=where[0],
+                                    line=where[1]),
                   remediation=remediation(rule, o.status) if status == FAIL else None,
                   references=rule.references, tags=list(rule.tags))
 
@@ -144,7 +149,10 @@ def audit_host(host: HostSpec, rules: list[Rule], opts: AuditOptions,
         conn.close()
     plan = engine.evaluate(rules, facts, ctx)
     by_id = {r.id: r for r in rules}
-    results = [to_result(host.name, by_id[o.rule], o) for o in plan.outcomes]
+    variables = ctx.variables(facts)
+    results = [to_result(host.name, by_id[o.rule], o,
+                         locate.locate(by_id[o.rule].kind, by_id[o.rule].check, facts, variables))
+               for o in plan.outcomes]
     return HostAudit(host.name, results=results,
                      duration_s=round(time.monotonic() - started, 3),
                      ssh_sessions=ssh.STATS.connections.get(target.label, 0) - before)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from metalctl.errors import BmcProtocolError, MetalctlError
-from metalctl.model.hardware import CpuFacts, NicFacts
+from metalctl.model.hardware import CpuFacts, DiskFacts, NicFacts
 
 LOG = logging.getLogger(__name__)
 SOURCE = "redfish"
@@ -242,4 +242,108 @@ def nics(reader: RawReader, system: dict[str, Any], hidden: set[str],
             pci_vendor_id=extra.get("pci_vendor_id"), pci_device_id=extra.get("pci_device_id"),
             sriov_capable=extra.get("sriov_capable"), max_vfs=extra.get("max_vfs"),
             source=SOURCE))
+    return tuple(out)
+
+
+# --- storage (Storage v1.x, Drive v1.x, SimpleStorage v1.x), read from the raw JSON -------
+
+
+def _gib(size: Any) -> float | None:
+    return round(size / 2**30, 1) if _int(size) else None
+
+
+def _drive(doc: dict[str, Any]) -> DiskFacts:
+    return DiskFacts(name=_str(doc.get("Name")), model=_str(doc.get("Model")),
+                     serial=_str(doc.get("SerialNumber")),
+                     media_type=_str(doc.get("MediaType")),
+                     size_gib=_gib(doc.get("CapacityBytes")), source=SOURCE)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def disks(reader: RawReader, system: dict[str, Any]) -> tuple[DiskFacts, ...]:
+    """Every present drive of the system's ``Storage``, else its ``SimpleStorage`` devices.
+
+    Read from the payloads themselves: sushy's Storage model refuses DMTF's own mockups
+    (a ``MissingAttributeError`` on a field metalctl does not need), and a refused
+    collection used to mean no drives at all. A storage member or drive link that cannot
+    be read is logged at WARNING with its path, and the other drives are still recorded.
+    """
+    out: list[DiskFacts] = []
+    storage = system.get("Storage")
+    if isinstance(storage, dict) and storage.get("@odata.id"):
+        for link, ctl in _linked_members(reader, storage, "storage subsystem"):
+            drives = ctl.get("Drives") if isinstance(ctl.get("Drives"), list) else []
+            if len(drives) > MAX_MEMBERS:
+                raise BmcProtocolError(address=reader.address,
+                                       reason=f"{link} lists {len(drives)} drives")
+            for d in drives:
+                path = d.get("@odata.id") if isinstance(d, dict) else None
+                doc = reader.doc(path)
+                if not doc:
+                    LOG.warning("BMC %s: drive %s of %s could not be read; not recorded",
+                                reader.address, path, link)
+                elif _state(doc) != "Absent":
+                    out.append(_drive(doc))
+        if out:
+            return tuple(out)
+    simple = system.get("SimpleStorage")
+    if isinstance(simple, dict) and simple.get("@odata.id"):
+        for _link, ctl in _linked_members(reader, simple, "simple storage controller"):
+            for dev in ctl.get("Devices") or []:
+                if isinstance(dev, dict) and _state(dev) != "Absent":  # empty bays
+                    out.append(_drive(dev))
+    return tuple(out)
+
+
+def _linked_members(reader: RawReader, collection: dict[str, Any],
+                    what: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(path, document)`` of each member; an unreadable one is a WARNING, not a gap."""
+    coll = reader.doc(collection.get("@odata.id"))
+    links = coll.get("Members") if isinstance(coll.get("Members"), list) else []
+    if not coll:
+        LOG.warning("BMC %s: %s collection %s could not be read; its drives are unknown",
+                    reader.address, what, collection.get("@odata.id"))
+    if len(links) > MAX_MEMBERS:
+        raise BmcProtocolError(address=reader.address,
+                               reason=f"{collection.get('@odata.id')} lists {len(links)} members")
+    out = []
+    for m in links:
+        path = m.get("@odata.id") if isinstance(m, dict) else None
+        doc = reader.doc(path)
+        if doc:
+            out.append((str(path), doc))
+        else:
+            LOG.warning("BMC %s: %s %s could not be read; its drives are not recorded",
+                        reader.address, what, path)
+    return out
+
+
+# --- NICs behind NetworkInterfaces (NetworkInterface v1.x): hosts whose ports are on a
+# --- SmartNIC/DPU list no EthernetInterfaces, only the adapter's device functions ---------
+
+
+def network_interface_nics(reader: RawReader, system: dict[str, Any],
+                           adapters: dict[str, dict[str, Any]]) -> tuple[NicFacts, ...]:
+    """The host's ports as NetworkDeviceFunctions of its ``NetworkInterfaces``."""
+    out: list[NicFacts] = []
+    seen: set[str] = set()
+    for iface in reader.members(system.get("NetworkInterfaces")):
+        for fn in reader.members(iface.get("NetworkDeviceFunctions")):
+            eth = fn.get("Ethernet") if isinstance(fn.get("Ethernet"), dict) else {}
+            mac = _mac(eth.get("PermanentMACAddress")) or _mac(eth.get("MACAddress"))
+            if not mac or mac in seen:
+                continue
+            seen.add(mac)
+            extra = adapters.get(mac, {})
+            out.append(NicFacts(
+                mac=mac, name=_str(fn.get("Id")) or _str(fn.get("Name")),
+                link_status=_str((fn.get("Status") or {}).get("State"))
+                if isinstance(fn.get("Status"), dict) else None,
+                pci_vendor_id=extra.get("pci_vendor_id"),
+                pci_device_id=extra.get("pci_device_id"),
+                sriov_capable=extra.get("sriov_capable"), max_vfs=extra.get("max_vfs"),
+                source=SOURCE))
     return tuple(out)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -25,7 +26,7 @@ from sushy import auth as sushy_auth
 from sushy import connector as sushy_connector
 from sushy import exceptions as sushy_exc
 
-from metalctl.bmc import inventory, probe
+from metalctl.bmc import inventory, probe, systems
 from metalctl.bmc.http import BmcSession, Deadline
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet
@@ -37,7 +38,7 @@ from metalctl.errors import (
     BmcTLSError,
     BmcUnreachable,
 )
-from metalctl.model.hardware import DiskFacts, Hardware
+from metalctl.model.hardware import Hardware
 from metalctl.model.node import DiscoveryRecord, Protocol, Status
 
 LOG = logging.getLogger(__name__)
@@ -232,21 +233,33 @@ def _inventory(address: str, port: int, scheme: str, presence: probe.RedfishPres
     reader = inventory.RawReader(lambda path: root._conn.get(path=path).json(),  # noqa: SLF001
                                  address)
     service = _json(root)
-    managers = reader.members(service.get("Managers"))
-    firmware = next((str(m["FirmwareVersion"]) for m in managers[:1]
-                     if m.get("FirmwareVersion")), None)
+    managers = {str(m.get("@odata.id") or "").rstrip("/"): m
+                for m in reader.members(service.get("Managers"))}
     # per BMC, not per system: the host interfaces and the chassis' adapters are shared
-    hidden = inventory.host_interface_macs(reader, managers)
+    hidden = inventory.host_interface_macs(reader, list(managers.values()))
     adapters = inventory.adapters_by_mac(reader, reader.members(service.get("Chassis")))
-    for system in members:
+    docs = [(system, _json(system)) for system in members]
+    hosts = [(s, d) for s, d in docs if not systems.is_dpu(d)]
+    dpus: dict[int, list[dict[str, Any]]] = {}
+    for _s, dpu in ((s, d) for s, d in docs if systems.is_dpu(d)):
+        host = systems.dpu_host(reader, dpu, [d for _, d in hosts])
+        if host is None:
+            LOG.warning("BMC %s: DPU %s is in no system this BMC serves; not reported "
+                        "as a server", address, dpu.get("@odata.id"))
+            continue
+        dpus.setdefault(host, []).append(systems.dpu_summary(dpu))
+    for i, (system, doc) in enumerate(hosts):
         started = time.monotonic()
-        doc = _json(system)
         hardware = Hardware(cpu=inventory.cpu(reader, doc),
                             memory_gib=inventory.memory_gib(reader, doc),
-                            nics=inventory.nics(reader, doc, hidden, adapters),
-                            disks=_disks(address, system))
-        records.append(_record(address, port, scheme, system, vendor, firmware, set_name,
-                               started, cred.username, hardware))
+                            nics=inventory.nics(reader, doc, hidden, adapters)
+                            or inventory.network_interface_nics(reader, doc, adapters),
+                            disks=inventory.disks(reader, doc))
+        record = _record(address, port, scheme, system, vendor,
+                         systems.manager_firmware(reader, doc, managers), set_name,
+                         started, cred.username, hardware)
+        records.append(replace(record, rack=systems.rack(reader, doc),
+                               dpus=tuple(dpus.get(i, ()))))
     LOG.debug("BMC %s: %d system(s) via %s", address, len(records), cred.username)
     return records
 
@@ -276,32 +289,6 @@ def _enum(value: Any) -> str | None:
     if value is None:
         return None
     return str(getattr(value, "value", value))
-
-
-def _disks(address: str, system: Any) -> tuple[DiskFacts, ...]:
-    def via_storage() -> list[DiskFacts]:
-        out = []
-        for storage in system.storage.get_members():
-            for drive in storage.drives:
-                if _enum(getattr(drive.status, "state", None)) == "Absent":
-                    continue  # an empty bay
-                out.append(DiskFacts(name=drive.name, model=drive.model,
-                                     serial=drive.serial_number, media_type=_enum(drive.media_type),
-                                     size_gib=_gib(drive.capacity_bytes), source=SOURCE))
-        return out
-
-    def via_simple() -> list[DiskFacts]:
-        return [DiskFacts(name=d.name, model=d.model, size_gib=_gib(d.capacity_bytes),
-                          source=SOURCE)
-                for s in system.simple_storage.get_members() for d in s.devices
-                if _enum(getattr(d.status, "state", None)) != "Absent"]  # empty bays
-
-    return tuple(_optional("Storage", address, via_storage)
-                 or _optional("SimpleStorage", address, via_simple) or ())
-
-
-def _gib(size: int | None) -> float | None:
-    return round(size / 2**30, 1) if size else None
 
 
 def _record(address: str, port: int, scheme: str, system: Any, vendor: str | None,

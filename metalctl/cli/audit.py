@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from metalctl.audit import formats, waivers
+from metalctl.audit import formats, waivers, xccdf
 from metalctl.audit import run as stage
 from metalctl.audit.model import Report
 from metalctl.cli import common
@@ -18,7 +18,7 @@ from metalctl.exitcodes import ExitCode
 from metalctl.hosts import load_site
 from metalctl.rules import catalogue as rules_mod
 
-FORMATS = ("table", "json", "junit", "sarif", "html")
+FORMATS = ("table", "json", "junit", "sarif", "html", "xccdf")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--since", help="compare with an earlier scan (scan id or ISO date)")
     p.add_argument("-o", "--output", choices=FORMATS, default="table")
     p.add_argument("--all", action="store_true", help="table: show passing results too")
-    for fmt in ("json", "junit", "sarif", "html"):
+    for fmt in FORMATS[1:]:
         p.add_argument(f"--{fmt}", type=Path, metavar="FILE", dest=f"{fmt}_file",
                        help=f"also write the {fmt} report to FILE")
     common.add_ssh(p)
@@ -58,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def render(report: Report, fmt: str) -> str:
-    """Return the report in ``fmt``: json, junit, sarif or html."""
+    """Return the report in ``fmt``: json, junit, sarif, html or xccdf (1.2 results)."""
     return {"json": formats.to_json, "junit": formats.junit, "sarif": formats.sarif,
-            "html": formats.html_report}[fmt](report)
+            "html": formats.html_report, "xccdf": xccdf.xccdf}[fmt](report)
 
 
 def run(args: argparse.Namespace) -> ExitCode:
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     for e in report.expired_waivers:
         common.STDERR.print(f"waiver for {e['rule']} on {e['host']} expired {e['expired']}: "
                             "not applied")
-    for fmt in ("json", "junit", "sarif", "html"):
+    for fmt in FORMATS[1:]:
         path = getattr(args, f"{fmt}_file")
         if path:
             path.write_text(render(report, fmt))

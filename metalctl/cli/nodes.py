@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict
+from pathlib import Path
 
 from metalctl.cli import common
 from metalctl.exitcodes import ExitCode
 from metalctl.model.node import Event
-from metalctl.output.render import render
+from metalctl.output import ansible
+from metalctl.output.render import FORMATS, render
 from metalctl.run.rackfile import STAGES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``nodes`` and ``history``."""
     p = sub.add_parser("nodes", help="list nodes in the local store with their lifecycle state")
-    common.add_output(p)
+    p.add_argument("-o", "--output", choices=(*FORMATS, "ansible"), default="table",
+                   help="output format (default: table); ansible: a YAML inventory")
+    p.add_argument("--ssh-key", type=Path, help="-o ansible: the private key path hosts use")
     common.add_store(p)
     p.set_defaults(func=run_nodes)
     h = sub.add_parser("history", help="lifecycle events of one node (or all)")
@@ -29,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_nodes(args: argparse.Namespace) -> ExitCode:
     """List the nodes in the local store with their lifecycle state."""
     with common.open_store(args, create=False) as store:
+        if args.output == "ansible":
+            doc = ansible.inventory(store.nodes(), store.get_data,
+                                    ansible.SshDefaults(key_file=args.ssh_key))
+            sys.stdout.write(ansible.dump(doc))
+            return ExitCode.OK
         timings = stage_timings(store.events())
         rows = [{"name": n["name"], "state": n["state"], "ironic_uuid": n["ironic_uuid"],
                  "key": n["key"], "updated_at": n["updated_at"],

@@ -124,6 +124,19 @@ class EnrollResult:
     error: str | None = None
     origin: str | None = None
 
+    @property
+    def ok(self) -> bool:
+        return self.action is not Action.FAILED
+
+    @property
+    def reason(self) -> str | None:
+        return self.error
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return {"action": self.action.value, "uuid": self.uuid,
+                "provision_state": self.provision_state}
+
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a plain dict for rendering and events."""
         return {"key": self.key, "name": self.name, "action": self.action.value,

@@ -106,6 +106,11 @@ class DiscoveryRecord:
     bios_version: str | None = None
     boot_mode: str | None = None
     bmc_firmware: str | None = None
+    #: the rack the BMC reports the chassis in (Redfish ``Location.Placement.Rack``)
+    rack: str | None = None
+    #: DPUs / SmartNICs in this system (``SystemType: DPU``): part of the host, never
+    #: nodes of their own (system_id, name, manufacturer, model, serial, offloaded_functions)
+    dpus: tuple[dict[str, Any], ...] = ()
     hardware: Hardware = field(default_factory=Hardware)
     credentials: str | None = None  # the *name* of the credential set that worked
     bmc_username: str | None = None  # which user of that set worked (never the password)
@@ -122,6 +127,20 @@ class DiscoveryRecord:
         ep = self.endpoint
         base = ep.url if ep else self.address
         return f"{base}{self.system_id}" if self.protocol is Protocol.REDFISH else base
+
+    # the stage contract (metalctl.model.result)
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.ok else f"{self.status.value}: {self.error or ''}".rstrip(": ")
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return {"address": self.address, "protocol": self.protocol and self.protocol.value,
+                "manufacturer": self.manufacturer, "model": self.model}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``metalctl discover -o json`` (keys pinned by a test)."""
@@ -143,6 +162,8 @@ class DiscoveryRecord:
             "bios_version": self.bios_version,
             "boot_mode": self.boot_mode,
             "bmc_firmware": self.bmc_firmware,
+            "rack": self.rack,
+            "dpus": [dict(d) for d in self.dpus],
             "cpu": hw["cpu"],
             "memory_gib": hw["memory_gib"],
             "nics": hw["nics"],
@@ -173,9 +194,10 @@ class DiscoveryRecord:
             error=d.get("error"),
             scheme=scheme,
             hardware=hw,
+            dpus=tuple(d.get("dpus") or ()),
             **{k: d.get(k) for k in (
                 "system_id", "uuid", "name", "vendor", "manufacturer", "model", "serial",
-                "power_state", "bios_version", "boot_mode", "bmc_firmware", "credentials",
+                "power_state", "bios_version", "boot_mode", "bmc_firmware", "rack", "credentials",
                 "bmc_username", "duration_s",
             )},
         )

@@ -127,13 +127,11 @@ def discover(rack: Rack, inputs: StageInputs, store: Store, emit: Emit) -> None:
 
     def done(probe: discover_stage.Probe, records: list[DiscoveryRecord]) -> None:
         for rec in records:
-            if rec.status is Status.OK:
+            if rec.ok:
                 found.add(rec.key)
-                emit(StepResult(rec.key, True, evidence={
-                    "address": rec.address, "protocol": rec.protocol and rec.protocol.value,
-                    "manufacturer": rec.manufacturer, "model": rec.model}))
+                emit(rec)
             else:
-                failed[rec.address] = f"{rec.status.value}: {rec.error or ''}".rstrip(": ")
+                failed[rec.address] = rec.reason or rec.status.value
 
     discover_stage.discover(list(rack.targets), creds, opts, store=store, on_result=done)
     for node in store.nodes():
@@ -174,13 +172,8 @@ def enroll(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit:
             if alias in wanted:
                 emit(StepResult(alias, True, f"alias of {d.key}", final=True))
 
-    def done(r: enroll_stage.EnrollResult) -> None:
-        emit(StepResult(r.key, r.action is not enroll_stage.Action.FAILED, r.error,
-                        {"action": r.action.value, "uuid": r.uuid,
-                         "provision_state": r.provision_state}, name=r.name))
-
     if batch:
-        enroll_stage.enroll(batch, inputs.ironic_client(), opts, store=store, on_result=done)
+        enroll_stage.enroll(batch, inputs.ironic_client(), opts, store=store, on_result=emit)
 
 
 # --- profile -------------------------------------------------------------------------------
@@ -191,8 +184,7 @@ def profile(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit
     profile_run.profile(keys, profile_inputs(rack, inputs),
                         profile_run.ProfileOptions(bios=rack.bios, reboot=rack.reboot,
                                                    settle_s=inputs.settle_s),
-                        store=store, on_result=lambda r: emit(
-                            StepResult(r.key, r.ok, r.reason, r.evidence, name=r.name)))
+                        store=store, on_result=emit)
 
 
 def profile_inputs(rack: Rack, inputs: StageInputs) -> profile_run.ProfileInputs:

@@ -78,7 +78,8 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
                          duration_s=round(time.monotonic() - t0, 3), until=until,
                          budget=str(budget), stopped=stopped,
                          nodes=sorted(nodes.values(), key=lambda n: n.label),
-                         scheduler_overhead_s=sched.overhead_s)
+                         scheduler_overhead_s=sched.overhead_s,
+                         plans={k: p for k in nodes if (p := store.get_data(k, "plan"))})
 
     try:
         nodes = sched.run()

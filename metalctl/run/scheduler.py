@@ -1,9 +1,10 @@
 """Per node, per stage: each node advances as soon as its own previous stage is done.
 
 The scheduler knows stages only through an adapter table (:class:`Adapter`): one
-small function per stage that takes the nodes ready for it and reports one
-:class:`StepResult` per node as soon as that node is done. Everything about a stage
-(its library call, its inputs) lives in the adapter; everything about order, limits,
+small function per stage that takes the nodes ready for it and reports each node's
+result (the stage contract, :class:`metalctl.model.result.StageResult`) as soon as that
+node is done. Everything about a stage (its library call, its inputs) lives in the
+adapter; everything about order, limits,
 failures and resume lives here.
 
 * Bounded: a node in a stage holds one slot of each of the adapter's ``pools``
@@ -35,6 +36,7 @@ from typing import Any
 
 from metalctl.errors import InputError, PeerUnavailable, describe
 from metalctl.model.node import Event, Lifecycle
+from metalctl.model.result import StageResult
 from metalctl.run.rackfile import STAGES, FailureBudget
 from metalctl.store import Store, now
 
@@ -46,10 +48,13 @@ STATE_OF = dict(zip(STAGES, Lifecycle, strict=True))
 
 @dataclass
 class StepResult:
-    """One node's outcome of one stage.
+    """One node's outcome of one stage, for what an adapter finds itself (a node it
+    cannot hand to its stage); stages report their own result types, which satisfy the
+    same contract (:class:`metalctl.model.result.StageResult`).
 
     ``final``: the node is done with the pipeline without failing (an alias of a system
-    enrolled under another BMC address). ``name``: the node's name, once it has one.
+    enrolled under another BMC address). ``name``: unused; the node's name is the one
+    its stages recorded in the store.
     """
 
     key: str
@@ -60,7 +65,7 @@ class StepResult:
     final: bool = False
 
 
-Emit = Callable[[StepResult], None]
+Emit = Callable[[StageResult], None]
 
 
 @dataclass
@@ -209,7 +214,7 @@ class Scheduler:
         self._calls += 1
         self.stage_calls[stage] += 1
 
-        def emit(result: StepResult) -> None:
+        def emit(result: StageResult) -> None:
             self._inbox.put(("result", stage, result))
 
         def work() -> None:
@@ -256,7 +261,7 @@ class Scheduler:
 
     # --- one result -------------------------------------------------------------------------
 
-    def _finish(self, stage: str, result: StepResult) -> None:
+    def _finish(self, stage: str, result: StageResult) -> None:
         node = self.nodes.get(result.key)
         if stage == self.source and (node is None or node.steps.get(stage) != "running"):
             node = self._join(result)
@@ -265,7 +270,8 @@ class Scheduler:
             return
         elapsed = round(time.monotonic() - node.started.get(stage, time.monotonic()), 3)
         node.timings[stage] = elapsed
-        node.name = result.name or node.name
+        row = self.store.node(node.key)
+        node.name = (row["name"] if row else None) or node.name  # as its stages recorded it
         if result.evidence:
             node.evidence[stage] = result.evidence
         status = "ok" if result.ok else "failed"
@@ -279,16 +285,16 @@ class Scheduler:
             self._check_budget()
             return
         self.on_event(RunEvent("end", node.key, stage, "ok", result.reason, elapsed, node.name))
-        if result.final:
+        if getattr(result, "final", False):
             node.status, node.reason = "alias", result.reason
             node.todo.clear()
             return
         self._advance(node)
 
-    def _join(self, result: StepResult) -> NodeRun:
+    def _join(self, result: StageResult) -> NodeRun:
         """A node the source found (or failed to find again) enters the run."""
         row = self.store.node(result.key)
-        node = NodeRun(result.key, name=result.name or (row["name"] if row else None),
+        node = NodeRun(result.key, name=row["name"] if row else None,
                        state=row["state"] if row else Lifecycle.DISCOVERED.value)
         node.started[self.source] = time.monotonic()
         node.steps[self.source] = "running"

@@ -60,6 +60,7 @@ TIERS: dict[str, tuple[str, ...]] = {
     "test_bootservice": ("bootservice",),
     "test_cli": ("lab",),
     "test_discover": ("lab",),
+    "test_discover_dmtf": ("bmc",),
     "test_discover_fixtures": ("bmc",),
     "test_enroll": ("lab",),
     "test_handoff": ("nova", "hosts"),

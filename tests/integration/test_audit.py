@@ -9,12 +9,10 @@ import importlib.resources
 import json
 import threading
 import time
-from pathlib import Path
 
 import jsonschema
 import junitparser
 import pytest
-import xmlschema
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -27,10 +25,10 @@ from metalctl.lab.hosts import HostLab
 from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
+from tests.consumers import run, sarif_github_findings, tool, validate_junit
 
 from .test_cli import run as cli
 
-SCHEMAS = Path(__file__).parent.parent / "schemas"
 RULES = [r for r in rules_mod.load() if "bmc" not in r.platforms]
 SITE = """
 lsm: selinux
@@ -188,7 +186,7 @@ def test_unreachable_and_dropped_hosts_are_errors_the_rest_is_reported(lab, pki,
     assert not by["h1"].error
     assert len(by["h1"].results) == len(rules)
     junit = formats.junit(report)
-    xmlschema.XMLSchema(str(SCHEMAS / "junit.xsd")).validate(junit)
+    validate_junit(junit)  # Jenkins xUnit junit-10.xsd and the Ant JUnit schema
     lab.start(3)
     lab.start(4)
 
@@ -212,7 +210,7 @@ def test_outputs_validate_and_fleet_view_and_since(lab, pki, site, tmp_path):
     assert row["differing_hosts"] in (["h1"], ["h2"])
     # JUnit: schema, and read back by a JUnit consumer: one test case per host x rule
     junit = formats.junit(second)
-    xmlschema.XMLSchema(str(SCHEMAS / "junit.xsd")).validate(junit)
+    validate_junit(junit)  # Jenkins xUnit junit-10.xsd and the Ant JUnit schema
     (tmp_path / "a.xml").write_text(junit)
     parsed = junitparser.JUnitXml.fromfile(str(tmp_path / "a.xml"))
     assert parsed.tests == 2 * len(RULES)
@@ -222,6 +220,9 @@ def test_outputs_validate_and_fleet_view_and_since(lab, pki, site, tmp_path):
                         .joinpath("sarif-2.1.0.json").read_text())
     doc = json.loads(formats.sarif(second))
     jsonschema.Draft4Validator(schema).validate(doc)
+    (tmp_path / "a.sarif").write_text(json.dumps(doc))
+    assert [f for f in sarif_github_findings(tmp_path / "a.sarif")
+            if f["rule"].startswith("GH") or f["level"] == "error"] == []
     assert {x["ruleId"] for x in doc["runs"][0]["results"]} >= {"LVT-002", "SEL-001"}
     page = formats.html_report(second)
     assert "h1" in page
@@ -253,7 +254,17 @@ def test_cli_formats_exit_codes_and_bad_input(lab, pki, tmp_path):
     base = ["audit", "--inventory", str(inv), "--site", str(site_file), "--ssh-key",
             str(lab.client_key), "--known-hosts", str(lab.known_hosts)]
     out = cli([*base, "-o", "json", "--junit", str(tmp_path / "r.xml"), "--html",
-               str(tmp_path / "r.html"), "--sarif", str(tmp_path / "r.sarif")], env, 2)
+               str(tmp_path / "r.html"), "--sarif", str(tmp_path / "r.sarif"),
+               "--xccdf", str(tmp_path / "r.xccdf")], env, 2)
+    # every file, from real hosts, accepted by the program that reads it
+    checked = run([tool("oscap"), "xccdf", "validate", str(tmp_path / "r.xccdf")])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    validate_junit((tmp_path / "r.xml").read_text())
+    assert [f for f in sarif_github_findings(tmp_path / "r.sarif")
+            if f["rule"].startswith("GH") or f["level"] == "error"] == []
+    located = json.loads((tmp_path / "r.sarif").read_text())["runs"][0]["results"]
+    assert any(r["locations"][0]["physicalLocation"]["region"]["startLine"] > 1
+               for r in located)  # a finding on the line that sets the key
     doc = json.loads(out.stdout)
     assert doc["schema"] == "metalctl-audit/1"
     assert {h["host"] for h in doc["hosts"]} == {"h1", "h2"}
