@@ -96,7 +96,8 @@ OPTION_CHECKS = {
 }
 
 #: path options by dest, and what each must be (a verb whose option is written, not
-#: read, says so with ``set_defaults(path_kinds={dest: "output"})``)
+#: read, says so with ``set_defaults(path_kinds={dest: "output"})``; None: not a local
+#: path of this machine)
 PATH_OPTIONS: dict[str, fields.PathKind] = {
     "ca_bundle": "file-or-dir", "ssh_key": "file", "known_hosts": "file",
     "inventory": "file", "site": "file", "waivers": "file", "rack": "file",
@@ -122,11 +123,12 @@ def check_options(args: argparse.Namespace) -> None:
         reason = check(value)
         if reason:
             raise InputError(_option(dest), mask_url(repr(value)), reason)
-    kinds = {**PATH_OPTIONS, **(getattr(args, "path_kinds", None) or {})}
+    kinds: dict[str, fields.PathKind | None] = {
+        **PATH_OPTIONS, **(getattr(args, "path_kinds", None) or {})}
     for dest, kind in kinds.items():
         value = getattr(args, dest, None)
-        if isinstance(value, bool) or not value:
-            continue
+        if kind is None or isinstance(value, bool) or not value:
+            continue  # None: a verb's option that only names a path (nodes -o ansible)
         for one in value if isinstance(value, list) else [value]:
             fields.check_path(one, _option(dest), None, kind)
 

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output format (default: table); ansible: a YAML inventory")
     p.add_argument("--ssh-key", type=Path, help="-o ansible: the private key path hosts use")
     common.add_store(p)
-    p.set_defaults(func=run_nodes)
+    p.set_defaults(func=run_nodes, path_kinds={"ssh_key": None})  # a path Ansible uses
     h = sub.add_parser("history", help="lifecycle events of one node (or all)")
     h.add_argument("node", nargs="?", help="node key or name")
     common.add_output(h)

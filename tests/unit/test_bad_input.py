@@ -460,12 +460,12 @@ def test_only_naming_no_node_stops_before_any_stage(tmp_path):
 
     adapters = [Adapter("discover", discover, recheck=True)]
     adapters += [Adapter(s, lambda keys, emit, s=s: later.extend(keys)) for s in STAGES[1:]]
-    sched = Scheduler(adapters, store, ScheduleOptions(only=("n1", "nope\nx")))
+    sched = Scheduler(adapters, store, ScheduleOptions(only=(rec.key, "nope\nx")))
     with pytest.raises(InputError) as err:
         sched.run()
     assert later == []
     assert str(err.value).startswith("--only: nope\\nx: no node")
-    ok = Scheduler(adapters, store, ScheduleOptions(only=("n1",), until="enroll"))
+    ok = Scheduler(adapters, store, ScheduleOptions(only=(rec.key,), until="enroll"))
     ok.run()
     assert later == [rec.key]
     store.close()
