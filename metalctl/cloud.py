@@ -24,7 +24,7 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
 
 from metalctl.credentials import Secret
-from metalctl.errors import MetalctlError
+from metalctl.errors import MetalctlError, PeerUnavailable
 
 LOG = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class CloudError(MetalctlError):
     message = "%(service)s: %(reason)s"
 
 
-class CloudUnavailable(CloudError):
+class CloudUnavailable(CloudError, PeerUnavailable):
     """Nova or Placement cannot be reached, or answered 5xx."""
 
 

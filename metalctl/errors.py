@@ -9,6 +9,7 @@ Third-party exceptions are translated into this tree at one boundary per peer
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -39,15 +40,22 @@ class InputError(MetalctlError):
 
     def __init__(self, path: str, field: str, reason: str, line: int | None = None) -> None:
         where = f"{path}:{line}" if line else str(path)
-        super().__init__(f"{where}: {field}: {reason}", path=str(path), field=field,
-                         reason=reason, line=line)
+        # one line, whatever the input held (a newline in a name), no URL userinfo
+        text = mask_url(one_line(f"{where}: {field}: {reason}"))
+        super().__init__(text, path=str(path), field=field, reason=reason, line=line)
 
 
 class CredentialsError(InputError):
     """A named credential set is missing, unreadable or unsafe."""
 
 
-class StoreError(MetalctlError):
+class PeerUnavailable(MetalctlError):
+    """A peer everything depends on cannot be used: Ironic, Nova/Placement, the store,
+    the lab, the boot service's address. The CLI maps every subclass to exit 4, in one
+    place (``metalctl.cli.main``); a stage raises it instead of failing node after node."""
+
+
+class StoreError(PeerUnavailable):
     """The local SQLite store cannot be opened or written."""
 
     message = "store %(path)s: %(reason)s"
@@ -102,7 +110,7 @@ class IronicError(MetalctlError):
     message = "Ironic: %(reason)s"
 
 
-class IronicUnavailable(IronicError):
+class IronicUnavailable(IronicError, PeerUnavailable):
     """Ironic's API cannot be reached or answered 5xx/503."""
 
 
@@ -171,10 +179,29 @@ class BiosUnsupported(BiosError):
     """The node's BMC offers no BIOS settings metalctl can use (IPMI only, no Bios)."""
 
 
-class LabError(MetalctlError):
+class LabError(PeerUnavailable):
     """The emulated lab could not be started or inspected."""
 
     message = "lab: %(reason)s"
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x20), 0x7f)} | {
+    0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (newline included) escaped as ``\\n``, ``\\xNN``:
+    a name or a path from input can never split an error line or act on a terminal."""
+    return str(text).translate(_CONTROL)
+
+
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]*@")
+
+
+def mask_url(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` as ``scheme://***@``: an address
+    is echoed in errors and logs, the userinfo in it never is."""
+    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", str(text))
 
 
 def describe(exc: BaseException | None) -> str:

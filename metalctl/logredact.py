@@ -11,7 +11,10 @@ Two defences, applied by :func:`scrub`:
   wherever it appears;
 - whatever was registered, the value of any credential *field* a peer spells out
   (``*_password``, ``*_kg_key``, ``*token*``, ``*secret*``, as JSON, ``key=value``,
-  an HTTP header, or a JSON patch ``path``/``value`` pair) is masked.
+  an HTTP header, or a JSON patch ``path``/``value`` pair) is masked, and the userinfo
+  of any URL (``http://user:password@host``). Ordinary words are kept: a path
+  (``/etc/passwd``), a dotted field path (``lab[0].password``) and a field that only
+  names where a secret is (``password_env``, ``*_file``) are not values.
 
 :class:`RedactingFilter` applies :func:`scrub` to every log record, and also
 replaces terminal control characters (an ESC from a BMC's string would otherwise
@@ -26,13 +29,16 @@ import threading
 from collections.abc import Iterable
 
 from metalctl.credentials import MASK, Secret, revealed_values
+from metalctl.errors import mask_url
 
 #: A field name that holds a credential (Ironic driver_info, Redfish, HTTP headers).
 SECRET_FIELD = r"[\w-]*(?:password|passwd|kg_key|token|secret|api_key|private_key)[\w-]*"  # noqa: S105 - a pattern of field names
 
 _FIELD_VALUE = re.compile(
-    # "field": "value" | 'field': 'value' | field=value | field: value (header form)
-    r"(?P<key>[\"']?\b" + SECRET_FIELD + r"[\"']?\s*[:=]\s*)"
+    # "field": "value" | 'field': 'value' | field=value | field: value (header form);
+    # a word inside a path or a dotted field path (/etc/passwd:3, lab[0].password: ...)
+    # is not a field that holds a value
+    r"(?P<key>(?<![\w/.\\\]-])[\"']?(?P<name>" + SECRET_FIELD + r")[\"']?\s*[:=]\s*)"
     r"(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]\"']+)",
     re.IGNORECASE)
 _PATCH_VALUE = re.compile(
@@ -72,7 +78,14 @@ def is_secret_field(name: str) -> bool:
     return re.fullmatch(SECRET_FIELD, name, re.IGNORECASE) is not None
 
 
+#: field names that *name* where a secret is, never hold it (``password_env: VAR``)
+_REFERENCE = re.compile(r".*_(?:env|file|path|dir|name|set|sets|credentials)$", re.IGNORECASE)
+
+
 def _mask(match: re.Match[str]) -> str:
+    name = match.groupdict().get("name")
+    if name and _REFERENCE.fullmatch(name):
+        return match.group(0)
     value = match.group("value")
     quote = value[0] if value[:1] in ("'", '"') else ""
     return f"{match.group('key')}{quote}{MASK}{quote}"
@@ -80,6 +93,7 @@ def _mask(match: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """``text`` with every registered secret and every credential field's value masked."""
+    text = mask_url(text)  # http://user:password@host: the userinfo, whatever it is
     with _values_lock:
         # registered values, and every Secret ever revealed to a peer (library callers
         # that never registered anything are covered too)

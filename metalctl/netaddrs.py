@@ -8,8 +8,9 @@ that limits the probe to that protocol, and a ``:port`` suffix):
 * ``10.1.1.10-10.1.1.40`` or the short form ``10.1.1.10-40``;
 * ``10.1.1.5``, ``bmc-r01u12.example``, ``[2001:db8::5]:8443``.
 
-Overlapping targets with the same port and protocol are an input error, not
-silently merged: a typo in a range is more often the cause than intent. Host names
+Overlapping targets with the same port and protocol (default ports filled in: ``a``
+and ``a:623`` both probe IPMI on 623) are an input error, not silently merged: a typo
+in a range is more often the cause than intent. Host names
 compare case-insensitively (they are kept lower-cased) and IPv4-mapped IPv6 addresses
 (``::ffff:10.0.0.1``) are read as the IPv4 address they are. The check sorts the
 address spans once and sweeps them (n log n), so thousands of targets parse at once.
@@ -27,6 +28,8 @@ import netaddr
 from metalctl.errors import InputError
 
 SCHEMES = {"https": "redfish", "http": "redfish", "ipmi": "ipmi"}
+#: the port each scheme probes when a target gives none (discover's defaults)
+DEFAULT_PORTS = {"https": 443, "http": 80, "ipmi": 623}
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
@@ -42,6 +45,16 @@ class Target:
     scheme: str | None  # "https"/"http"/"ipmi" when forced, else None (try all)
     #: a CIDR was given: an IPv4 network's own and broadcast addresses are skipped
     network: bool = False
+
+    @property
+    def probes(self) -> frozenset[tuple[str, int]]:
+        """What probing the target knocks on, as (scheme, port) with default ports
+        filled in (https 443, http 80, ipmi 623; no scheme: Redfish over https and IPMI):
+        ``a`` and ``a:623`` both knock on ``ipmi`` 623, so they overlap."""
+        if self.scheme is not None:
+            return frozenset({(self.scheme, self.port or DEFAULT_PORTS[self.scheme])})
+        return frozenset({("https", self.port or DEFAULT_PORTS["https"]),
+                          ("ipmi", self.port or DEFAULT_PORTS["ipmi"])})
 
     @property
     def size(self) -> int:
@@ -128,6 +141,9 @@ def parse_target(text: str, field: str = "targets") -> Target:
             raise InputError(field, text, f"unknown scheme {scheme!r}; use https, http or ipmi")
     if not raw:
         raise InputError(field, text, "empty target")
+    if "@" in raw:  # never echoed: what precedes '@' is a user name and a password
+        raise InputError(field, "(target)", "a user name or password in a target is not "
+                                            "accepted; name a credential set (--credentials)")
     host, port = _split_port(raw, field)
     network = "/" in host
     try:
@@ -152,22 +168,24 @@ def parse_target(text: str, field: str = "targets") -> Target:
 
 
 def _first_overlap(targets: Sequence[Target]) -> tuple[int, int] | None:
-    """The first pair (later, earlier) of targets sharing an address, port and protocol.
+    """The first pair (later, earlier) of targets sharing an address and a probe (scheme
+    and port, default ports filled in: ``a`` and ``a:623`` share IPMI on 623).
 
-    One sort and one sweep over the address spans of each (port, protocol) group.
+    One sort and one sweep over the address spans of each (scheme, port) group.
     """
     names: dict[tuple[object, ...], int] = {}
     spans: dict[tuple[object, ...], list[tuple[int, int, int]]] = defaultdict(list)
     hits: list[tuple[int, int]] = []
     for i, t in enumerate(targets):
-        if t.addresses is None:
-            key = (t.port, t.scheme, t.hostname)
-            if key in names:
-                hits.append((i, names[key]))
-            names.setdefault(key, i)
-            continue
-        for r in t.addresses.iter_ipranges():
-            spans[(t.port, t.scheme, r.version)].append((r.first, r.last, i))
+        for probe in sorted(t.probes):
+            if t.addresses is None:
+                key = (probe, t.hostname)
+                if key in names and names[key] != i:
+                    hits.append((i, names[key]))
+                names.setdefault(key, i)
+                continue
+            for r in t.addresses.iter_ipranges():
+                spans[(probe, r.version)].append((r.first, r.last, i))
     for group in spans.values():
         group.sort()
         end, owner = -1, -1

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from metalctl.errors import StoreError
+from metalctl.errors import InputError, StoreError, one_line
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 
 SCHEMA = """
@@ -122,12 +122,21 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
-    def open(self) -> Store:
+    def open(self, *, create: bool = True) -> Store:
         """Create the file (mode 0600) and schema if needed.
 
+        Args:
+            create: False for readers (``metalctl nodes``...): a store that does not
+                exist is refused, never created empty.
+
         Raises:
+            InputError: ``create`` is False and there is no store at the path.
             StoreError: the file cannot be created or is not a metalctl store.
         """
+        if not create and not self.path.is_file():
+            raise InputError("--store", one_line(str(self.path)),
+                             "no such store (nothing was discovered or enrolled with it); "
+                             "nothing was created")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():

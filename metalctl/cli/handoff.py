@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> ExitCode:
-    """Hand hosts off (or ``--check``, or ``--disable``); exit 4 when Nova is down."""
+    """Hand hosts off (or ``--check``, or ``--disable``); Nova down is exit 4 (main)."""
     if args.disable and not args.reason:
         raise InputError("--reason", "reason", "--disable needs --reason")
     hosts = common.hosts_of(args)
@@ -72,15 +72,10 @@ def run(args: argparse.Namespace) -> ExitCode:
                                 concurrency=args.concurrency)
     verb = stage.disable if args.disable else stage.handoff
     extra = (args.reason,) if args.disable else ()
-    try:
-        with common.open_store(args) as store, common.progress("handoff", len(hosts)) as prog:
-            results = verb(hosts, site, *extra, opts, store=store,  # type: ignore[operator]
-                           on_result=lambda r: prog.update(0, advance=1,
-                                                           last=f"{r.host}: {r.status}"))
-    except stage.HandoffUnavailable as exc:
-        common.STDERR.print(f"{exc}; nothing was changed on the hosts not yet reached: "
-                            "re-run when it answers", markup=False)
-        return ExitCode.PEER_UNAVAILABLE
+    with common.open_store(args) as store, common.progress("handoff", len(hosts)) as prog:
+        results = verb(hosts, site, *extra, opts, store=store,  # type: ignore[operator]
+                       on_result=lambda r: prog.update(0, advance=1,
+                                                       last=f"{r.host}: {r.status}"))
     _show(results, args)
     common.STDERR.print(summary_line(Counter(r.status.value for r in results)))
     if any(not r.status.ok for r in results):

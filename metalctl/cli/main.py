@@ -24,15 +24,8 @@ from metalctl.cli import profile as profile_cli
 from metalctl.cli import provision as provision_cli
 from metalctl.cli import run as run_cli
 from metalctl.cli import serve as serve_cli
-from metalctl.errors import (
-    InputError,
-    IronicUnavailable,
-    LabError,
-    MetalctlError,
-    StoreError,
-)
+from metalctl.errors import InputError, MetalctlError, PeerUnavailable, mask_url, one_line
 from metalctl.exitcodes import EPILOG, ExitCode
-from metalctl.provision.errors import BootServiceError
 
 LOG = logging.getLogger("metalctl")
 
@@ -64,19 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         common.setup_logging(args.verbose, args.log_file)
     except InputError as exc:
         common.setup_logging(args.verbose, None)
-        LOG.error("%s", exc)
+        LOG.error("%s", _one_line(exc))
         return ExitCode.INVALID_INPUT
     try:
         common.check_options(args)
         return int(args.func(args))
     except InputError as exc:
-        LOG.error("%s", exc)
+        LOG.error("%s", _one_line(exc))
         return ExitCode.INVALID_INPUT
-    except (IronicUnavailable, LabError, StoreError, BootServiceError) as exc:
-        LOG.error("%s", exc)
+    except PeerUnavailable as exc:  # Ironic, Nova/Placement, the store, the lab: one place
+        LOG.error("%s", _one_line(exc))
         return ExitCode.PEER_UNAVAILABLE
     except MetalctlError as exc:
-        LOG.error("%s", exc)
+        LOG.error("%s", _one_line(exc))
         return ExitCode.FAILED
     except KeyboardInterrupt:
         LOG.error("interrupted; re-run to converge (every stage is idempotent)")
@@ -93,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.INVALID_INPUT
     except OSError as exc:
         if exc.filename is not None:  # a path the user gave: missing, a directory, denied
-            LOG.error("%s: %s", exc.filename, exc.strerror or _one_line(exc))
+            LOG.error("%s: %s", one_line(exc.filename), exc.strerror or _one_line(exc))
             return ExitCode.INVALID_INPUT
         LOG.error("%s", _one_line(exc))
         return ExitCode.FAILED
@@ -105,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    """The error as one line: control characters escaped, URL userinfo masked; a
+    foreign error (not metalctl's own wording) cut to 300 characters."""
+    text = mask_url(one_line(str(exc).strip()))
+    if isinstance(exc, MetalctlError):
+        return text
+    return text[:300] or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output format (default: table); ansible: a YAML inventory")
     p.add_argument("--ssh-key", type=Path, help="-o ansible: the private key path hosts use")
     common.add_store(p)
-    p.set_defaults(func=run_nodes)
+    p.set_defaults(func=run_nodes, path_kinds={"ssh_key": None})  # a path Ansible uses
     h = sub.add_parser("history", help="lifecycle events of one node (or all)")
     h.add_argument("node", nargs="?", help="node key or name")
     common.add_output(h)
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_nodes(args: argparse.Namespace) -> ExitCode:
     """List the nodes in the local store with their lifecycle state."""
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         if args.output == "ansible":
             doc = ansible.inventory(store.nodes(), store.get_data,
                                     ansible.SshDefaults(key_file=args.ssh_key))
@@ -68,7 +68,7 @@ def stage_timings(events: Iterable[Event]) -> dict[str, dict[str, float]]:
 
 def run_history(args: argparse.Namespace) -> ExitCode:
     """List the lifecycle events of one node (by key or name), or of all."""
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         key = args.node
         if key:
             by_name = {n["name"]: n["key"] for n in store.nodes() if n["name"]}

@@ -157,7 +157,7 @@ def run_show(args: argparse.Namespace) -> ExitCode:
 
 def run_facts(args: argparse.Namespace) -> ExitCode:
     """Collect a node's topology facts, store them and show them per NUMA node."""
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         node = stage.resolve(store, args.node)
         ironic = common.ironic(args) if args.from_ironic else None
         topo = stage.collect(store, node, local=args.local, ssh=_ssh_target(args),
@@ -221,7 +221,7 @@ def run_apply(args: argparse.Namespace) -> ExitCode:
     """Apply a profile's BIOS attributes to nodes through their BMC or Ironic."""
     prof = _library(args).load(args.profile)
     opts = _bios_options(args, common.ironic(args) if args.via == "ironic" else None)
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         nodes = [stage.resolve(store, ref) for ref in args.nodes]
         with common.progress("bios", len(nodes)) as prog:
             results = stage.apply(nodes, prof, opts, store=store, on_result=lambda r: prog.update(
@@ -241,7 +241,7 @@ def run_apply(args: argparse.Namespace) -> ExitCode:
 def run_diff(args: argparse.Namespace) -> ExitCode:
     """Show BIOS drift between a profile and nodes' current attributes (read only)."""
     prof = _library(args).load(args.profile)
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         nodes = [stage.resolve(store, ref) for ref in args.nodes]
     reports = stage.diff(nodes, prof, _bios_options(args))
     rows = [{"node": d.node, **asdict(r)} for d in reports for r in d.rows] + [
@@ -258,7 +258,7 @@ def run_diff(args: argparse.Namespace) -> ExitCode:
 
 def run_verify(args: argparse.Namespace) -> ExitCode:
     """Check a live host against the plan stored for its node."""
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         node = stage.resolve(store, args.node)
         if args.file:
             live = stage.read_facts_file(args.file)

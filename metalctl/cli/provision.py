@@ -15,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from metalctl.budget import Budget
 from metalctl.cli import common
 from metalctl.cli.serve import default_state_dir
+from metalctl.data import fields
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.hosts import load_site
@@ -108,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     common.add_ironic(p)
     common.add_output(p)
     common.add_store(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, path_kinds={"known_hosts": "output"})  # where keys go
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
@@ -121,16 +122,10 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return out
 
 
-def _serve_addr(spec: str) -> tuple[str, int]:
-    if spec.startswith("["):
-        host, _, rest = spec[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else 8080
-    if spec.count(":") == 1:
-        host, port = spec.split(":")
-        if not port.isdigit():
-            raise InputError("--serve", spec, "port is not a number")
-        return host, int(port)
-    return spec, 8080
+def _serve_addr(spec: str, source: str = "--serve", field: str = "ADDR[:PORT]"
+                ) -> tuple[str, int]:
+    host, port = fields.host_port(spec, source, field, default_port=8080)
+    return host, port or 8080
 
 
 def _ironic_deploy(args: argparse.Namespace) -> IronicDeploy:
@@ -229,7 +224,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         inputs.ironic = common.ironic(args)
         inputs.ironic_deploy = _ironic_deploy(args)
     started = time.monotonic()
-    with common.open_store(args) as store:
+    with common.open_store(args, create=False) as store:
         serving = bind_port is not None and not args.check
         if serving:
             boot.start()  # BootServiceError (address in use) -> exit 4

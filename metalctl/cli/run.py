@@ -15,6 +15,7 @@ from metalctl.exitcodes import ExitCode
 from metalctl.output.document import dump
 from metalctl.output.render import render, summary_line
 from metalctl.run import live
+from metalctl.run.api import check_ironic
 from metalctl.run.rackfile import STAGES, FailureBudget
 from metalctl.store import default_path
 
@@ -80,7 +81,9 @@ def run(args: argparse.Namespace) -> ExitCode:
         max_failures=FailureBudget.parse(args.max_failures) if args.max_failures else None,
         concurrency=_concurrency(args.concurrency),
         report_dir=args.report_dir or (args.store or default_path()).parent / "reports")
-    opts.inputs = run_inputs.stage_inputs(args, rack, args.until or rack.until or STAGES[-1])
+    until = args.until or rack.until or STAGES[-1]
+    opts.inputs = run_inputs.stage_inputs(args, rack, until)
+    check_ironic(opts.inputs, until)  # exit 4 before the store or a BMC is touched
     boot = run_inputs.serving(opts.inputs, rack)
     with common.open_store(args) as store:
         if boot is not None:

@@ -45,8 +45,8 @@ def _waivers(rack: Rack) -> list[Any]:
 
 def stage_inputs(args: argparse.Namespace, rack: Rack, until: str) -> StageInputs:
     """Everything but the rack file the stages need (credentials are resolved here, once)."""
-    names = sorted({p for n in rack.credentials for p in n.split("+")})
-    sets = common.credential_sets(args, names)
+    rack.check_files()  # the files of later stages too, whatever --until says
+    sets = rack.credential_sets(lambda name: common.credential_sets(args, [name])[name])
     if args.insecure:
         verify: bool | str = common.verify_of(args)
     else:

@@ -4,7 +4,8 @@
 :func:`load` reads any data file through the same bounds, parser and error wording.
 """
 
-from metalctl.data.loader import load, load_with_lines, read_text, schema, validate
+from metalctl.data.loader import load, load_with_lines, parse_json, read_text, schema, validate
 from metalctl.data.paths import data_dir
 
-__all__ = ["data_dir", "load", "load_with_lines", "read_text", "schema", "validate"]
+__all__ = ["data_dir", "load", "load_with_lines", "parse_json", "read_text", "schema",
+           "validate"]

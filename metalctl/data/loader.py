@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import stat
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -29,7 +30,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from metalctl.errors import InputError
+from metalctl.data import fields
+from metalctl.errors import InputError, mask_url, one_line
 
 LOG = logging.getLogger(__name__)
 
@@ -65,6 +67,45 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _no_duplicate_keys(node: yaml.Node, path: FieldPath, label: str, depth: int = 0) -> None:
+    """A key given twice in one mapping is an error (PyYAML keeps the last silently).
+
+    Raises:
+        InputError: ``file:line: field.key: duplicate key (first on line N)``.
+    """
+    if depth > 200:  # the constructor reports the nesting itself
+        return
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                ident = (key.tag, key.value)
+                line = key.start_mark.line + 1
+                if ident in seen:
+                    raise InputError(label, field_name((*path, key.value)),
+                                     f"duplicate key (first on line {seen[ident]}); "
+                                     "YAML would keep only the last", line)
+                seen[ident] = line
+                _no_duplicate_keys(value, (*path, key.value), label, depth + 1)
+            else:
+                _no_duplicate_keys(value, path, label, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_duplicate_keys(item, (*path, i), label, depth + 1)
+
+
+def _json_object(label: str) -> Any:  # noqa: ANN401 - json's object_pairs_hook
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise InputError(label, one_line(str(key))[:80], "duplicate key; JSON "
+                                                                  "would keep only the last")
+            out[key] = value
+        return out
+    return hook
 
 
 def _lines(node: yaml.Node, path: FieldPath, out: dict[FieldPath, int]) -> None:
@@ -128,7 +169,17 @@ def parse(text: str, label: str) -> tuple[Any, dict[FieldPath, int]]:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        _no_duplicate_keys(node, (), label)
         data = loader.construct_document(node)
+    except yaml.constructor.ConstructorError as exc:
+        # the tag is the file's own text: named by its line, never echoed
+        mark = exc.problem_mark or exc.context_mark
+        if "tag" not in (exc.problem or ""):
+            raise InputError(label, "(syntax)", (exc.problem or "invalid YAML").strip(),
+                             mark.line + 1 if mark else None) from None
+        raise InputError(label, "(syntax)", "a YAML tag metalctl does not read (!tag); "
+                                            "plain YAML only", mark.line + 1 if mark else None
+                         ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = (exc.problem or "invalid YAML").strip()
@@ -142,6 +193,55 @@ def parse(text: str, label: str) -> tuple[Any, dict[FieldPath, int]]:
     lines: dict[FieldPath, int] = {}
     _lines(node, (), lines)
     return data, lines
+
+
+# The formats metalctl's schemas use beyond the draft's own: a value that names a peer
+# (a URL, host:port) is checked where the file is read, so a port above 65535 is a field
+# error, not an exception where the value is used. Each raises ValueError(reason).
+FORMATS = jsonschema.FormatChecker()
+FORMATS.checkers = dict(jsonschema.Draft202012Validator.FORMAT_CHECKER.checkers)
+
+
+@FORMATS.checks("http-url", raises=ValueError)
+def _http_url(value: object) -> bool:
+    return _ok(fields.url_problem(value) if isinstance(value, str) else None)
+
+
+@FORMATS.checks("install-url", raises=ValueError)
+def _install_url(value: object) -> bool:
+    schemes = ("http", "https", "ftp", "nfs", "file")
+    return _ok(fields.url_problem(value, schemes) if isinstance(value, str) else None)
+
+
+@FORMATS.checks("host-port", raises=ValueError)
+def _host_port(value: object) -> bool:
+    """``host:port``, ``[v6]:port`` or (a port is optional) ``host``."""
+    if isinstance(value, str):
+        fields.split_host_port(value.rpartition("@")[2])
+    return True
+
+
+OWN_FORMATS = ("http-url", "install-url", "host-port")  # their errors give the reason
+
+
+def _ok(problem: str | None) -> bool:
+    if problem:
+        raise ValueError(problem)
+    return True
+
+
+def parse_json(text: str, label: str) -> Any:  # noqa: ANN401 - any JSON document
+    """Parse JSON; a key given twice in an object is an error (json keeps the last).
+
+    Raises:
+        InputError: a syntax error with its line, a duplicate key, too deep a nesting.
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_json_object(label))
+    except json.JSONDecodeError as exc:
+        raise InputError(label, "(syntax)", exc.msg, exc.lineno) from None
+    except RecursionError:
+        raise InputError(label, "(syntax)", "nested too deeply") from None
 
 
 @cache
@@ -163,12 +263,15 @@ def validate(data: Any, schema_: Mapping[str, Any] | str, label: str,
         InputError: the most relevant violation, naming its field and line.
     """
     sch = schema(schema_) if isinstance(schema_, str) else schema_
-    validator = jsonschema.Draft202012Validator(
-        sch, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    validator = jsonschema.Draft202012Validator(sch, format_checker=FORMATS)
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
-    if error is None:
+    odd = _not_finite(data, ())
+    if odd is not None:  # .nan passes every minimum and maximum; .inf every minimum
+        path, reason = odd, "not a finite number (.nan, .inf)"
+    elif error is None:
         return
-    path, reason = _describe(error)
+    else:
+        path, reason = _describe(error)
     full = (*base, *path)
     line = None
     if lines:
@@ -177,6 +280,21 @@ def validate(data: Any, schema_: Mapping[str, Any] | str, label: str,
                 line = lines[full[:cut]]
                 break
     raise InputError(label, field_name(full), reason, line)
+
+
+def _not_finite(data: Any, path: FieldPath, depth: int = 0) -> FieldPath | None:  # noqa: ANN401
+    """The first field holding NaN or an infinity (YAML ``.nan``/``.inf``, JSON ``NaN``)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return path
+    if depth > 100:
+        return None
+    items = data.items() if isinstance(data, dict) else enumerate(data) \
+        if isinstance(data, list) else ()
+    for key, value in items:
+        found = _not_finite(value, (*path, key), depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:
@@ -202,11 +320,16 @@ def _describe(error: jsonschema.ValidationError) -> tuple[FieldPath, str]:
     if error.validator == "enum":
         allowed = ", ".join(repr(v) for v in error.validator_value)
         return path, f"{_short(error.instance)} is not one of {allowed}"
-    if isinstance(error.schema, dict) and "x-error" in error.schema:
+    if isinstance(error.schema, dict) and "x-error" in error.schema and \
+            error.validator != "format":
         # a schema's own wording for a pattern an operator cannot be expected to read
         return path, f"{_short(error.instance)}: {error.schema['x-error']}"
     if error.validator == "format":
-        return path, f"not a {error.validator_value}: {_short(error.instance)}"
+        shown = _short(mask_url(error.instance) if isinstance(error.instance, str)
+                       else error.instance)
+        if error.cause is not None and error.validator_value in OWN_FORMATS:
+            return path, f"{shown}: {error.cause}"
+        return path, f"not a {error.validator_value}: {shown}"
     if error.validator in ("maxItems", "minItems", "maxLength", "minLength", "pattern",
                            "minimum", "maximum"):
         return path, f"{_short(error.instance)}: {error.validator} {error.validator_value!r}"
@@ -228,13 +351,18 @@ def _short(value: Any) -> str:
 
 
 def _short_message(error: jsonschema.ValidationError) -> str:
-    if isinstance(error.instance, (dict, list)):
-        # jsonschema's message repeats the whole instance; say what is wrong instead
-        if error.validator in ("oneOf", "anyOf"):
-            return f"{_type_name(error.instance)} matching none of the allowed shapes"
-        return f"{_type_name(error.instance)} failing {error.validator} {error.validator_value!r}"
-    text = str(error.message)
-    return text if len(text) <= 200 else text[:197] + "..."
+    # jsonschema's message repeats the instance: the value may be a password (a
+    # credentials file's oneOf) or a line of a file that is not what it should be
+    # (never echoed); say what is wrong instead
+    if error.validator in ("oneOf", "anyOf"):
+        several = "valid under each" in str(error.message)
+        return (f"{_type_name(error.instance)} matching "
+                f"{'more than one' if several else 'none'} of the allowed shapes")
+    if error.validator == "not":
+        return f"{_type_name(error.instance)} of a shape that is not allowed here"
+    value = error.validator_value
+    shown = f" {value!r}" if isinstance(value, (int, float, str, bool)) else ""
+    return f"{_type_name(error.instance)} failing {error.validator}{shown}"
 
 
 def load(path: Path | str, schema_: Mapping[str, Any] | str | None = None, *,
@@ -267,12 +395,7 @@ def load_with_lines(path: Path | str, schema_: Mapping[str, Any] | str | None = 
     label = str(path)
     text = read_text(p, max_bytes=max_bytes)
     if p.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(label, "(syntax)", exc.msg, exc.lineno) from None
-        except RecursionError:
-            raise InputError(label, "(syntax)", "nested too deeply") from None
+        data = parse_json(text, label)
         lines: dict[FieldPath, int] = {}
     else:
         data, lines = parse(text, label)

@@ -98,10 +98,12 @@ def site_from_dict(data: Mapping[str, Any] | None, label: str = "site",
                                         "the message bus and Placement")
     validate(data, "site-nova", label, lines, base=("nova",))
     t, p = data["transport"], data["placement"]
-    rabbit = _first(t["credentials"], credentials_file)
+    rabbit = _first(t["credentials"], credentials_file, label,
+                    ("nova", "transport", "credentials"), lines)
     user, secret = (None, None)
     if p.get("credentials"):
-        cred = _first(p["credentials"], credentials_file)
+        cred = _first(p["credentials"], credentials_file, label,
+                      ("nova", "placement", "credentials"), lines)
         user, secret = cred.username, cred.password
     lv = data.get("libvirt") or {}
     mig = lv.get("live_migration") or {}
@@ -120,8 +122,30 @@ def site_from_dict(data: Mapping[str, Any] | None, label: str = "site",
         options=data.get("options") or {})
 
 
-def _first(name: str, file: Path | None) -> credentials.Credential:
-    return credentials.resolve(name, file, interactive=False).entries[0]
+def _first(name: str, file: Path | None, label: str = "site",
+           where: tuple[str, ...] = (), lines: Mapping[Any, int] | None = None
+           ) -> credentials.Credential:
+    """The set's first credential; a set found nowhere names the site's field."""
+    return credential_of(name, file, label, where, lines).entries[0]
+
+
+def credential_of(name: str, file: Path | None, label: str, where: tuple[str, ...],
+                  lines: Mapping[Any, int] | None = None) -> credentials.CredentialSet:
+    """Resolve the set a site file names at ``where``.
+
+    Raises:
+        CredentialsError: naming the site file and the field (and, in the reason, where
+            the set was looked for).
+    """
+    try:
+        return credentials.resolve(name, file, interactive=False)
+    except credentials.CredentialsError as exc:
+        if exc.kwargs.get("field") != name:  # the credentials file itself is invalid
+            raise
+        raise credentials.CredentialsError(
+            label, ".".join(where), f"credential set {name!r}: {exc.kwargs.get('reason')} "
+                                    f"(looked in {exc.kwargs.get('path')})",
+            (lines or {}).get(where)) from None
 
 
 @dataclass

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metalctl import credentials
 from metalctl import data as datafiles
 from metalctl.cloud import CloudConfig
-from metalctl.handoff.novaconf import NovaSite, site_from_dict
+from metalctl.data import fields
+from metalctl.handoff.novaconf import NovaSite, credential_of, site_from_dict
 
 DISCOVER_HOSTS = "nova-manage cell_v2 discover_hosts --by-service --verbose"
 
@@ -61,8 +61,13 @@ def from_dict(data: dict[str, Any], label: str = "site", credentials_file: Path 
     api = h["api"]
     token = None
     if api.get("placement_credentials"):
-        token = credentials.resolve(api["placement_credentials"], credentials_file,
-                                    interactive=False).entries[0].password
+        token = credential_of(api["placement_credentials"], credentials_file, label,
+                              ("handoff", "api", "placement_credentials"),
+                              lines).entries[0].password
+    if api.get("cafile"):  # read here (the nova section's cafile is the compute host's)
+        where = ("handoff", "api", "cafile")
+        fields.check_path(api["cafile"], label, "handoff.api.cafile", "file-or-dir",
+                          (lines or {}).get(where))
     user, project = api.get("noauth_user", "metalctl"), api.get("noauth_project", "metalctl")
     config = CloudConfig(
         cloud=api.get("cloud"), compute_endpoint=api.get("compute_endpoint"),

@@ -8,7 +8,6 @@ latest plan of a node are kept in the store (``node_data``) so later stages
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,16 +77,12 @@ def read_facts_file(path: Path) -> Topology:
         InputError: naming the file, the field and the line.
     """
     text = datafiles.read_text(path)
-    if not text.lstrip().startswith("{"):
+    if not text.lstrip().startswith(("{", "[")):
         return inband.parse(text, path=str(path))
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), "(syntax)", f"not JSON: {exc.msg}", exc.lineno) from None
-    except RecursionError:
-        raise InputError(str(path), "(syntax)", "nested too deeply") from None
+    data = datafiles.parse_json(text, str(path))
     if not isinstance(data, dict):
-        raise InputError(str(path), "(top level)", "expected a JSON object")
+        raise InputError(str(path), "(top level)",
+                         f"expected a JSON object, got {datafiles.loader._type_name(data)}")
     if "numa_topology" in data or "inventory" in data or "plugin_data" in data:
         datafiles.validate(data, "ironic-inspection", str(path))
         return ironic_inspection.parse(data, str(path))

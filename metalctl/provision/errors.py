@@ -6,7 +6,7 @@ Kept beside the stage until they are folded into :mod:`metalctl.errors`; each on
 
 from __future__ import annotations
 
-from metalctl.errors import MetalctlError
+from metalctl.errors import MetalctlError, PeerUnavailable
 
 
 class ProvisionError(MetalctlError):
@@ -19,7 +19,7 @@ class InstallConflict(ProvisionError):
     """The node already has an active install, or its MAC belongs to another one."""
 
 
-class BootServiceError(MetalctlError):
+class BootServiceError(PeerUnavailable):
     """The boot service cannot run (address in use, state directory unusable)."""
 
     message = "boot service %(where)s: %(reason)s"

@@ -48,7 +48,7 @@ from pykickstart.parser import KickstartParser
 from pykickstart.version import makeVersion, versionMap
 
 from metalctl.credentials import MASK, Secret
-from metalctl.data import data_dir, read_text
+from metalctl.data import data_dir, fields, read_text
 from metalctl.data import validate as validate_data
 from metalctl.errors import InputError
 from metalctl.provision import shacrypt
@@ -265,7 +265,8 @@ def _rootpw(spec: Mapping[str, Any], clear: Secret | None, label: str,
 def _ssh_key(spec: Mapping[str, Any], i: int, label: str) -> dict[str, str]:
     where = f"{SECTION}.ssh_keys[{i}]"
     if "key_file" in spec:
-        path = Path(spec["key_file"]).expanduser()
+        path = fields.check_path(Path(spec["key_file"]).expanduser(), label,
+                                 f"{where}.key_file", "file")
         text = read_text(path, max_bytes=16384).strip()
         where = str(path)
     else:
@@ -377,7 +378,8 @@ def _plan_of(plan_or_row: Mapping[str, Any], where: str) -> tuple[dict[str, Any]
     if not isinstance(plan.get("kernel_args"), list) or not isinstance(plan.get("tuned"),
                                                                        Mapping):
         raise InputError(where, "plan", "not a profile plan (kernel_args and tuned missing); "
-                                        "run `metalctl profile plan` first")
+                                        "run `metalctl profile derive NODE -p PROFILE` "
+                                        "first")
     return plan, profile
 
 

@@ -362,7 +362,8 @@ def prepare(nodes: Sequence[str], inputs: ProvisionInputs, opts: ProvisionOption
         plan = row["plan"]
         if plan is None and opts.require_plan:
             raise InputError(f"node {node.name}", "plan",
-                             "no profile plan stored; run `metalctl profile plan` first")
+                             "no profile plan stored; run `metalctl profile derive "
+                             f"{node.name} -p PROFILE` first")
         if plan is None:
             plan = NO_PLAN
             prep.warnings.append("no profile plan: installed without the profile's kernel "

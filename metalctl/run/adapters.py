@@ -23,7 +23,6 @@ from metalctl.audit.run import audit as audit_hosts
 from metalctl.budget import DISCOVERY, ENROLLMENT
 from metalctl.credentials import CredentialSet
 from metalctl.errors import MetalctlError, describe
-from metalctl.handoff import HandoffUnavailable
 from metalctl.handoff import handoff as handoff_hosts
 from metalctl.harden import HardenOptions
 from metalctl.harden import harden as harden_hosts
@@ -334,11 +333,9 @@ def handoff(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> N
     hsite, hopts = inputs.handoff
     for name, (key, host) in _hosts(store, keys, emit).items():
         opts = _for_node(hopts, store, key)
-        try:
-            [result] = handoff_hosts([host], hsite, opts, store=store)
-        except HandoffUnavailable as exc:  # Nova down: this node fails, the run goes on
-            emit(StepResult(key, False, describe(exc), name=name))
-            continue
+        # Nova or Placement down (HandoffUnavailable, a PeerUnavailable) is raised, not
+        # reported per node: the scheduler stops the run and it exits 4, as `handoff` does
+        [result] = handoff_hosts([host], hsite, opts, store=store)
         row = store.node(key)
         ok = row is not None and row["state"] == Lifecycle.HANDED_OFF.value
         data = result.to_dict()

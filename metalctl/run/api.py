@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from metalctl.errors import InputError
+from metalctl.errors import InputError, MetalctlError, PeerUnavailable
 from metalctl.run import adapters as stage_adapters
 from metalctl.run.adapters import StageInputs
 from metalctl.run.rackfile import STAGES, FailureBudget, Rack
@@ -65,6 +65,7 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
         if opts.inputs is None:
             raise InputError("run", "inputs", "StageInputs (credential sets...) are required")
         inputs = replace(opts.inputs, redo=frozenset(redo))
+        check_ironic(inputs, until)
         table = stage_adapters.table(rack, inputs, store)
     budget = opts.max_failures or rack.failure_budget
     sched = Scheduler(table, store, ScheduleOptions(
@@ -87,7 +88,29 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
         if opts.report_dir:
             report_of(sched.nodes, "interrupted; re-run to resume").write(opts.report_dir)
         raise
+    except PeerUnavailable:
+        if opts.report_dir:
+            report_of(sched.nodes, sched.stopped).write(opts.report_dir)
+        raise
     report = report_of(nodes, sched.stopped)
     if opts.report_dir:
         report.write(opts.report_dir)
     return report
+
+
+def check_ironic(inputs: StageInputs, until: str) -> None:
+    """Connect to Ironic before anything is probed or written, when the run goes past
+    discovery: every node needs it from enrollment on, so an unreachable Ironic ends the
+    run here (exit 4) instead of failing each node. The connected client is kept.
+
+    Raises:
+        PeerUnavailable: Ironic cannot be reached.
+    """
+    if STAGES.index(until) < STAGES.index("enroll"):
+        return
+    try:
+        inputs.ironic_client()
+    except PeerUnavailable:
+        raise
+    except MetalctlError:  # not configured: the nodes that need it fail with the reason
+        return

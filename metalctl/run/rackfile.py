@@ -11,16 +11,20 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from metalctl import data as datafiles
-from metalctl.errors import InputError, MetalctlError
+from metalctl.credentials import CredentialSet
+from metalctl.data import fields
+from metalctl.errors import CredentialsError, InputError, MetalctlError, mask_url, one_line
 from metalctl.model.node import DiscoveryRecord
 from metalctl.model.topology import Topology
 from metalctl.netaddrs import Target, parse_targets
 from metalctl.profile.library import ProfileLibrary
+from metalctl.provision.bootstate import BootFiles
 from metalctl.provision.kickstart import target_os
 
 #: the pipeline's stages, in order (each reaches the lifecycle state of the same rank)
@@ -115,6 +119,56 @@ class Rack:
     failure_budget: FailureBudget = FailureBudget()
     until: str | None = None
     concurrency: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
+    #: the line of each field (for errors found after loading)
+    lines: dict[tuple[str | int, ...], int] = field(default_factory=dict, repr=False,
+                                                    compare=False)
+
+    def error(self, where: tuple[str | int, ...], reason: str) -> InputError:
+        """An :class:`InputError` naming this rack file, the field and its line."""
+        return InputError(str(self.path), datafiles.loader.field_name(where), reason,
+                          _line(self.lines, where))
+
+    def check_files(self) -> None:
+        """Read and validate the files a rack names for its later stages (the provision
+        site, the Nova site) as those stages will, whatever ``--until`` says: the rack is
+        checked whole before anything runs (docs/run.md), not when a stage first needs it.
+
+        Raises:
+            InputError: naming that file (or the credentials it names) and the field.
+        """
+        from metalctl.handoff import load_site as load_nova_site  # noqa: PLC0415
+        from metalctl.hosts import load_site  # noqa: PLC0415
+        from metalctl.provision import kickstart  # noqa: PLC0415
+
+        if self.provision.get("site"):
+            path = Path(self.provision["site"])
+            kickstart.load_site(load_site(path), label=str(path))
+        if self.site.get("nova"):
+            load_nova_site(Path(str(self.site["nova"])))
+
+    def credential_sets(self, resolve: Callable[[str], CredentialSet]
+                        ) -> dict[str, CredentialSet]:
+        """Each set ``bmc.credentials`` names (``a+b``: both), through ``resolve``.
+
+        Raises:
+            InputError: a set found nowhere, naming the rack's field (and where the set
+                was looked for); a malformed credentials file names that file.
+        """
+        out: dict[str, CredentialSet] = {}
+        for i, names in enumerate(self.credentials):
+            for name in names.split("+"):
+                try:
+                    out[name] = out.get(name) or resolve(name)
+                except CredentialsError as exc:
+                    if exc.kwargs.get("field") != name:
+                        raise
+                    where = ("bmc", "credentials", i)
+                    raise CredentialsError(str(self.path), datafiles.loader.field_name(where),
+                                           f"credential set {name!r}: "
+                                           f"{exc.kwargs.get('reason')} (looked in "
+                                           f"{exc.kwargs.get('path')})",
+                                           _line(self.lines, where)) from None
+        return out
 
     def select_profile(self, record: DiscoveryRecord | None, topo: Topology | None) -> str:
         """The first rule whose ``when`` holds for this node, else the default profile."""
@@ -200,20 +254,72 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
     audit = dict(data.get("audit") or {})
     if "waivers" in audit:
         audit["waivers"] = rel(audit["waivers"], ("audit", "waivers"))
+    ca_bundle = rel(bmc.get("ca_bundle"), ("bmc", "ca_bundle"))
+    sections = {"bmc": {"ca_bundle": ca_bundle}, "site": site, "provision": provision,
+                "audit": audit}
+    written = {provision.get("known_hosts")}
+    for (section, key), kind in PATHS.items():
+        value = sections[section].get(key)
+        if value is not None:  # the file harden reads may be the one provision writes
+            kind = "output" if key == "known_hosts" and Path(value) in written else kind
+            problem = fields.path_problem(Path(value), kind)
+            if problem:
+                raise fail((section, key), f"{one_line(str(value))}: {problem}")
+    _check_addresses(data, provision, fail)
     budget = FailureBudget.parse(data.get("failure_budget"), label, "failure_budget")
     return Rack(
         path=p, name=data.get("name") or p.stem, ranges=tuple(bmc["ranges"]),
         targets=tuple(targets), credentials=tuple(bmc["credentials"]),
         protocols=tuple(bmc.get("protocols") or ("redfish", "ipmi")),
         redfish_scheme=bmc.get("redfish_scheme", "https"),
-        ca_bundle=rel(bmc.get("ca_bundle"), ("bmc", "ca_bundle")),
+        ca_bundle=ca_bundle,
         ironic=dict(data.get("ironic") or {}),
         site=site, default_profile=profiles["default"], profile_rules=rules,
         bios=profiles.get("bios", "required"), reboot=bool(profiles.get("reboot", False)),
         provision=provision, audit=audit, failure_budget=budget,
         until=data.get("until"),
         concurrency={**DEFAULT_CONCURRENCY, **(data.get("concurrency") or {})},
+        lines=lines,
     )
+
+
+#: every path field of the rack file and what it must be (docs/run.md: checked at load)
+PATHS: dict[tuple[str, str], fields.PathKind] = {
+    ("bmc", "ca_bundle"): "file-or-dir",
+    ("site", "policy"): "file", ("site", "pki_dir"): "state-dir", ("site", "ssh_key"): "file",
+    ("site", "known_hosts"): "file", ("site", "nova"): "file",
+    ("provision", "site"): "file", ("provision", "ssh_key"): "file",
+    ("provision", "known_hosts"): "output", ("provision", "boot_dir"): "state-dir",
+    ("provision", "files_dir"): "dir", ("audit", "waivers"): "file",
+}
+
+
+def _check_addresses(data: dict[str, Any], provision: dict[str, Any],
+                     fail: Callable[[tuple[str | int, ...], str], InputError]) -> None:
+    """URLs and ADDR[:PORT] fields (ports 1-65535), and the boot files: each a URL or a
+    plain path, and a path must be in ``files_dir`` when the rack names one."""
+    for where, url in ((("ironic", "url"), (data.get("ironic") or {}).get("url")),
+                       (("provision", "boot_url"), provision.get("boot_url"))):
+        problem = fields.url_problem(url) if url else None
+        if problem:
+            raise fail(where, f"{one_line(mask_url(url))[:120]!r}: {problem}")
+    if provision.get("serve"):
+        try:
+            fields.split_host_port(provision["serve"])
+        except ValueError as exc:
+            raise fail(("provision", "serve"), f"{provision['serve'][:80]!r}: {exc}") from None
+    files_dir = provision.get("files_dir")
+    for key in ("kernel", "initrd", "stage2"):
+        value = provision.get(key)
+        if value is None:
+            continue
+        try:
+            BootFiles(value, value, None).validate()
+        except InputError as exc:
+            raise fail(("provision", key), str(exc.kwargs.get("reason", exc))) from None
+        if files_dir and "://" not in value and not (Path(files_dir) / value).is_file():
+            raise fail(("provision", key), f"{one_line(value)!r}: no such file in "
+                                           f"files_dir {files_dir}")
 
 
 def _line(lines: dict[Any, int], where: tuple[str | int, ...]) -> int | None:

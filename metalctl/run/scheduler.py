@@ -10,6 +10,9 @@ failures and resume lives here.
 * Bounded: a node in a stage holds one slot of each of the adapter's ``pools``
   (its stage, and ``bmc_power`` for stages that power-cycle machines).
 * Failure budget: once failures exceed it, nothing new starts; work in flight ends.
+* A peer every node needs is down (:class:`~metalctl.errors.PeerUnavailable` raised by a
+  stage call, e.g. Ironic): nothing new starts, work in flight ends, and :meth:`run`
+  raises it (exit 4), rather than failing every node one by one with the same reason.
 * Resume: where a node starts is read from the store's lifecycle. A stage whose
   lifecycle state the node already has is skipped unless the adapter is a cheap
   ``recheck`` (discover, enroll: idempotent reads/reconciles) or the stage is in
@@ -31,7 +34,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metalctl.errors import describe
+from metalctl.errors import InputError, PeerUnavailable, describe
 from metalctl.model.node import Event, Lifecycle
 from metalctl.model.result import StageResult
 from metalctl.run.rackfile import STAGES, FailureBudget
@@ -150,6 +153,10 @@ class Scheduler:
         self.ready: dict[str, deque[str]] = {s: deque() for s in self.order}
         self.busy: Counter[str] = Counter()
         self.stopped: str | None = None
+        #: the peer error that stopped the run (raised by :meth:`run` once calls returned)
+        self.unavailable: PeerUnavailable | None = None
+        #: ``--only`` naming no node (raised by :meth:`run`; no node went past discovery)
+        self.invalid: InputError | None = None
         self._inbox: queue.SimpleQueue[tuple[str, str, Any]] = queue.SimpleQueue()
         self._calls = 0
         self.stage_calls: Counter[str] = Counter()
@@ -167,6 +174,9 @@ class Scheduler:
             t0 = time.thread_time()
             if kind == "result":
                 self._finish(stage, payload)
+            elif kind == "unavailable":
+                self.unavailable = self.unavailable or payload
+                self._stop(f"{stage}: {payload}: nothing new started")
             else:  # a call returned: its slots are free; nodes it never reported failed
                 self._calls -= 1
                 self.stage_calls[stage] -= 1
@@ -177,6 +187,7 @@ class Scheduler:
                         self._finish(stage, StepResult(key, False, "the stage reported no "
                                                                    "result for this node"))
                 if stage == self.source:
+                    self._check_only()
                     self._check_budget()
             self._dispatch()
             self.overhead_s += time.thread_time() - t0
@@ -184,6 +195,10 @@ class Scheduler:
             if node.status == "pending" and node.todo:
                 node.status = "stopped"
                 node.reason = self.stopped or "not started"
+        if self.unavailable is not None:
+            raise self.unavailable
+        if self.invalid is not None:
+            raise self.invalid
         return self.nodes
 
     def _start(self, stage: str, keys: list[str]) -> None:
@@ -206,6 +221,8 @@ class Scheduler:
             try:
                 adapter.call(keys, emit)
             except BaseException as exc:  # noqa: BLE001 - every node of the call fails with it
+                if isinstance(exc, PeerUnavailable):
+                    self._inbox.put(("unavailable", stage, exc))
                 for key in keys:
                     emit(StepResult(key, False, describe(exc)))
             finally:
@@ -226,8 +243,8 @@ class Scheduler:
         return min(self.opts.limits.get(p, 1 << 30) - self.busy[p] for p in adapter.pools)
 
     def _dispatch(self) -> None:
-        if self.stopped:
-            return
+        if self.stopped or (self.opts.only and self._source_running):
+            return  # --only: its names are checked against what discovery found first
         # later stages first: finishing nodes beats starting new ones when pools are shared
         for stage in reversed(self.order[1:]):
             waiting = self.ready[stage]
@@ -324,8 +341,26 @@ class Scheduler:
         failed = sum(1 for n in self.nodes.values() if n.status == "failed")
         if self.stopped or not self.opts.budget.spent(failed, len(self.nodes)):
             return
-        self.stopped = (f"failure budget spent ({failed} failed, budget "
-                        f"{self.opts.budget} of {len(self.nodes)} nodes): nothing new started")
+        self._stop(f"failure budget spent ({failed} failed, budget {self.opts.budget} of "
+                   f"{len(self.nodes)} nodes): nothing new started")
+
+    def _check_only(self) -> None:
+        """``--only`` names that are no node of the rack: the run stops before any node
+        goes past discovery, and :meth:`run` raises an :class:`InputError` naming them."""
+        known = {n.key for n in self.nodes.values()} | {n.name for n in self.nodes.values()}
+        unknown = [name for name in self.opts.only if name not in known]
+        if unknown and self.invalid is None:
+            self.invalid = InputError("--only", ", ".join(unknown),
+                                      f"no node of the rack has this name or key "
+                                      f"({len(self.nodes)} node(s) discovered; "
+                                      "`metalctl nodes` lists them)")
+            self._stop("--only names no node of the rack: nothing started")
+
+    def _stop(self, reason: str) -> None:
+        """Start nothing new: nodes waiting for a stage are stopped with ``reason``."""
+        if self.stopped:
+            return
+        self.stopped = reason
         LOG.info("run: %s", self.stopped)
         for stage, waiting in self.ready.items():
             for key in waiting:

@@ -30,8 +30,18 @@ failure_budget: 10%
 """
 
 
+def lab_files(lab: Path) -> None:
+    """What the lab rack names in its directory (``metalctl lab up`` creates them): the
+    rack file's paths are checked at load."""
+    for name in ("operator/id_ed25519", "installer/vmlinuz", "installer/initrd.img",
+                 "installer/stage2.img", "provision-site.yaml"):
+        (lab / name).parent.mkdir(parents=True, exist_ok=True)
+        (lab / name).write_text("")
+
+
 def test_the_lab_rack_file_loads(monkeypatch, tmp_path):
     monkeypatch.setenv("METALCTL_LAB_DIR", str(tmp_path))
+    lab_files(tmp_path)
     monkeypatch.setenv("METALCTL_BOOT_SERVE", "10.203.0.1:8080")
     rack = load_rack(LAB)
     assert rack.provision["serve"] == "10.203.0.1:8080"
@@ -137,6 +147,9 @@ def test_paths_take_environment_variables_and_an_unset_one_names_the_field(tmp_p
     rack.write_text("bmc: {ranges: [127.0.0.1], credentials: [lab]}\n"
                     "provision:\n  site: ${LABDIR_T}/site.yaml\n  files_dir: files\n")
     monkeypatch.setenv("LABDIR_T", str(tmp_path / "lab"))
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "site.yaml").write_text("")
+    (tmp_path / "files").mkdir()
     r = rackfile.load(rack)
     assert r.provision["site"] == tmp_path / "lab" / "site.yaml"
     assert r.provision["files_dir"] == tmp_path / "files"

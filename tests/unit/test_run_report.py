@@ -73,6 +73,9 @@ def test_ctrl_c_writes_what_was_seen_and_propagates(tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     monkeypatch.setenv("METALCTL_LAB_DIR", str(tmp_path))
+    from tests.unit.test_run_rackfile import lab_files  # the paths the lab rack names
+
+    lab_files(tmp_path)
     monkeypatch.setenv("METALCTL_BOOT_SERVE", "10.203.0.1:8080")
     rack = load_rack(Path(__file__).resolve().parents[2] / "inventory" / "rack.lab.yaml")
     with Store(tmp_path / "s.db").open() as store:
