@@ -87,8 +87,11 @@ class AuditOptions:
     record: bool = True
 
 
-def remediation(rule: Rule, status: str) -> str | None:
-    """Return what to do about ``status``: the harden command, a reboot, or the rule's text."""
+def remediation(rule: Rule, status: str, fix: str | None = None) -> str | None:
+    """Return what to do about ``status``: what the check found would fix it on this host
+    (``fix``), else the harden command, a reboot, or the rule's text."""
+    if fix:
+        return fix
     if status == engine.CHANGE:
         return f"metalctl harden --rule {rule.id}"
     if status == engine.DEFERRED:
@@ -113,7 +116,7 @@ def to_result(host: str, rule: Rule, o: engine.CheckOutcome) -> Result:
                   evidence=Evidence(source=source if isinstance(source, str) else None,
                                     expected=o.expected, actual=o.actual,
                                     detail=o.detail or None),
-                  remediation=remediation(rule, o.status) if status == FAIL else None,
+                  remediation=remediation(rule, o.status, o.fix) if status == FAIL else None,
                   references=rule.references, tags=list(rule.tags))
 
 

@@ -38,7 +38,13 @@ class HostFacts:
     init: str = "sysv"
     selinux_enabled: bool = False
     getenforce: str = ""
+    #: AppArmor enforcing in the running kernel: its module says ``Y`` and, where the
+    #: kernel lists its active LSMs, AppArmor is among them
     apparmor_enabled: bool = False
+    #: the running kernel's active LSMs (``/sys/kernel/security/lsm``); None: unreadable
+    lsms: list[str] | None = None
+    #: ``/sys/module/apparmor/parameters/enabled``: Y, N, or "" (no AppArmor in the kernel)
+    apparmor_module: str = ""
     pkg: set[str] = field(default_factory=set)
     groups: set[str] = field(default_factory=set)
     processes: set[str] = field(default_factory=set)
@@ -73,6 +79,8 @@ class GatherSpec:
     exists: set[str] = field(default_factory=set)
     units: set[str] = field(default_factory=set)
     probes: dict[str, str] = field(default_factory=dict)  # id -> read-only command
+    #: mode/owner only for every match (never the content: nova.conf holds credentials)
+    stat_globs: set[str] = field(default_factory=set)
 
 
 BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "setenforce")
@@ -82,14 +90,15 @@ def script(spec: GatherSpec) -> str:
     """Return the read-only shell script that gathers ``spec`` in one session."""
     q = shlex.quote
     content = sorted(spec.content) + sorted(spec.globs)  # globs expand on the host
-    everything = sorted(spec.content | spec.hashed) + sorted(spec.globs)
+    everything = sorted(spec.content | spec.hashed) + sorted(spec.globs | spec.stat_globs)
     lines = [
         "export LC_ALL=C",
         'echo "### os"; cat /etc/os-release 2>/dev/null',
         'echo "### init"; if [ -d /run/systemd/system ]; then echo systemd; else echo sysv; fi',
         'echo "### selinux"; if selinuxenabled 2>/dev/null; then echo enabled; '
         'else echo disabled; fi; getenforce 2>/dev/null || true',
-        'echo "### apparmor"; cat /sys/module/apparmor/parameters/enabled 2>/dev/null || true',
+        'echo "### apparmor"; cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo',
+        'echo "### lsm"; cat /sys/kernel/security/lsm 2>/dev/null && echo || echo "?"',
         'echo "### pkg"; command -v dnf >/dev/null 2>&1 && echo dnf; '
         'command -v apt-get >/dev/null 2>&1 && echo apt; true',
         'echo "### groups"; getent group | cut -d: -f1',
@@ -169,7 +178,10 @@ def parse(text: str, host: str) -> HostFacts:
             f.selinux_enabled = bool(body) and body[0].strip() == "enabled"
             f.getenforce = body[1].strip() if len(body) > 1 else ""
         elif name == "apparmor":
-            f.apparmor_enabled = bool(body) and body[0].strip() == "Y"
+            f.apparmor_module = body[0].strip() if body else ""
+        elif name == "lsm":
+            text = body[0].strip() if body else "?"
+            f.lsms = None if text == "?" else [x for x in text.split(",") if x]
         elif name == "pkg":
             f.pkg = {b.strip() for b in body if b.strip()}
         elif name == "groups":
@@ -208,4 +220,5 @@ def parse(text: str, host: str) -> HostFacts:
             f.units[arg] = body[0].strip() if body and body[0].strip() else "absent"
         elif name == "probe":
             f.probes[arg] = "\n".join(body).strip()
+    f.apparmor_enabled = f.apparmor_module == "Y" and (f.lsms is None or "apparmor" in f.lsms)
     return f

@@ -23,6 +23,7 @@ LIBVIRT_CONFS = ("/etc/libvirt/libvirtd.conf", "/etc/libvirt/virtproxyd.conf")
 DNF_GLOB = "/etc/yum.repos.d/*.repo"
 APT_FILES = ("/etc/apt/sources.list",)
 APT_GLOB = "/etc/apt/sources.list.d/*.list"
+APT_SOURCES_GLOB = "/etc/apt/sources.list.d/*.sources"  # deb822, Debian 12's default
 
 
 @dataclass
@@ -122,6 +123,8 @@ class CheckOutcome:
     #: the input the check could not be made without (e.g. ``pki``): harden reports
     #: an error, audit "not checked" (there is nothing to compare with)
     missing: str | None = None
+    #: what would fix it on this host, from what was seen (None: the rule's remediation)
+    fix: str | None = None
 
 
 @dataclass
@@ -166,11 +169,13 @@ class Workspace:
 
     def put(self, path: str, text: str, mode: str | None = None, owner: str | None = None,
             group: str | None = None, secret: bool = False) -> None:
-        """Set the file's new text (and metadata)."""
+        """Set the file's new text (and metadata; unset metadata keeps what an earlier
+        rule set, else what the host has)."""
         self.texts[path] = text
         f = self.facts.file(path)
-        self.meta[path] = (mode or f.mode or "644", owner or f.owner or "root",
-                           group or f.group or "root", secret)
+        m0, o0, g0, s0 = self.meta.get(path, (f.mode or "644", f.owner or "root",
+                                              f.group or "root", False))
+        self.meta[path] = (mode or m0, owner or o0, group or g0, secret or s0)
 
     def snapshot(self, path: str) -> tuple[str | None, tuple[str, str, str, bool] | None]:
         """What :meth:`restore` puts back."""
@@ -213,16 +218,18 @@ def sha256_text(text: str) -> str:
 
 
 def outcome(rule: Rule, status: CheckStatus, detail: str = "", expected: Any = None,
-            actual: Any = None, missing: str | None = None) -> CheckOutcome:
-    """A rule's outcome with expected/actual as text."""
+            actual: Any = None, missing: str | None = None,
+            fix: str | None = None) -> CheckOutcome:
+    """A rule's outcome with expected/actual as text (``fix``: this host's remediation)."""
     return CheckOutcome(rule.id, rule.severity, rule.title, status, detail,
                         None if expected is None else str(expected),
-                        None if actual is None else str(actual), missing)
+                        None if actual is None else str(actual), missing, fix)
 
 
-def manual(rule: Rule, expected: Any, actual: Any) -> CheckOutcome:
-    """Not compliant, and no automatic fix: the rule's remediation text says what to do."""
-    return outcome(rule, MANUAL, rule.remediation or "", expected, actual)
+def manual(rule: Rule, expected: Any, actual: Any, fix: str | None = None) -> CheckOutcome:
+    """Not compliant, and no automatic fix: ``fix`` (what would fix it on this host) or
+    the rule's remediation text says what to do."""
+    return outcome(rule, MANUAL, rule.remediation or "", expected, actual, fix=fix)
 
 
 def lsm_active(lsm: str, facts: HostFacts) -> bool:
