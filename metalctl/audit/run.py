@@ -94,8 +94,9 @@ def remediation(rule: Rule, status: str, fix: str | None = None) -> str | None:
         return fix
     if status == engine.CHANGE:
         return f"metalctl harden --rule {rule.id}"
-    if status == engine.DEFERRED:
-        return "reboot into the configured kernel state, then metalctl harden --rule " + rule.id
+    if status == engine.DEFERRED:  # (the kinds give a host-specific ``fix``; this is a floor)
+        return f"metalctl harden --rule {rule.id} sets what it can; the rest takes effect " \
+            "only once the running kernel has it (see the evidence)"
     return rule.remediation
 
 

@@ -55,8 +55,10 @@ class HostFacts:
     probes: dict[str, str] = field(default_factory=dict)
     binaries: set[str] = field(default_factory=set)
     #: why this host shares a kernel it does not own (a container or namespace: not the
-    #: initial PID namespace, a container marker, a user namespace); empty: it owns it
+    #: initial PID or user namespace); empty: it owns it
     kernel_shared: list[str] = field(default_factory=list)
+    #: container markers seen (/.dockerenv, systemd-detect-virt): reported, not evidence
+    kernel_markers: list[str] = field(default_factory=list)
     #: the host has a network namespace of its own (init-only net.core keys invisible)
     own_netns: bool = False
 
@@ -83,7 +85,8 @@ class GatherSpec:
     stat_globs: set[str] = field(default_factory=set)
 
 
-BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "setenforce")
+BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "setenforce",
+            "auditd", "aa-status")
 
 
 def script(spec: GatherSpec) -> str:
@@ -103,11 +106,20 @@ def script(spec: GatherSpec) -> str:
         'command -v apt-get >/dev/null 2>&1 && echo apt; true',
         'echo "### groups"; getent group | cut -d: -f1',
         'echo "### procs"; ps -eo comm= 2>/dev/null',
-        # kernel ownership: kthreadd is PID 2 only in the initial PID namespace
-        'echo "### kernel"; [ "$(cat /proc/2/comm 2>/dev/null)" = kthreadd ] || '
-        'echo "pidns: no kthreadd as PID 2 (not the initial PID namespace)"; '
-        'v=$(systemd-detect-virt --container 2>/dev/null) && echo "container: $v"; '
-        'for m in /run/.containerenv /.dockerenv; do [ -e $m ] && echo "container: $m"; done; '
+        # kernel ownership: the PID and user namespaces are the kernel's initial ones
+        # (their inode numbers are kernel constants, PROC_PID_INIT_INO/PROC_USER_INIT_INO);
+        # kthreadd as PID 2 where /proc/self/ns cannot be read. Container markers
+        # (/.dockerenv, systemd-detect-virt) are reported, not evidence: a VM built
+        # from a container image carries them and owns its kernel
+        'echo "### kernel"; p=$(readlink /proc/self/ns/pid 2>/dev/null); '
+        'if [ -n "$p" ]; then [ "$p" = "pid:[4026531836]" ] || '
+        'echo "pidns: $p is not the initial PID namespace"; '
+        'else [ "$(cat /proc/2/comm 2>/dev/null)" = kthreadd ] || '
+        'echo "pidns: no kthreadd as PID 2 (not the initial PID namespace)"; fi; '
+        'u=$(readlink /proc/self/ns/user 2>/dev/null); [ -z "$u" ] || '
+        '[ "$u" = "user:[4026531837]" ] || echo "userns: $u is not the initial user namespace"; '
+        'v=$(systemd-detect-virt --container 2>/dev/null) && echo "marker: container $v"; '
+        'for m in /run/.containerenv /.dockerenv; do [ -e $m ] && echo "marker: $m"; done; '
         "awk '$1 != 0 || $2 != 0 || $3 != 4294967295 {print \"userns: uid_map \" $0; exit}' "
         "/proc/self/uid_map 2>/dev/null; "
         '[ -e /proc/sys/net/core/netdev_max_backlog ] || echo "netns: own"; true',
@@ -190,7 +202,9 @@ def parse(text: str, host: str) -> HostFacts:
             f.processes = {b.strip() for b in body if b.strip()}
         elif name == "kernel":
             f.own_netns = "netns: own" in body
-            f.kernel_shared = [b.strip() for b in body if b.strip() and b != "netns: own"]
+            f.kernel_markers = [b[8:].strip() for b in body if b.startswith("marker: ")]
+            f.kernel_shared = [b.strip() for b in body if b.strip() and b != "netns: own"
+                               and not b.startswith("marker: ")]
         elif name == "listen":
             f.listening = {b.strip() for b in body if b.strip()}
         elif name == "binaries":

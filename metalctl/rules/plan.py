@@ -229,13 +229,35 @@ def outcome(rule: Rule, status: CheckStatus, detail: str = "", expected: Any = N
 def manual(rule: Rule, expected: Any, actual: Any, fix: str | None = None) -> CheckOutcome:
     """Not compliant, and no automatic fix: ``fix`` (what would fix it on this host) or
     the rule's remediation text says what to do."""
-    return outcome(rule, MANUAL, rule.remediation or "", expected, actual, fix=fix)
+    return outcome(rule, MANUAL, fix or rule.remediation or "", expected, actual, fix=fix)
 
 
 def lsm_active(lsm: str, facts: HostFacts) -> bool:
     """Is this LSM enforcing in the running kernel?"""
     return facts.selinux_enabled if lsm == "selinux" else facts.apparmor_enabled if \
         lsm == "apparmor" else False
+
+
+def lsm_state(lsm: str, facts: HostFacts) -> tuple[str, str]:
+    """What the running kernel shows of ``lsm``, and what would make it active on this
+    host (a reboot only where the kernel has it and the boot arguments turn it off)."""
+    lsms = ",".join(facts.lsms) if facts.lsms is not None else "unreadable"
+    if lsm == "apparmor":
+        if not facts.apparmor_module:
+            return (f"LSMs {lsms}; no AppArmor in this kernel",
+                    "a reboot alone does not help: boot a kernel built with AppArmor "
+                    "(apparmor=1 security=apparmor)")
+        return (f"LSMs {lsms}; apparmor module enabled: {facts.apparmor_module}",
+                "enable AppArmor at boot (apparmor=1 security=apparmor, or apparmor in lsm=) "
+                "and reboot")
+    if facts.lsms is not None and "selinux" not in facts.lsms:
+        return (f"LSMs {lsms}; SELinux not among them",
+                "a reboot alone does not help unless the kernel has SELinux: boot with "
+                "selinux=1 security=selinux (or selinux in lsm=) and SELINUX=enforcing in "
+                "/etc/selinux/config, with a relabel")
+    return (f"getenforce: {facts.getenforce or 'Disabled'}",
+            "set SELINUX=enforcing in /etc/selinux/config (metalctl harden --rule SEL-001 "
+            "schedules the relabel) and reboot")
 
 
 def expand(path: str) -> list[str]:

@@ -255,6 +255,12 @@ def test_gather_reads_kernel_ownership():
     bare = gather.parse("### kernel\n### end\n", "h")
     assert bare.kernel_shared == []
     assert not bare.own_netns
+    # a VM built from a container image (issue 23): /.dockerenv, yet the initial PID and
+    # user namespaces: it owns its kernel; the marker is kept for the report only
+    vm = gather.parse("### kernel\nmarker: container docker\nmarker: /.dockerenv\n### end\n",
+                      "h")
+    assert vm.kernel_shared == []
+    assert vm.kernel_markers == ["container docker", "/.dockerenv"]
 
 
 def test_guarded_script_validates_before_reload_and_restores_when_rejected():

@@ -18,6 +18,7 @@ from metalctl.rules.plan import (
     RulePlan,
     Workspace,
     expand,
+    lsm_state,
     manual,
     outcome,
 )
@@ -76,13 +77,16 @@ def k_selinux_runtime(
     """Check SELinux is enforcing in the running kernel (deferred to reboot when disabled)."""
     if not facts.selinux_enabled:
         plan.reboot_required.append(f"{rule.id}: SELinux disabled in the running kernel")
+        seen, fix = lsm_state("selinux", facts)
+        relabel = "a relabel is scheduled (/.autorelabel)" if facts.exists.get("/.autorelabel") \
+            else "no relabel scheduled"
         return outcome(
             rule,
             DEFERRED,
-            "SELinux is disabled in the running kernel; enforcing after "
-            "the reboot (relabel scheduled)",
+            f"SELinux is disabled in the running kernel ({seen}); {relabel}",
             "Enforcing",
             facts.getenforce or "Disabled",
+            fix=fix,
         )
     if facts.getenforce == "Enforcing":
         return outcome(rule, COMPLIANT, "", "Enforcing", facts.getenforce)
