@@ -9,6 +9,7 @@ cases; a case is::
       facts: {...}                 # HostFacts fields over the base (files: path -> text
                                    # or {mode, owner, group, content})
       site: {...}                  # site policy over SITE (optional)
+      pki: false                   # (optional) audit without the site PKI (default: PKI)
       expect: pass | fail | notchecked | notapplicable | error   # the audit status
       actual: text                 # (optional) a substring of the evidence's actual
       detail: text                 # (optional) a substring of the evidence's detail
@@ -29,6 +30,7 @@ from metalctl.audit.model import Result
 from metalctl.rules import engine
 from metalctl.rules.catalogue import Rule
 from metalctl.rules.gather import FileFact, HostFacts
+from metalctl.rules.plan import sha256_text
 
 CASES_DIR = Path(__file__).parent.parent / "data" / "rule-cases"
 SITE: dict[str, Any] = {
@@ -50,6 +52,9 @@ BASE: dict[str, dict[str, Any]] = {
              "pkg": {"dnf"}, "groups": {"root", "qemu"}, "binaries": {"virtproxyd"}},
 }
 SETS = ("pkg", "groups", "processes", "listening", "binaries")
+#: the site PKI material a case's host is compared with (``pki:NAME`` sources)
+PKI = {n: f"-----BEGIN {n}-----\n-----END {n}-----\n"
+       for n in ("ca", "server_cert", "server_key", "client_cert", "client_key")}
 
 
 def load() -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -76,12 +81,14 @@ def host_facts(case: dict[str, Any]) -> HostFacts:
         f.apparmor_enabled = f.apparmor_module == "Y" and (
             f.lsms is None or "apparmor" in f.lsms)
     for path, spec in files.items():
-        if isinstance(spec, dict):
-            f.files[path] = FileFact(True, str(spec.get("mode", "644")),
-                                     spec.get("owner", "root"), spec.get("group", "root"),
-                                     None, spec.get("content"))
-        else:
-            f.files[path] = FileFact(True, "644", "root", "root", None, spec)
+        if not isinstance(spec, dict):
+            spec = {"content": spec}
+        content = spec.get("content")
+        if "content_file" in spec:
+            content = (CASES_DIR / spec["content_file"]).read_text()
+        f.files[path] = FileFact(True, str(spec.get("mode", "644")), spec.get("owner", "root"),
+                                 spec.get("group", "root"),
+                                 None if content is None else sha256_text(content), content)
     return f
 
 
@@ -99,7 +106,8 @@ def site_of(case: dict[str, Any]) -> dict[str, Any]:
 def judge(rule: Rule, case: dict[str, Any]) -> Result:
     """The audit result of ``rule`` on the case's host."""
     ctx = engine.Context(host=case.get("hostname", "c1"), mgmt_address="192.0.2.10",
-                         allowed_dns=["C=US,O=site,CN=c1"], site=site_of(case))
+                         allowed_dns=["C=US,O=site,CN=c1"], site=site_of(case),
+                         pki=dict(PKI) if case.get("pki", True) else {})
     plan = engine.evaluate([rule], host_facts(case), ctx)
     [o] = plan.outcomes
     return audit_run.to_result("c1", rule, o)

@@ -31,3 +31,18 @@ def test_rule_case(rid, side, case):
     for text in case.get("not_in_remediation", []):
         assert text not in (result.remediation or ""), result.remediation
         assert text not in (ev.detail or ""), ev.detail
+
+
+#: rules no recorded host facts can prove: the BMC rules are evaluated against a BMC
+#: (Redfish/IPMI), not on gathered host facts; tests/integration/test_audit_bmc.py
+#: proves them on the lab's BMCs
+NOT_ON_HOST_FACTS = {r for r, rule in RULES.items() if "bmc" in rule.platforms}
+
+
+def test_every_rule_is_proven_both_ways():
+    """The meta-test: every host rule has a failing and a passing case."""
+    lacking = {rid: [side for side in ("pass", "fail") if not CASES.get(rid, {}).get(side)]
+               for rid in RULES if rid not in NOT_ON_HOST_FACTS}
+    lacking = {rid: sides for rid, sides in lacking.items() if sides}
+    assert not lacking, f"rules without a case (tests/data/rule-cases): {lacking}"
+    assert not set(CASES) - set(RULES), set(CASES) - set(RULES)
