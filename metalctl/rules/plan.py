@@ -53,6 +53,15 @@ class Context:
             "libvirt_daemon_conf": LIBVIRT_CONFS[1] if modular else LIBVIRT_CONFS[0],
             "qemu_group": "qemu" if facts.family == "rhel" else "libvirt-qemu",
             "dnf_apply_updates": apply_updates,
+            # SSH-001: key-only root login (metalctl's own access) unless the site wants
+            # the STIG/CIS control as written, PermitRootLogin no (docs/audit.md)
+            "permit_root_login": ["no"] if str(
+                self.site.get("ssh", {}).get("root_login", "key-only")) in ("no", "False")
+            else ["prohibit-password", "without-password", "no", "forced-commands-only"],
+            # SSH-010: CIS accepts INFO or VERBOSE, the STIG wants VERBOSE
+            "ssh_loglevels": ["VERBOSE"] if str(
+                self.site.get("ssh", {}).get("loglevel", "info-or-verbose")) == "verbose"
+            else ["VERBOSE", "INFO"],
             "apt_unattended": "1" if apply_updates == "yes" else "0",
         }
 

@@ -19,7 +19,7 @@ from typing import Any
 from metalctl.rules import edit
 from metalctl.rules.catalogue import Rule
 from metalctl.rules.gather import GatherSpec, HostFacts
-from metalctl.rules.kinds import SCALAR, STR, register
+from metalctl.rules.kinds import SCALAR, STR, TEMPLATE, register
 from metalctl.rules.plan import (
     CHANGE,
     COMPLIANT,
@@ -75,6 +75,10 @@ def _judge(c: dict[str, Any], have: str | None) -> tuple[bool, str, str | None]:
     if "min" in c:
         return (have is not None and have.isdigit() and int(have) >= int(c["min"]),
                 f">= {c['min']}", str(c["min"]))
+    if "between" in c:
+        low, high = (int(x) for x in c["between"])
+        return (have is not None and have.isdigit() and low <= int(have) <= high,
+                f"{low}..{high}", str(high))
     # a list value (ciphers, macs, kex): the current list without the forbidden items
     items = [x for x in (have or "").split(",") if x]
     if "only" in c:  # an allow-list: every other algorithm of OpenSSH's list is refused
@@ -114,9 +118,11 @@ def _include_order(ws: Workspace, facts: HostFacts) -> list[tuple[str, int | Non
     "sshd",
     body={
         "key": STR,
-        "allowed": {"type": "array", "items": SCALAR},
+        "allowed": {"anyOf": [{"type": "array", "items": SCALAR}, TEMPLATE]},
         "max": {"type": "integer"},
         "min": {"type": "integer"},
+        "between": {"type": "array", "items": {"type": "integer"}, "minItems": 2,
+                    "maxItems": 2},
         "forbid": STR,
         # a list keyword's allowed items (ciphers, macs, kexalgorithms): any other refused
         "only": {"type": "array", "items": STR, "minItems": 1},
@@ -125,7 +131,7 @@ def _include_order(ws: Workspace, facts: HostFacts) -> list[tuple[str, int | Non
         "set": SCALAR,
     },
     required=("key",),
-    one_of=("allowed", "max", "min", "forbid", "only"),
+    one_of=("allowed", "max", "min", "between", "forbid", "only"),
     gather=_gather,
 )
 def k_sshd(
