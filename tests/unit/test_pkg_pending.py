@@ -55,6 +55,7 @@ def test_pending_security_update_counted_whatever_the_compression(tmp_path, comp
                          text=True, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "1", out
     assert not list((tmp_path / "cache").glob("*.bin")), "the probe wrote apt's cache"
+    assert not list(tmp_path.glob("var/log/**/*.*")), "the probe wrote apt's logs"
 
 
 def test_no_lists_is_unknown_not_zero(tmp_path):
