@@ -109,7 +109,9 @@ def to_result(host: str, rule: Rule, o: engine.CheckOutcome) -> Result:
         status = NOTCHECKED  # auditing without the site PKI: nothing to compare against
     source = rule.check.get("file") or rule.check.get("path") or rule.check.get("glob") or \
         {"sshd": "sshd -T", "sysctl": "sysctl -a", "cmdline": "/proc/cmdline",
-         "listening": "ss -ltn", "service": "ps", "process_labels": "ps -eZ"}.get(rule.kind)
+         "listening": "ss -ltn", "service": "systemctl show, /run/NAME.pid",
+         "process_labels": "ps -eZ", "apparmor_runtime": "/sys/kernel/security/lsm",
+         "file_modes": "stat"}.get(rule.kind)
     if isinstance(source, str) and "{" in source:
         source = None
     return Result(host=host, rule=rule.id, title=rule.title, severity=rule.severity,
