@@ -87,12 +87,16 @@ class AuditOptions:
     record: bool = True
 
 
-def remediation(rule: Rule, status: str) -> str | None:
-    """Return what to do about ``status``: the harden command, a reboot, or the rule's text."""
+def remediation(rule: Rule, status: str, fix: str | None = None) -> str | None:
+    """Return what to do about ``status``: what the check found would fix it on this host
+    (``fix``), else the harden command, a reboot, or the rule's text."""
+    if fix:
+        return fix
     if status == engine.CHANGE:
         return f"metalctl harden --rule {rule.id}"
-    if status == engine.DEFERRED:
-        return "reboot into the configured kernel state, then metalctl harden --rule " + rule.id
+    if status == engine.DEFERRED:  # (the kinds give a host-specific ``fix``; this is a floor)
+        return f"metalctl harden --rule {rule.id} sets what it can; the rest takes effect " \
+            "only once the running kernel has it (see the evidence)"
     return rule.remediation
 
 
@@ -109,7 +113,9 @@ def to_result(host: str, rule: Rule, o: engine.CheckOutcome,
         status = NOTCHECKED  # auditing without the site PKI: nothing to compare against
     source = rule.check.get("file") or rule.check.get("path") or rule.check.get("glob") or \
         {"sshd": "sshd -T", "sysctl": "sysctl -a", "cmdline": "/proc/cmdline",
-         "listening": "ss -ltn", "service": "ps", "process_labels": "ps -eZ"}.get(rule.kind)
+         "listening": "ss -ltn", "service": "systemctl show, /run/NAME.pid",
+         "process_labels": "ps -eZ", "apparmor_runtime": "/sys/kernel/security/lsm",
+         "file_modes": "stat"}.get(rule.kind)
     if isinstance(source, str) and "{" in source:
         source = where[0]
     return Result(host=host, rule=rule.id, title=rule.title, severity=rule.severity,
@@ -118,7 +124,7 @@ def to_result(host: str, rule: Rule, o: engine.CheckOutcome,
                                     expected=o.expected, actual=o.actual,
                                     detail=o.detail or None, file=where[0],
                                     line=where[1]),
-                  remediation=remediation(rule, o.status) if status == FAIL else None,
+                  remediation=remediation(rule, o.status, o.fix) if status == FAIL else None,
                   references=rule.references, tags=list(rule.tags))
 
 

@@ -31,12 +31,12 @@ NS = "http://checklists.nist.gov/xccdf/1.2"
 DC = "http://purl.org/dc/elements/1.1/"
 #: the reverse-DNS namespace of every XCCDF 1.2 id metalctl writes
 ID_NS = "io.metalctl"
-#: ident systems for the reference kinds that are identifiers of a control
-IDENT_SYSTEMS = {"stig": "https://public.cyber.mil/stigs/",
-                 "cis": "https://www.cisecurity.org/cis-benchmarks/"}
+_STIG, _CIS = "https://public.cyber.mil/stigs/", "https://www.cisecurity.org/cis-benchmarks/"
+#: ident systems for the reference kinds that are identifiers of a control (the benchmark
+#: keys of hardening/benchmarks.yaml)
+IDENT_SYSTEMS = {"stig_rhel9": _STIG, "cis_rhel9": _CIS, "cis_debian12": _CIS}
 #: where each reference kind is published (``<reference href=...>``)
-REFERENCE_HREFS = {"stig": "https://public.cyber.mil/stigs/",
-                   "cis": "https://www.cisecurity.org/cis-benchmarks/",
+REFERENCE_HREFS = {**IDENT_SYSTEMS,
                    "scap": "https://github.com/ComplianceAsCode/content",
                    "ossg": "https://docs.openstack.org/security-guide/",
                    "upstream": "https://libvirt.org/"}

@@ -103,6 +103,23 @@ def _load_file(path: Path) -> list[Rule]:
     return out
 
 
+def benchmarks() -> dict[str, dict[str, str]]:
+    """The benchmarks references cite (``hardening/benchmarks.yaml``): id -> title,
+    version, platform."""
+    import yaml
+
+    return yaml.safe_load((data_dir("hardening") / "benchmarks.yaml").read_text())
+
+
+def reference_labels(rule: Rule) -> list[str]:
+    """Every benchmark reference of ``rule`` as one label naming benchmark, version and
+    control (``DISA Red Hat Enterprise Linux 9 STIG V2R9 RHEL-09-255045``)."""
+    known = benchmarks()
+    return [f"{known[key]['title']} {known[key]['version']} {control}"
+            for key, controls in rule.references.items() if key in known
+            for control in controls]
+
+
 def select(rules: list[Rule], ids: list[str] | None = None, tags: list[str] | None = None,
            severities: list[str] | None = None) -> list[Rule]:
     """The rules with these ids (all must exist), any of these tags, these severities."""

@@ -18,6 +18,7 @@ from metalctl.rules.gather import GatherSpec, HostFacts
 from metalctl.rules.plan import (
     APT_FILES,
     APT_GLOB,
+    APT_SOURCES_GLOB,
     CHANGE,
     COMPLIANT,
     DEFERRED,
@@ -47,7 +48,7 @@ def gather_spec(rules: list[Rule]) -> GatherSpec:
     # the context itself reads these (daemon flavour, repositories, relabel state)
     spec.content.update(LIBVIRT_CONFS)
     spec.content.update(APT_FILES)
-    spec.globs.update({DNF_GLOB, APT_GLOB})
+    spec.globs.update({DNF_GLOB, APT_GLOB, APT_SOURCES_GLOB})
     spec.exists.add("/.autorelabel")
     for rule in rules:
         if rule.when.get("path_exists"):

@@ -38,7 +38,13 @@ class HostFacts:
     init: str = "sysv"
     selinux_enabled: bool = False
     getenforce: str = ""
+    #: AppArmor enforcing in the running kernel: its module says ``Y`` and, where the
+    #: kernel lists its active LSMs, AppArmor is among them
     apparmor_enabled: bool = False
+    #: the running kernel's active LSMs (``/sys/kernel/security/lsm``); None: unreadable
+    lsms: list[str] | None = None
+    #: ``/sys/module/apparmor/parameters/enabled``: Y, N, or "" (no AppArmor in the kernel)
+    apparmor_module: str = ""
     pkg: set[str] = field(default_factory=set)
     groups: set[str] = field(default_factory=set)
     processes: set[str] = field(default_factory=set)
@@ -49,8 +55,10 @@ class HostFacts:
     probes: dict[str, str] = field(default_factory=dict)
     binaries: set[str] = field(default_factory=set)
     #: why this host shares a kernel it does not own (a container or namespace: not the
-    #: initial PID namespace, a container marker, a user namespace); empty: it owns it
+    #: initial PID or user namespace); empty: it owns it
     kernel_shared: list[str] = field(default_factory=list)
+    #: container markers seen (/.dockerenv, systemd-detect-virt): reported, not evidence
+    kernel_markers: list[str] = field(default_factory=list)
     #: the host has a network namespace of its own (init-only net.core keys invisible)
     own_netns: bool = False
 
@@ -73,32 +81,45 @@ class GatherSpec:
     exists: set[str] = field(default_factory=set)
     units: set[str] = field(default_factory=set)
     probes: dict[str, str] = field(default_factory=dict)  # id -> read-only command
+    #: mode/owner only for every match (never the content: nova.conf holds credentials)
+    stat_globs: set[str] = field(default_factory=set)
 
 
-BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "setenforce")
+BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "setenforce",
+            "auditd", "aa-status")
 
 
 def script(spec: GatherSpec) -> str:
     """Return the read-only shell script that gathers ``spec`` in one session."""
     q = shlex.quote
     content = sorted(spec.content) + sorted(spec.globs)  # globs expand on the host
-    everything = sorted(spec.content | spec.hashed) + sorted(spec.globs)
+    everything = sorted(spec.content | spec.hashed) + sorted(spec.globs | spec.stat_globs)
     lines = [
         "export LC_ALL=C",
         'echo "### os"; cat /etc/os-release 2>/dev/null',
         'echo "### init"; if [ -d /run/systemd/system ]; then echo systemd; else echo sysv; fi',
         'echo "### selinux"; if selinuxenabled 2>/dev/null; then echo enabled; '
         'else echo disabled; fi; getenforce 2>/dev/null || true',
-        'echo "### apparmor"; cat /sys/module/apparmor/parameters/enabled 2>/dev/null || true',
+        'echo "### apparmor"; cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo',
+        'echo "### lsm"; cat /sys/kernel/security/lsm 2>/dev/null && echo || echo "?"',
         'echo "### pkg"; command -v dnf >/dev/null 2>&1 && echo dnf; '
         'command -v apt-get >/dev/null 2>&1 && echo apt; true',
         'echo "### groups"; getent group | cut -d: -f1',
         'echo "### procs"; ps -eo comm= 2>/dev/null',
-        # kernel ownership: kthreadd is PID 2 only in the initial PID namespace
-        'echo "### kernel"; [ "$(cat /proc/2/comm 2>/dev/null)" = kthreadd ] || '
-        'echo "pidns: no kthreadd as PID 2 (not the initial PID namespace)"; '
-        'v=$(systemd-detect-virt --container 2>/dev/null) && echo "container: $v"; '
-        'for m in /run/.containerenv /.dockerenv; do [ -e $m ] && echo "container: $m"; done; '
+        # kernel ownership: the PID and user namespaces are the kernel's initial ones
+        # (their inode numbers are kernel constants, PROC_PID_INIT_INO/PROC_USER_INIT_INO);
+        # kthreadd as PID 2 where /proc/self/ns cannot be read. Container markers
+        # (/.dockerenv, systemd-detect-virt) are reported, not evidence: a VM built
+        # from a container image carries them and owns its kernel
+        'echo "### kernel"; p=$(readlink /proc/self/ns/pid 2>/dev/null); '
+        'if [ -n "$p" ]; then [ "$p" = "pid:[4026531836]" ] || '
+        'echo "pidns: $p is not the initial PID namespace"; '
+        'else [ "$(cat /proc/2/comm 2>/dev/null)" = kthreadd ] || '
+        'echo "pidns: no kthreadd as PID 2 (not the initial PID namespace)"; fi; '
+        'u=$(readlink /proc/self/ns/user 2>/dev/null); [ -z "$u" ] || '
+        '[ "$u" = "user:[4026531837]" ] || echo "userns: $u is not the initial user namespace"; '
+        'v=$(systemd-detect-virt --container 2>/dev/null) && echo "marker: container $v"; '
+        'for m in /run/.containerenv /.dockerenv; do [ -e $m ] && echo "marker: $m"; done; '
         "awk '$1 != 0 || $2 != 0 || $3 != 4294967295 {print \"userns: uid_map \" $0; exit}' "
         "/proc/self/uid_map 2>/dev/null; "
         '[ -e /proc/sys/net/core/netdev_max_backlog ] || echo "netns: own"; true',
@@ -169,7 +190,10 @@ def parse(text: str, host: str) -> HostFacts:
             f.selinux_enabled = bool(body) and body[0].strip() == "enabled"
             f.getenforce = body[1].strip() if len(body) > 1 else ""
         elif name == "apparmor":
-            f.apparmor_enabled = bool(body) and body[0].strip() == "Y"
+            f.apparmor_module = body[0].strip() if body else ""
+        elif name == "lsm":
+            text = body[0].strip() if body else "?"
+            f.lsms = None if text == "?" else [x for x in text.split(",") if x]
         elif name == "pkg":
             f.pkg = {b.strip() for b in body if b.strip()}
         elif name == "groups":
@@ -178,7 +202,9 @@ def parse(text: str, host: str) -> HostFacts:
             f.processes = {b.strip() for b in body if b.strip()}
         elif name == "kernel":
             f.own_netns = "netns: own" in body
-            f.kernel_shared = [b.strip() for b in body if b.strip() and b != "netns: own"]
+            f.kernel_markers = [b[8:].strip() for b in body if b.startswith("marker: ")]
+            f.kernel_shared = [b.strip() for b in body if b.strip() and b != "netns: own"
+                               and not b.startswith("marker: ")]
         elif name == "listen":
             f.listening = {b.strip() for b in body if b.strip()}
         elif name == "binaries":
@@ -208,4 +234,5 @@ def parse(text: str, host: str) -> HostFacts:
             f.units[arg] = body[0].strip() if body and body[0].strip() else "absent"
         elif name == "probe":
             f.probes[arg] = "\n".join(body).strip()
+    f.apparmor_enabled = f.apparmor_module == "Y" and (f.lsms is None or "apparmor" in f.lsms)
     return f

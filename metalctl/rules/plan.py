@@ -23,6 +23,7 @@ LIBVIRT_CONFS = ("/etc/libvirt/libvirtd.conf", "/etc/libvirt/virtproxyd.conf")
 DNF_GLOB = "/etc/yum.repos.d/*.repo"
 APT_FILES = ("/etc/apt/sources.list",)
 APT_GLOB = "/etc/apt/sources.list.d/*.list"
+APT_SOURCES_GLOB = "/etc/apt/sources.list.d/*.sources"  # deb822, Debian 12's default
 
 
 @dataclass
@@ -52,6 +53,15 @@ class Context:
             "libvirt_daemon_conf": LIBVIRT_CONFS[1] if modular else LIBVIRT_CONFS[0],
             "qemu_group": "qemu" if facts.family == "rhel" else "libvirt-qemu",
             "dnf_apply_updates": apply_updates,
+            # SSH-001: key-only root login (metalctl's own access) unless the site wants
+            # the STIG/CIS control as written, PermitRootLogin no (docs/audit.md)
+            "permit_root_login": ["no"] if str(
+                self.site.get("ssh", {}).get("root_login", "key-only")) in ("no", "False")
+            else ["prohibit-password", "without-password", "no", "forced-commands-only"],
+            # SSH-010: CIS accepts INFO or VERBOSE, the STIG wants VERBOSE
+            "ssh_loglevels": ["VERBOSE"] if str(
+                self.site.get("ssh", {}).get("loglevel", "info-or-verbose")) == "verbose"
+            else ["VERBOSE", "INFO"],
             "apt_unattended": "1" if apply_updates == "yes" else "0",
         }
 
@@ -122,6 +132,8 @@ class CheckOutcome:
     #: the input the check could not be made without (e.g. ``pki``): harden reports
     #: an error, audit "not checked" (there is nothing to compare with)
     missing: str | None = None
+    #: what would fix it on this host, from what was seen (None: the rule's remediation)
+    fix: str | None = None
 
 
 @dataclass
@@ -166,11 +178,13 @@ class Workspace:
 
     def put(self, path: str, text: str, mode: str | None = None, owner: str | None = None,
             group: str | None = None, secret: bool = False) -> None:
-        """Set the file's new text (and metadata)."""
+        """Set the file's new text (and metadata; unset metadata keeps what an earlier
+        rule set, else what the host has)."""
         self.texts[path] = text
         f = self.facts.file(path)
-        self.meta[path] = (mode or f.mode or "644", owner or f.owner or "root",
-                           group or f.group or "root", secret)
+        m0, o0, g0, s0 = self.meta.get(path, (f.mode or "644", f.owner or "root",
+                                              f.group or "root", False))
+        self.meta[path] = (mode or m0, owner or o0, group or g0, secret or s0)
 
     def snapshot(self, path: str) -> tuple[str | None, tuple[str, str, str, bool] | None]:
         """What :meth:`restore` puts back."""
@@ -213,22 +227,46 @@ def sha256_text(text: str) -> str:
 
 
 def outcome(rule: Rule, status: CheckStatus, detail: str = "", expected: Any = None,
-            actual: Any = None, missing: str | None = None) -> CheckOutcome:
-    """A rule's outcome with expected/actual as text."""
+            actual: Any = None, missing: str | None = None,
+            fix: str | None = None) -> CheckOutcome:
+    """A rule's outcome with expected/actual as text (``fix``: this host's remediation)."""
     return CheckOutcome(rule.id, rule.severity, rule.title, status, detail,
                         None if expected is None else str(expected),
-                        None if actual is None else str(actual), missing)
+                        None if actual is None else str(actual), missing, fix)
 
 
-def manual(rule: Rule, expected: Any, actual: Any) -> CheckOutcome:
-    """Not compliant, and no automatic fix: the rule's remediation text says what to do."""
-    return outcome(rule, MANUAL, rule.remediation or "", expected, actual)
+def manual(rule: Rule, expected: Any, actual: Any, fix: str | None = None) -> CheckOutcome:
+    """Not compliant, and no automatic fix: ``fix`` (what would fix it on this host) or
+    the rule's remediation text says what to do."""
+    return outcome(rule, MANUAL, fix or rule.remediation or "", expected, actual, fix=fix)
 
 
 def lsm_active(lsm: str, facts: HostFacts) -> bool:
     """Is this LSM enforcing in the running kernel?"""
     return facts.selinux_enabled if lsm == "selinux" else facts.apparmor_enabled if \
         lsm == "apparmor" else False
+
+
+def lsm_state(lsm: str, facts: HostFacts) -> tuple[str, str]:
+    """What the running kernel shows of ``lsm``, and what would make it active on this
+    host (a reboot only where the kernel has it and the boot arguments turn it off)."""
+    lsms = ",".join(facts.lsms) if facts.lsms is not None else "unreadable"
+    if lsm == "apparmor":
+        if not facts.apparmor_module:
+            return (f"LSMs {lsms}; no AppArmor in this kernel",
+                    "a reboot alone does not help: boot a kernel built with AppArmor "
+                    "(apparmor=1 security=apparmor)")
+        return (f"LSMs {lsms}; apparmor module enabled: {facts.apparmor_module}",
+                "enable AppArmor at boot (apparmor=1 security=apparmor, or apparmor in lsm=) "
+                "and reboot")
+    if facts.lsms is not None and "selinux" not in facts.lsms:
+        return (f"LSMs {lsms}; SELinux not among them",
+                "a reboot alone does not help unless the kernel has SELinux: boot with "
+                "selinux=1 security=selinux (or selinux in lsm=) and SELINUX=enforcing in "
+                "/etc/selinux/config, with a relabel")
+    return (f"getenforce: {facts.getenforce or 'Disabled'}",
+            "set SELINUX=enforcing in /etc/selinux/config (metalctl harden --rule SEL-001 "
+            "schedules the relabel) and reboot")
 
 
 def expand(path: str) -> list[str]:

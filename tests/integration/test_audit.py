@@ -139,7 +139,7 @@ def test_seeded_violations_found_and_audit_changes_nothing(lab, pki, site):
     assert r["SEL-001"].evidence.actual == "SELINUX=permissive"
     assert r["LVT-023"].status == FAIL
     assert "expired on" in r["LVT-023"].evidence.actual
-    assert r["PKG-002"].references["stig"] == ["RHEL-09-214025"]
+    assert r["PKG-002"].references["stig_rhel9"] == ["RHEL-09-214025"]
 
 
 def test_hardened_host_passes_with_lab_waivers(lab, pki, site, tmp_path):

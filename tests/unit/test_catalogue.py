@@ -27,7 +27,8 @@ def test_every_shipped_rule_is_well_formed():
     for r in RULES:
         assert re.fullmatch(r"[A-Z]{3}-\d{3}", r.id)
         assert r.severity in catalogue.SEVERITIES
-        assert set(r.references) <= {"stig", "cis", "ossg", "scap", "upstream"}
+        assert set(r.references) <= {"stig_rhel9", "cis_rhel9", "cis_debian12", "ossg", "scap",
+                                      "upstream"}
         assert any(r.references.values()), f"{r.id}: no reference"
         assert r.kind in kinds.REGISTRY
         # fixed by harden (a kind that plans changes) or says how to fix it by hand
@@ -58,7 +59,7 @@ def test_every_bmc_test_is_used_by_a_shipped_rule():
 def test_a_misspelled_or_incomplete_rule_is_an_input_error_at_load(tmp_path, body, field):
     (tmp_path / "site.yaml").write_text(
         "- id: XYZ-001\n  title: A title\n  rationale: a reason\n  severity: low\n"
-        f"  platforms: [rhel]\n  references: {{cis: ['1']}}\n  check: {body}\n")
+        f"  platforms: [rhel]\n  references: {{cis_rhel9: ['1.1']}}\n  check: {body}\n")
     with pytest.raises(InputError) as ei:
         catalogue.load([tmp_path])
     assert ei.value.path.endswith("site.yaml")
@@ -74,7 +75,9 @@ def facts(**kw: Any) -> HostFacts:
                   getenforce="Enforcing", pkg={"dnf"}, groups={"root", "qemu"},
                   binaries={"libvirtd"}, processes={"libvirtd"})
     files = kw.pop("files", {})
-    f.files = {p: FileFact(True, "644", "root", "root", None, c) for p, c in files.items()}
+    modes = kw.pop("modes", {})
+    f.files = {p: FileFact(True, modes.get(p, "644"), "root", "root", None, c)
+               for p, c in files.items()}
     for k, v in kw.items():
         setattr(f, k, v)
     return f
@@ -112,7 +115,15 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] = {
     "command": ({"probe": "true", "expect": "^ok$"}, {"probes": {"TST-001": "ok"}},
                 {"probes": {"TST-001": "no"}}, "manual"),
     "selinux_runtime": ({}, {}, {"getenforce": "Permissive"}, "change"),
-    "service": ({"name": "libvirtd"}, {}, {"processes": set()}, "change"),
+    "service": ({"name": "libvirtd"},
+                {"probes": {"service:libvirtd": "pidfile=/run/libvirtd.pid pid=7 comm=libvirtd"}},
+                {"probes": {"service:libvirtd": ""}}, "change"),
+    "apparmor_runtime": ({}, {"lsms": ["capability", "apparmor"], "apparmor_module": "Y",
+                              "probes": {"aa-status": "enabled"}},
+                         {"lsms": ["capability"], "probes": {"aa-status": "absent"}}, "manual"),
+    "file_modes": ({"paths": ["/etc/nova/*.conf"], "clear": "0007"},
+                   {"files": {"/etc/nova/nova.conf": "x"}, "modes": {"/etc/nova/nova.conf": "640"}},
+                   {"files": {"/etc/nova/nova.conf": "x"}}, "change"),
     "listening": ({"port": 16514}, {"listening": {"0.0.0.0:16514"}}, {}, "change"),
     "report": ({"probe_dnf": "echo 0", "probe_apt": "echo 0"},
                {"probes": {"TST-001-dnf": "0"}}, {}, "report"),
@@ -168,7 +179,7 @@ def test_each_kind_passes_and_fails_on_its_fixture(kind, tmp_path):
     ctx = engine.Context(host="h", mgmt_address="192.0.2.1", allowed_dns=[], site=SITE)
     spec = engine.gather_spec([r])  # the kind says what it needs gathered
     assert spec.content or spec.globs or spec.probes or spec.units or kind in (
-        "selinux_runtime", "service", "listening", "process_labels")
+        "selinux_runtime", "listening", "process_labels")
     [failed] = engine.evaluate([r], facts(**bad), ctx).outcomes
     assert failed.status == failing, failed
     if good is None:  # a valid certificate needs a CA: covered by the PKI test below

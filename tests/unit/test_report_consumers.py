@@ -32,14 +32,14 @@ from tests.consumers import SCHEMAS, run, sarif_github_findings, tool, validate_
 
 RULES = {
     "SSH-003": {"title": "Root login by key only", "severity": "high",
-                "references": {"stig": ["RHEL-09-255045"], "cis": ["5.1.20"]},
+                "references": {"stig_rhel9": ["RHEL-09-255045"], "cis_rhel9": ["5.1.20"]},
                 "rationale": "r", "remediation": "metalctl harden --rule SSH-003",
                 "tags": ["sshd"]},
     "LVT-002": {"title": "libvirtd plain TCP listener off", "severity": "high",
                 "references": {"ossg": ["Hardening the virtualization layers"]},
                 "rationale": "r", "remediation": None, "tags": ["libvirt"]},
     "KRN-011": {"title": "IPv4 forwarding off", "severity": "medium",
-                "references": {"stig": ["RHEL-09-253075"], "cis": ["3.3.1"],
+                "references": {"stig_rhel9": ["RHEL-09-253075"], "cis_rhel9": ["3.3.1"],
                                "scap": ["sysctl_net_ipv4_ip_forward"]},
                 "rationale": "r", "remediation": "x", "tags": []},
     "LVT-010": {"title": "libvirtd listening only on TLS port", "severity": "low",

@@ -255,6 +255,12 @@ def test_gather_reads_kernel_ownership():
     bare = gather.parse("### kernel\n### end\n", "h")
     assert bare.kernel_shared == []
     assert not bare.own_netns
+    # a VM built from a container image (issue 23): /.dockerenv, yet the initial PID and
+    # user namespaces: it owns its kernel; the marker is kept for the report only
+    vm = gather.parse("### kernel\nmarker: container docker\nmarker: /.dockerenv\n### end\n",
+                      "h")
+    assert vm.kernel_shared == []
+    assert vm.kernel_markers == ["container docker", "/.dockerenv"]
 
 
 def test_guarded_script_validates_before_reload_and_restores_when_rejected():
@@ -295,21 +301,35 @@ def test_a_sysctl_this_host_cannot_write_is_deferred_not_failed():
 SVC = rule("TST-040", {"kind": "service", "name": "libvirtd"})
 
 
+def _units(**states: str) -> dict[str, str]:
+    text = "\n\n".join(f"Id={u}\nActiveState={st}\nSubState=x\nMainPID=0"
+                         for u, st in states.items())
+    return {"service:libvirtd": text}
+
+
 def test_an_idle_socket_activated_daemon_is_running_and_a_stopped_one_is_restarted():
-    assert "libvirtd.socket" in engine.gather_spec([SVC]).units
-    idle = engine.evaluate([SVC], facts(init="systemd", units={"libvirtd.socket": "enabled"}),
-                           ctx())
+    assert "service:libvirtd" in engine.gather_spec([SVC]).probes
+    idle = engine.evaluate([SVC], facts(init="systemd", probes=_units(
+        **{"libvirtd.service": "inactive", "libvirtd.socket": "active"})), ctx())
     assert idle.outcomes[0].status == "compliant"
     assert not idle.handlers
     assert "socket-activated" in idle.outcomes[0].actual
-    # no socket unit (sysv, or systemd with sockets disabled): only a process counts
-    for f in (facts(init="sysv", units={"libvirtd.socket": "enabled"}),
-              facts(init="systemd", units={"libvirtd.socket": "disabled"})):
+    # an enabled socket that does not listen, or none: the daemon is not reachable; any
+    # process named libvirtd (a private or session daemon) is not the host's service
+    for f in (facts(init="sysv", processes={"libvirtd"}, probes={}),
+              facts(init="systemd", processes={"libvirtd"}, probes=_units(
+                  **{"libvirtd.service": "inactive", "libvirtd.socket": "inactive"}))):
         stopped = engine.evaluate([SVC], f, ctx())
         assert stopped.outcomes[0].status == "change"
+        assert "not as the host's service" in stopped.outcomes[0].actual
         assert stopped.handlers == ["libvirtd"]
-    running = engine.evaluate([SVC], facts(processes={"libvirtd"}), ctx())
+    running = engine.evaluate([SVC], facts(probes={
+        "service:libvirtd": "pidfile=/run/libvirtd.pid pid=9 comm=libvirtd"}), ctx())
     assert running.outcomes[0].status == "compliant"
+    # a stale pid file whose pid is now another program
+    stale = engine.evaluate([SVC], facts(probes={
+        "service:libvirtd": "pidfile=/run/libvirtd.pid pid=9 comm=bash"}), ctx())
+    assert stale.outcomes[0].status == "change"
 
 
 def test_harden_without_the_site_pki_is_refused_before_any_host_is_touched(tmp_path):

@@ -11,10 +11,11 @@ from typing import Any
 from metalctl.rules.catalogue import Rule
 from metalctl.rules.certcheck import check_certificate
 from metalctl.rules.gather import GatherSpec, HostFacts
-from metalctl.rules.kinds import STR, gather_probe, register
+from metalctl.rules.kinds import STR, STRS, gather_probe, register
 from metalctl.rules.plan import (
     COMPLIANT,
     NOTAPPLICABLE,
+    NOTCHECKED,
     CheckOutcome,
     Context,
     RulePlan,
@@ -31,11 +32,22 @@ def _probe(name: str, command: str):  # noqa: ANN202 - a Gather
     return gather
 
 
-@register("probe_lines", body={"probe": STR}, required=("probe",), gather=gather_probe)
+def _gather_scoped(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
+    gather_probe(rule, c, spec)
+    spec.exists.update(c.get("scope", []))
+
+
+@register("probe_lines", body={"probe": STR, "scope": {**STRS, "minItems": 1}},
+          required=("probe",), gather=_gather_scoped)
 def k_probe_lines(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
-    """A read-only probe whose output lines are findings (empty output = compliant)."""
+    """A read-only probe whose output lines are findings (empty output = compliant). With
+    ``scope`` (the paths it searches), none of them existing is ``notchecked``: a search
+    of nothing finds nothing and proves nothing."""
+    scope = c.get("scope") or []
+    if scope and not any(facts.exists.get(p) for p in scope):
+        return outcome(rule, NOTCHECKED, f"none of {', '.join(scope)} exists on the host")
     out = facts.probes.get(rule.id, "").strip()
     lines = [ln for ln in out.splitlines() if ln.strip()]
     if not lines:
@@ -46,20 +58,27 @@ def k_probe_lines(
 
 
 @register(
-    "present", body={"probe": STR, "expect": STR}, required=("probe", "expect"), gather=gather_probe
+    "present",
+    body={"probe": STR, "expect": STR,
+          "fixes": {"type": "object", "minProperties": 1, "additionalProperties": STR}},
+    required=("probe", "expect"),
+    gather=gather_probe,
 )
 def k_present(
     rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
 ) -> CheckOutcome:
-    """A read-only probe must print something matching ``expect``."""
+    """A read-only probe must print something matching ``expect``; otherwise the first of
+    ``fixes`` (regular expression -> remediation) matching what it printed says what would
+    fix it on this host (else the rule's remediation)."""
     out = facts.probes.get(rule.id, "")
     m = re.search(c["expect"], out, re.MULTILINE)
     if m:
         line = next((ln for ln in out.splitlines() if m.group(0) in ln), m.group(0))
         return outcome(rule, COMPLIANT, "", c["expect"], line.strip()[:200])
-    return manual(
-        rule, c["expect"], f"no line matching {c['expect']!r}" if out.strip() else "nothing"
-    )
+    fix = next((text for pattern, text in (c.get("fixes") or {}).items()
+                if re.search(pattern, out, re.MULTILINE)), None)
+    seen = "; ".join(ln.strip() for ln in out.splitlines() if ln.strip())[:200]
+    return manual(rule, c["expect"], seen or "nothing", fix)
 
 
 @register(

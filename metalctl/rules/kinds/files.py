@@ -5,15 +5,18 @@ in diffs).
 
 from __future__ import annotations
 
+import fnmatch
+import shlex
 from typing import Any
 
 from metalctl.rules.catalogue import Rule
 from metalctl.rules.gather import GatherSpec, HostFacts
-from metalctl.rules.kinds import STR, register
+from metalctl.rules.kinds import STR, STRS, register
 from metalctl.rules.plan import (
     CHANGE,
     COMPLIANT,
     ERROR,
+    NOTCHECKED,
     CheckOutcome,
     Context,
     RulePlan,
@@ -109,3 +112,43 @@ def k_files(
     if not changed:
         return outcome(rule, COMPLIANT)
     return outcome(rule, CHANGE, "", actual="; ".join(f"{p} differs" for p in changed))
+
+
+# --- permissions of existing files ---------------------------------------------------------
+
+
+def _gather_modes(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
+    spec.stat_globs.update(c["paths"])  # mode and owner only: never nova.conf's secrets
+
+
+@register("file_modes",
+          body={"paths": {**STRS, "minItems": 1},
+                "clear": {"type": "string", "pattern": "^0?[0-7]{3,4}$"}},
+          required=("paths", "clear"), gather=_gather_modes)
+def k_file_modes(
+    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
+) -> CheckOutcome:
+    """Every existing file of ``paths`` (paths or globs) has the ``clear`` mode bits
+    clear; harden clears them (``chmod``, owner and group kept). Nothing selected is
+    ``notchecked``, never a pass: a check of no file proves nothing."""
+    clear = int(c["clear"], 8)
+    found = sorted(p for p in facts.files if facts.files[p].exists and
+                   any(fnmatch.fnmatch(p, g) for g in c["paths"]))
+    expected = f"mode without {c['clear']} bits"
+    if not found:
+        return outcome(rule, NOTCHECKED, f"none of {', '.join(c['paths'])} exists on the host")
+    bad = [(p, int(facts.files[p].mode or "0", 8)) for p in found
+           if int(facts.files[p].mode or "0", 8) & clear]
+    if not bad:
+        return outcome(rule, COMPLIANT, ", ".join(found), expected,
+                       ", ".join(f"{p} {facts.files[p].mode}" for p in found))
+    for path, mode in bad:
+        new = f"{mode & ~clear:o}"
+        if path in ws.texts:  # another rule rewrites it: write it with the new mode
+            ws.put(path, ws.text(path), mode=new)
+        else:
+            plan.commands.append((rule.id, f"chmod {new} {shlex.quote(path)}"))
+    return outcome(rule, CHANGE, "", expected,
+                   ", ".join(f"{p} {m:o}" for p, m in bad),
+                   fix="chmod " + "; chmod ".join(f"{mode & ~clear:o} {p}" for p, mode in bad)
+                   + f" (or metalctl harden --rule {rule.id})")

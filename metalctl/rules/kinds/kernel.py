@@ -62,7 +62,7 @@ def _gather_sysctl(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
 def applies_here(key: str, facts: HostFacts, ctx: Context) -> str | None:
     """None when writing ``key`` changes only this host; else why it must not be written."""
     if READ_ONLY in facts.probes.get(f"sysctl:{key}", "").splitlines():
-        return f"{key} is read-only on this host (/proc/sys mounted read-only: a container)"
+        return f"{key} is read-only on this host (/proc/sys mounted read-only)"
     shared = ctx.shared_kernel(facts)
     if not shared:
         return None
@@ -108,14 +108,22 @@ def k_sysctl(
     if persisted != target:
         ws.put(SYSCTL_FILE, edit.set_sysctl(ws.text(SYSCTL_FILE) or SYSCTL_HEADER, key, target),
                mode="644")
+    # what the host shows, not what harden would do: "persisted" only when the file says so
+    on_disk = edit.get_sysctl(facts.text(SYSCTL_FILE), key)
+    seen = (f"{SYSCTL_FILE} sets {key} = {on_disk}" if on_disk is not None
+            else f"not persisted in {SYSCTL_FILE}")
     why_not = applies_here(key, facts, ctx)
     if why_not:
         plan.reboot_required.append(f"{rule.id}: {key} = {target} persisted in {SYSCTL_FILE}, "
                                     "not applied: applies when the kernel's owner boots with it")
-        return outcome(rule, DEFERRED, f"persisted in {SYSCTL_FILE}, not applied: {why_not}",
-                       expected, have)
+        return outcome(rule, DEFERRED, f"running {key} = {have}; {seen}; not applicable from "
+                       f"this host: {why_not}", expected, have,
+                       fix=f"set {key} = {target} on the machine that owns this kernel "
+                           "(rebooting this host does not change it)")
     plan.commands.append((rule.id, "sysctl -q -w " + shlex.quote(f"{key}={target}")))
-    return outcome(rule, CHANGE, f"sysctl -w, persisted in {SYSCTL_FILE}", expected, have)
+    return outcome(rule, CHANGE, f"running {key} = {have}; {seen}", expected, have,
+                   fix=f"sysctl -w {key}={target} and persist it in /etc/sysctl.d "
+                       f"(metalctl harden --rule {rule.id} does both)")
 
 
 def bootloader_command(family: str, remove: list[str], add: list[str]) -> str:
@@ -162,8 +170,12 @@ def k_cmdline(
         expected, actual, command = f"one of {c['any_of']}", "absent", \
             bootloader_command(facts.family, [], [c["any_of"][0]])
     plan.reboot_required.append(f"{rule.id}: kernel arguments: {command}, then reboot")
-    return outcome(rule, DEFERRED, f"needs the bootloader and a reboot: {command}, then reboot",
-                   expected, actual)
+    shared = ctx.shared_kernel(facts)
+    fix = (f"the command line is that of the machine that owns this kernel "
+           f"({'; '.join(shared)}): there, {command}, then reboot it" if shared
+           else f"{command}, then reboot")
+    return outcome(rule, DEFERRED, f"/proc/cmdline has {actual}; needs the bootloader and a "
+                   f"reboot: {command}, then reboot", expected, actual, fix=fix)
 
 
 # --- audit rules -------------------------------------------------------------------------
@@ -220,25 +232,37 @@ def k_audit_rules(
         text = ws.text(AUDIT_FILE) or AUDIT_HEADER
         ws.put(AUDIT_FILE, text + "".join(r + "\n" for r in unpersisted), mode="640")
     listed = facts.probes.get("auditctl-l", "")
+    expected = "; ".join(c["rules"])
+    missing = f"{len(unpersisted)} of {len(c['rules'])} rule(s) not persisted under " \
+        "/etc/audit/rules.d" if unpersisted else "persisted under /etc/audit/rules.d"
+    then = f"then metalctl harden --rule {rule.id} " + \
+        ("persists and loads them" if unpersisted else "loads them")
+    fix = None
     if "auditd" not in facts.processes:
-        why = "auditd is not running"
+        installed = "auditd" in facts.binaries
+        why = "auditd is not running" + ("" if installed else " (not installed)")
+        fix = (("start auditd (systemctl enable --now auditd; service auditd start without "
+                "systemd), " if installed else "install auditd (apt-get install auditd / "
+                "dnf install audit) and start it, ") + then)
     elif re.search(r"^(Error|auditctl: exit)", listed, re.MULTILINE):
         why = "the kernel's audit is not reachable from this host: " + \
             listed.strip().splitlines()[0][:160]
+        fix = ("the kernel's audit belongs to the machine that owns this kernel: load the "
+               "rules there (auditctl -l answers nothing here)")
     else:
         why = ""
-    expected = "; ".join(c["rules"])
     if why:
         state = f"persisted in {AUDIT_FILE}" if not unpersisted else \
             f"{len(unpersisted)} rule(s) written to {AUDIT_FILE}"
         plan.reboot_required.append(f"{rule.id}: audit rules {state}; loaded when auditd runs")
-        return outcome(rule, DEFERRED, f"{state}, not loaded: {why}", expected,
-                       "not loaded")
+        return outcome(rule, DEFERRED, f"{missing}; not loaded: {why}", expected,
+                       "not loaded", fix=fix)
     unloaded = [r for r in c["rules"] if audit_rule_key(r) not in _keys(listed)]
     if not unloaded and not unpersisted:
         return outcome(rule, COMPLIANT, "auditctl -l", expected, "loaded and persisted")
     if unloaded:
         plan.commands.append((rule.id, "if command -v augenrules >/dev/null 2>&1; then "
                                        f"augenrules --load; else auditctl -R {AUDIT_FILE}; fi"))
-    return outcome(rule, CHANGE, f"persisted in {AUDIT_FILE}, loaded", expected,
+    return outcome(rule, CHANGE, f"{missing}; {len(unloaded)} not loaded (auditctl -l)",
+                   expected,
                    f"not loaded: {'; '.join(unloaded)}" if unloaded else "not persisted")

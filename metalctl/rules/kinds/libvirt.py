@@ -21,6 +21,7 @@ from metalctl.rules.plan import (
     RulePlan,
     Workspace,
     lsm_active,
+    lsm_state,
     outcome,
 )
 
@@ -46,15 +47,17 @@ def k_libvirt_kv(
         return outcome(rule, ERROR, f"{path} missing (libvirt not installed?)")
     lsm = str(c.get("lsm", c["value"]))
     if c.get("requires_active_lsm") and not lsm_active(lsm, facts):
-        plan.reboot_required.append(f"{rule.id}: {lsm} not active in the running kernel")
+        seen, fix = lsm_state(lsm, facts)
+        plan.reboot_required.append(f"{rule.id}: {lsm} not active in the running kernel"
+                                    + ("" if "reboot" in fix else f" ({fix})"))
         return outcome(
             rule,
             DEFERRED,
-            f"{lsm} is not active in the running kernel and libvirtd "
-            f"refuses to start with {c['key']} set then; it is set "
-            "after a reboot into it",
+            f"{lsm} is not active in the running kernel ({seen}); libvirtd refuses to start "
+            f"with {c['key']} = {c['value']} then, so harden does not set it",
             c["value"],
             edit.get_kv(ws.text(path), c["key"]),
+            fix=f"{fix}; then metalctl harden --rule {rule.id}",
         )
     return _set_libvirt(rule, path, {c["key"]: c["value"]}, ws)
 

@@ -19,7 +19,7 @@ from typing import Any
 from metalctl.rules import edit
 from metalctl.rules.catalogue import Rule
 from metalctl.rules.gather import GatherSpec, HostFacts
-from metalctl.rules.kinds import SCALAR, STR, register
+from metalctl.rules.kinds import SCALAR, STR, TEMPLATE, register
 from metalctl.rules.plan import (
     CHANGE,
     COMPLIANT,
@@ -75,10 +75,26 @@ def _judge(c: dict[str, Any], have: str | None) -> tuple[bool, str, str | None]:
     if "min" in c:
         return (have is not None and have.isdigit() and int(have) >= int(c["min"]),
                 f">= {c['min']}", str(c["min"]))
+    if "between" in c:
+        low, high = (int(x) for x in c["between"])
+        return (have is not None and have.isdigit() and low <= int(have) <= high,
+                f"{low}..{high}", str(high))
     # a list value (ciphers, macs, kex): the current list without the forbidden items
     items = [x for x in (have or "").split(",") if x]
+    if "only" in c:  # an allow-list: every other algorithm of OpenSSH's list is refused
+        kept = [x for x in items if x in c["only"]]
+        return (bool(items) and len(kept) == len(items), "only " + ",".join(c["only"]),
+                ",".join(kept) or None)
     kept = [x for x in items if not re.search(c["forbid"], x)]
     return len(kept) == len(items), f"no {c['forbid']}", ",".join(kept) or None
+
+
+def _refused(c: dict[str, Any], have: str | None) -> str:
+    """The items of a list value the check refuses."""
+    items = [x for x in (have or "").split(",") if x]
+    if "only" in c:
+        return ",".join(x for x in items if x not in c["only"])
+    return ",".join(x for x in items if re.search(c["forbid"], x))
 
 
 def _include_order(ws: Workspace, facts: HostFacts) -> list[tuple[str, int | None]]:
@@ -102,16 +118,20 @@ def _include_order(ws: Workspace, facts: HostFacts) -> list[tuple[str, int | Non
     "sshd",
     body={
         "key": STR,
-        "allowed": {"type": "array", "items": SCALAR},
+        "allowed": {"anyOf": [{"type": "array", "items": SCALAR}, TEMPLATE]},
         "max": {"type": "integer"},
         "min": {"type": "integer"},
+        "between": {"type": "array", "items": {"type": "integer"}, "minItems": 2,
+                    "maxItems": 2},
         "forbid": STR,
+        # a list keyword's allowed items (ciphers, macs, kexalgorithms): any other refused
+        "only": {"type": "array", "items": STR, "minItems": 1},
         # the value harden writes when the one derived from the check is not the one
         # wanted (``min: 1`` is compliant, but the drop-in says 300)
         "set": SCALAR,
     },
     required=("key",),
-    one_of=("allowed", "max", "min", "forbid"),
+    one_of=("allowed", "max", "min", "between", "forbid", "only"),
     gather=_gather,
 )
 def k_sshd(
@@ -126,8 +146,8 @@ def k_sshd(
     key = c["key"].lower()
     have = values.get(key)
     ok, expected, value = _judge(c, have)
-    if "forbid" in c and not ok:
-        have = ",".join(x for x in (have or "").split(",") if re.search(c["forbid"], x))
+    if ("forbid" in c or "only" in c) and not ok:
+        have = _refused(c, have)
     if ok:
         return outcome(rule, COMPLIANT, "sshd -T", expected, have)
     value = str(c["set"]) if "set" in c else value
