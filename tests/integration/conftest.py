@@ -55,6 +55,7 @@ def ironic(lab) -> Ironic:
 TIERS: dict[str, tuple[str, ...]] = {
     "test_audit": ("hosts",),
     "test_audit_bmc": ("lab",),
+    "test_audit_verdicts": ("hosts",),
     "test_bench_smoke": ("bench", "lab", "hosts", "nova"),
     "test_bmc_power": ("lab",),
     "test_bootservice": ("bootservice",),
