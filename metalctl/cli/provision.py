@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
@@ -14,13 +13,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from metalctl.budget import Budget
 from metalctl.cli import common
-from metalctl.cli.serve import default_state_dir
-from metalctl.data import fields
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.hosts import load_site
 from metalctl.output.render import render, summary_line
-from metalctl.provision import dnsmasq
+from metalctl.provision import defaults, dnsmasq
 from metalctl.provision import kickstart as ks
 from metalctl.provision.bootservice import BootService
 from metalctl.provision.bootstate import BootFiles
@@ -33,13 +30,6 @@ from metalctl.provision.stage import (
     ProvisionResult,
     provision,
 )
-
-
-def default_known_hosts() -> Path:
-    """``$METALCTL_KNOWN_HOSTS``, else ``~/.local/state/metalctl/known_hosts``: the host
-    keys installs delivered, read by harden, audit and hand-off with ``--known-hosts``."""
-    env = os.environ.get("METALCTL_KNOWN_HOSTS")
-    return Path(env) if env else Path.home() / ".local" / "state" / "metalctl" / "known_hosts"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -122,12 +112,6 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return out
 
 
-def _serve_addr(spec: str, source: str = "--serve", field: str = "ADDR[:PORT]"
-                ) -> tuple[str, int]:
-    host, port = fields.host_port(spec, source, field, default_port=8080)
-    return host, port or 8080
-
-
 def _ironic_deploy(args: argparse.Namespace) -> IronicDeploy:
     missing = [o for o in ("image_source", "deploy_kernel", "deploy_ramdisk")
                if not getattr(args, o)]
@@ -178,8 +162,8 @@ def run(args: argparse.Namespace) -> ExitCode:
     template = args.template or ("ironic-rhel9-kvm" if via == "ironic"
                                  else target.default_template)
     site = ks.load_site(load_site(args.site), label=str(args.site or "site"))
-    boot_dir = args.boot_dir or default_state_dir()
-    bind_port = _serve_addr(args.serve) if args.serve else None
+    boot_dir = args.boot_dir or defaults.state_dir()
+    bind_port = defaults.serve_address(args.serve) if args.serve else None
     if not args.check and bind_port is None and not args.boot_url:
         raise InputError("provision", "--serve", "give --serve ADDR[:PORT] (the boot service "
                                                  "in this process) or --boot-url of a "
@@ -199,7 +183,7 @@ def run(args: argparse.Namespace) -> ExitCode:
                             redo=args.redo, ssh_user=args.ssh_user)
     inputs = ProvisionInputs(
         template=template, target=target, site=site, boot=boot,
-        known_hosts=args.known_hosts or default_known_hosts(),
+        known_hosts=args.known_hosts or defaults.known_hosts(),
         addresses=_pairs(args.address, "--address"), macs=_pairs(args.mac, "--mac"),
         template_dirs=args.template_dir, ssh_key=args.ssh_key)
     if not args.check and via == "pxe":

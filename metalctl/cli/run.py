@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from metalctl import run as pipeline
-from metalctl.cli import common, run_inputs
+from metalctl.cli import common
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.output.document import dump
 from metalctl.output.render import render, summary_line
+from metalctl.run import inputs as run_inputs
 from metalctl.run import live
 from metalctl.run.api import check_ironic
 from metalctl.run.rackfile import STAGES, FailureBudget
@@ -82,18 +83,19 @@ def run(args: argparse.Namespace) -> ExitCode:
         concurrency=_concurrency(args.concurrency),
         report_dir=args.report_dir or (args.store or default_path()).parent / "reports")
     until = args.until or rack.until or STAGES[-1]
-    opts.inputs = run_inputs.stage_inputs(args, rack, until)
+    opts.inputs = run_inputs.from_rack(rack, until, run_inputs.Overrides(
+        credentials_file=args.credentials_file,
+        prompt=common.prompt_credential if sys.stdin.isatty() else None,
+        ca_bundle=args.ca_bundle, insecure=args.insecure, known_hosts=args.known_hosts,
+        ssh_key=args.ssh_key, sudo=args.sudo, ironic_url=args.ironic_url,
+        os_cloud=args.os_cloud))
+    if args.insecure:
+        common.verify_of(args)  # its warning: TLS verification of BMCs is off
     check_ironic(opts.inputs, until)  # exit 4 before the store or a BMC is touched
-    boot = run_inputs.serving(opts.inputs, rack)
-    with common.open_store(args) as store:
-        if boot is not None:
-            boot.start()  # BootServiceError (address in use) -> exit 4
-        try:
-            with live.live(common.STDERR, sys.stderr, sys.stderr.isatty()) as view:
-                report = pipeline.run(rack, opts, store=store, on_event=view)
-        finally:
-            if boot is not None:
-                boot.stop()
+    with common.open_store(args) as store, \
+            live.live(common.STDERR, sys.stderr, sys.stderr.isatty()) as view:
+        # the boot service (rack's provision.serve) runs for the run's duration
+        report = pipeline.run(rack, opts, store=store, on_event=view)
     rows = report.node_rows()
     if args.output == "table":
         render(rows, "table", columns=COLUMNS, title=f"run {report.rack}")

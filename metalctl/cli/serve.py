@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import threading
 from pathlib import Path
 
 from metalctl.exitcodes import ExitCode
-from metalctl.provision import dnsmasq
+from metalctl.provision import defaults, dnsmasq
 from metalctl.provision.bootservice import BootService
-
-
-def default_state_dir() -> Path:
-    """``$METALCTL_BOOT_STATE``, else ``~/.local/state/metalctl/boot``."""
-    env = os.environ.get("METALCTL_BOOT_STATE")
-    return Path(env) if env else Path.home() / ".local" / "state" / "metalctl" / "boot"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +37,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     for conf in (args.dnsmasq_check, args.dnsmasq_conf):
         if conf:
             dnsmasq.check(conf)  # InputError -> exit 3
-    svc = BootService(args.bind, args.port, args.state_dir or default_state_dir(),
+    svc = BootService(args.bind, args.port, args.state_dir or defaults.state_dir(),
                       files_dir=args.files_dir, public_url=args.public_url,
                       dhcp=dnsmasq.DnsmasqLeases(args.dnsmasq_conf) if args.dnsmasq_conf
                       else None)

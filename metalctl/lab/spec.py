@@ -134,4 +134,8 @@ class LabState:
         if self.provnet and self.provnet.get("boot_serve"):
             # where `metalctl run`/`provision --serve` listens: dnsmasq sends iPXE there
             env["METALCTL_BOOT_SERVE"] = str(self.provnet["boot_serve"])
+            # its pins and leases: the boot service binds each install to its machine
+            env["METALCTL_DNSMASQ_CONF"] = str(Path(self.directory,
+                                                    f"provnet-{self.provnet['net']}",
+                                                    "dnsmasq.conf"))
         return env

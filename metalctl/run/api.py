@@ -9,8 +9,10 @@ from pathlib import Path
 
 from metalctl.errors import InputError, MetalctlError, PeerUnavailable
 from metalctl.run import adapters as stage_adapters
+from metalctl.run import inputs as run_inputs
 from metalctl.run.adapters import StageInputs
 from metalctl.run.rackfile import STAGES, FailureBudget, Rack
+from metalctl.run.rackfile import load as load_rack
 from metalctl.run.report import RunReport
 from metalctl.run.scheduler import Adapter, RunEvent, ScheduleOptions, Scheduler
 from metalctl.store import Store, now
@@ -21,7 +23,8 @@ class RunOptions:
     """How far and on what a run goes; the rack file gives the rest.
 
     Attributes:
-        inputs: what the stages need beyond the rack (credential sets, TLS, Ironic...).
+        inputs: what the stages need beyond the rack (credential sets, TLS, Ironic...);
+            None: built from the rack (:func:`metalctl.run.inputs.from_rack`).
         until: last stage (default the rack's ``until``, else hand-off).
         only: node keys or names; the others are discovered but go no further.
         from_stage: redo this stage and the later ones even on nodes past them (the one
@@ -42,9 +45,11 @@ class RunOptions:
     adapters: Sequence[Adapter] | None = None
 
 
-def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
+def run(rack: Rack | Path | str, opts: RunOptions | None = None, *, store: Store,
         on_event: Callable[[RunEvent], None] | None = None) -> RunReport:
-    """Drive every node of ``rack`` through the stages; one node's failure stops only it.
+    """Drive every node of ``rack`` (a rack file or its path) through the stages; one
+    node's failure stops only it. When the rack's ``provision.serve`` says where, the
+    boot service runs in this process for the run's duration.
 
     Resumes from the store: a node continues after the last stage its lifecycle records
     (see :mod:`metalctl.run.scheduler`). ``on_event`` sees every step start and end (the
@@ -55,18 +60,21 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
         IronicUnavailable: Ironic, which every node needs from enrollment on, is down.
     """
     opts = opts or RunOptions()
+    if not isinstance(rack, Rack):
+        rack = load_rack(rack)
     until = opts.until or rack.until or STAGES[-1]
     if opts.from_stage and STAGES.index(opts.from_stage) > STAGES.index(until):
         raise InputError("--from", opts.from_stage, f"comes after --until {until}")
     redo = STAGES[STAGES.index(opts.from_stage):] if opts.from_stage else ()
+    boot = None
     if opts.adapters is not None:
         table = list(opts.adapters)
     else:
-        if opts.inputs is None:
-            raise InputError("run", "inputs", "StageInputs (credential sets...) are required")
-        inputs = replace(opts.inputs, redo=frozenset(redo))
+        given = opts.inputs or run_inputs.from_rack(rack, until)
+        inputs = replace(given, redo=frozenset(redo))
         check_ironic(inputs, until)
         table = stage_adapters.table(rack, inputs, store)
+        boot = run_inputs.serving(inputs, rack)
     budget = opts.max_failures or rack.failure_budget
     sched = Scheduler(table, store, ScheduleOptions(
         until=until, only=tuple(opts.only), redo=redo, budget=budget,
@@ -81,6 +89,8 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
                          scheduler_overhead_s=sched.overhead_s,
                          plans={k: p for k in nodes if (p := store.get_data(k, "plan"))})
 
+    if boot is not None:
+        boot.start()  # BootServiceError (address in use): the run has not started
     try:
         nodes = sched.run()
     except KeyboardInterrupt:
@@ -92,6 +102,9 @@ def run(rack: Rack, opts: RunOptions | None = None, *, store: Store,
         if opts.report_dir:
             report_of(sched.nodes, sched.stopped).write(opts.report_dir)
         raise
+    finally:
+        if boot is not None:
+            boot.stop()
     report = report_of(nodes, sched.stopped)
     if opts.report_dir:
         report.write(opts.report_dir)

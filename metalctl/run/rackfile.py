@@ -244,7 +244,7 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
             target_os(provision["os"])
         except InputError as exc:
             raise fail(("provision", "os"), str(exc.kwargs.get("reason", exc))) from None
-    for k in ("site", "ssh_key", "known_hosts", "boot_dir", "files_dir"):
+    for k in ("site", "ssh_key", "known_hosts", "boot_dir", "files_dir", "dnsmasq_conf"):
         if k in provision:
             provision[k] = rel(provision[k], ("provision", k))
     if "serve" in provision:  # ADDR[:PORT], or ${VAR} (the lab exports its own)
@@ -290,7 +290,8 @@ PATHS: dict[tuple[str, str], fields.PathKind] = {
     ("site", "known_hosts"): "file", ("site", "nova"): "file",
     ("provision", "site"): "file", ("provision", "ssh_key"): "file",
     ("provision", "known_hosts"): "output", ("provision", "boot_dir"): "state-dir",
-    ("provision", "files_dir"): "dir", ("audit", "waivers"): "file",
+    ("provision", "files_dir"): "dir", ("provision", "dnsmasq_conf"): "file",
+    ("audit", "waivers"): "file",
 }
 
 

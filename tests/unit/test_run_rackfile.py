@@ -34,7 +34,7 @@ def lab_files(lab: Path) -> None:
     """What the lab rack names in its directory (``metalctl lab up`` creates them): the
     rack file's paths are checked at load."""
     for name in ("operator/id_ed25519", "installer/vmlinuz", "installer/initrd.img",
-                 "installer/stage2.img", "provision-site.yaml"):
+                 "installer/stage2.img", "provision-site.yaml", "provnet-203/dnsmasq.conf"):
         (lab / name).parent.mkdir(parents=True, exist_ok=True)
         (lab / name).write_text("")
 
@@ -43,6 +43,7 @@ def test_the_lab_rack_file_loads(monkeypatch, tmp_path):
     monkeypatch.setenv("METALCTL_LAB_DIR", str(tmp_path))
     lab_files(tmp_path)
     monkeypatch.setenv("METALCTL_BOOT_SERVE", "10.203.0.1:8080")
+    monkeypatch.setenv("METALCTL_DNSMASQ_CONF", str(tmp_path / "provnet-203" / "dnsmasq.conf"))
     rack = load_rack(LAB)
     assert rack.provision["serve"] == "10.203.0.1:8080"
     assert rack.provision["site"] == tmp_path / "provision-site.yaml"
@@ -161,7 +162,7 @@ def test_paths_take_environment_variables_and_an_unset_one_names_the_field(tmp_p
 def test_a_run_to_handoff_needs_the_sites_nova_file(tmp_path, monkeypatch):
     """``metalctl run`` builds the hand-off's inputs from ``site.nova`` and the audit gate;
     without the file it is an input error naming the rack file's field."""
-    from metalctl.cli.run_inputs import handoff_inputs
+    from metalctl.run.inputs import handoff_inputs
 
     path = tmp_path / "rack.yaml"
     path.write_text(GOOD)

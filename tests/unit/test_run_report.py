@@ -77,6 +77,7 @@ def test_ctrl_c_writes_what_was_seen_and_propagates(tmp_path, monkeypatch):
 
     lab_files(tmp_path)
     monkeypatch.setenv("METALCTL_BOOT_SERVE", "10.203.0.1:8080")
+    monkeypatch.setenv("METALCTL_DNSMASQ_CONF", str(tmp_path / "provnet-203" / "dnsmasq.conf"))
     rack = load_rack(Path(__file__).resolve().parents[2] / "inventory" / "rack.lab.yaml")
     with Store(tmp_path / "s.db").open() as store:
         opts = RunOptions(adapters=[Adapter("discover", source)], report_dir=tmp_path / "r")
