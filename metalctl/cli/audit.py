@@ -10,7 +10,7 @@ from pathlib import Path
 from metalctl.audit import formats, waivers, xccdf
 from metalctl.audit import run as stage
 from metalctl.audit.model import Report
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.cli import pki as pki_cli
 from metalctl.credentials import CredentialSet
 from metalctl.errors import InputError
@@ -47,13 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     for fmt in FORMATS[1:]:
         p.add_argument(f"--{fmt}", type=Path, metavar="FILE", dest=f"{fmt}_file",
                        help=f"also write the {fmt} report to FILE")
-    common.add_ssh(p)
+    options.add_ssh(p)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--no-store", action="store_true", help="do not record the scan")
     pki_cli.add_pki_dir(p)
-    common.add_credentials(p, required=False)
-    common.add_tls(p)
-    common.add_store(p)
+    options.add_credentials(p, required=False)
+    options.add_tls(p)
+    options.add_store(p)
     p.set_defaults(func=run)
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from metalctl import discover as stage
 from metalctl.budget import DISCOVERY
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.exitcodes import ExitCode
 from metalctl.model.node import Protocol, Status
 from metalctl.netaddrs import parse_targets
@@ -33,10 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="+",
                    help="CIDR, range (a-b or a-N), address or host, optionally scheme:// "
                         "(https, http, ipmi) and :port")
-    common.add_credentials(p, required=True)
-    common.add_tls(p)
-    common.add_output(p)
-    common.add_store(p)
+    options.add_credentials(p, required=True)
+    options.add_tls(p)
+    options.add_output(p)
+    options.add_store(p)
     p.add_argument("--protocol", choices=["redfish", "ipmi"], action="append",
                    help="limit probing to these protocols (default both, Redfish first)")
     p.add_argument("--redfish-scheme", choices=["https", "http"], default="https")

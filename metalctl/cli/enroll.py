@@ -9,7 +9,7 @@ from pathlib import Path
 
 from metalctl import enroll as stage
 from metalctl.budget import ENROLLMENT
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.enroll import inventory, naming
 from metalctl.exitcodes import ExitCode
 from metalctl.model.node import Status
@@ -30,11 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from-file", "-f", type=Path, action="append", default=[],
                    help="baremetal-create YAML/JSON or TripleO instackenv.json (repeatable); "
                         "default: the nodes discovered into the store")
-    common.add_credentials(p, required=False)
-    common.add_ironic(p)
-    common.add_tls(p)
-    common.add_output(p)
-    common.add_store(p)
+    options.add_credentials(p, required=False)
+    options.add_ironic(p)
+    options.add_tls(p)
+    options.add_output(p)
+    options.add_store(p)
     p.add_argument("--inspect", action="store_true", help="run out-of-band inspection")
     p.add_argument("--provide", action="store_true", help="move nodes to 'available'")
     p.add_argument("--no-manage", action="store_true", help="leave new nodes in 'enroll'")

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from metalctl import handoff as stage
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.cli import pki as pki_cli
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
@@ -50,11 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--disable", action="store_true",
                    help="disable the hosts' compute services (out of scheduling)")
     p.add_argument("--reason", help="why the hosts are disabled (with --disable)")
-    common.add_ssh(p)
+    options.add_ssh(p)
     p.add_argument("--concurrency", type=int, default=16)
     pki_cli.add_pki_dir(p)
-    common.add_output(p)
-    common.add_store(p)
+    options.add_output(p)
+    options.add_store(p)
     p.set_defaults(func=run)
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from metalctl import harden as stage
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.cli import pki as pki_cli
 from metalctl.exitcodes import ExitCode
 from metalctl.hosts import load_site
@@ -37,11 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rule", action="append", help="only these rule ids")
     p.add_argument("--tag", action="append", help="only rules with these tags")
     p.add_argument("--severity", action="append", choices=rules_mod.SEVERITIES)
-    common.add_ssh(p)
+    options.add_ssh(p)
     p.add_argument("--concurrency", type=int, default=16)
     pki_cli.add_pki_dir(p)
-    common.add_output(p)
-    common.add_store(p)
+    options.add_output(p)
+    options.add_store(p)
     p.set_defaults(func=run)
 
 

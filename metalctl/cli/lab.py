@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.exitcodes import ExitCode
 from metalctl.lab import libvirt_lab, nova, nova_hosts, provkit, rack
 from metalctl.lab.hosts import HostLab
@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boot-port", type=int, default=8080,
                    help="up: the port dnsmasq sends iPXE to on the host side of the "
                         "provisioning network (where `metalctl serve` listens)")
-    common.add_output(p)
-    common.add_store(p)
+    options.add_output(p)
+    options.add_store(p)
     p.set_defaults(func=run)
 
 

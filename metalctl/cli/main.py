@@ -12,12 +12,12 @@ import yaml
 
 from metalctl import __version__
 from metalctl.cli import audit as audit_cli
-from metalctl.cli import common
 from metalctl.cli import discover as discover_cli
 from metalctl.cli import enroll as enroll_cli
 from metalctl.cli import handoff as handoff_cli
 from metalctl.cli import harden as harden_cli
 from metalctl.cli import lab as lab_cli
+from metalctl.cli import logs, optcheck, options
 from metalctl.cli import nodes as nodes_cli
 from metalctl.cli import pki as pki_cli
 from metalctl.cli import profile as profile_cli
@@ -31,7 +31,7 @@ LOG = logging.getLogger("metalctl")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = common.Parser(prog="metalctl", epilog=EPILOG,
+    p = options.Parser(prog="metalctl", epilog=EPILOG,
                                 description="Rack of servers to hardened, profiled KVM compute "
                                             "nodes for OpenStack Nova.")
     p.add_argument("--version", action="version", version=f"metalctl {__version__}")
@@ -54,13 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = parser().parse_args(argv)
     try:
-        common.setup_logging(args.verbose, args.log_file)
+        logs.setup_logging(args.verbose, args.log_file)
     except InputError as exc:
-        common.setup_logging(args.verbose, None)
+        logs.setup_logging(args.verbose, None)
         LOG.error("%s", _one_line(exc))
         return ExitCode.INVALID_INPUT
     try:
-        common.check_options(args)
+        optcheck.check_options(args)
         return int(args.func(args))
     except InputError as exc:
         LOG.error("%s", _one_line(exc))

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.exitcodes import ExitCode
 from metalctl.model.node import Event
 from metalctl.output import ansible
@@ -22,12 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", choices=(*FORMATS, "ansible"), default="table",
                    help="output format (default: table); ansible: a YAML inventory")
     p.add_argument("--ssh-key", type=Path, help="-o ansible: the private key path hosts use")
-    common.add_store(p)
+    options.add_store(p)
     p.set_defaults(func=run_nodes, path_kinds={"ssh_key": None})  # a path Ansible uses
     h = sub.add_parser("history", help="lifecycle events of one node (or all)")
     h.add_argument("node", nargs="?", help="node key or name")
-    common.add_output(h)
-    common.add_store(h)
+    options.add_output(h)
+    options.add_store(h)
     h.set_defaults(func=run_history)
 
 

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.exitcodes import ExitCode
 from metalctl.output.render import render
 from metalctl.pki import LEAF_DAYS, SitePKI
@@ -48,11 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     renew.add_argument("--within-days", type=int, default=30)
     renew.add_argument("--days", type=int, default=LEAF_DAYS)
     add_pki_dir(renew)
-    common.add_output(renew)
+    options.add_output(renew)
     renew.set_defaults(func=run_renew)
     ls = verbs.add_parser("list", help="issued host certificates and their expiry")
     add_pki_dir(ls)
-    common.add_output(ls)
+    options.add_output(ls)
     ls.set_defaults(func=run_list)
 
 

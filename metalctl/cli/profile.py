@@ -10,7 +10,7 @@ from typing import Any
 
 from metalctl import cpulist
 from metalctl.budget import ENROLLMENT
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.credentials import CredentialSet
 from metalctl.exitcodes import ExitCode
 from metalctl.output.document import dump
@@ -32,13 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ls = verbs.add_parser("list", help="profiles available")
     _profile_dirs(ls)
-    common.add_output(ls)
+    options.add_output(ls)
     ls.set_defaults(func=run_list)
 
     show = verbs.add_parser("show", help="a profile with its extends chain resolved")
     show.add_argument("name")
     _profile_dirs(show)
-    common.add_output(show)
+    options.add_output(show)
     show.set_defaults(func=run_show)
 
     facts = verbs.add_parser("facts", help="collect a node's topology and keep it")
@@ -52,10 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="the node's Ironic inspection inventory")
     src.add_argument("--from-bmc", action="store_true",
                      help="what discovery read from the BMC (CPU ids stay unknown)")
-    common.add_ssh(facts)
-    common.add_ironic(facts)
-    common.add_store(facts)
-    common.add_output(facts)
+    options.add_ssh(facts)
+    options.add_ironic(facts)
+    options.add_store(facts)
+    options.add_output(facts)
     facts.set_defaults(func=run_facts)
 
     d = verbs.add_parser("derive", help="print the exact plan for a node and a profile")
@@ -63,8 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--profile", "-p", required=True)
     d.add_argument("--facts", type=Path, help="use these facts instead of the stored ones")
     _profile_dirs(d)
-    common.add_store(d)
-    common.add_output(d)
+    options.add_store(d)
+    options.add_output(d)
     d.set_defaults(func=run_derive)
 
     a = verbs.add_parser("apply", help="write the profile's BIOS settings through the BMC")
@@ -78,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--timeout", type=float, default=900.0,
                    help="seconds to wait for the settings to become current")
     _bmc_options(a)
-    common.add_ironic(a)
+    options.add_ironic(a)
     a.set_defaults(func=run_apply)
 
     df = verbs.add_parser("diff", help="BIOS drift of nodes against the profile")
@@ -94,10 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     vs.add_argument("--local", action="store_true")
     vs.add_argument("--ssh", metavar="[USER@]HOST[:PORT]")
     vs.add_argument("--file", type=Path)
-    common.add_ssh(v)
+    options.add_ssh(v)
     _profile_dirs(v)
-    common.add_store(v)
-    common.add_output(v)
+    options.add_store(v)
+    options.add_output(v)
     v.set_defaults(func=run_verify)
 
 
@@ -109,10 +109,10 @@ def _profile_dirs(p: argparse.ArgumentParser) -> None:
 
 def _bmc_options(p: argparse.ArgumentParser) -> None:
     _profile_dirs(p)
-    common.add_credentials(p, required=False)
-    common.add_tls(p)
-    common.add_store(p)
-    common.add_output(p)
+    options.add_credentials(p, required=False)
+    options.add_tls(p)
+    options.add_store(p)
+    options.add_output(p)
     p.add_argument("--concurrency", type=int, default=8)
 
 

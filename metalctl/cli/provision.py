@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from metalctl.budget import Budget
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.hosts import load_site
@@ -94,11 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds after the install for the host to answer SSH")
     p.add_argument("--concurrency", type=int, default=4, help="installs at once")
     p.add_argument("--redo", action="store_true", help="reinstall nodes already installed")
-    common.add_credentials(p, required=False)
-    common.add_tls(p)
-    common.add_ironic(p)
-    common.add_output(p)
-    common.add_store(p)
+    options.add_credentials(p, required=False)
+    options.add_tls(p)
+    options.add_ironic(p)
+    options.add_output(p)
+    options.add_store(p)
     p.set_defaults(func=run, path_kinds={"known_hosts": "output"})  # where keys go
 
 

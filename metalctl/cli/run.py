@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from metalctl import run as pipeline
-from metalctl.cli import common
+from metalctl.cli import common, options
 from metalctl.errors import InputError
 from metalctl.exitcodes import ExitCode
 from metalctl.output.document import dump
@@ -54,12 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-dir", type=Path,
                    help="where the JSON and HTML reports go (default: reports/ next to "
                         "the store)")
-    common.add_credentials(p, required=False)
-    common.add_tls(p)
-    common.add_ironic(p)
-    common.add_ssh(p)
-    common.add_store(p)
-    common.add_output(p)
+    options.add_credentials(p, required=False)
+    options.add_tls(p)
+    options.add_ironic(p)
+    options.add_ssh(p)
+    options.add_store(p)
+    options.add_output(p)
     p.set_defaults(func=run)
 
 

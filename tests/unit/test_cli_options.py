@@ -14,7 +14,7 @@ from rich.console import Console
 import metalctl.cli.main as cli_main  # first: metalctl.hosts alone is an import cycle today
 import metalctl.discover as discover_stage
 from metalctl import credentials
-from metalctl.cli import common
+from metalctl.cli import common, logs
 from metalctl.errors import CredentialsError, InputError, ProfileError
 from metalctl.hosts import load_hosts, load_site
 from metalctl.pki import SitePKI
@@ -55,7 +55,7 @@ def run(monkeypatch, tmp_path):
     call.creds = creds  # type: ignore[attr-defined]
     root = logging.getLogger()
     saved = (root.level, list(root.handlers),
-             {n: logging.getLogger(n).level for n in (*common._NOISY, "metalctl")})
+             {n: logging.getLogger(n).level for n in (*logs._NOISY, "metalctl")})
     yield call
     # main() configures process-wide logging; leave it as the next test expects
     root.setLevel(saved[0])

@@ -32,7 +32,7 @@ from rich.console import Console
 import metalctl.audit.run as audit_stage
 import metalctl.discover as discover_stage
 import metalctl.harden as harden_stage
-from metalctl.cli import common
+from metalctl.cli import common, logs
 from metalctl.cli.main import main
 from metalctl.data import data_dir
 from metalctl.errors import InputError
@@ -150,7 +150,7 @@ def cli(monkeypatch):
     run.home = home  # type: ignore[attr-defined]
     root = logging.getLogger()
     saved = (root.level, list(root.handlers),
-             {n: logging.getLogger(n).level for n in (*common._NOISY, "metalctl")})
+             {n: logging.getLogger(n).level for n in (*logs._NOISY, "metalctl")})
     yield run
     # main() configures process-wide logging; leave it as the next test expects
     root.setLevel(saved[0])
