@@ -106,3 +106,18 @@ def _option(dest: str) -> str:
     name = dest.removesuffix("_file") if dest.endswith(("junit_file", "sarif_file",
                                                          "html_file", "json_file")) else dest
     return "--" + name.replace("_", "-")
+
+
+def node_pairs(values: list[str], option: str) -> dict[str, str]:
+    """``NODE=VALUE`` options (``--address``, ``--mac``) by node.
+
+    Raises:
+        InputError: a value without ``=``, a node or a value, naming ``option``.
+    """
+    out = {}
+    for v in values:
+        name, sep, value = v.partition("=")
+        if not sep or not name or not value:
+            raise InputError(option, v, "expected NODE=VALUE")
+        out[name] = value
+    return out

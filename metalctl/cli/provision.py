@@ -4,32 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-from metalctl.budget import Budget
 from metalctl.cli import common, options
-from metalctl.errors import InputError
+from metalctl.cli.optcheck import node_pairs
 from metalctl.exitcodes import ExitCode
-from metalctl.hosts import load_site
+from metalctl.output.progress import NodeLines
 from metalctl.output.render import render, summary_line
-from metalctl.provision import defaults, dnsmasq
-from metalctl.provision import kickstart as ks
-from metalctl.provision.bootservice import BootService
-from metalctl.provision.bootstate import BootFiles
-from metalctl.provision.power import BmcPower
-from metalctl.provision.stage import (
-    IronicDeploy,
-    NodeInstall,
-    ProvisionInputs,
-    ProvisionOptions,
-    ProvisionResult,
-    provision,
-)
+from metalctl.provision.request import ProvisionRequest, assemble, ironic_deploy
+from metalctl.provision.stage import provision
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,123 +88,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, path_kinds={"known_hosts": "output"})  # where keys go
 
 
-def _pairs(values: list[str], option: str) -> dict[str, str]:
-    out = {}
-    for v in values:
-        name, sep, value = v.partition("=")
-        if not sep or not name or not value:
-            raise InputError(option, v, "expected NODE=VALUE")
-        out[name] = value
-    return out
-
-
-def _ironic_deploy(args: argparse.Namespace) -> IronicDeploy:
-    missing = [o for o in ("image_source", "deploy_kernel", "deploy_ramdisk")
-               if not getattr(args, o)]
-    if missing:
-        raise InputError("--via ironic", "--" + missing[0].replace("_", "-"),
-                         "needed by Ironic's anaconda deploy")
-    for name in ("kernel", "initrd", "stage2"):
-        value = getattr(args, name)
-        if not value or "://" not in value:
-            raise InputError("--via ironic", f"--{name}", "Ironic needs an http(s) URL")
-    return IronicDeploy(image_source=args.image_source, kernel=args.kernel,
-                        ramdisk=args.initrd, stage2=args.stage2,
-                        deploy_kernel=args.deploy_kernel, deploy_ramdisk=args.deploy_ramdisk,
-                        boot_mode=args.boot_mode)
-
-
-class _NodeLines:
-    """One rich progress line per node: its latest install step and elapsed time."""
-
-    def __init__(self, nodes: list[str]) -> None:
-        self.prog = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
-                             TextColumn("{task.fields[step]}"), TimeElapsedColumn(),
-                             console=common.STDERR, transient=False,
-                             disable=not sys.stderr.isatty())
-        self.tasks = {n: self.prog.add_task(n, total=None, step="waiting") for n in nodes}
-        self.lock = threading.Lock()
-
-    def step(self, node: str, step: str) -> None:
-        with self.lock:
-            task = self.tasks.get(node)
-            if task is None:
-                task = self.tasks[node] = self.prog.add_task(node, total=None, step="")
-            self.prog.update(task, step=step)
-
-    def done(self, result: ProvisionResult) -> None:
-        self.step(result.node, f"{result.status}" + (f": {result.reason[:60]}"
-                                                      if result.reason else ""))
-        with self.lock:
-            task = self.tasks.get(result.node)
-            if task is not None:
-                self.prog.update(task, total=1, completed=1)
-
-
 def run(args: argparse.Namespace) -> ExitCode:
     """Provision nodes (or, with ``--check``, show their kickstarts) and follow them."""
     via = args.via or ("ironic" if (args.ironic_url or args.os_cloud) else "pxe")
-    target = ks.target_os(args.os)
-    template = args.template or ("ironic-rhel9-kvm" if via == "ironic"
-                                 else target.default_template)
-    site = ks.load_site(load_site(args.site), label=str(args.site or "site"))
-    boot_dir = args.boot_dir or defaults.state_dir()
-    bind_port = defaults.serve_address(args.serve) if args.serve else None
-    if not args.check and bind_port is None and not args.boot_url:
-        raise InputError("provision", "--serve", "give --serve ADDR[:PORT] (the boot service "
-                                                 "in this process) or --boot-url of a "
-                                                 "`metalctl serve` sharing --boot-dir")
-    if bind_port is not None:
-        if args.dnsmasq_conf:
-            dnsmasq.check(args.dnsmasq_conf)
-        boot = BootService(bind_port[0], bind_port[1], boot_dir, files_dir=args.files_dir,
-                           public_url=args.boot_url,
-                           dhcp=dnsmasq.DnsmasqLeases(args.dnsmasq_conf)
-                           if args.dnsmasq_conf else None)
-    else:
-        boot = BootService("127.0.0.1", 0, boot_dir, files_dir=args.files_dir,
-                           public_url=args.boot_url or "http://127.0.0.1:8080")
-    opts = ProvisionOptions(via=via, check=args.check, deadline_s=args.deadline,
-                            ssh_wait_s=args.ssh_wait, concurrency=args.concurrency,
-                            redo=args.redo, ssh_user=args.ssh_user)
-    inputs = ProvisionInputs(
-        template=template, target=target, site=site, boot=boot,
-        known_hosts=args.known_hosts or defaults.known_hosts(),
-        addresses=_pairs(args.address, "--address"), macs=_pairs(args.mac, "--mac"),
-        template_dirs=args.template_dir, ssh_key=args.ssh_key)
-    if not args.check and via == "pxe":
-        kernel, initrd, stage2 = args.kernel, args.initrd, args.stage2
-        if bind_port is None:
-            # a `metalctl serve` elsewhere serves its own files dir: name them by URL
-            base = args.boot_url.rstrip("/") + "/files/"
-            kernel, initrd, stage2 = (v if v is None or "://" in v else base + v
-                                      for v in (kernel, initrd, stage2))
-        inputs.boot_files = BootFiles(kernel, initrd, stage2,
-                                      tuple(args.kernel_arg)).validate()
-
-        def creds_for(node: NodeInstall):  # noqa: ANN202 - CredentialSet | None
-            name = node.record.credentials
-            return common.merged_credentials(args, name) if name else None
-
-        inputs.power = BmcPower(creds_for, verify=common.verify_of(args),
-                                budget=Budget(read_timeout_s=30.0, deadline_s=120.0),
-                                ironic=(lambda: common.ironic(args))
-                                if (args.ironic_url or args.os_cloud) else None)
-    if not args.check and via == "ironic":
-        inputs.ironic = common.ironic(args)
-        inputs.ironic_deploy = _ironic_deploy(args)
+    req = ProvisionRequest(
+        via=via, os=args.os, template=args.template, site_file=args.site, serve=args.serve,
+        boot_url=args.boot_url, boot_dir=args.boot_dir, files_dir=args.files_dir,
+        dnsmasq_conf=args.dnsmasq_conf, kernel=args.kernel, initrd=args.initrd,
+        stage2=args.stage2, kernel_args=tuple(args.kernel_arg),
+        deploy=ironic_deploy(vars(args)) if via == "ironic" and not args.check else None,
+        known_hosts=args.known_hosts, ssh_key=args.ssh_key, ssh_user=args.ssh_user,
+        addresses=node_pairs(args.address, "--address"), macs=node_pairs(args.mac, "--mac"),
+        template_dirs=args.template_dir, check=args.check, deadline_s=args.deadline,
+        ssh_wait_s=args.ssh_wait, concurrency=args.concurrency, redo=args.redo)
+    ironic = (lambda: common.ironic(args)) if (args.ironic_url or args.os_cloud) else None
+    inputs, opts = assemble(req, credentials=partial(common.merged_credentials, args),
+                            verify=common.verify_of(args), ironic=ironic)
+    template, target, boot = inputs.template, inputs.target, inputs.boot
     started = time.monotonic()
     with common.open_store(args, create=False) as store:
-        serving = bind_port is not None and not args.check
-        if serving:
+        if req.serving:
             boot.start()  # BootServiceError (address in use) -> exit 4
         try:
-            lines = _NodeLines(list(args.nodes))
+            lines = NodeLines(list(args.nodes), common.STDERR)
             with lines.prog:
                 results = provision(args.nodes, inputs, opts, store=store,
                                     on_result=lines.done, on_step=lines.step)
         finally:
-            if serving:
+            if req.serving:
                 boot.stop()
     if args.check and args.output == "table":
         for r in results:

@@ -15,7 +15,6 @@ from typing import Any
 
 from metalctl import credentials, logredact
 from metalctl.audit.run import AuditOptions
-from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet
 from metalctl.errors import InputError
 from metalctl.handoff import HandoffOptions, HandoffSite
@@ -24,12 +23,9 @@ from metalctl.harden import HardenOptions
 from metalctl.hosts import load_site
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl.pki import SitePKI
-from metalctl.provision import defaults, dnsmasq
-from metalctl.provision import kickstart as ks
 from metalctl.provision.bootservice import BootService
-from metalctl.provision.bootstate import BootFiles
-from metalctl.provision.power import BmcPower
-from metalctl.provision.stage import NodeInstall, ProvisionInputs, ProvisionOptions
+from metalctl.provision.request import ProvisionRequest, assemble
+from metalctl.provision.stage import ProvisionInputs, ProvisionOptions
 from metalctl.run.adapters import StageInputs
 from metalctl.run.rackfile import STAGES, Rack
 
@@ -150,50 +146,33 @@ def handoff_inputs(rack: Rack, pki: SitePKI | None, ssh: dict[str, Any]
     return site, HandoffOptions(gate_severity=gate, pki=pki, **ssh)
 
 
-def boot_service(p: dict[str, Any]) -> BootService:
-    """The boot service of the rack's ``provision:`` section: in this process on
-    ``serve`` (the run starts and stops it), with DHCP's leases from ``dnsmasq_conf``."""
-    serve = defaults.serve_address(str(p["serve"])) if p.get("serve") else ("127.0.0.1", 0)
-    conf = _path(p.get("dnsmasq_conf"))
-    return BootService(serve[0], serve[1], _path(p.get("boot_dir")) or defaults.state_dir(),
-                       files_dir=_path(p.get("files_dir")), public_url=p.get("boot_url"),
-                       dhcp=dnsmasq.DnsmasqLeases(conf) if conf else None)
-
-
-def provision_inputs(rack: Rack, inputs: StageInputs, site: dict[str, Any]
-                     ) -> tuple[ProvisionInputs, ProvisionOptions]:
-    """The provision stage's inputs from the rack's ``provision:`` section."""
+def provision_request(rack: Rack, site: dict[str, Any]) -> ProvisionRequest:
+    """The rack's ``provision:`` section as a provisioning request."""
     p = rack.provision
     via = p.get("via", "pxe")
     if via != "pxe":  # the anaconda deploy's URLs have no place in the rack file yet
         raise InputError(str(rack.path), "provision.via", "metalctl run installs via pxe "
                                                           "only; use `metalctl provision "
                                                           "--via ironic`")
-    target = ks.target_os(p.get("os", "RHEL9"))
-    template = str(p.get("template") or target.default_template)
-    label = str(p.get("site") or "site")
-    kickstart_site = ks.load_site(load_site(_path(p.get("site"))) if p.get("site") else site,
-                                  label=label)
-    opts = ProvisionOptions(via=via, deadline_s=float(p.get("timeout_s", 1800.0)),
-                            ssh_wait_s=float(p.get("ssh_wait_s", 600.0)),
-                            concurrency=rack.concurrency["provision"],
-                            ssh_user=str(p.get("ssh_user", "root")))
-    pinputs = ProvisionInputs(template=template, target=target, site=kickstart_site,
-                              boot=boot_service(p),
-                              known_hosts=_path(p.get("known_hosts")) or defaults.known_hosts(),
-                              ssh_key=_path(p.get("ssh_key")))
-    pinputs.boot_files = BootFiles(str(p.get("kernel", "vmlinuz")),
-                                   str(p.get("initrd", "initrd.img")), p.get("stage2"),
-                                   tuple(p.get("kernel_args") or ())).validate()
+    return ProvisionRequest(
+        via=via, os=str(p.get("os", "RHEL9")), template=p.get("template"),
+        site_file=_path(p.get("site")), site_policy=site,
+        serve=str(p["serve"]) if p.get("serve") else None, boot_url=p.get("boot_url"),
+        boot_dir=_path(p.get("boot_dir")), files_dir=_path(p.get("files_dir")),
+        dnsmasq_conf=_path(p.get("dnsmasq_conf")), kernel=str(p.get("kernel", "vmlinuz")),
+        initrd=str(p.get("initrd", "initrd.img")), stage2=p.get("stage2"),
+        kernel_args=tuple(p.get("kernel_args") or ()),
+        known_hosts=_path(p.get("known_hosts")), ssh_key=_path(p.get("ssh_key")),
+        ssh_user=str(p.get("ssh_user", "root")), deadline_s=float(p.get("timeout_s", 1800.0)),
+        ssh_wait_s=float(p.get("ssh_wait_s", 600.0)),
+        concurrency=rack.concurrency["provision"])
 
-    def creds_for(node: NodeInstall) -> CredentialSet | None:
-        name = node.record.credentials
-        return inputs.credential_set(name) if name else None
 
-    pinputs.power = BmcPower(creds_for, verify=inputs.verify,
-                             budget=Budget(read_timeout_s=30.0, deadline_s=120.0),
-                             ironic=inputs.ironic_client)
-    return pinputs, opts
+def provision_inputs(rack: Rack, inputs: StageInputs, site: dict[str, Any]
+                     ) -> tuple[ProvisionInputs, ProvisionOptions]:
+    """The provision stage's inputs from the rack's ``provision:`` section."""
+    return assemble(provision_request(rack, site), credentials=inputs.credential_set,
+                    verify=inputs.verify, ironic=inputs.ironic_client)
 
 
 def serving(inputs: StageInputs, rack: Rack) -> BootService | None:
