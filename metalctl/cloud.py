@@ -24,21 +24,11 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
 
 from metalctl.credentials import Secret
-from metalctl.errors import MetalctlError, PeerUnavailable
+from metalctl.errors import CloudError, CloudUnavailable
 
 LOG = logging.getLogger(__name__)
 
 SERVICES = ("compute", "placement")
-
-
-class CloudError(MetalctlError):
-    """Nova or Placement refused a request (4xx); ``status`` is the HTTP status."""
-
-    message = "%(service)s: %(reason)s"
-
-
-class CloudUnavailable(CloudError, PeerUnavailable):
-    """Nova or Placement cannot be reached, or answered 5xx."""
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,32 @@ class BiosUnsupported(BiosError):
     """The node's BMC offers no BIOS settings metalctl can use (IPMI only, no Bios)."""
 
 
+class CloudError(MetalctlError):
+    """Nova or Placement refused a request (4xx); ``status`` is the HTTP status."""
+
+    message = "%(service)s: %(reason)s"
+
+
+class CloudUnavailable(CloudError, PeerUnavailable):
+    """Nova or Placement cannot be reached, or answered 5xx."""
+
+
+class ProvisionError(MetalctlError):
+    """An install could not be prepared or followed."""
+
+    message = "node %(node)s: %(reason)s"
+
+
+class InstallConflict(ProvisionError):
+    """The node already has an active install, or its MAC belongs to another one."""
+
+
+class BootServiceError(PeerUnavailable):
+    """The boot service cannot run (address in use, state directory unusable)."""
+
+    message = "boot service %(where)s: %(reason)s"
+
+
 class LabError(PeerUnavailable):
     """The emulated lab could not be started or inspected."""
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Protocol
 
 from metalctl.credentials import Secret
-from metalctl.errors import InputError, MetalctlError
+from metalctl.errors import BootServiceError, InputError, MetalctlError
 from metalctl.provision import hostkeys as hostkeys_mod
 from metalctl.provision import tokens
 from metalctl.provision.bootserver import HttpServer, Request, Response, scrub
@@ -65,7 +65,6 @@ from metalctl.provision.bootstate import (
     check_node,
     normalise_mac,
 )
-from metalctl.provision.errors import BootServiceError
 from metalctl.provision.hostkeys import HostKey
 
 LOG = logging.getLogger(__name__)

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metalctl.errors import InputError, StoreError
-from metalctl.provision.errors import InstallConflict
+from metalctl.errors import InputError, InstallConflict, StoreError
 from metalctl.provision.hostkeys import HostKey
 
 ACTIVE, INSTALLED, FAILED, TIMEOUT = "active", "installed", "failed", "timeout"

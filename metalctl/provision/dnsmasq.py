@@ -32,9 +32,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metalctl.errors import InputError
+from metalctl.errors import BootServiceError, InputError
 from metalctl.provision.bootstate import check_node, normalise_mac
-from metalctl.provision.errors import BootServiceError
 
 BIOS_LOADER = "undionly.kpxe"
 EFI_LOADER = "snponly.efi"

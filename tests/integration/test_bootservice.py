@@ -23,11 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from metalctl.errors import InputError, MetalctlError, SshHostKeyMismatch
+from metalctl.errors import (
+    BootServiceError,
+    InputError,
+    InstallConflict,
+    MetalctlError,
+    SshHostKeyMismatch,
+)
 from metalctl.provision import dnsmasq
 from metalctl.provision.bootservice import TOKEN_PLACEHOLDER, BootService
 from metalctl.provision.bootstate import BootFiles
-from metalctl.provision.errors import BootServiceError, InstallConflict
 
 SERVER, CLIENT, ATTACKER, CONDUCTOR = "127.98.0.1", "127.98.0.2", "127.98.0.3", "127.98.0.4"
 MAC, MAC_HYPHEN = "52:54:00:98:00:01", "52-54-00-98-00-01"

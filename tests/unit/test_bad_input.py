@@ -73,7 +73,7 @@ def test_a_stage_finding_its_peer_down_stops_the_run_and_raises(tmp_path, peer):
     """An adapter raising IronicUnavailable (enroll) or CloudUnavailable (hand-off: Nova,
     Placement): the run raises it (exit 4 in the CLI) and starts nothing new, rather than
     reporting every node failed with exit 1."""
-    from metalctl.cloud import CloudUnavailable
+    from metalctl.errors import CloudUnavailable
     from metalctl.model.node import DiscoveryRecord, Protocol, Status
 
     store = Store(tmp_path / "s.db").open()
@@ -104,9 +104,8 @@ def test_a_stage_finding_its_peer_down_stops_the_run_and_raises(tmp_path, peer):
 
 def test_every_peer_error_maps_to_exit_4_in_main():
     """One mapping: each "peer unavailable" class is a PeerUnavailable."""
-    from metalctl.cloud import CloudUnavailable
-    from metalctl.errors import LabError, StoreError
-    from metalctl.provision.errors import BootServiceError
+    from metalctl.errors import CloudUnavailable
+    from metalctl.errors import BootServiceError, LabError, StoreError
 
     for cls in (CloudUnavailable, LabError, StoreError, BootServiceError, IronicUnavailable):
         assert issubclass(cls, PeerUnavailable), cls

@@ -12,10 +12,9 @@ import subprocess
 import pytest
 
 from metalctl.credentials import Secret
-from metalctl.errors import InputError
+from metalctl.errors import InputError, InstallConflict
 from metalctl.provision import hostkeys, tokens
 from metalctl.provision.bootstate import BootFiles, BootState, normalise_mac
-from metalctl.provision.errors import InstallConflict
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +240,7 @@ def test_dnsmasq_pins_and_leases_say_which_address_a_mac_has(tmp_path):
     conf.write_text("interface=br0\ndhcp-range=10.0.0.0,proxy\n")
     assert src.addresses("52:54:00:aa:00:02") is None
     conf.unlink()
-    from metalctl.provision.errors import BootServiceError
+    from metalctl.errors import BootServiceError
 
     with pytest.raises(BootServiceError):
         src.addresses("52:54:00:aa:00:02")
