@@ -104,8 +104,7 @@ def test_a_stage_finding_its_peer_down_stops_the_run_and_raises(tmp_path, peer):
 
 def test_every_peer_error_maps_to_exit_4_in_main():
     """One mapping: each "peer unavailable" class is a PeerUnavailable."""
-    from metalctl.errors import CloudUnavailable
-    from metalctl.errors import BootServiceError, LabError, StoreError
+    from metalctl.errors import BootServiceError, CloudUnavailable, LabError, StoreError
 
     for cls in (CloudUnavailable, LabError, StoreError, BootServiceError, IronicUnavailable):
         assert issubclass(cls, PeerUnavailable), cls
