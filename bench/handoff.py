@@ -87,7 +87,8 @@ def main() -> int:
                 {"nova": nova_hosts.site(lab), "handoff": {"api": nova_hosts.handoff_api(lab)}},
                 "bench site", credentials_file=lab.credentials_file)
             opts = handoff.HandoffOptions(pki=pki, key_file=lab_hosts.client_key,
-                                          known_hosts=lab_hosts.known_hosts)
+                                          known_hosts=lab_hosts.known_hosts,
+                                          canary=False)  # registration to Placement only
             specs = [hosts.HostSpec(f"h{i}", f"root@{lab_hosts.address(i)}",
                                     lab_hosts.address(i)) for i in range(1, count + 1)]
             t_one, one = _timed(specs[:1], site, opts, store)

@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default high)")
     p.add_argument("--audit-max-age", type=duration_s, default=24 * 3600, metavar="AGE",
                    help="refuse hosts whose latest audit is older (default 24h)")
+    p.add_argument("--no-canary", dest="canary", action="store_false",
+                   help="do not boot the canary guest before declaring a host handed off "
+                        "(the result says it was skipped)")
     p.add_argument("--disable", action="store_true",
                    help="disable the hosts' compute services (out of scheduling)")
     p.add_argument("--reason", help="why the hosts are disabled (with --disable)")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> ExitCode:
                                 audit_max_age_s=args.audit_max_age,
                                 pki=pki if pki.exists() else None, key_file=args.ssh_key,
                                 known_hosts=args.known_hosts, sudo=args.sudo,
-                                concurrency=args.concurrency)
+                                concurrency=args.concurrency, canary=args.canary)
     verb = stage.disable if args.disable else stage.handoff
     extra = (args.reason,) if args.disable else ()
     with common.open_store(args) as store, common.progress("handoff", len(hosts)) as prog:
@@ -104,5 +107,15 @@ def _show(results: list[stage.HandoffResult], args: argparse.Namespace) -> None:
         ("host", "host"), ("status", "status"),
         ("changed", lambda r: ", ".join(r["changed"]) or None),
         ("placement", inventories),
+        ("canary", lambda r: _canary(r["evidence"].get("canary"))),
         ("notes", lambda r: "; ".join(r["notes"]) or None),
         ("error", "error"), ("nova-compute log", "log_line")])
+
+
+def _canary(c: dict | None) -> str | None:
+    if not c:
+        return None
+    if c.get("skipped"):
+        return f"skipped ({c['skipped']})"
+    return ("ok" if c["ok"] else "FAILED") + " " + " ".join(
+        f"{k['name']}={k['status']}" for k in c["checks"])

@@ -178,7 +178,8 @@ def nova_up(d: Path, args: argparse.Namespace) -> ExitCode:
         inventory = hostlab.up_with_inventory(args.hosts)
         for i in range(1, args.hosts + 1):
             nova_hosts.install(hostlab, i)
-        lab = nova.prepare(d / "nova", hostlab.gateway, bind_address=hostlab.gateway)
+        lab = nova.prepare(d / "nova", hostlab.gateway, bind_address=hostlab.gateway,
+                           image_service=True)  # Glance + the canary image
         nova.start(lab)
     plan = lab_plan()
     with common.open_store(args) as store:
@@ -197,7 +198,8 @@ def nova_up(d: Path, args: argparse.Namespace) -> ExitCode:
     site.write_text(yaml.safe_dump({"nova": nova_hosts.site(lab),
                                     "handoff": {"api": nova_hosts.handoff_api(lab),
                                                 "register_timeout_s": 120,
-                                                "verify_timeout_s": 90}}))
+                                                "verify_timeout_s": 90,
+                                                "canary": {"image": lab.canary_image}}}))
     site.chmod(0o600)
     render([{"what": "inventory", "value": str(inventory)},
             {"what": "Nova API", "value": lab.api_url},

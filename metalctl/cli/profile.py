@@ -101,6 +101,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=run_verify)
 
 
+    fl = verbs.add_parser("flavors", help="the flavors teams can request (published to "
+                                          "Nova at hand-off) and on how many hosts")
+    fl.add_argument("--site", type=Path, required=True, help="the hand-off site file")
+    common.add_output(fl)
+    fl.set_defaults(func=run_flavors)
+
+
+def run_flavors(args: argparse.Namespace) -> ExitCode:
+    """List the published profile flavors with their hosts (read from Nova)."""
+    from metalctl import handoff  # noqa: PLC0415 - only this action needs Nova
+
+    offers = handoff.offered(handoff.load_site(args.site))
+    render([{**o.to_dict(), "hosts": len(o.hosts), "names": ", ".join(o.hosts)}
+            for o in offers], args.output, title="flavors teams can request",
+           columns=[("flavor", "flavor"), ("profile", "profile"), ("vcpus", "vcpus"),
+                    ("ram_mb", "ram_mb"), ("hosts", "hosts"), ("names", "names")])
+    return ExitCode.OK
+
+
 def _profile_dirs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile-dir", type=Path, action="append", default=[],
                    help="extra directory of profiles (searched before the shipped ones); "

@@ -6,7 +6,9 @@ Nova's own option definitions before anything is written (:mod:`.novaopts`); the
 gate (:mod:`.gate`); the write through the harden engine's atomic apply and the service
 start over one SSH session (:mod:`.apply`); registration and cell mapping
 (:mod:`.register`); Placement's inventories verified against the plan (:mod:`.verify`),
-through a small Nova/Placement client (:mod:`.nova_api`). The stage entry points are
+through a small Nova/Placement client (:mod:`.nova_api`); the profile published to Nova
+as a trait, an aggregate and flavors (:mod:`.publish`), and proven by a canary guest
+(:mod:`.canary`). The stage entry points are
 :func:`handoff` and :func:`disable` (:mod:`.stage`). See docs/handoff.md.
 """
 
@@ -22,7 +24,7 @@ from metalctl.handoff.novaopts import (
 )
 from metalctl.handoff.site import CellMapping, HandoffSite
 from metalctl.handoff.site import load as load_site
-from metalctl.handoff.stage import disable, handoff
+from metalctl.handoff.stage import disable, handoff, offered
 
 #: Nova or Placement cannot be reached (CLI exit 4); a re-run converges
 HandoffUnavailable = CloudUnavailable
@@ -30,4 +32,4 @@ HandoffUnavailable = CloudUnavailable
 __all__ = ["CellMapping", "CloudError", "HandoffOptions", "HandoffResult", "HandoffSite",
            "HandoffStatus", "HandoffUnavailable", "Mismatch", "NovaConf", "NovaConfigError",
            "NovaSite", "NovaValidatorError", "Validation", "disable", "handoff", "load_site",
-           "render", "site_from_dict", "stored_plan", "validate", "validate_many"]
+           "offered", "render", "site_from_dict", "stored_plan", "validate", "validate_many"]

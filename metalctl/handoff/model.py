@@ -41,6 +41,8 @@ class HandoffOptions:
         concurrency: hosts worked on at once.
         conf_path: where nova.conf goes on the host.
         log_path: nova-compute's log on the host (its lines explain failures).
+        canary: boot the canary guest before a host is declared handed off (a failing
+            canary leaves the host disabled); False skips it and the result says so.
     """
 
     check: bool = False
@@ -55,6 +57,7 @@ class HandoffOptions:
     concurrency: int = 16
     conf_path: str = "/etc/nova/nova.conf"
     log_path: str = "/var/log/nova/nova-compute.log"
+    canary: bool = True
 
 
 @dataclass

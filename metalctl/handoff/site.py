@@ -36,6 +36,8 @@ class HandoffSite:
     cell_mapping: CellMapping
     register_timeout_s: float = 90.0
     verify_timeout_s: float = 90.0
+    canary_image: str | None = None  # Glance image id of the canary (kernel + initramfs)
+    canary_timeout_s: float = 120.0
 
 
 def load(path: Path, credentials_file: Path | None = None) -> HandoffSite:
@@ -72,12 +74,17 @@ def from_dict(data: dict[str, Any], label: str = "site", credentials_file: Path 
     config = CloudConfig(
         cloud=api.get("cloud"), compute_endpoint=api.get("compute_endpoint"),
         placement_endpoint=api.get("placement_endpoint"),
-        # what keystonemiddleware hands nova-api after validating a token
-        compute_headers={"X-User-Id": user, "X-Project-Id": project, "X-Roles": "admin"},
+        # what keystonemiddleware hands nova-api after validating a token; the token is
+        # passed on by Nova to Glance and Neutron (without one, Nova's image client
+        # raises "No valid authentication is available" and the create answers 500)
+        compute_headers={"X-User-Id": user, "X-Project-Id": project, "X-Roles": "admin",
+                         "X-Auth-Token": f"noauth-{user}"},
         placement_token=token, verify=api.get("cafile", True))
     cell = h.get("cell_mapping") or {"method": "interval"}
     return HandoffSite(nova=nova, api=config,
                        cell_mapping=CellMapping(cell["method"], cell.get("controller"),
                                                 cell.get("command", DISCOVER_HOSTS)),
                        register_timeout_s=float(h.get("register_timeout_s", 90)),
-                       verify_timeout_s=float(h.get("verify_timeout_s", 90)))
+                       verify_timeout_s=float(h.get("verify_timeout_s", 90)),
+                       canary_image=(h.get("canary") or {}).get("image"),
+                       canary_timeout_s=float((h.get("canary") or {}).get("timeout_s", 120)))

@@ -30,7 +30,7 @@ from typing import Any
 from metalctl import fleet, logredact, ssh
 from metalctl.cloud import Cloud, CloudUnavailable
 from metalctl.errors import HostDropped, HostUnreachable, InputError, describe
-from metalctl.handoff import apply, gate, novaconf, novaopts, register, verify
+from metalctl.handoff import apply, canary, gate, novaconf, novaopts, publish, register, verify
 from metalctl.handoff.model import HandoffOptions, HandoffResult, HandoffStatus
 from metalctl.handoff.nova_api import NovaApi
 from metalctl.handoff.novaopts import NovaValidatorError
@@ -87,11 +87,15 @@ def validate_all(confs: dict[str, novaconf.NovaConf]) -> None:
 
 def handoff_host(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite, api: NovaApi,
                  opts: HandoffOptions, started: float | None = None,
-                 validated: Callable[[], None] | None = None) -> HandoffResult:
-    """Configure, start, register and verify one host (the gate has passed).
+                 validated: Callable[[], None] | None = None,
+                 plan: dict[str, Any] | None = None) -> HandoffResult:
+    """Configure, start, register and verify one host (the gate has passed), publish its
+    profile and prove it with the canary.
 
     Args:
         host, conf, site, api, opts: the host, its rendering, the site, Nova, the options.
+        plan: the host's profile plan (published to Nova, checked by the canary); None
+            skips both (library callers that only configure).
         started: when the run began (``time.monotonic()``), for the phase timings kept
             in the evidence.
         validated: returns once every rendering passed Nova's options (raises otherwise);
@@ -104,34 +108,36 @@ def handoff_host(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite, api
     try:
         state = apply.read_state(conn, target, opts.conf_path, site.nova.state_path,
                                  opts.log_path, host.name)
-        plan = apply.plan_file(state, conf, opts.conf_path)
+        file_plan = apply.plan_file(state, conf, opts.conf_path)
         if validated:
             validated()
         if opts.check:
-            status = HandoffStatus.WOULD_CHANGE if plan.files else HandoffStatus.UNCHANGED
-            return HandoffResult(host.name, status, sorted(plan.files),
-                                 apply.diff(state, conf, opts.conf_path), notes=conf.notes)
+            return _check_result(host, conf, api, opts, state, plan, file_plan)
         res = HandoffResult(host.name, HandoffStatus.FAILED, notes=list(conf.notes))
         res.notes += register.remove_earlier_install(api, host.name, state.compute_id)
-        if plan.files:
+        if file_plan.files:
             res.changed = [d.split(" ", 1)[1] for d in
-                           apply.write(conn, target, plan, state.init, host.name)
+                           apply.write(conn, target, file_plan, state.init, host.name)
                            if d.startswith("file ")]
         since = 0.0
-        if plan.files or not state.running:
+        if file_plan.files or not state.running:
             # a restarted compute's record stays "up" on its old heartbeat for a minute,
             # but the new process refreshes it at start; a new record is new anyway (and
             # has no heartbeat until report_interval, 10 s, has passed)
             since = time.time() if api.service(host.name) else 0.0
-            apply.start_service(conn, target, state, restart=bool(plan.files), label=host.name)
+            apply.start_service(conn, target, state, restart=bool(file_plan.files),
+                                label=host.name)
             res.changed.append(f"service {state.service} "
-                               + ("restarted" if plan.files and state.running else "started"))
+                               + ("restarted" if file_plan.files and state.running
+                                  else "started"))
 
         def log() -> str:
             return apply.read_log(conn, target, opts.log_path, state.log_size)
 
         res.evidence["timings_s"] = {"configured": round(time.monotonic() - started, 1)}
         _register_and_verify(host, conf, site, api, opts, state, res, log, since, started)
+        if plan is not None and not res.error:
+            _publish_and_prove(host, conf, site, api, opts, plan, res, conn, target, started)
         res.duration_s = round(time.monotonic() - started, 1)
         return res
     finally:
@@ -147,6 +153,7 @@ def _register_and_verify(host: HostSpec, conf: novaconf.NovaConf, site: HandoffS
     try:
         svc = register.wait_service(api, host.name, site.register_timeout_s, log, since)
         timings["service_up"] = round(time.monotonic() - started, 1)
+        svc = _lift_canary_disable(api, svc, opts, res)
         mapped = register.map_into_cell(site.cell_mapping, opts)
         hv = register.wait_hypervisor(api, host.name, site.register_timeout_s)
         timings["hypervisor_listed"] = round(time.monotonic() - started, 1)
@@ -175,6 +182,79 @@ def _register_and_verify(host: HostSpec, conf: novaconf.NovaConf, site: HandoffS
             problems.append(f"compute service is disabled ({svc.get('disabled_reason')})")
         res.error = "; ".join(problems) + (f"; nova-compute: {line}" if line else "")
         return
+    res.status = HandoffStatus.HANDED_OFF
+
+
+def _check_result(host: HostSpec, conf: novaconf.NovaConf, api: NovaApi,
+                  opts: HandoffOptions, state: apply.HostState, plan: dict[str, Any] | None,
+                  file_plan: Any) -> HandoffResult:
+    """``--check``: the nova.conf diff and what publishing the profile would change."""
+    status = HandoffStatus.WOULD_CHANGE if file_plan.files else HandoffStatus.UNCHANGED
+    res = HandoffResult(host.name, status, sorted(file_plan.files),
+                        apply.diff(state, conf, opts.conf_path), notes=list(conf.notes))
+    if plan is not None:
+        hvs = api.hypervisors(host.name)
+        pub = publish.plan(api, host.name, plan["profile"], plan,
+                           hvs[0]["id"] if hvs else None)
+        res.evidence["published"] = pub.to_dict()
+        if pub.changes:
+            res.status = HandoffStatus.WOULD_CHANGE
+            res.changed += pub.changes
+    return res
+
+
+def _lift_canary_disable(api: NovaApi, svc: dict[str, Any], opts: HandoffOptions,
+                         res: HandoffResult) -> dict[str, Any]:
+    """A compute the canary disabled is enabled again for a new canary (one that another
+    reason disabled stays disabled and fails the hand-off: see docs/handoff.md)."""
+    reason = svc.get("disabled_reason") or ""
+    if svc["status"] == "enabled" or not opts.canary or opts.check or \
+            not reason.startswith(canary.REASON_PREFIX):
+        return svc
+    res.notes.append(f"enabled again for a new canary (disabled by an earlier one: "
+                     f"{reason})")
+    return {**svc, **api.set_status(svc["id"], enabled=True)}
+
+
+def _publish_and_prove(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSite,
+                       api: NovaApi, opts: HandoffOptions, plan: dict[str, Any],
+                       res: HandoffResult, conn: Any, target: ssh.SshTarget,
+                       started: float) -> None:
+    """The profile's flavors, the canary on the host, then the host's trait and
+    aggregate; a failing canary disables the compute with the reason."""
+    profile = plan["profile"]
+    timings = res.evidence["timings_s"]
+    res.status = HandoffStatus.FAILED
+    changes = publish.apply_flavors(api, profile, plan)
+    _team, canary_flavor = publish.flavors(profile, plan)
+    if not opts.canary:
+        res.evidence["canary"] = {"skipped": "--no-canary: no guest proved this host"}
+    elif not site.canary_image:
+        res.error = ("the site names no canary image (handoff.canary.image); "
+                     "--no-canary skips the canary")
+        return
+    else:
+        report = canary.run(api, conn, target, canary.CanaryRequest(
+            host.name, canary_flavor.name, site.canary_image, conf, plan,
+            site.canary_timeout_s))
+        res.evidence["canary"] = report.to_dict()
+        res.notes += report.notes
+        timings["canary"] = round(time.monotonic() - started, 1)
+        if not report.ok and report.cloud_error:
+            res.error = (f"canary: Nova or Placement failed ({report.error}); the host "
+                         "stays enabled: re-run once they answer")
+            return
+        if not report.ok:
+            reason = (canary.REASON_PREFIX + report.failures())[:255]
+            svc = api.set_status(res.evidence["service"]["id"], enabled=False, reason=reason)
+            res.evidence["service"]["status"] = svc.get("status")
+            res.error = f"{reason} (the compute service is now disabled)"
+            return
+    changes += publish.apply_host(api, host.name, profile, res.evidence["hypervisor"]["id"])
+    res.evidence["published"] = {**publish.Publication(
+        profile, publish.trait(profile), publish.aggregate(profile),
+        [f.name for f in publish.flavors(profile, plan)]).to_dict(), "changes": changes}
+    res.changed += changes
     res.status = HandoffStatus.HANDED_OFF
 
 
@@ -215,6 +295,7 @@ def handoff(hosts: list[HostSpec], inputs: HandoffSite, opts: HandoffOptions | N
             finish(HandoffResult(h.name, HandoffStatus.REFUSED, error=verdicts[h.name].reason,
                                  evidence={"gate": verdicts[h.name].to_dict()}))
     confs = render_all(passed, inputs, opts, store)
+    plans = {h.name: _plan_for(h, opts, store) for h in passed}
     api = NovaApi(Cloud(inputs.api).open())
     with ThreadPoolExecutor(1, thread_name_prefix="metalctl-validate") as pool:
         # the validator (seconds of option discovery) runs while Nova is asked and each
@@ -243,7 +324,8 @@ def handoff(hosts: list[HostSpec], inputs: HandoffSite, opts: HandoffOptions | N
             finish(res)
 
         for _ in fleet.run(passed, lambda h: handoff_host(h, confs[h.name], inputs, api,
-                                                          opts, started, validated),
+                                                          opts, started, validated,
+                                                          plans[h.name]),
                            concurrency=opts.concurrency, on_done=done):
             pass
         validation.result()  # with no host to work on, still an error
@@ -301,3 +383,13 @@ def disable(hosts: list[HostSpec], inputs: HandoffSite, reason: str,
         if on_result:
             on_result(res)
     return results
+
+
+def offered(site: HandoffSite) -> list[publish.Offer]:
+    """The flavors teams can request, with the hosts each can land on (``metalctl
+    profile flavors``).
+
+    Raises:
+        CloudUnavailable: Nova or Placement cannot be reached.
+    """
+    return publish.offered(NovaApi(Cloud(site.api).open()))

@@ -48,7 +48,7 @@ import requests
 import yaml
 
 from metalctl.errors import LabError
-from metalctl.lab import libvirt_lab, nova_venv
+from metalctl.lab import glance, libvirt_lab, nova_venv
 from metalctl.lab.procs import alive, spawn, wait_ready
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ EPMD_PORT = 14369  # not 4369: a system epmd on 0.0.0.0 would make our bind fail
 RABBIT_PORT, RABBIT_DIST_PORT = 5672, 25672
 PLACEMENT_PORT, API_PORT = 8778, 8774
 STATE_FILE = "nova-lab.json"
+#: Nova 34's default filters plus the two a profiled host needs (LAB.md)
+ENABLED_FILTERS = ("ComputeFilter", "ComputeCapabilitiesFilter", "ImagePropertiesFilter",
+                   "ServerGroupAntiAffinityFilter", "ServerGroupAffinityFilter",
+                   "NUMATopologyFilter", "PciPassthroughFilter")
 #: nova's API headers without Keystone (see the module docstring)
 API_HEADERS = {"X-User-Id": "metalctl-lab", "X-Project-Id": "metalctl-lab",
                "X-Roles": "admin,member,reader", "Accept": "application/json"}
@@ -66,7 +70,7 @@ PLACEMENT_TOKEN = "admin"  # noqa: S105 - noauth2: the token *is* the role, not 
 #: with these a stopped service is gone in about 3 s (LAB.md)
 SHUTDOWN = {"graceful_shutdown_timeout": "2", "manager_shutdown_timeout": "0"}
 STOP_ORDER = ("nova-compute", "libvirtd", "nova-api", "nova-scheduler", "nova-conductor",
-              "placement",
+              "glance", "neutron-standin", "placement",
               "rabbitmq", "epmd")
 
 
@@ -87,6 +91,9 @@ class NovaLab:
     rabbit_port: int = RABBIT_PORT
     rabbit_dist_port: int = RABBIT_DIST_PORT
     epmd_port: int = EPMD_PORT
+    #: Glance (+4) and the Neutron stand-in (+5) beside Nova, for guests (the canary)
+    image_service: bool = False
+    canary_image: str = ""  # the canary's Glance image id, once uploaded
 
     @property
     def dir(self) -> Path:
@@ -110,6 +117,20 @@ class NovaLab:
     @property
     def api_url(self) -> str:
         return f"http://{self.address(3)}:{API_PORT}/v2.1"
+
+    @property
+    def glance_url(self) -> str:
+        return f"http://{self.address(4)}:{glance.GLANCE_PORT}"
+
+    @property
+    def neutron_url(self) -> str:
+        return f"http://{self.address(5)}:{glance.NEUTRON_PORT}"
+
+    def peer_options(self) -> dict[str, dict[str, str]]:
+        """``[glance]`` and ``[neutron]`` for every Nova service of the lab, computes
+        included (none without :attr:`image_service`)."""
+        return glance.nova_options(self.glance_url, self.neutron_url) \
+            if self.image_service else {}
 
     @property
     def credentials_file(self) -> Path:
@@ -294,7 +315,11 @@ def _controller_conf(lab: NovaLab) -> str:
                       "token": PLACEMENT_TOKEN},
         "oslo_concurrency": {"lock_path": str(lab.dir / "nova" / "locks")},
         "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "0"},
+        # Nova 34's default filters lack NUMATopologyFilter: without it a second pinned
+        # guest, or one with more hugepages than a node has, is scheduled and fails
+        "filter_scheduler": {"enabled_filters": ",".join(ENABLED_FILTERS)},
         **_private_paths(lab.dir / "nova"),
+        **lab.peer_options(),
     }
     return "".join(f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in opts.items()) + "\n"
                    for s, opts in lines.items())
@@ -507,7 +532,7 @@ def _wait_services(lab: NovaLab, timeout_s: float) -> None:
 
 
 def prepare(directory: Path, address_base: str, *, bind_address: str | None = None,
-            discover_interval_s: int = 2) -> NovaLab:
+            discover_interval_s: int = 2, image_service: bool = False) -> NovaLab:
     """Write the lab's configuration and credentials; start nothing.
 
     What a compute's configuration needs (:meth:`NovaLab.site`, the credentials file)
@@ -520,6 +545,8 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
             service shares (for computes inside the lab hosts' network namespaces).
         discover_interval_s: the scheduler's ``discover_hosts_in_cells_interval``
             (-1: computes are mapped only by ``nova-manage cell_v2 discover_hosts``).
+        image_service: also Glance and the Neutron stand-in (:mod:`metalctl.lab.glance`),
+            with the canary image uploaded by :func:`start`.
 
     Raises:
         LabError: not a loopback (or lab bridge) address, RabbitMQ not installed, or a
@@ -539,11 +566,15 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
     venv = nova_venv.ensure()
     directory.mkdir(parents=True, exist_ok=True)
     lab = NovaLab(str(directory), str(base), rabbit_password=secrets.token_urlsafe(18),
-                  bind_address=bind_address or "", discover_interval_s=discover_interval_s)
+                  bind_address=bind_address or "", discover_interval_s=discover_interval_s,
+                  image_service=image_service)
     lab.rabbit_port = _free_port(lab.rabbit_address, RABBIT_PORT)
     lab.rabbit_dist_port = _free_port(lab.rabbit_address, RABBIT_DIST_PORT)
     lab.epmd_port = _free_port(lab.rabbit_address, EPMD_PORT)
     _write_configs(lab, venv)
+    if image_service:
+        nova_venv.ensure_glance()
+        glance.prepare(lab.dir, lab.address(4))
     lab.save()
     return lab
 
@@ -561,12 +592,18 @@ def start(lab: NovaLab, *, timeout_s: float = 120) -> NovaLab:
         _sync_databases(lab)  # while RabbitMQ boots
         _rabbit_ready(lab, timeout_s)
         _start_services(lab)
+        if lab.image_service:
+            glance.start(lab.dir, lab.address(4), lab.address(5), lab.pids, lab.log)
         lab.save()
         wait_ready("Placement", _http_ready(lab.placement_url + "/"), lab.pids["placement"],
                    lab.log("placement"), timeout_s)
         wait_ready("nova-api", _http_ready(lab.api_url + "/"), lab.pids["nova-api"],
                    lab.log("nova-api"), timeout_s)
         _wait_services(lab, timeout_s)
+        if lab.image_service:
+            glance.wait(lab.address(4), lab.address(5), lab.pids, lab.log, timeout_s)
+            lab.canary_image = glance.upload_canary(lab.glance_url)
+            lab.save()
     except BaseException:
         down(lab.dir)
         raise
@@ -644,7 +681,8 @@ def compute_site(lab: NovaLab, name: str, connection_uri: str) -> dict[str, Any]
     return {**lab.site(),
             "libvirt": {"virt_type": "qemu", "connection_uri": connection_uri},
             "state_path": str(state),
-            "options": {"DEFAULT": {"manager_shutdown_timeout": 0,
+            "options": {**lab.peer_options(),
+                        "DEFAULT": {"manager_shutdown_timeout": 0,
                                     # read from /etc/nova otherwise
                                     "rootwrap_config": str(conf.parent / "rootwrap.conf")},
                         "compute": {"provider_config_location":

@@ -8,12 +8,20 @@ package would provide is put in place by the lab:
   bind-mounted **read-only** into the host's mount namespace at the same paths (the
   venv's scripts name their interpreter by absolute path);
 * QEMU comes from the image layer ``nova`` (``qemu-system-x86`` on top of ``kvm``):
-  nova's libvirt driver refuses a libvirt without a QEMU to report;
+  nova's libvirt driver refuses a libvirt without a QEMU to report; ``qemu-img``
+  (Debian's ``qemu-utils``, which the layer lacks) is this machine's, bind-mounted
+  read-only: nova-compute runs it on every image it boots (the layer has its libraries);
 * ``/etc/init.d/nova-compute`` (the Debian service name) runs the venv's nova-compute
   with ``/etc/nova/nova.conf`` and logs to ``/var/log/nova/nova-compute.log``, as
   Debian's package does; ``metalctl handoff`` starts it like any other sysv service;
 * virtlogd and libvirtd are started (the hosts have no init system to start them), and
-  QEMU's capabilities probed once, as on a host where libvirtd has run since boot.
+  QEMU's capabilities probed once, as on a host where libvirtd has run since boot;
+* a hugetlbfs is mounted at ``/dev/hugepages`` in the host's mount namespace and named
+  by qemu.conf's ``hugetlbfs_mount`` (this machine mounts none, and a distribution's
+  systemd would): hugepage-backed guests, the canary's, need it. The pages themselves
+  are this machine's (the hosts share its kernel): :func:`reserve_hugepages`. QEMU runs
+  without libvirt's per-domain mount namespace (``namespaces = []``): the one it builds
+  lacks the host's devpts, and QEMU could not open its serial console's PTY.
 
 The hosts reach the control plane on their bridge's gateway
 (``nova.up(..., bind_address=hostlab.gateway)``): their 127.x is their own.
@@ -33,6 +41,7 @@ from metalctl.lab.nova import SHUTDOWN, NovaLab
 #: image layers of a host that runs nova-compute
 LAYERS = ("kvm", "nova")
 LOG_FILE = "/var/log/nova/nova-compute.log"
+QEMU_IMG = "/usr/bin/qemu-img"
 
 INIT_SCRIPT = """#!/bin/sh
 ### BEGIN INIT INFO
@@ -48,8 +57,10 @@ PIDFILE=/run/nova/nova-compute.pid
 case "$1" in
   start)
     mkdir -p /run/nova /var/log/nova /var/lib/nova/instances
+    # as Debian's package: /etc/nova/nova-compute.conf, when present, comes second
+    EXTRA=; [ -f /etc/nova/nova-compute.conf ] && EXTRA="--config-file /etc/nova/nova-compute.conf"
     start-stop-daemon --start --quiet --background --make-pidfile --pidfile $PIDFILE \\
-      --startas $DAEMON -- --config-file /etc/nova/nova.conf --log-file {log} ;;
+      --startas $DAEMON -- --config-file /etc/nova/nova.conf $EXTRA --log-file {log} ;;
   stop)
     start-stop-daemon --stop --quiet --retry TERM/15/KILL/5 --pidfile $PIDFILE --oknodo
     rm -f $PIDFILE ;;
@@ -98,6 +109,18 @@ def install(hostlab: HostLab, index: int) -> None:
         dst = f"{root}{src}"
         lines.append(f"mkdir -p '{dst}'; mountpoint -q '{dst}' || "
                      f"{{ mount --bind '{src}' '{dst}'; mount -o remount,bind,ro '{dst}'; }}")
+    lines.append(f"mkdir -p '{root}/dev/hugepages'; mountpoint -q '{root}/dev/hugepages' || "
+                 f"mount -t hugetlbfs -o pagesize=2M hugetlbfs '{root}/dev/hugepages'")
+    qemu_conf = root / "etc" / "libvirt" / "qemu.conf"
+    lines.append(f"grep -q '^hugetlbfs_mount' '{qemu_conf}' || "
+                 f"echo 'hugetlbfs_mount = \"/dev/hugepages\"' >> '{qemu_conf}'")
+    # libvirt's private /dev for each QEMU copies the host's /dev/ptmx, here a symlink
+    # into the host's own devpts instance: QEMU then fails "Failed to create PTY"
+    lines.append(f"grep -q '^namespaces' '{qemu_conf}' || "
+                 f"echo 'namespaces = []' >> '{qemu_conf}'")
+    img = f"{root}{QEMU_IMG}"
+    lines.append(f"[ -e '{img}' ] || touch '{img}'; mountpoint -q '{img}' || "
+                 f"{{ mount --bind {QEMU_IMG} '{img}'; mount -o remount,bind,ro '{img}'; }}")
     init = root / "etc" / "init.d" / "nova-compute"
     text = INIT_SCRIPT.format(daemon=nova_venv.nova_bin("nova-compute"), log=LOG_FILE)
     lines.append(f"cat > '{init}' <<'EOF'\n{text}EOF\nchmod 755 '{init}'")
@@ -120,11 +143,36 @@ def site(lab: NovaLab) -> dict[str, Any]:
     through the venv's helper (no sudo in the hosts), a quick stop."""
     return {**lab.site(),
             "libvirt": {"virt_type": "qemu"},
-            "options": {"DEFAULT": {"manager_shutdown_timeout":
+            "options": {**lab.peer_options(),
+                        "DEFAULT": {"manager_shutdown_timeout":
                                     int(SHUTDOWN["manager_shutdown_timeout"])},
                         "nova_sys_admin": {"helper_command": (
                             f"{nova_venv.nova_bin('privsep-helper')} "
                             "--config-file /etc/nova/nova.conf")}}}
+
+
+HUGEPAGES_2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+
+
+def reserve_hugepages(count: int) -> int:
+    """Set this machine's 2 MiB hugepage pool to ``count`` (the lab hosts share its
+    kernel); returns the count before, for :func:`release_hugepages`.
+
+    Raises:
+        LabError: the kernel gave fewer pages (memory too fragmented).
+    """
+    before = int(HUGEPAGES_2M.read_text())
+    HUGEPAGES_2M.write_text(f"{count}\n")
+    got = int(HUGEPAGES_2M.read_text())
+    if got < count:
+        HUGEPAGES_2M.write_text(f"{before}\n")
+        raise LabError(reason=f"asked the kernel for {count} 2 MiB hugepages, got {got}")
+    return before
+
+
+def release_hugepages(before: int) -> None:
+    """Give the pool back its size from before :func:`reserve_hugepages`."""
+    HUGEPAGES_2M.write_text(f"{before}\n")
 
 
 def handoff_api(lab: NovaLab) -> dict[str, Any]:

@@ -10,6 +10,7 @@ has plain-TCP libvirt switched back on (LVT-002, high) and is refused by the gat
 
 from __future__ import annotations
 
+import calendar
 import copy
 import os
 import subprocess
@@ -44,6 +45,7 @@ from .test_nova_lab import _ensure_rabbitmq
 pytestmark = pytest.mark.peers
 
 NET = 206
+HUGEPAGES = 80  # 2 MiB: the canary takes 64 (128 MiB); the prototype's count (LAB.md)
 LIBVIRTD_CONF = "/etc/libvirt/libvirtd.conf"
 RULES = rules_mod.load()
 SITE_OVERRIDES = {"repositories": {"apt": [{
@@ -72,6 +74,7 @@ class Env:
                                       credentials_file=self.lab.credentials_file)
 
     def opts(self, **kw) -> handoff.HandoffOptions:
+        kw.setdefault("canary", False)  # the canary tests ask for it (10-20 s each)
         return handoff.HandoffOptions(pki=self.pki, key_file=self.hostlab.client_key,
                                       known_hosts=self.hostlab.known_hosts, **kw)
 
@@ -131,11 +134,13 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("handoff")
     hostlab = HostLab(base / "hosts", net=NET, layers=nova_hosts.LAYERS)
     started = time.monotonic()
+    hugepages = nova_hosts.reserve_hugepages(HUGEPAGES)  # the canary's (this kernel's)
     try:
         for i in (1, 2):
             hostlab.start(i)
             nova_hosts.install(hostlab, i)
-        lab = nova.prepare(base / "nova", hostlab.gateway, bind_address=hostlab.gateway)
+        lab = nova.prepare(base / "nova", hostlab.gateway, bind_address=hostlab.gateway,
+                           image_service=True)
         starting = threading.Thread(target=nova.start, args=(lab,), daemon=True)
         starting.start()  # RabbitMQ and the databases take a while: harden + audit meanwhile
         pki = SitePKI(base / "pki", organization="metalctl handoff test")
@@ -152,11 +157,16 @@ def env(tmp_path_factory: pytest.TempPathFactory):
         starting.join()
         assert nova.services_up(lab, ("nova-conductor", "nova-scheduler")), \
             f"control plane did not start; see {lab.dir / 'logs'}"
+        lab = nova.NovaLab.load(lab.dir)  # with the canary image start() uploaded
+        assert lab.canary_image, f"no canary image in Glance; see {lab.dir / 'logs'}"
+        e.lab = lab
+        site_data["handoff"]["canary"] = {"image": lab.canary_image, "timeout_s": 120}
         print(f"\nhandoff env up in {time.monotonic() - started:.1f} s")
         yield e
     finally:
         nova.down(base / "nova")
         hostlab.down()
+        nova_hosts.release_hugepages(hugepages)
 
 
 def _conf_state(env: Env, i: int) -> str:
@@ -253,6 +263,148 @@ def test_rerun_changes_nothing(env: Env):
     assert check.diff == ""
 
 
+# --- the profile published, proven by a canary guest ---------------------------------------
+
+
+def nfv_lab_plan(plan: dict) -> dict:
+    """The lab plan as an NFV profile would make it on this host: dedicated CPU 1 with
+    emulator threads on the shared CPU 0, and 2 MiB hugepages on NUMA node 0 (64 of the
+    80 the fixture reserved in this kernel)."""
+    nfv = copy.deepcopy(plan)
+    nfv["profile"] = "nfv-lab"
+    nfv["hugepage_size"] = "2M"
+    nfv["numa"][0]["hugepages"] = 64
+    nfv["flavor_extra_specs"]["hw:mem_page_size"] = "2MB"
+    return nfv
+
+
+def _put_plan(env: Env, plan: dict) -> None:
+    env.store.put_data(env.store.find("h1")["key"], "plan",
+                       {"profile": plan["profile"], "plan": plan})
+
+
+def _restart_compute(env: Env, i: int) -> None:
+    """Restart nova-compute on host ``i`` and wait for the new process's first report
+    (the old one is gone once the init script returns; a report in that same second
+    counts: ``updated_at`` has whole seconds)."""
+    env.sh(i, "/etc/init.d/nova-compute restart >/dev/null")
+    before = int(time.time())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        [svc] = [s for s in env.lab.api("/os-services")["services"]
+                 if s["binary"] == "nova-compute" and s["host"] == f"h{i}"]
+        when = svc.get("updated_at") or ""
+        if when and calendar.timegm(time.strptime(when[:19], "%Y-%m-%dT%H:%M:%S")) \
+                >= before:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"nova-compute on h{i} did not report after its restart")
+
+
+def _checks(res: handoff.HandoffResult) -> dict[str, dict]:
+    return {c["name"]: c for c in res.evidence["canary"]["checks"]}
+
+
+def test_profile_is_published_and_a_canary_proves_it(env: Env):
+    nfv = nfv_lab_plan(env.plan)
+    _put_plan(env, nfv)
+    try:
+        started = time.monotonic()
+        [res] = env.run(1, canary=True)
+        took = time.monotonic() - started
+    finally:
+        _put_plan(env, env.plan)
+    canary = res.evidence.get("canary")
+    print(f"\nhandoff h1 with the canary: {took:.1f} s, canary {canary and canary['timeline_s']}")
+    assert res.status is handoff.HandoffStatus.HANDED_OFF, (res.error, canary)
+    checks = _checks(res)
+    assert {n: c["status"] for n, c in checks.items()} == {
+        "vcpu-pinning": "pass", "emulator-threads": "pass", "hugepages": "pass",
+        "svirt-label": "unavailable", "placement": "pass", "cleanup": "pass"}
+    assert checks["vcpu-pinning"]["actual"] == "1"       # cpu_dedicated_set
+    assert checks["emulator-threads"]["actual"] == "0"   # cpu_shared_set (share policy)
+    assert "QEMU hugetlb mappings on node(s) [0]" in checks["hugepages"]["actual"]
+    assert "only a DAC label is possible" in checks["svirt-label"]["actual"]
+    assert checks["placement"]["actual"] == str({"DISK_GB": 1, "MEMORY_MB": 128, "PCPU": 1})
+    assert list(canary["timeline_s"]) == ["created", "active", "checked", "deleted"]
+    # Nova's and Placement's own answers
+    trait = "CUSTOM_METALCTL_PROFILE_NFV_LAB"
+    provider = res.evidence["hypervisor"]["id"]
+    traits = env.lab.placement(f"/resource_providers/{provider}/traits")["traits"]
+    assert trait in traits
+    assert "CUSTOM_METALCTL_PROFILE_HPC_LAB" not in traits  # the host's earlier profile
+    aggs = {a["name"]: a for a in env.lab.api("/os-aggregates")["aggregates"]}
+    assert aggs["metalctl-profile-nfv-lab"]["hosts"] == ["h1"]
+    assert aggs["metalctl-profile-nfv-lab"]["metadata"]["metalctl_profile"] == "nfv-lab"
+    assert "h1" not in aggs["metalctl-profile-hpc-lab"]["hosts"]
+    flavors = {f["name"]: f for f in env.lab.api("/flavors/detail?is_public=None")["flavors"]}
+    team = env.lab.api(f"/flavors/{flavors['metalctl.nfv-lab']['id']}/os-extra_specs"
+                       )["extra_specs"]
+    assert team[f"trait:{trait}"] == "required"
+    assert team["hw:mem_page_size"] == "2MB"
+    assert team["hw:cpu_policy"] == "dedicated"
+    assert flavors["metalctl.nfv-lab.canary"]["os-flavor-access:is_public"] is False
+    assert env.lab.api("/servers/detail?all_tenants=1")["servers"] == []
+    # what teams can request, and where; a re-run (check) changes nothing
+    offers = {o.flavor: o for o in handoff.offered(env.site())}
+    assert offers["metalctl.nfv-lab"].hosts == ["h1"]
+    assert offers["metalctl.nfv-lab"].providers == 1
+    site, _ = _cli_files(env)
+    listed = subprocess.run([sys.executable, "-m", "metalctl", "profile", "flavors", "--site",
+                             str(site), "-o", "json"], capture_output=True, text=True,
+                            timeout=60, check=False, env={
+                                **os.environ,
+                                "METALCTL_CREDENTIALS_FILE": str(env.lab.credentials_file)})
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["flavor"]: r for r in yaml.safe_load(listed.stdout)}
+    assert (rows["metalctl.nfv-lab"]["hosts"], rows["metalctl.nfv-lab"]["names"]) == (1, "h1")
+    _put_plan(env, nfv)
+    try:
+        [check] = env.run(1, check=True)
+    finally:
+        _put_plan(env, env.plan)
+    assert check.status is handoff.HandoffStatus.UNCHANGED, check.changed
+
+
+def test_a_wrong_cpu_dedicated_set_fails_the_canary_and_disables_the_host(env: Env):
+    """The planted fault: a stale /etc/nova/nova-compute.conf on the host swaps the CPU
+    sets. Placement's totals still match the plan (one PCPU, one VCPU); the canary's
+    pinning does not."""
+    _put_plan(env, nfv_lab_plan(env.plan))
+    env.sh(1, "printf '[compute]\\ncpu_dedicated_set = 0\\ncpu_shared_set = 1\\n' "
+              "> /etc/nova/nova-compute.conf")
+    _restart_compute(env, 1)
+    try:
+        [res] = env.run(1, canary=True)
+        svc = next(s for s in env.lab.api("/os-services")["services"]
+                   if s["binary"] == "nova-compute" and s["host"] == "h1")
+        assert res.status is handoff.HandoffStatus.FAILED, res.evidence.get("canary")
+        assert res.error.startswith("metalctl canary failed: vcpu-pinning: expected inside "
+                                    "cpu_dedicated_set 1, found 0")
+        assert "(the compute service is now disabled)" in res.error
+        assert svc["status"] == "disabled"
+        assert svc["disabled_reason"].startswith("metalctl canary failed: vcpu-pinning")
+        assert _checks(res)["cleanup"]["status"] == "pass"
+        assert env.lab.api("/servers/detail?all_tenants=1")["servers"] == []
+        node = env.store.find("h1")
+        assert [e.action for e in env.store.events(node["key"]) if e.stage == "handoff"][-1] \
+            == "failed"
+    finally:
+        env.sh(1, "rm -f /etc/nova/nova-compute.conf")
+        _restart_compute(env, 1)
+    # the host fixed: the next hand-off lifts the canary's own disable and proves it again
+    try:
+        [again] = env.run(1, canary=True)
+    finally:
+        _put_plan(env, env.plan)
+    assert again.status is handoff.HandoffStatus.HANDED_OFF, (again.error,
+                                                             again.evidence.get("canary"))
+    assert any(n.startswith("enabled again for a new canary") for n in again.notes)
+    [svc] = [s for s in env.lab.api("/os-services")["services"]
+             if s["binary"] == "nova-compute" and s["host"] == "h1"]
+    assert svc["status"] == "enabled"
+
+
 def test_a_cpu_the_host_lacks_fails_with_novas_own_log_line(env: Env):
     key = env.store.find("h1")["key"]
     bad = copy.deepcopy(env.plan)
@@ -311,7 +463,8 @@ def cli(env: Env, *args: str, verbose: bool = False) -> subprocess.CompletedProc
             "--site", str(site), "--inventory", str(inventory),
             "--ssh-key", str(env.hostlab.client_key),
             "--known-hosts", str(env.hostlab.known_hosts), "--pki-dir", str(env.pki.dir),
-            "--organization", "metalctl handoff test", "--store", str(env.store.path), *args]
+            "--organization", "metalctl handoff test", "--store", str(env.store.path),
+            "--no-canary", *args]
     environ = {**os.environ, "METALCTL_CREDENTIALS_FILE": str(env.lab.credentials_file)}
     return subprocess.run(argv, capture_output=True, text=True, env=environ, timeout=300,
                           check=False)
@@ -332,6 +485,9 @@ def test_nova_api_down_is_exit_4_and_a_rerun_converges(env: Env):
     rows = {r["host"]: r for r in yaml.safe_load(again.stdout)}
     assert rows["h1"]["status"] == "handed-off"
     assert rows["h2"]["status"] == "refused"
+    # --no-canary (cli() passes it): the result says no guest proved the host
+    assert rows["h1"]["evidence"]["canary"] == {
+        "skipped": "--no-canary: no guest proved this host"}
 
 
 def test_disable_takes_the_host_out_of_scheduling(env: Env):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from metalctl.lab import ironic_conf, nova, nova_venv, peers, prov_ironic
+from metalctl.lab import glance, ironic_conf, nova, nova_venv, peers, prov_ironic
 
 pytestmark = pytest.mark.venvs
 
@@ -106,3 +106,13 @@ def test_nova_and_placement_set_every_path_option_inside_the_lab(tmp_path: Path)
     options = nova.compute_site(lab, "c1", "qemu:///system")["options"]
     assert Path(options["DEFAULT"]["rootwrap_config"]).is_relative_to(tmp_path)
     assert Path(options["compute"]["provider_config_location"]).is_relative_to(tmp_path)
+
+
+def test_glance_sets_every_path_option_inside_the_lab(tmp_path: Path) -> None:
+    options = global_path_options(nova_venv.glance_bin("python"), "glance.api,glance.store,oslo")
+    assert ("glance_store", "filesystem_store_datadir") in options  # /var/lib/glance/images
+    options.discard(("glance_store", "vmware_store_image_dir"))  # the VMware store: unused
+    text = glance.glance_conf(tmp_path, "127.21.0.5")
+    assert_set_inside(text, options, tmp_path)
+    # a URL default the path search cannot see: file:///tmp/staging/
+    assert f"node_staging_uri = file://{tmp_path}/" in text

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from metalctl.lab import ironic_conf, libvirt_lab, nova, postgres, prov_ironic
+from metalctl.lab import (
+    glance,
+    ironic_conf,
+    libvirt_lab,
+    neutron_standin,
+    nova,
+    postgres,
+    prov_ironic,
+)
 from metalctl.lab.provnet import ProvNet
 from metalctl.provision import dnsmasq
 
@@ -98,3 +106,35 @@ def test_postgres_keeps_its_socket_in_the_lab(tmp_path: Path) -> None:
     opts = postgres.server_options(tmp_path / "pgdata", "127.20.4.2", 5432)
     assert_inside(opts, tmp_path, "PostgreSQL's options")
     assert "huge_pages=off" in opts
+
+
+def test_glance_keeps_every_path_in_the_lab(tmp_path: Path) -> None:
+    conf = glance.glance_conf(tmp_path, "127.21.0.4")
+    assert_inside(conf.replace("file://", "file:"), tmp_path, "glance-api.conf")
+    # Glance's defaults otherwise: /var/lib/glance/images, /tmp/staging, /etc/glance
+    for option in ("filesystem_store_datadir", "image_cache_dir", "lock_path", "work_dir",
+                   "policy_file", "config_file"):
+        assert re.search(rf"^{option} = {re.escape(str(tmp_path))}/", conf, re.M), option
+    assert f"node_staging_uri = file://{tmp_path}/glance/staging" in conf
+    assert f"connection = sqlite:///{tmp_path}/glance/glance.sqlite" in conf
+
+
+def test_nova_reaches_glance_and_the_neutron_stand_in_only_when_asked(tmp_path: Path) -> None:
+    lab = nova.NovaLab(str(tmp_path), "127.21.0.1", rabbit_password="x")
+    assert "[glance]" not in nova._controller_conf(lab)
+    lab.image_service = True
+    conf = nova._controller_conf(lab)
+    assert "endpoint_override = http://127.21.0.5:9292" in conf
+    assert "endpoint_override = http://127.21.0.6:9696" in conf
+    assert "NUMATopologyFilter" in conf
+    assert_inside(conf, tmp_path, "nova.conf")
+
+
+def test_the_neutron_stand_in_answers_empty_listings_and_nothing_else() -> None:
+    assert neutron_standin.answer("GET", "/v2.0/ports?device_id=x&fields=id") == \
+        (200, {"ports": []})
+    assert neutron_standin.answer("GET", "/v2.0/security-groups.json")[1] == \
+        {"security_groups": []}
+    status, body = neutron_standin.answer("POST", "/v2.0/ports")
+    assert status == 404
+    assert "stand-in" in body["NeutronError"]["message"]
