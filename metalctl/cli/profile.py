@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fl = verbs.add_parser("flavors", help="the flavors teams can request (published to "
                                           "Nova at hand-off) and on how many hosts")
     fl.add_argument("--site", type=Path, required=True, help="the hand-off site file")
-    common.add_output(fl)
+    options.add_output(fl)
     fl.set_defaults(func=run_flavors)
 
 

@@ -12,7 +12,7 @@ as a trait, an aggregate and flavors (:mod:`.publish`), and proven by a canary g
 :func:`handoff` and :func:`disable` (:mod:`.stage`). See docs/handoff.md.
 """
 
-from metalctl.cloud import CloudError, CloudUnavailable
+from metalctl.errors import CloudError, CloudUnavailable
 from metalctl.handoff.model import HandoffOptions, HandoffResult, HandoffStatus, Mismatch
 from metalctl.handoff.novaconf import NovaConf, NovaSite, render, site_from_dict, stored_plan
 from metalctl.handoff.novaopts import (

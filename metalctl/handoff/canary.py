@@ -33,7 +33,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from metalctl import cpulist, ssh
-from metalctl.cloud import CloudError, CloudUnavailable
+from metalctl.errors import CloudError, CloudUnavailable
 from metalctl.handoff.nova_api import NovaApi
 from metalctl.handoff.novaconf import NovaConf
 

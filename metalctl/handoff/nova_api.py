@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from metalctl.cloud import Cloud, CloudError
+from metalctl.cloud import Cloud
+from metalctl.errors import CloudError
 
 COMPUTE_MV = "2.88"
 PLACEMENT_MV = "1.39"

@@ -31,7 +31,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from metalctl.cloud import CloudError
+from metalctl.errors import CloudError
 from metalctl.handoff.nova_api import NovaApi
 
 TRAIT_PREFIX = "CUSTOM_METALCTL_PROFILE_"

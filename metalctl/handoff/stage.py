@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from metalctl import fleet, logredact, ssh
-from metalctl.cloud import Cloud, CloudUnavailable
-from metalctl.errors import HostDropped, HostUnreachable, InputError, describe
+from metalctl.cloud import Cloud
+from metalctl.errors import CloudUnavailable, HostDropped, HostUnreachable, InputError, describe
 from metalctl.handoff import apply, canary, gate, novaconf, novaopts, publish, register, verify
 from metalctl.handoff.model import HandoffOptions, HandoffResult, HandoffStatus
 from metalctl.handoff.nova_api import NovaApi
