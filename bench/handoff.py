@@ -35,7 +35,6 @@ from metalctl.lab.hosts import HostLab  # noqa: E402
 from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status  # noqa: E402
 from metalctl.pki import SitePKI  # noqa: E402
 from metalctl.store import Store, now  # noqa: E402
-from tests.integration.test_handoff import lab_plan  # noqa: E402
 
 NET = 206
 FLEET = int(os.environ.get("METALCTL_BENCH_HANDOFF_HOSTS", "3"))
@@ -72,7 +71,7 @@ def main() -> int:
             pki = SitePKI(base / "pki")
             pki.init()
             store = Store(base / "store.db").open()
-            plan = lab_plan()
+            plan = nova_hosts.lab_plan()
             rows = []
             for i in range(1, count + 1):
                 rec = DiscoveryRecord(address=lab_hosts.address(i), port=623,

@@ -27,6 +27,9 @@ class HostSpec:
     ssh: str  # [user@]host[:port]
     mgmt_address: str
     names: tuple[str, ...] = ()
+    #: the node's key in the store, when the host is one of its nodes (a run's): the
+    #: stages' results carry it (the stage contract)
+    key: str | None = None
 
     @property
     def target_host(self) -> str:

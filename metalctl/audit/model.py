@@ -6,13 +6,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from metalctl.model.compliance import AuditStatus
+from metalctl.rules.severity import SEVERITY_RANK, blocks
+
+__all__ = ["SEVERITY_RANK"]  # the audit's modules read the one table through here
 
 PASS, FAIL, ERROR = AuditStatus.PASS, AuditStatus.FAIL, AuditStatus.ERROR
 NOTAPPLICABLE, NOTCHECKED, WAIVED = (AuditStatus.NOTAPPLICABLE, AuditStatus.NOTCHECKED,
                                      AuditStatus.WAIVED)
 #: report order: what needs attention first
 STATUSES = (FAIL, ERROR, WAIVED, NOTCHECKED, NOTAPPLICABLE, PASS)
-SEVERITY_RANK = {"high": 3, "medium": 2, "low": 1, "info": 0}
 SCHEMA = "metalctl-audit/1"
 
 
@@ -52,13 +54,44 @@ class Result:
 
 @dataclass
 class HostAudit:
-    """Every result of one host or BMC, or the error that stopped its scan."""
+    """Every result of one host or BMC, or the error that stopped its scan.
+
+    The stage contract (:class:`metalctl.model.result.StageResult`): ``key`` is the
+    node's key (the host's name when it was given without a store), ``ok`` means scanned
+    with no failure at or above ``gate`` (``none``: scanned is enough).
+    """
     host: str
     kind: str = "host"  # host | bmc
     error: str | None = None
     results: list[Result] = field(default_factory=list)
     duration_s: float = 0.0
     ssh_sessions: int = 0
+    key: str = ""
+    gate: str = "none"
+    scan_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.host
+
+    def gate_failures(self) -> list[str]:
+        """The rules that failed at or above the gate."""
+        return [r.rule for r in self.results if r.status == FAIL
+                and blocks(r.severity, self.gate)]
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.gate_failures()
+
+    @property
+    def reason(self) -> str | None:
+        failing = self.gate_failures()
+        return self.error or (f"audit gate {self.gate}: {', '.join(failing)} failed"
+                              if failing else None)
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return {"scan_id": self.scan_id, "counts": self.counts(), "gate": self.gate,
+                "failing": self.gate_failures()}
 
     def counts(self) -> dict[str, int]:
         """Return the number of results per status (every status present, zero or more)."""

@@ -27,7 +27,6 @@ from metalctl.audit.model import (
     NOTAPPLICABLE,
     NOTCHECKED,
     PASS,
-    SEVERITY_RANK,
     Evidence,
     HostAudit,
     Report,
@@ -43,6 +42,7 @@ from metalctl.model.node import Event, Lifecycle
 from metalctl.pki import SitePKI
 from metalctl.rules import engine
 from metalctl.rules.catalogue import Rule
+from metalctl.rules.severity import blocks
 from metalctl.store import Store, now
 
 STAGE = "audit"
@@ -85,6 +85,9 @@ class AuditOptions:
     waivers: list[Waiver] = field(default_factory=list)
     since: str | None = None
     record: bool = True
+    #: a host whose unwaived failures reach this severity is not ``ok`` (``none``: a
+    #: completed scan is); the gate a run puts before hand-off
+    gate: str = "none"
 
 
 def remediation(rule: Rule, status: str, fix: str | None = None) -> str | None:
@@ -223,6 +226,10 @@ def audit(hosts: list[HostSpec], rules: list[Rule], opts: AuditOptions | None = 
         report.expired_waivers = waivers.apply(report, opts.waivers,
                                                _profiles_of(store, report))
     report.fleet = rollup.fleet(report)
+    keys = {h.name: h.key or h.name for h in hosts}
+    for h in report.hosts:  # the stage contract: node key, the gate, the scan
+        h.key = keys.get(h.host, h.key) if h.kind == "host" else h.key
+        h.gate, h.scan_id = opts.gate, report.scan_id
     if store is not None:
         if opts.since:
             report.changes = history.compare(store, report, opts.since)
@@ -260,11 +267,8 @@ def exit_code(report: Report, fail_on: str) -> ExitCode:
     ``fail_on`` (a severity, or ``none``) remains, OK otherwise."""
     if any(h.error for h in report.hosts) or any(r.status == ERROR for r in report.results()):
         return ExitCode.FAILED
-    if fail_on != "none":
-        floor = SEVERITY_RANK[fail_on]
-        if any(r.status == FAIL and SEVERITY_RANK.get(r.severity, 0) >= floor
-               for r in report.results()):
-            return ExitCode.FINDINGS
+    if any(r.status == FAIL and blocks(r.severity, fail_on) for r in report.results()):
+        return ExitCode.FINDINGS
     return ExitCode.OK
 
 

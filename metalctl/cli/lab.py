@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import shlex
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -17,9 +15,6 @@ from metalctl.lab import libvirt_lab, nova, nova_hosts, provkit, rack
 from metalctl.lab.hosts import HostLab
 from metalctl.lab.spec import LabState, RackSpec
 from metalctl.output.render import render
-from metalctl.profile.derive import derive
-from metalctl.profile.facts import inband
-from metalctl.profile.library import Profile, ProfileLibrary
 from metalctl.provision import adopt, dnsmasq
 
 #: the provisioning network of ``lab up`` (10.203.0.0/24, fd00:203::/64)
@@ -156,16 +151,6 @@ def host_lab(d: Path, net: int | None) -> HostLab:
     return HostLab(d / "hosts", net=net)
 
 
-def lab_plan() -> dict[str, Any]:
-    """``hpc`` scaled to a 2-CPU lab host: shared 0, dedicated 1, 512 MiB reserved, no
-    hugepages (the lab kernel has none to give). The hosts see this machine's CPUs."""
-    data = copy.deepcopy(ProfileLibrary().load("hpc").data)
-    data.pop("hugepages", None)
-    data.setdefault("memory", {})["host_reserved_mib"] = 512
-    data["memory"].pop("host_reserved_mib_per_numa", None)
-    return derive(inband.collect_local(), Profile(name="hpc-lab", data=data), "lab").to_dict()
-
-
 def nova_up(d: Path, args: argparse.Namespace) -> ExitCode:
     """SSH test hosts running nova-compute, the Nova control plane on their bridge, each
     host in the store as an installed node with its plan, and ``nova-site.yaml`` for
@@ -181,7 +166,7 @@ def nova_up(d: Path, args: argparse.Namespace) -> ExitCode:
         lab = nova.prepare(d / "nova", hostlab.gateway, bind_address=hostlab.gateway,
                            image_service=True)  # Glance + the canary image
         nova.start(lab)
-    plan = lab_plan()
+    plan = nova_hosts.lab_plan()
     with common.open_store(args) as store:
         # SSH test hosts have no BMC: they join as installed hosts (provision's adopt)
         adopt.adopt([adopt.AdoptedHost(f"h{i}", hostlab.address(i), hostlab.known_hosts,

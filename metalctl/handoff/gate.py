@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from metalctl.model.compliance import AuditStatus
+from metalctl.rules.severity import blocks
 from metalctl.store import Store
 
-#: the audit's severity ranks (metalctl.audit.model.SEVERITY_RANK; a stage never imports
-#: another, and these are the rule catalogue's severities)
-SEVERITY_RANK = {"info": 0, "low": 1, "medium": 2, "high": 3}
-FAIL = "fail"
+FAIL = AuditStatus.FAIL.value  # as the audit history stores a status
 
 
 @dataclass
@@ -71,9 +70,8 @@ def check(store: Store | None, host: str, severity: str = "high", max_age_s: flo
                         f"{max_age_s:g} s; run `metalctl audit` again")
         else:
             # "none" (a rack's audit gate): a fresh audit is still required
-            floor = len(SEVERITY_RANK) if severity == "none" else SEVERITY_RANK[severity]
             v.failing = [r["rule"] for r in results if r["status"] == FAIL
-                         and SEVERITY_RANK.get(r["severity"], 0) >= floor]
+                         and blocks(r["severity"], severity)]
             if v.failing:
                 v.reason = (f"unwaived audit failures at or above {severity}: "
                             + ", ".join(v.failing))

@@ -89,9 +89,19 @@ class HandoffResult:
     log_line: str | None = None  # nova-compute's own words on a failure
     duration_s: float = 0.0
 
+    key: str = ""  # the node's key (the host's name without a store)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.host
+
+    # the stage contract (metalctl.model.result); ``evidence`` is the field above
+    @property
+    def ok(self) -> bool:
+        return self.status.ok
+
     @property
     def reason(self) -> str | None:
-        """Why the host was not handed off (the pipeline's adapter reads this name)."""
+        """Why the host was not handed off."""
         return self.error
 
     def to_dict(self) -> dict[str, Any]:

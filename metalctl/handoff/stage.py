@@ -280,7 +280,10 @@ def handoff(hosts: list[HostSpec], inputs: HandoffSite, opts: HandoffOptions | N
     started = time.monotonic()
     results: list[HandoffResult] = []
 
+    keys = {h.name: h.key or h.name for h in hosts}
+
     def finish(res: HandoffResult) -> None:
+        res.key = keys.get(res.host, res.key)
         results.append(res)
         if store is not None and not opts.check:
             _record(store, res)

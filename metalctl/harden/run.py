@@ -78,6 +78,23 @@ class HostResult:
     changed: list[str] = field(default_factory=list)
     reboot_required: list[str] = field(default_factory=list)
     error: str | None = None
+    key: str = ""  # the node's key (the host's name without a store)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.host
+
+    # the stage contract (metalctl.model.result)
+    @property
+    def ok(self) -> bool:
+        return self.status.ok
+
+    @property
+    def reason(self) -> str | None:
+        return self.error
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return {"status": self.status.value, "changed": len(self.changed)}
 
     def to_dict(self) -> dict[str, Any]:
         """Return the host's result, rule outcomes and diff, as a plain dict."""
@@ -258,6 +275,7 @@ def harden(hosts: list[HostSpec], rules: list[Rule], opts: HardenOptions | None 
     def done(o: fleet.TaskOutcome) -> None:
         res = o.value if o.ok else HostResult(o.item.name, _failure_status(o.error),
                                               error=describe(o.error))
+        res.key = o.item.key or o.item.name
         results.append(res)
         if store is not None and not opts.check:
             _record(store, res)

@@ -28,7 +28,7 @@ import requests
 
 from metalctl.errors import LabError
 from metalctl.lab import canary_image, nova_venv, peers
-from metalctl.lab.procs import spawn, wait_ready
+from metalctl.lab.procs import http_ready, spawn, wait_ready
 
 GLANCE_PORT, NEUTRON_PORT = 9292, 9696
 #: what the canary's kernel is told (a serial console; ``quiet`` keeps TCG fast)
@@ -137,16 +137,7 @@ def wait(address: str, neutron_address: str, pids: dict[str, int], log: Any,
     for name, url in (("glance", f"http://{address}:{GLANCE_PORT}/v2/images"),
                       ("neutron-standin",
                        f"http://{neutron_address}:{NEUTRON_PORT}/v2.0/ports")):
-        wait_ready(name, _answers(url), pids[name], log(name), timeout_s)
-
-
-def _answers(url: str) -> Any:
-    def check() -> bool:
-        try:
-            return requests.get(url, timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-    return check
+        wait_ready(name, http_ready(url), pids[name], log(name), timeout_s)
 
 
 def _image(glance_url: str, name: str, fmt: str, path: Path | None,

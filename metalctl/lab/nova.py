@@ -49,7 +49,7 @@ import yaml
 
 from metalctl.errors import LabError
 from metalctl.lab import glance, libvirt_lab, nova_venv
-from metalctl.lab.procs import alive, spawn, wait_ready
+from metalctl.lab.procs import alive, http_ready, spawn, wait_ready
 
 LOG = logging.getLogger(__name__)
 
@@ -207,15 +207,6 @@ def _tcp_ready(address: str, port: int) -> Any:
         with contextlib.suppress(OSError), socket.create_connection((address, port), 0.5):
             return True
         return False
-    return check
-
-
-def _http_ready(url: str) -> Any:
-    def check() -> bool:
-        try:
-            return requests.get(url, timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
     return check
 
 
@@ -502,7 +493,7 @@ def start_api(lab: NovaLab, timeout_s: float = 60) -> None:
     """
     _start_api(lab)
     lab.save()
-    wait_ready("nova-api", _http_ready(lab.api_url + "/"), lab.pids["nova-api"],
+    wait_ready("nova-api", http_ready(lab.api_url + "/"), lab.pids["nova-api"],
                lab.log("nova-api"), timeout_s)
 
 
@@ -595,9 +586,9 @@ def start(lab: NovaLab, *, timeout_s: float = 120) -> NovaLab:
         if lab.image_service:
             glance.start(lab.dir, lab.address(4), lab.address(5), lab.pids, lab.log)
         lab.save()
-        wait_ready("Placement", _http_ready(lab.placement_url + "/"), lab.pids["placement"],
+        wait_ready("Placement", http_ready(lab.placement_url + "/"), lab.pids["placement"],
                    lab.log("placement"), timeout_s)
-        wait_ready("nova-api", _http_ready(lab.api_url + "/"), lab.pids["nova-api"],
+        wait_ready("nova-api", http_ready(lab.api_url + "/"), lab.pids["nova-api"],
                    lab.log("nova-api"), timeout_s)
         _wait_services(lab, timeout_s)
         if lab.image_service:

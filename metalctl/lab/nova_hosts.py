@@ -29,6 +29,7 @@ The hosts reach the control plane on their bridge's gateway
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,17 @@ def handoff_api(lab: NovaLab) -> dict[str, Any]:
     return {"compute_endpoint": lab.api_url, "placement_endpoint": lab.placement_url,
             "noauth_user": "metalctl-lab", "noauth_project": "metalctl-lab",
             "placement_credentials": "nova-lab-placement"}
+
+
+def lab_plan() -> dict[str, Any]:
+    """``hpc`` scaled to a 2-CPU lab host: shared 0, dedicated 1, 512 MiB reserved, no
+    hugepages (the lab kernel has none to give). The hosts see this machine's CPUs."""
+    from metalctl.profile.derive import derive  # noqa: PLC0415 - only nova-up and tests
+    from metalctl.profile.facts import inband  # noqa: PLC0415
+    from metalctl.profile.library import Profile, ProfileLibrary  # noqa: PLC0415
+
+    data = copy.deepcopy(ProfileLibrary().load("hpc").data)
+    data.pop("hugepages", None)
+    data.setdefault("memory", {})["host_reserved_mib"] = 512
+    data["memory"].pop("host_reserved_mib_per_numa", None)
+    return derive(inband.collect_local(), Profile(name="hpc-lab", data=data), "lab").to_dict()

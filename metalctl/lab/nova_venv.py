@@ -75,23 +75,18 @@ def ensure() -> Path:
     Raises:
         LabError: pip failed (its output's tail is in the message).
     """
-    root = venv_dir()
-    if installed():
+    return _ensure(venv_dir(), NOVA_REQUIREMENTS, installed(), "about a minute")
+
+
+def _ensure(root: Path, requirements: list[str], ready: bool, takes: str) -> Path:
+    """A venv at ``root`` with exactly ``requirements`` (recorded in its stamp file)."""
+    if ready:
         return root
     if not (root / "bin" / "python").exists():
         venv.EnvBuilder(with_pip=True).create(root)
-    LOG.info("lab: pip install %s into %s (about a minute)", " ".join(NOVA_REQUIREMENTS), root)
-    try:
-        proc = subprocess.run([str(nova_bin("python")), "-m", "pip", "install", "-q",
-                               "--disable-pip-version-check", *NOVA_REQUIREMENTS],
-                              capture_output=True, text=True, check=False,
-                              timeout=PIP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise LabError(reason=f"pip install into {root} took over {PIP_TIMEOUT_S} s") from None
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout)[-1200:]
-        raise LabError(reason=f"pip install into {root} failed (exit {proc.returncode}): {tail}")
-    (root / STAMP).write_text("\n".join(NOVA_REQUIREMENTS))
+    LOG.info("lab: pip install %s into %s (%s)", " ".join(requirements), root, takes)
+    _pip(root, requirements)
+    (root / STAMP).write_text("\n".join(requirements))
     return root
 
 
@@ -141,15 +136,7 @@ def ensure_glance() -> Path:
     Raises:
         LabError: pip failed (its output's tail is in the message).
     """
-    root = glance_venv_dir()
-    if glance_installed():
-        return root
-    if not (root / "bin" / "python").exists():
-        venv.EnvBuilder(with_pip=True).create(root)
-    LOG.info("lab: pip install %s into %s (about 45 s)", " ".join(GLANCE_REQUIREMENTS), root)
-    _pip(root, GLANCE_REQUIREMENTS)
-    (root / STAMP).write_text("\n".join(GLANCE_REQUIREMENTS))
-    return root
+    return _ensure(glance_venv_dir(), GLANCE_REQUIREMENTS, glance_installed(), "about 45 s")
 
 
 def _pip(root: Path, requirements: list[str]) -> None:

@@ -55,3 +55,13 @@ def https_ready(url: str, ca: Path) -> Callable[[], bool]:
         except requests.RequestException:
             return False
     return check
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    """Ready once ``url`` answers 200 over plain HTTP (a lab service on loopback)."""
+    def check() -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+    return check

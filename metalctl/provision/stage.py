@@ -213,10 +213,22 @@ class ProvisionResult:
     host_keys: list[str] = field(default_factory=list)  # fingerprints
     kickstart: str | None = None
     warnings: list[str] = field(default_factory=list)
+    key: str = ""  # the node's key in the store (the stage contract)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.node
 
     @property
     def ok(self) -> bool:
         return self.status in ("installed", "skipped", "checked")
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        """The stage contract's evidence (``extra``: what a caller added, such as the plan
+        a run derived after the install)."""
+        return {"status": self.status, "address": self.address, "via": self.via,
+                "timings": self.timings, "host_keys": self.host_keys, **self.extra}
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "status": self.status, "reason": self.reason,
@@ -611,7 +623,10 @@ def provision(nodes: Sequence[str], inputs: ProvisionInputs,
     prepared = prepare(nodes, inputs, opts, store)
     results: list[ProvisionResult] = []
 
+    keys = {p.node.name: p.node.key for p in prepared}
+
     def done(result: ProvisionResult) -> None:
+        result.key = keys.get(result.node) or result.key
         results.append(result)
         if on_result is not None:
             on_result(result)

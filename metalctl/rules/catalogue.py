@@ -16,8 +16,8 @@ from typing import Any
 
 from metalctl.data import data_dir, load_with_lines, schema, validate
 from metalctl.errors import InputError
+from metalctl.rules.severity import SEVERITIES  # noqa: E402,F401 - re-exported for the CLI
 
-SEVERITIES = ("high", "medium", "low", "info")
 PLATFORMS = ("rhel", "debian", "bmc")
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from metalctl import discover as discover_stage
 from metalctl import enroll as enroll_stage
-from metalctl.audit.model import SEVERITY_RANK
 from metalctl.audit.run import AuditOptions
 from metalctl.audit.run import audit as audit_hosts
 from metalctl.budget import DISCOVERY, ENROLLMENT
@@ -27,7 +26,6 @@ from metalctl.handoff import handoff as handoff_hosts
 from metalctl.harden import HardenOptions
 from metalctl.harden import harden as harden_hosts
 from metalctl.hosts import HostSpec
-from metalctl.model.compliance import AuditStatus
 from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.profile import bios
 from metalctl.profile import run as profile_run
@@ -213,23 +211,19 @@ def provision(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
         popts = replace(popts, redo=True)
     # a node whose BMC gave no CPU topology has its plan made after install (below)
     popts = replace(popts, require_plan=False)
-    names = {_name(store, k): k for k in keys}
 
     def done(r: ProvisionResult) -> None:
-        key = names.get(r.node) or (keys[0] if len(keys) == 1 else r.node)
-        ok = r.status in ("installed", "skipped")
-        evidence = {"status": r.status, "address": r.address, "via": r.via,
-                    "timings": r.timings, "host_keys": r.host_keys}
-        reason = r.reason
-        if ok and store.get_data(key, "plan") is None:
+        if r.ok and r.status != "checked" and store.get_data(r.key, "plan") is None:
             try:
-                evidence["plan"] = plan_after_install(rack, inputs, store, key)
+                r.extra["plan"] = plan_after_install(rack, inputs, store, r.key)
             except MetalctlError as exc:
-                ok, reason = False, f"installed; planning from its facts failed: {describe(exc)}"
+                emit(StepResult(r.key, False, f"installed; planning from its facts failed: "
+                                              f"{describe(exc)}", r.evidence))
+                return
         # "checked" (check mode) installs nothing: it must not move the node on
-        emit(StepResult(key, ok, reason, evidence, name=r.node if r.node != key else None))
+        emit(r if r.status != "checked" else StepResult(r.key, False, "check mode"))
 
-    provision_nodes(list(names), pinputs, popts, store=store, on_result=done)
+    provision_nodes(keys, pinputs, popts, store=store, on_result=done)
 
 
 def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) -> str:
@@ -259,7 +253,8 @@ def host_of(store: Store, key: str) -> HostSpec | None:
     port = data.get("ssh_port") or 22
     address = data["address"]
     host = f"[{address}]" if ":" in address else address
-    return HostSpec(name=_name(store, key), ssh=f"{user}@{host}:{port}", mgmt_address=address)
+    return HostSpec(name=_name(store, key), ssh=f"{user}@{host}:{port}", mgmt_address=address,
+                    key=key)
 
 
 def _known_hosts(store: Store, key: str) -> Path | None:
@@ -295,49 +290,34 @@ def harden(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> No
     for name, (key, host) in _hosts(store, keys, emit).items():
         opts = _for_node(inputs.harden or HardenOptions(), store, key)
         try:
-            r = harden_hosts([host], inputs.rules or load_rules(), opts, store=store)[0]
+            harden_hosts([host], inputs.rules or load_rules(), opts, store=store,
+                         on_result=emit)
         except MetalctlError as exc:  # no site PKI: refused before the host is touched
             emit(StepResult(key, False, describe(exc), name=name))
-            continue
-        emit(StepResult(key, r.status.ok, r.error, {"status": r.status.value,
-                                                    "changed": len(r.changed)}, name=name))
 
 
 def audit(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
     """Scan the host; the rack's gate decides whether it may be handed off."""
     from metalctl.rules.catalogue import load as load_rules  # noqa: PLC0415
 
-    gate = rack.audit.get("gate", "high")
-    for name, (key, host) in _hosts(store, keys, emit).items():
+    gate = str(rack.audit.get("gate", "high"))
+    for _name, (key, host) in _hosts(store, keys, emit).items():
         opts = _for_node(inputs.audit or AuditOptions(), store, key)
-        report = audit_hosts([host], inputs.rules or load_rules(), replace(opts, bmc=False),
-                             store=store)
-        scan = report.hosts[0]
-        failing = [r.rule for r in scan.results if r.status == AuditStatus.FAIL and gate != "none"
-                   and SEVERITY_RANK.get(r.severity, 0) >= SEVERITY_RANK[gate]]
-        reason = scan.error or (f"audit gate {gate}: {', '.join(failing)} failed"
-                                if failing else None)
-        emit(StepResult(key, reason is None, reason,
-                        {"scan_id": report.scan_id, "counts": scan.counts(), "gate": gate,
-                         "failing": failing}, name=name))
+        report = audit_hosts([host], inputs.rules or load_rules(),
+                             replace(opts, bmc=False, gate=gate), store=store)
+        emit(report.hosts[0])  # after waivers: the gate judges what is left
 
 
 def handoff(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
-    """Hand the host to Nova; success is read back from the lifecycle the stage sets
-    (``handed-off``), the Placement evidence from its result."""
+    """Hand the host to Nova (the stage records ``handed-off``)."""
     if inputs.handoff is None:
         for key in keys:
             emit(StepResult(key, False, "hand-off needs its inputs (the site's Nova file): "
                                         "pass StageInputs.handoff"))
         return
     hsite, hopts = inputs.handoff
-    for name, (key, host) in _hosts(store, keys, emit).items():
-        opts = _for_node(hopts, store, key)
+    for _name, (key, host) in _hosts(store, keys, emit).items():
         # Nova or Placement down (HandoffUnavailable, a PeerUnavailable) is raised, not
         # reported per node: the scheduler stops the run and it exits 4, as `handoff` does
-        [result] = handoff_hosts([host], hsite, opts, store=store)
-        row = store.node(key)
-        ok = row is not None and row["state"] == Lifecycle.HANDED_OFF.value
-        data = result.to_dict()
-        emit(StepResult(key, ok, None if ok else (result.error or "not handed off"), data,
-                        name=name))
+        handoff_hosts([host], hsite, _for_node(hopts, store, key), store=store,
+                      on_result=emit)

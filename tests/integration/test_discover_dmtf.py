@@ -12,20 +12,18 @@ Storage (else SimpleStorage), the chassis' Placement.Rack, and DPUs attached to 
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from metalctl import discover
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet, Secret
-from metalctl.lab import peers
 from metalctl.model.node import Protocol, Status
 from metalctl.netaddrs import parse_targets
+
+from . import static_bmc
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "dmtf"
 MOCKUPS = sorted(p.name for p in SAMPLES.iterdir() if (p / "redfish" / "v1").is_dir())
@@ -42,33 +40,8 @@ def test_at_least_five_mockups():
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """Every mockup on its own 127.23.1.N:8000."""
-    log_dir = tmp_path_factory.mktemp("dmtf")
-    procs, where = [], {}
-    try:
-        for i, name in enumerate(MOCKUPS, start=FIRST):
-            address = f"127.23.1.{i}"
-            log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            procs.append((subprocess.Popen(
-                [str(peers.peer_bin("sushy-static")), "-i", address, "-p", "8000",
-                 "-m", str(SAMPLES / name / "redfish" / "v1")],
-                stdout=log, stderr=subprocess.STDOUT), log))
-            where[name] = address
-        for name, address in where.items():
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if requests.get(f"http://{address}:8000/redfish/v1/", timeout=2).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                assert time.monotonic() < deadline, f"sushy-static for {name} not up"
-                time.sleep(0.2)
+    with static_bmc.serve(SAMPLES, MOCKUPS, FIRST, tmp_path_factory.mktemp("dmtf")) as where:
         yield where
-    finally:
-        for proc, log in procs:
-            proc.terminate()
-            proc.wait(10)
-            log.close()
 
 
 # --- the mockup's own JSON, read with the schema's rules ------------------------------------

@@ -4,19 +4,17 @@ expected.json (written by hand from the payloads) says."""
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from metalctl import discover
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet, Secret
-from metalctl.lab import peers
 from metalctl.model.node import Protocol, Status
 from metalctl.netaddrs import parse_targets
+
+from . import static_bmc
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "redfish"
 FIXTURES = sorted(p.name for p in SAMPLES.iterdir() if (p / "expected.json").exists())
@@ -28,33 +26,8 @@ BUDGET = Budget(connect_timeout_s=3, read_timeout_s=10, attempts=1, backoff_s=0,
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """Every fixture on its own 127.23.1.N:8000 (sushy-static serves one tree each)."""
-    log_dir = tmp_path_factory.mktemp("static")
-    procs, where = [], {}
-    try:
-        for i, name in enumerate(FIXTURES, start=1):
-            address = f"127.23.1.{i}"
-            log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            procs.append((subprocess.Popen(
-                [str(peers.peer_bin("sushy-static")), "-i", address, "-p", "8000",
-                 "-m", str(SAMPLES / name / "redfish" / "v1")],
-                stdout=log, stderr=subprocess.STDOUT), log))
-            where[name] = address
-        for name, address in where.items():
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if requests.get(f"http://{address}:8000/redfish/v1/", timeout=2).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                assert time.monotonic() < deadline, f"sushy-static for {name} not up"
-                time.sleep(0.2)
+    with static_bmc.serve(SAMPLES, FIXTURES, 1, tmp_path_factory.mktemp("static")) as where:
         yield where
-    finally:
-        for proc, log in procs:
-            proc.terminate()
-            proc.wait(10)
-            log.close()
 
 
 @pytest.mark.parametrize("name", FIXTURES)

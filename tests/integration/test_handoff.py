@@ -34,9 +34,6 @@ from metalctl.lab import nova, nova_hosts
 from metalctl.lab.hosts import HostLab
 from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.pki import SitePKI
-from metalctl.profile.derive import derive
-from metalctl.profile.facts import inband
-from metalctl.profile.library import Profile, ProfileLibrary
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
 
@@ -89,16 +86,6 @@ class Env:
         return out.stdout
 
 
-def lab_plan() -> dict:
-    """``hpc`` scaled to a 2-CPU lab host: shared 0, dedicated 1, 512 MiB reserved, no
-    hugepages (the lab kernel has none to give). The hosts see this machine's CPUs."""
-    data = copy.deepcopy(ProfileLibrary().load("hpc").data)
-    data.pop("hugepages", None)
-    data.setdefault("memory", {})["host_reserved_mib"] = 512
-    data["memory"].pop("host_reserved_mib_per_numa", None)
-    return derive(inband.collect_local(), Profile(name="hpc-lab", data=data), "lab").to_dict()
-
-
 def _node(store: Store, hostlab: HostLab, i: int, plan: dict) -> str:
     rec = DiscoveryRecord(address=hostlab.address(i), port=623, protocol=Protocol.IPMI,
                           status=Status.OK)
@@ -146,7 +133,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):
         pki = SitePKI(base / "pki", organization="metalctl handoff test")
         pki.init()
         store = Store(base / "store.db").open()
-        plan = lab_plan()
+        plan = nova_hosts.lab_plan()
         for i in (1, 2):
             _node(store, hostlab, i, plan)
         site_data = {"nova": nova_hosts.site(lab),

@@ -18,7 +18,7 @@ from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.pki import SitePKI
 from metalctl.store import Store, now
 
-from .test_handoff import NET, lab_plan
+from .test_handoff import NET
 from .test_nova_lab import _ensure_rabbitmq
 
 pytestmark = pytest.mark.peers
@@ -49,7 +49,7 @@ def test_discover_hosts_on_a_controller_maps_the_compute(tmp_path):
                               status=Status.OK)
         store.save_discovered(rec)
         store.set_state(rec.key, Lifecycle.AUDITED, name="h1")
-        store.put_data(rec.key, "plan", {"profile": "hpc-lab", "plan": lab_plan()})
+        store.put_data(rec.key, "plan", {"profile": "hpc-lab", "plan": nova_hosts.lab_plan()})
         store.save_audit("cell-test", now(), {"hosts": 1, "fail": 0, "errors": []},
                          [("h1", "LVT-001", "pass", "high", "{}")])
         site = handoff.site.from_dict(
