@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_ssh(p)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--no-store", action="store_true", help="do not record the scan")
-    pki_cli.add_pki_dir(p)
+    options.add_pki_dir(p)
     options.add_credentials(p, required=False)
     options.add_tls(p)
     options.add_store(p)

@@ -53,11 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--disable", action="store_true",
                    help="disable the hosts' compute services (out of scheduling)")
     p.add_argument("--reason", help="why the hosts are disabled (with --disable)")
-    options.add_ssh(p)
-    p.add_argument("--concurrency", type=int, default=16)
-    pki_cli.add_pki_dir(p)
-    options.add_output(p)
-    options.add_store(p)
+    options.add_host_run(p)
     p.set_defaults(func=run)
 
 

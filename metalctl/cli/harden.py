@@ -37,11 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rule", action="append", help="only these rule ids")
     p.add_argument("--tag", action="append", help="only rules with these tags")
     p.add_argument("--severity", action="append", choices=rules_mod.SEVERITIES)
-    options.add_ssh(p)
-    p.add_argument("--concurrency", type=int, default=16)
-    pki_cli.add_pki_dir(p)
-    options.add_output(p)
-    options.add_store(p)
+    options.add_host_run(p)
     p.set_defaults(func=run)
 
 

@@ -69,3 +69,20 @@ def add_ironic(p: argparse.ArgumentParser) -> None:
                    help="clouds.yaml entry (default $OS_CLOUD)")
     g.add_argument("--ironic-url", default=env_default("METALCTL_IRONIC_URL"),
                    help="standalone Ironic endpoint with noauth (default $METALCTL_IRONIC_URL)")
+
+
+def add_pki_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pki-dir", type=Path, default=None,
+                   help="site PKI directory (default $METALCTL_PKI_DIR or "
+                        "~/.local/state/metalctl/pki)")
+    p.add_argument("--organization", default="metalctl site",
+                   help="O of every certificate (and CN of a new CA)")
+
+
+def add_host_run(p: argparse.ArgumentParser, concurrency: int = 16) -> None:
+    """A verb that works on hosts over SSH with the site PKI: harden, hand-off."""
+    add_ssh(p)
+    p.add_argument("--concurrency", type=int, default=concurrency)
+    add_pki_dir(p)
+    add_output(p)
+    add_store(p)

@@ -17,14 +17,6 @@ def default_dir() -> Path:
     return Path(env) if env else Path.home() / ".local" / "state" / "metalctl" / "pki"
 
 
-def add_pki_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pki-dir", type=Path, default=None,
-                   help="site PKI directory (default $METALCTL_PKI_DIR or "
-                        "~/.local/state/metalctl/pki)")
-    p.add_argument("--organization", default="metalctl site",
-                   help="O of every certificate (and CN of a new CA)")
-
-
 def site_pki(args: argparse.Namespace) -> SitePKI:
     return SitePKI(args.pki_dir or default_dir(), organization=args.organization)
 
@@ -35,23 +27,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     init = verbs.add_parser("init", help="create the site CA (or --import an existing one)")
     init.add_argument("--import-cert", type=Path, help="existing CA certificate (PEM)")
     init.add_argument("--import-key", type=Path, help="its private key (PEM, unencrypted)")
-    add_pki_dir(init)
+    options.add_pki_dir(init)
     init.set_defaults(func=run_init)
     issue = verbs.add_parser("issue", help="issue (or reissue) a host's server+client certs")
     issue.add_argument("host")
     issue.add_argument("--name", action="append", default=[], help="extra DNS SAN")
     issue.add_argument("--address", action="append", default=[], help="IP SAN (repeatable)")
     issue.add_argument("--days", type=int, default=LEAF_DAYS)
-    add_pki_dir(issue)
+    options.add_pki_dir(issue)
     issue.set_defaults(func=run_issue)
     renew = verbs.add_parser("renew", help="reissue every certificate expiring soon")
     renew.add_argument("--within-days", type=int, default=30)
     renew.add_argument("--days", type=int, default=LEAF_DAYS)
-    add_pki_dir(renew)
+    options.add_pki_dir(renew)
     options.add_output(renew)
     renew.set_defaults(func=run_renew)
     ls = verbs.add_parser("list", help="issued host certificates and their expiry")
-    add_pki_dir(ls)
+    options.add_pki_dir(ls)
     options.add_output(ls)
     ls.set_defaults(func=run_list)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from metalctl.model.compliance import ValueEnum
+from metalctl.model.result import HostResultMixin
 from metalctl.pki import SitePKI
 
 
@@ -75,7 +76,7 @@ class Mismatch:
 
 
 @dataclass
-class HandoffResult:
+class HandoffResult(HostResultMixin):
     """What the hand-off did to one host, with the evidence it was judged on."""
 
     host: str
@@ -89,20 +90,7 @@ class HandoffResult:
     log_line: str | None = None  # nova-compute's own words on a failure
     duration_s: float = 0.0
 
-    key: str = ""  # the node's key (the host's name without a store)
-
-    def __post_init__(self) -> None:
-        self.key = self.key or self.host
-
-    # the stage contract (metalctl.model.result); ``evidence`` is the field above
-    @property
-    def ok(self) -> bool:
-        return self.status.ok
-
-    @property
-    def reason(self) -> str | None:
-        """Why the host was not handed off."""
-        return self.error
+    key: str = ""  # the node's key (the stage contract; ``evidence`` is the field above)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as plain data (JSON/YAML output, the store's event)."""

@@ -33,6 +33,7 @@ from metalctl.errors import (
 from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
 from metalctl.model.compliance import HardenStatus
 from metalctl.model.node import Event, Lifecycle
+from metalctl.model.result import HostResultMixin
 from metalctl.pki import SitePKI
 from metalctl.rules import apply, engine
 from metalctl.rules.catalogue import Rule
@@ -68,7 +69,7 @@ class HardenOptions:
 
 
 @dataclass
-class HostResult:
+class HostResult(HostResultMixin):
     """What harden did to one host (``outcomes``: one per rule, from the last plan)."""
 
     host: str
@@ -78,19 +79,7 @@ class HostResult:
     changed: list[str] = field(default_factory=list)
     reboot_required: list[str] = field(default_factory=list)
     error: str | None = None
-    key: str = ""  # the node's key (the host's name without a store)
-
-    def __post_init__(self) -> None:
-        self.key = self.key or self.host
-
-    # the stage contract (metalctl.model.result)
-    @property
-    def ok(self) -> bool:
-        return self.status.ok
-
-    @property
-    def reason(self) -> str | None:
-        return self.error
+    key: str = ""  # the node's key (the stage contract)
 
     @property
     def evidence(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,6 +217,17 @@ mount -t tmpfs -o mode=755,size=16m tmpfs $R/run; mkdir -p $R/run/sshd
         for index in indexes:
             self._ip("netns", "del", self.netns(index), check=False)
         self._ip("link", "del", self.bridge, check=False)
+
+    @contextlib.contextmanager
+    def running(self, indexes: Iterable[int]) -> Iterator[HostLab]:
+        """Hosts ``indexes`` up for the ``with`` block, then every host down (also when
+        one fails to start: none is left running)."""
+        try:
+            for index in indexes:
+                self.start(index)
+            yield self
+        finally:
+            self.down()
 
     def up_with_inventory(self, count: int) -> Path:
         """Start h1..h<count>; write an inventory for ``harden``/``audit``; return it."""

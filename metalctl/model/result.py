@@ -29,3 +29,25 @@ class StageResult(Protocol):
 
     @property
     def evidence(self) -> dict[str, Any]: ...
+
+
+class HostResultMixin:
+    """The contract for a per-host result (harden, hand-off) with ``host``, ``key``,
+    ``status`` (whose ``ok`` says it got through) and ``error``; without a store the
+    host's name is its key."""
+
+    host: str
+    key: str
+    status: Any
+    error: str | None
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.host
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.status.ok)
+
+    @property
+    def reason(self) -> str | None:
+        return self.error

@@ -202,9 +202,8 @@ def provision(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
               emit: Emit) -> None:
     """Install one node (never an installed one: the stage skips those itself)."""
     if inputs.provision is None:
-        for key in keys:
-            emit(StepResult(key, False, "provision needs its inputs (boot service, boot "
-                                        "files, power): pass StageInputs.provision"))
+        _missing(keys, emit, "provision needs its inputs (boot service, boot files, power): "
+                             "pass StageInputs.provision")
         return
     pinputs, popts = inputs.provision
     if "provision" in inputs.redo:  # --from provision: the one way to reinstall
@@ -224,6 +223,12 @@ def provision(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
         emit(r if r.status != "checked" else StepResult(r.key, False, "check mode"))
 
     provision_nodes(keys, pinputs, popts, store=store, on_result=done)
+
+
+def _missing(keys: list[str], emit: Emit, why: str) -> None:
+    """Each node fails the stage with ``why`` (a library caller's inputs lack it)."""
+    for key in keys:
+        emit(StepResult(key, False, why))
 
 
 def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) -> str:
@@ -311,9 +316,8 @@ def audit(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: 
 def handoff(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> None:
     """Hand the host to Nova (the stage records ``handed-off``)."""
     if inputs.handoff is None:
-        for key in keys:
-            emit(StepResult(key, False, "hand-off needs its inputs (the site's Nova file): "
-                                        "pass StageInputs.handoff"))
+        _missing(keys, emit, "hand-off needs its inputs (the site's Nova file): pass "
+                             "StageInputs.handoff")
         return
     hsite, hopts = inputs.handoff
     for _name, (key, host) in _hosts(store, keys, emit).items():

@@ -49,13 +49,8 @@ waivers:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    hl = HostLab(tmp_path_factory.mktemp("audit-hosts"), net=202)
-    try:  # a host that fails to start must not leave the others running
-        for i in (1, 2, 3, 4):
-            hl.start(i)
+    with HostLab(tmp_path_factory.mktemp("audit-hosts"), net=202).running((1, 2, 3, 4)) as hl:
         yield hl
-    finally:
-        hl.down()
 
 
 @pytest.fixture(scope="module")

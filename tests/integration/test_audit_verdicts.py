@@ -40,12 +40,8 @@ LISTS = "/var/lib/apt/lists/deb.example_debian-security_dists_bookworm-security"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    hl = HostLab(tmp_path_factory.mktemp("verdict-hosts"), net=202)
-    try:
-        hl.start(1)
+    with HostLab(tmp_path_factory.mktemp("verdict-hosts"), net=202).running((1,)) as hl:
         yield hl
-    finally:
-        hl.down()
 
 
 def run(lab: HostLab, script: str) -> str:

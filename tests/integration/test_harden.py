@@ -45,13 +45,8 @@ enabled=1
 
 @pytest.fixture(scope="module")
 def hostlab(tmp_path_factory):
-    lab = HostLab(tmp_path_factory.mktemp("hosts"), net=201)
-    try:  # a host that fails to start must not leave the others running
-        for i in (1, 2, 3):
-            lab.start(i)
+    with HostLab(tmp_path_factory.mktemp("hosts"), net=201).running((1, 2, 3)) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")

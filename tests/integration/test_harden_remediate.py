@@ -24,13 +24,8 @@ DROPIN = "/etc/ssh/sshd_config.d/50-metalctl.conf"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    hl = HostLab(tmp_path_factory.mktemp("remediate-hosts"), net=205)
-    try:
-        for i in (1, 2):
-            hl.start(i)
+    with HostLab(tmp_path_factory.mktemp("remediate-hosts"), net=205).running((1, 2)) as hl:
         yield hl
-    finally:
-        hl.down()
 
 
 @pytest.fixture(scope="module")

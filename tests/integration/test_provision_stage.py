@@ -44,12 +44,8 @@ ROOT_PW = "Pr0vision-Root-Secret"
 
 @pytest.fixture(scope="module")
 def hostlab(tmp_path_factory):
-    lab = HostLab(tmp_path_factory.mktemp("hosts"), net=207)
-    try:
-        lab.start(1)
+    with HostLab(tmp_path_factory.mktemp("hosts"), net=207).running((1,)) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def _record(i: int) -> DiscoveryRecord:
