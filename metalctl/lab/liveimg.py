@@ -56,14 +56,9 @@ chroot $M systemctl enable ssh >/dev/null 2>&1
 
 
 def chain(name: str = LAYER) -> list[Path]:
-    """The layer directories of ``name``, top first, ending with the base."""
-    layers: list[Path] = []
-    todo = [name]
-    while todo:
-        current = todo.pop(0)
-        layers.append(hostimage.ensure_layer(current))
-        todo.extend(hostimage.LAYERS[current][1])
-    return [*layers, hostimage.base_dir()]
+    """The layer directories of ``name``, top first, ending with the base (built first)."""
+    hostimage.ensure_layer(name)
+    return hostimage.lowerdirs(name)
 
 
 def _stamp_of(lowers: list[Path]) -> str:
