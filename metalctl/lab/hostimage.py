@@ -143,8 +143,10 @@ SYSTEMD_PACKAGES = "systemd systemd-sysv dbus libpam-systemd"
 #: QEMU itself, for nova-compute's libvirt driver on the lab hosts (metalctl.lab.nova_hosts)
 NOVA_PACKAGES = "qemu-system-x86"
 #: what an installed lab machine needs on top (the stand-in installer's liveimg): a kernel
-#: with its initramfs, udev, networkd's DHCP (in systemd), curl for kickstart %post
-METAL_PACKAGES = "linux-image-cloud-amd64 initramfs-tools udev curl ca-certificates"
+#: with its initramfs, udev, networkd's DHCP (in systemd), curl for kickstart %post, and
+#: QEMU, as a site's compute image carries it (libvirt is in kvm below)
+METAL_PACKAGES = ("linux-image-cloud-amd64 initramfs-tools udev curl ca-certificates "
+                  f"{NOVA_PACKAGES}")
 #: name -> (packages, the layer it is built on); chains are linear: one layer below at most
 LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kvm": (KVM_PACKAGES, ()), "systemd": (SYSTEMD_PACKAGES, ("kvm",)),
