@@ -141,8 +141,12 @@ def on_machine(lab_dir: Path, work: Path, address: str, name: str) -> dict:
         out["nova_compute"] = {"up_s": up_s, "provider_s": round(up_s + rp_s, 1),
                                "since_start_s": round(time.monotonic() - t0, 1)}
         rps = lab.placement("/resource_providers")["resource_providers"]
-        inv = lab.placement(f"/resource_providers/{rps[0]['uuid']}/inventories")
-        out["inventory"] = {k: v["total"] for k, v in inv["inventories"].items()}
+        inventories = f"/resource_providers/{rps[0]['uuid']}/inventories"
+        # the provider is created before its inventory is set (seen: empty at first)
+        inv_s = wait("inventory", lambda: bool(lab.placement(inventories)["inventories"]), 120)
+        inv = lab.placement(inventories)["inventories"]
+        out["inventory"] = {k: v["total"] for k, v in inv.items()}
+        out["nova_compute"]["inventory_s"] = round(up_s + rp_s + inv_s, 1)
         time.sleep(5)
         out["with_nova_compute"] = mem(ssh)
         out["nova_compute"]["rss_mib"] = on(
