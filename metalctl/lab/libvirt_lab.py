@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from metalctl.errors import LabError
-from metalctl.lab import peers
+from metalctl.lab import nova_venv, novadisk, peers
 from metalctl.lab.procs import https_ready, spawn
 from metalctl.lab.provnet import ProvNet
 from metalctl.lab.spec import LabState, RackSpec
@@ -59,7 +59,7 @@ DOMAIN = """<domain type='qemu'>
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/>
     </disk>
-{nics}
+{nova_disk}{nics}
     <serial type='file'><source path='{serial_log}' append='on'/><target port='0'/></serial>
   </devices>
 </domain>
@@ -198,11 +198,19 @@ def _nics(spec: RackSpec, index: int, bridge: str | None) -> str:
                      for n in range(2))
 
 
+#: the lab's Nova release (metalctl.lab.novadisk), read-only, shared by every machine, as a
+#: site's package mirror would be; after the system disk, so firmware never boots it
+NOVA_DISK = ("    <disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+             "<source file='{path}'/><target dev='vdb' bus='virtio'/><readonly/>"
+             "<serial>{label}</serial></disk>\n")
+
+
 def domain_xml(spec: RackSpec, index: int, disk: Path, directory: Path,
-               bridge: str | None) -> str:
+               bridge: str | None, nova_disk: Path | None = None) -> str:
     """The domain's XML: ``bridge`` set (a provisioning network), the NICs are on it
     and the machine boots from its disk unless the BMC sets a network boot; otherwise
-    user-mode NICs and the historical network-then-disk order."""
+    user-mode NICs and the historical network-then-disk order. ``nova_disk``: the Nova
+    release disk to attach read-only."""
     memory_mib, cores, threads = spec.domain_shape
     vcpus = 2 * cores * threads
     boot = "<boot dev='hd'/>" if bridge else "<boot dev='network'/><boot dev='hd'/>"
@@ -211,19 +219,25 @@ def domain_xml(spec: RackSpec, index: int, disk: Path, directory: Path,
         memory_mib=memory_mib, vcpus=vcpus, cores=cores, threads=threads, half=vcpus // 2,
         half_last=vcpus // 2 - 1, last=vcpus - 1, half_mib=memory_mib // 2, disk=disk,
         bios=bios_xml(BIOS_DEFAULTS), boot=boot, tb_cache_mib=TB_CACHE_MIB,
-        nics=_nics(spec, index, bridge), serial_log=serial_log(directory, index))
+        nics=_nics(spec, index, bridge), serial_log=serial_log(directory, index),
+        nova_disk=NOVA_DISK.format(path=nova_disk, label=novadisk.LABEL) if nova_disk else "")
 
 
 def _define_domains(spec: RackSpec, directory: Path, bridge: str | None) -> None:
     images = directory / "libvirt" / "images"
     images.mkdir(exist_ok=True)
     serial_log(directory, 0).parent.mkdir(exist_ok=True)
+    nova_disk = None
+    if bridge and nova_venv.installed():  # machines that install become compute hosts
+        nova_disk = novadisk.ensure()
+    elif bridge:
+        LOG.warning("lab: no Nova venv (scripts/setup.sh): machines get no Nova disk")
     for i in range(spec.libvirt_domains):
         disk = images / f"lab-kvm-{i}.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "40G"],
                        check=True, capture_output=True)
         path = directory / f"domain-{i}.xml"
-        path.write_text(domain_xml(spec, i, disk, directory, bridge))
+        path.write_text(domain_xml(spec, i, disk, directory, bridge, nova_disk))
         _virsh(directory, "define", str(path))
     # The emulator reports only disks that are volumes of a storage pool (SimpleStorage),
     # so the image directory becomes a pool.

@@ -5,7 +5,8 @@ on the debootstrap base, the same packages the SSH test hosts carry. What makes 
 machine rather than a container is done here, in an overlay above the cached layers:
 no SSH host keys (the kickstart's ``%post`` runs ``ssh-keygen -A`` and sends them), no
 machine id, systemd-networkd asking DHCP with the MAC as client id on every NIC (the
-kickstart's ``network`` lines win), and docs, man pages, locales, logs and apt caches left out
+kickstart's ``network`` lines win), the mount of the lab's Nova release disk
+(:mod:`metalctl.lab.novadisk`), and docs, man pages, locales, logs and apt caches left out
 so that unpacking under TCG stays short.
 """
 
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from metalctl.errors import LabError
-from metalctl.lab import hostimage
+from metalctl.lab import hostimage, novadisk
 
 LOG = logging.getLogger(__name__)
 
@@ -52,18 +53,16 @@ mkdir -p $M/etc/systemd/network
 cp $2 $M/etc/systemd/network/99-dhcp.network
 chroot $M systemctl enable systemd-networkd >/dev/null 2>&1
 chroot $M systemctl enable ssh >/dev/null 2>&1
+# the Nova release disk (metalctl.lab.novadisk): mounted when udev sees its label
+cp $3 "$M/etc/systemd/system/$4"
+cp $5 $M/etc/udev/rules.d/90-metalctl-nova.rules
 """
 
 
 def chain(name: str = LAYER) -> list[Path]:
-    """The layer directories of ``name``, top first, ending with the base."""
-    layers: list[Path] = []
-    todo = [name]
-    while todo:
-        current = todo.pop(0)
-        layers.append(hostimage.ensure_layer(current))
-        todo.extend(hostimage.LAYERS[current][1])
-    return [*layers, hostimage.base_dir()]
+    """The layer directories of ``name``, top first, ending with the base (built first)."""
+    hostimage.ensure_layer(name)
+    return hostimage.lowerdirs(name)
 
 
 def _stamp_of(lowers: list[Path]) -> str:
@@ -72,6 +71,7 @@ def _stamp_of(lowers: list[Path]) -> str:
         stamp = p.parent / f"{p.name}.stamp"
         h.update(stamp.read_bytes() if stamp.exists() else b"?")
     h.update((MACHINE_SCRIPT + DHCP_NETWORK + " ".join(EXCLUDE)).encode())
+    h.update("".join(novadisk.mount_unit()).encode())
     return h.hexdigest()
 
 
@@ -96,13 +96,17 @@ def ensure(cache: Path) -> Path:
             (t / d).mkdir()
         (t / "dhcp.network").write_text(DHCP_NETWORK)
         (t / "machine.sh").write_text(MACHINE_SCRIPT)
+        unit_name, unit, rule = novadisk.mount_unit()
+        (t / "nova.mount").write_text(unit)
+        (t / "nova.rules").write_text(rule)
         excludes = " ".join(f"--exclude='{e}'" for e in EXCLUDE)
         lower = ":".join(str(p) for p in lowers)
         part = t / "liveimg.tar.gz"
         script = f"""
           mount -t overlay overlay -o lowerdir={lower},upperdir={t}/upper,workdir={t}/work \\
             {t}/merged
-          sh {t}/machine.sh {t}/merged {t}/dhcp.network
+          sh {t}/machine.sh {t}/merged {t}/dhcp.network {t}/nova.mount '{unit_name}' \\
+            {t}/nova.rules
           tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -6 > {part}
         """
         proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",

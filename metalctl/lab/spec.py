@@ -13,6 +13,10 @@ LAB_CREDENTIALS = "lab"
 NAMESPACE = uuid.UUID("6f0f1d2a-3c5e-4b8f-9a7d-0e1c2b3a4d5e")
 
 
+#: memory of a lab machine that installs and runs nova-compute (two NUMA cells of 768)
+COMPUTE_MEMORY_MIB = 1536
+
+
 @dataclass(frozen=True)
 class RackSpec:
     """What to emulate. ``octet`` picks 127.<octet>.0.0/16 so labs can coexist."""
@@ -36,7 +40,9 @@ class RackSpec:
     #: have user-mode NICs and are only defined (what the BMC-level tests need)
     provnet: int | None = None
     #: memory of each libvirt domain; None: 8192 MiB without a provisioning network (the
-    #: profile tests read 8 GiB), 512 MiB with one (a TCG machine that boots)
+    #: profile tests read 8 GiB), 1536 MiB with one: a TCG machine that installs and is
+    #: a compute host (libvirtd, nova-compute, a 128 MiB nested guest; 512 MiB left
+    #: about 90 MiB free with those, docs/lab.md)
     domain_memory_mib: int | None = None
 
     @property
@@ -48,7 +54,7 @@ class RackSpec:
         cell; ``profiles/compute-small.yaml``)."""
         if self.provnet is None:
             return self.domain_memory_mib or 8192, 4, 2
-        return self.domain_memory_mib or 512, 2, 1
+        return self.domain_memory_mib or COMPUTE_MEMORY_MIB, 2, 1
 
     def latency_of(self, i: int) -> float:
         low, high = self.latency_ms

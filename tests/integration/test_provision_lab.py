@@ -39,7 +39,7 @@ from metalctl import credentials, discover
 from metalctl.bmc import power
 from metalctl.budget import Budget
 from metalctl.ironic import Ironic, IronicConfig
-from metalctl.lab import installer, libvirt_lab, prov_ironic, rack
+from metalctl.lab import installer, libvirt_lab, nova_venv, prov_ironic, rack
 from metalctl.netaddrs import parse_targets
 from metalctl.profile import stage as profile_stage
 from metalctl.profile.facts import inband
@@ -336,11 +336,25 @@ def test_pxe_install_survives_a_killed_run_and_an_attacker_racing_it(lab, env, n
            "StrictHostKeyChecking=yes", "-o",
            f"UserKnownHostsFile={env['env']['METALCTL_KNOWN_HOSTS']}",
            f"root@{net.pinned_address(0)}"]
+    venv = nova_venv.venv_dir()
     out = subprocess.run([*ssh, "cat /etc/metalctl-install; grep ^root: /etc/shadow; "
-                                "ls /home; cat /etc/hostname /proc/cmdline; echo ==log==; "
+                                "ls /home; cat /etc/hostname /proc/cmdline; echo ==kvm==; "
+                                # a compute host: libvirt, QEMU, the Nova release disk
+                                "getent group libvirt-qemu; command -v qemu-system-x86_64; "
+                                "virsh -c qemu:///system uri; "  # socket-activated
+                                f"for i in $(seq 60); do mountpoint -q {venv} && break; "
+                                f"sleep 1; done; findmnt -no FSTYPE,OPTIONS {venv}; "
+                                f"{venv}/bin/python -c 'import importlib.metadata as m; "
+                                "print(\"nova\", m.version(\"nova\"))'; echo ==log==; "
                                 "cat /var/log/installer/anaconda.log"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=120)
     system, _, installer_log = out.stdout.partition("==log==")
+    system, _, kvm = system.partition("==kvm==")
+    assert "libvirt-qemu:x:64055:" in kvm, kvm  # the group QMU-002 looks for
+    assert "/usr/bin/qemu-system-x86_64" in kvm
+    assert "\nqemu:///system\n" in kvm
+    assert re.search(r"^ext4 +ro\b", kvm, re.M), kvm  # the read-only Nova disk, mounted
+    assert "nova 34.0.0" in kvm, out.stderr[-2000:]
     assert f"node={node['name']}" in system, out.stderr
     pw_hash = next(line for line in system.splitlines() if line.startswith("root:")
                    ).split(":")[1]

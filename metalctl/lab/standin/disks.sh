@@ -6,6 +6,9 @@ list_disks() {  # whole disks the installer may use, sorted
     n=${d##*/}
     case $n in loop*|ram*|sr*|zram*|fd*|dm-*|md*|nbd*) continue ;; esac
     [ "$(cat "$d/size")" -gt 0 ] 2>/dev/null || continue
+    # read-only media are never installed on, as anaconda protects them (the lab
+    # attaches its Nova release as a read-only disk)
+    [ "$(cat "$d/ro" 2>/dev/null)" = 1 ] && continue
     echo "$n"
   done | sort
 }
