@@ -3,22 +3,18 @@ directories, strings never split into lists, and one line per error."""
 
 from __future__ import annotations
 
-import io
-import logging
 import os
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-import metalctl.cli.main as cli_main  # first: metalctl.hosts alone is an import cycle today
 import metalctl.discover as discover_stage
 from metalctl import credentials
-from metalctl.cli import common, logs
 from metalctl.errors import CredentialsError, InputError, ProfileError
 from metalctl.hosts import load_hosts, load_site
 from metalctl.pki import SitePKI
 from metalctl.profile.library import ProfileLibrary
+from tests.unit import clirun
 
 
 class Probed(BaseException):
@@ -39,29 +35,10 @@ def run(monkeypatch, tmp_path):
     creds.write_text("lab: [{username: admin, password: pw}]\n")
     creds.chmod(0o600)
 
-    def call(argv: list[str]) -> tuple[int | str, str]:
-        buf = io.StringIO()
-        monkeypatch.setattr(common, "STDERR", Console(file=buf, width=10_000))
-        err = io.StringIO()
-        monkeypatch.setattr("sys.stderr", err)
-        try:
-            code: int | str = cli_main.main(argv)
-        except Probed:
-            code = "probed"
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        return code, buf.getvalue() + err.getvalue()
-
+    call = clirun.runner(monkeypatch, Probed, "probed")
     call.creds = creds  # type: ignore[attr-defined]
-    root = logging.getLogger()
-    saved = (root.level, list(root.handlers),
-             {n: logging.getLogger(n).level for n in (*logs._NOISY, "metalctl")})
-    yield call
-    # main() configures process-wide logging; leave it as the next test expects
-    root.setLevel(saved[0])
-    root.handlers[:] = saved[1]
-    for n, level in saved[2].items():
-        logging.getLogger(n).setLevel(level)
+    with clirun.logging_restored():
+        yield call
 
 
 def discover(run, *extra: str) -> list[str]:

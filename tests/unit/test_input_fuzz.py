@@ -13,9 +13,7 @@ guard; never in a traceback or any other exit code.
 from __future__ import annotations
 
 import copy
-import io
 import json
-import logging
 import os
 import re
 import tempfile
@@ -27,18 +25,17 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rich.console import Console
 
 import metalctl.audit.run as audit_stage
 import metalctl.discover as discover_stage
 import metalctl.harden as harden_stage
-from metalctl.cli import common, logs
-from metalctl.cli.main import main
+from metalctl.cli import common
 from metalctl.data import data_dir
 from metalctl.errors import InputError
 from metalctl.profile import bios
 from metalctl.profile.stage import read_facts_file
 from metalctl.rules import catalogue as rules_mod
+from tests.unit import clirun
 
 REACHED = 97  # the guard's exit code: the input was accepted and a stage would run
 FAST = settings(max_examples=15, deadline=None, derandomize=True,
@@ -133,30 +130,10 @@ def cli(monkeypatch):
 
     monkeypatch.setattr(rules_mod, "load", load_rules_once)
 
-    def run(argv: list[str], capsys: Any = None) -> tuple[int, str]:
-        buf = io.StringIO()
-        monkeypatch.setattr(common, "STDERR", Console(file=buf, width=10_000))
-        err = io.StringIO()
-        monkeypatch.setattr("sys.stderr", err)
-        monkeypatch.setattr("sys.stdout", io.StringIO())
-        try:
-            code = main(argv)
-        except Reached:
-            code = REACHED
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        return code, buf.getvalue() + err.getvalue()
-
+    run = clirun.runner(monkeypatch, Reached, REACHED)
     run.home = home  # type: ignore[attr-defined]
-    root = logging.getLogger()
-    saved = (root.level, list(root.handlers),
-             {n: logging.getLogger(n).level for n in (*logs._NOISY, "metalctl")})
-    yield run
-    # main() configures process-wide logging; leave it as the next test expects
-    root.setLevel(saved[0])
-    root.handlers[:] = saved[1]
-    for n, level in saved[2].items():
-        logging.getLogger(n).setLevel(level)
+    with clirun.logging_restored():
+        yield run
 
 
 def assert_refused(code: int, out: str, path: str) -> None:
