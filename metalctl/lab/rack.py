@@ -29,7 +29,7 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,16 @@ def up(spec: RackSpec | None = None, directory: Path | None = None, *,
         down(d)
         raise
     return state
+
+
+@contextlib.contextmanager
+def running(spec: RackSpec, directory: Path, *, install: bool = False) -> Iterator[LabState]:
+    """The lab up for the ``with`` block and down after it, whatever happens inside."""
+    state = up(spec, directory, install=install)
+    try:
+        yield state
+    finally:
+        down(directory)
 
 
 def provnet(state: LabState) -> ProvNet | None:

@@ -24,12 +24,8 @@ SPEC = rack.RackSpec(octet=26, redfish_bmcs=0, ipmi_bmcs=0, libvirt_domains=1, d
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
-    directory = tmp_path_factory.mktemp("ironiclab")
-    state = rack.up(SPEC, directory, install=False)
-    try:
+    with rack.running(SPEC, tmp_path_factory.mktemp("ironiclab")) as state:
         yield state
-    finally:
-        rack.down(directory)
 
 
 def _from_the_namespace(state, url: str) -> subprocess.CompletedProcess[str]:

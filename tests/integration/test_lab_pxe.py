@@ -71,12 +71,8 @@ class RecordingBootService(BootService):
 
 @pytest.fixture(scope="module")
 def pxe_lab(tmp_path_factory: pytest.TempPathFactory):
-    directory = tmp_path_factory.mktemp("pxelab")
-    state = rack.up(SPEC, directory, install=False)
-    try:
+    with rack.running(SPEC, tmp_path_factory.mktemp("pxelab")) as state:
         yield state
-    finally:
-        rack.down(directory)
 
 
 @pytest.fixture(scope="module")

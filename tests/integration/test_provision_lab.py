@@ -67,12 +67,8 @@ def files():
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, files):
-    directory = tmp_path_factory.mktemp("provlab")
-    state = rack.up(SPEC, directory, install=False)
-    try:
+    with rack.running(SPEC, tmp_path_factory.mktemp("provlab")) as state:
         yield state
-    finally:
-        rack.down(directory)
 
 
 @pytest.fixture(scope="module")
