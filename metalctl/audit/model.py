@@ -69,6 +69,7 @@ class HostAudit:
     key: str = ""
     gate: str = "none"
     scan_id: str | None = None
+    report_file: str | None = None  # the HTML report a run wrote beside its own
 
     def __post_init__(self) -> None:
         self.key = self.key or self.host
@@ -90,8 +91,9 @@ class HostAudit:
 
     @property
     def evidence(self) -> dict[str, Any]:
-        return {"scan_id": self.scan_id, "counts": self.counts(), "gate": self.gate,
-                "failing": self.gate_failures()}
+        out = {"scan_id": self.scan_id, "counts": self.counts(), "gate": self.gate,
+               "failing": self.gate_failures()}
+        return {**out, "report": self.report_file} if self.report_file else out
 
     def counts(self) -> dict[str, int]:
         """Return the number of results per status (every status present, zero or more)."""

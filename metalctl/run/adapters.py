@@ -17,6 +17,7 @@ from typing import Any
 
 from metalctl import discover as discover_stage
 from metalctl import enroll as enroll_stage
+from metalctl.audit import formats as audit_formats
 from metalctl.audit.run import AuditOptions
 from metalctl.audit.run import audit as audit_hosts
 from metalctl.budget import DISCOVERY, ENROLLMENT
@@ -73,6 +74,8 @@ class StageInputs:
     settle_s: float = 600.0
     #: stages run again on nodes already past them (``--from``): provision reinstalls
     redo: frozenset[str] = frozenset()
+    #: where the run writes its reports (each audit's HTML page goes beside them)
+    report_dir: Path | None = None
 
     def ironic_client(self) -> Any:
         if callable(self.ironic) and not hasattr(self.ironic, "nodes"):
@@ -310,6 +313,11 @@ def audit(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: 
         opts = _for_node(inputs.audit or AuditOptions(), store, key)
         report = audit_hosts([host], inputs.rules or load_rules(),
                              replace(opts, bmc=False, gate=gate), store=store)
+        if inputs.report_dir is not None:  # the audit's own page, linked from the run's
+            name = f"audit-{report.scan_id}.html"
+            inputs.report_dir.mkdir(parents=True, exist_ok=True)
+            (inputs.report_dir / name).write_text(audit_formats.html_report(report))
+            report.hosts[0].report_file = name
         emit(report.hosts[0])  # after waivers: the gate judges what is left
 
 

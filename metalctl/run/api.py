@@ -71,7 +71,7 @@ def run(rack: Rack | Path | str, opts: RunOptions | None = None, *, store: Store
         table = list(opts.adapters)
     else:
         given = opts.inputs or run_inputs.from_rack(rack, until)
-        inputs = replace(given, redo=frozenset(redo))
+        inputs = replace(given, redo=frozenset(redo), report_dir=opts.report_dir)
         check_ironic(inputs, until)
         table = stage_adapters.table(rack, inputs, store)
         boot = run_inputs.serving(inputs, rack)

@@ -231,8 +231,10 @@ def test_audit_stage_scans_the_installed_host_and_applies_the_gate(lab25, ironic
                 "address": peer.address, "ssh_user": "root", "ssh_port": peer.port,
                 "known_hosts": str(peer.known_hosts)})
             store.set_state(node.key, Lifecycle.HARDENED)  # as if harden had run
-            [audited] = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs),
-                                     store=store).nodes
+            report = pipeline.run(rack_, pipeline.RunOptions(inputs=inputs,
+                                                             report_dir=tmp_path / "reports"),
+                                  store=store)
+            [audited] = report.nodes
             assert audited.steps["harden"] == "skipped"
             ev = audited.evidence["audit"]
             assert sum(ev["counts"].values()) > 0  # rules really evaluated over SSH
@@ -241,5 +243,9 @@ def test_audit_stage_scans_the_installed_host_and_applies_the_gate(lab25, ironic
             if ev["failing"]:
                 assert audited.reason.startswith("audit: audit gate high: ")
             assert [s["scan_id"] for s in store.audit_scans()] == [ev["scan_id"]]
+            # the audit's own page beside the run's, linked from it
+            assert ev["report"] == f"audit-{ev['scan_id']}.html"
+            assert "SSH-008" in (tmp_path / "reports" / ev["report"]).read_text()
+            assert f'href="{ev["report"]}"' in Path(report.files["html"]).read_text()
     finally:
         peer.stop()

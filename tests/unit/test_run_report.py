@@ -16,7 +16,8 @@ def report() -> RunReport:
     ok = NodeRun("https://127.25.1.1/redfish/v1/Systems/1", name="r01-u01", status="ok",
                  steps={"discover": "ok", "enroll": "ok", "profile": "skipped"},
                  timings={"discover": 0.5, "enroll": 12.25},
-                 evidence={"audit": {"counts": {"pass": 40, "fail": 1}, "gate": "high"}})
+                 evidence={"audit": {"counts": {"pass": 40, "fail": 1}, "gate": "high",
+                                     "scan_id": "0123abcd", "report": "audit-0123abcd.html"}})
     bad = NodeRun("ipmi://127.25.2.1:623", name="<script>alert(1)</script>", status="failed",
                   steps={"discover": "ok", "enroll": "failed"}, timings={"enroll": 3.0},
                   reason="enroll: BMC credentials rejected & <b>")
@@ -38,6 +39,8 @@ def test_json_and_html_reports(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "BMC credentials rejected &amp; &lt;b&gt;" in html
     assert "12.2 s" in html or "12.3 s" in html
+    # the audit's own page, written beside the run's, is one click away
+    assert '<a href="audit-0123abcd.html">audit report (scan 0123abcd)</a>' in html
     assert "<link" not in html  # self-contained: nothing fetched
     assert "src=" not in html
 
