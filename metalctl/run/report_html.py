@@ -15,6 +15,7 @@ Ironic-supplied string is escaped): no scripts, no external resources. Order:
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -111,8 +112,9 @@ def needs_a_person(report: RunReport) -> list[dict[str, str]]:
         out.append({"index": str(index), "node": n.label, "stage": stage, "status": n.status,
                     "reason": n.reason or "(no reason recorded)",
                     "next": hint.replace("NODE", n.label),
+                    # a name is the BMC's or Ironic's: quoted, it is one shell word
                     "resume": f"metalctl run RACK_FILE --from {stage or 'discover'} "
-                              f"--only {n.label}"})
+                              f"--only {shlex.quote(n.label)}"})
     return out
 
 

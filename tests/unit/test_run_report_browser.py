@@ -73,6 +73,8 @@ def test_failures_come_first_with_what_to_do_next():
                                                         ("r01-u03", "enroll")]
     assert "metalctl harden --rule ID" in needs[0]["next"]
     assert needs[1]["resume"] == "metalctl run RACK_FILE --from enroll --only r01-u03"
+    # a name with a space or markup stays one shell word
+    assert needs[0]["resume"].endswith("--only 'r01-u02 <b>'")
     page = to_html(report)
     assert page.index("Needs a person") < page.index("Timeline") < page.index("Nodes and")
     assert "<script>x" not in page
