@@ -577,7 +577,7 @@ def test_run_takes_an_installed_node_through_harden_audit_and_handoff(env: Env, 
         assert len([e for e in env.store.events(found.key)
                     if e.stage == "harden" and e.action == "hardened"]) == 1
         assert node.evidence["audit"]["failing"] == []
-        placement = node.evidence["handoff"]["evidence"]["inventories"]
+        placement = node.evidence["handoff"]["inventories"]  # the result's evidence
         assert placement["MEMORY_MB"]["reserved"] == 512  # the plan's, read from Placement
         assert env.store.node(found.key)["state"] == Lifecycle.HANDED_OFF.value
         assert nova.services_up(env.lab, ("nova-compute",), host=f"h{i}")
