@@ -4,7 +4,9 @@
 # discover the libvirt machines' BMC, enroll them in the lab's Ironic, profile them,
 # PXE-install them for real (QEMU under TCG, the stand-in installer), harden and audit
 # them over SSH with the host keys their install delivered. Then hand two SSH test hosts
-# running nova-compute to the lab's Nova (nova-compute does not fit a 512 MiB TCG machine).
+# running nova-compute to the lab's Nova, each proven with a canary guest (the lab machines
+# are compute-ready, 1.5 GiB with libvirt, QEMU and the Nova disk; their own hand-off in
+# the run is issue 21).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
