@@ -28,7 +28,9 @@ ssh_opts=(--inventory "$hosts/inventory.yaml" --ssh-key "$hosts/ssh/id_ed25519" 
 metalctl harden "${ssh_opts[@]}"
 metalctl audit "${ssh_opts[@]}" --waivers hardening/waivers.lab.yaml --fail-on none \
   --html "$METALCTL_LAB_DIR/audit.html" > "$METALCTL_LAB_DIR/audit.txt"
-metalctl handoff "${ssh_opts[@]}" --site "$METALCTL_LAB_DIR/nova-site.yaml"
+# one host at a time: the lab's Nova keeps its databases in sqlite, which two canaries
+# at once (with the rack's two TCG machines running) locked ("database is locked")
+metalctl handoff "${ssh_opts[@]}" --site "$METALCTL_LAB_DIR/nova-site.yaml" --concurrency 1
 metalctl nodes
 echo "run report: $(ls -t "$METALCTL_LAB_DIR"/reports/*.html | head -1); audit: $METALCTL_LAB_DIR/audit.html" >&2
 echo "lab still running; stop it with: METALCTL_LAB_DIR=$METALCTL_LAB_DIR .venv/bin/metalctl lab down" >&2

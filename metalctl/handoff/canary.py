@@ -286,7 +286,13 @@ def run(api: NovaApi, conn: Any, target: ssh.SshTarget, req: CanaryRequest) -> C
                 not any(k.startswith("pci_passthrough:") for k in specs):
             rep.notes.append("the plan has VFs but the canary asks for none (its flavor "
                              "carries no PCI alias): VFs are not proven by the canary")
-        server = api.create_server({"name": f"metalctl-canary-{req.host}",
+        name = f"metalctl-canary-{req.host}"
+        for stale in api.servers_named(name):
+            # an earlier hand-off that died or timed out left its canary holding the
+            # host's dedicated CPUs: without this, every later canary is "No valid host"
+            _delete(api, CanaryReport(flavor=req.flavor, server=stale["id"]), req.timeout_s)
+            rep.notes.append(f"removed the canary an earlier hand-off left ({stale['id']})")
+        server = api.create_server({"name": name,
                                     "imageRef": req.image, "flavorRef": flavor["id"],
                                     "networks": "none", "host": req.host})
         rep.server = server["id"]

@@ -7,6 +7,7 @@ a hypervisor's id is its resource provider's uuid), Placement 1.39.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from metalctl.cloud import Cloud
 from metalctl.errors import CloudError
@@ -161,6 +162,11 @@ class NovaApi:
             if getattr(exc, "status", None) == 404:
                 return None
             raise
+
+    def servers_named(self, name: str) -> list[dict[str, Any]]:
+        """Servers of any project whose name is exactly ``name`` (id and name)."""
+        found = self._compute("GET", f"/servers?all_tenants=1&name=^{quote(name)}$")
+        return [s for s in found.get("servers", []) if s.get("name") == name]
 
     def delete_server(self, server_id: str) -> None:
         """Delete a server (asynchronous: poll :meth:`server` until None)."""
