@@ -197,6 +197,14 @@ def _events(env, name: str) -> list[str]:
     return [e.stage for e in BootState(Path(env["env"]["METALCTL_BOOT_STATE"])).events(name)]
 
 
+def _why(lab, env, node, res: dict) -> str:
+    """What a failed assertion shows: the result, the install's events, the console."""
+    name = res.get("node") or node["name"]
+    console = libvirt_lab.serial_log(Path(lab.directory), 0)
+    tail = console.read_text(errors="replace")[-2500:] if console.exists() else "(none)"
+    return (f"result: {res}\nevents: {_events(env, name)}\nconsole tail:\n{tail}")
+
+
 def _failing_template(env) -> Path:
     tpl = env["dir"] / "templates"
     tpl.mkdir(exist_ok=True)
@@ -551,7 +559,7 @@ def test_through_ironic_available_to_active_and_installed(lab, env, node, serve,
     attacker.join(10)
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = _result(proc)
-    assert res["status"] == "installed"
+    assert res["status"] == "installed", _why(lab, env, node, res)
     assert res["via"] == "ironic"
     assert ironic_boot.node(uuid)["provision_state"] == "active"
     # the attacker held the real token and still got nowhere: the install bound to the
@@ -590,7 +598,7 @@ def test_through_ironic_a_failing_post_fails_the_node_with_the_installers_messag
     proc = _provision(env, node, *args)
     assert proc.returncode == 1, proc.stderr[-2000:]
     res = _result(proc)
-    assert res["status"] == "failed"
+    assert res["status"] == "failed", _why(lab, env, node, res)
     assert "the kickstart install of" in res["reason"], res["reason"]
     uuid = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])["ironic_uuid"]
     assert ironic_boot.node(uuid)["provision_state"] in ("deploy failed", "wait call-back")
