@@ -7,11 +7,9 @@ import json
 import shlex
 from pathlib import Path
 
-import yaml
-
 from metalctl.cli import common, options
 from metalctl.exitcodes import ExitCode
-from metalctl.lab import libvirt_lab, nova, nova_hosts, provkit, rack
+from metalctl.lab import libvirt_lab, nova, nova_hosts, nova_site, provkit, rack
 from metalctl.lab.hosts import HostLab
 from metalctl.lab.spec import LabState, RackSpec
 from metalctl.output.render import render
@@ -45,6 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--provnet", type=int, default=DEFAULT_PROVNET, metavar="NET",
                    help="up: the provisioning network 10.NET.0.0/24 (namespace mcprovNET) "
                         f"the libvirt domains network-boot on (default {DEFAULT_PROVNET})")
+    p.add_argument("--nova", action="store_true",
+                   help="up: also the lab's Nova, Placement and Glance on the provisioning "
+                        "network, and <dir>/nova-site.yaml for a run to `handoff`")
     p.add_argument("--no-provnet", action="store_true",
                    help="up: no provisioning network; libvirt domains are only defined")
     p.add_argument("--boot-port", type=int, default=8080,
@@ -72,7 +73,10 @@ def run(args: argparse.Namespace) -> ExitCode:
                     state.provnet["boot_serve"] = (f"{state.provnet['host_address']}:"
                                                    f"{args.boot_port}")
                     state.save()
+                if args.nova:
+                    nova_site.up_for_machines(Path(d), state)
             except BaseException:
+                nova.down(Path(d) / "nova")
                 rack.down(d)
                 raise
         rows = [{"what": "discover ranges", "value": " ".join(state.ranges)},
@@ -85,6 +89,8 @@ def run(args: argparse.Namespace) -> ExitCode:
                              f"{state.provnet['namespace']}; host side "
                              f"{state.provnet['host_address']}; iPXE asks {boot_url})"}]
                   if state.provnet else []),
+                *([{"what": "Nova site", "value": str(Path(d) / nova_site.SITE_FILE)}]
+                  if args.nova else []),
                 {"what": "environment", "value": f"eval \"$(metalctl lab env --dir {d})\""}]
         render(rows, args.output, columns=[("lab", "what"), ("", "value")], title="lab up")
         return ExitCode.OK
@@ -172,20 +178,8 @@ def nova_up(d: Path, args: argparse.Namespace) -> ExitCode:
         adopt.adopt([adopt.AdoptedHost(f"h{i}", hostlab.address(i), hostlab.known_hosts,
                                        plan={"profile": "hpc-lab", "plan": plan})
                      for i in range(1, args.hosts + 1)], store=store)
-    state = rack.LabState.load(d)
-    if state is not None:  # the Nova lab's credential sets, beside the BMC one
-        creds = Path(state.credentials_file)
-        extra = yaml.safe_load(lab.credentials_file.read_text())
-        data = yaml.safe_load(creds.read_text()) or {}
-        data.update(extra)
-        creds.write_text(yaml.safe_dump(data))
-    site = d / "nova-site.yaml"
-    site.write_text(yaml.safe_dump({"nova": nova_hosts.site(lab),
-                                    "handoff": {"api": nova_hosts.handoff_api(lab),
-                                                "register_timeout_s": 120,
-                                                "verify_timeout_s": 90,
-                                                "canary": {"image": lab.canary_image}}}))
-    site.chmod(0o600)
+    nova_site.merge_credentials(rack.LabState.load(d), lab)
+    site = nova_site.write_site(d, lab)
     render([{"what": "inventory", "value": str(inventory)},
             {"what": "Nova API", "value": lab.api_url},
             {"what": "site", "value": str(site)}], args.output,

@@ -5,9 +5,9 @@ on the debootstrap base, the same packages the SSH test hosts carry. What makes 
 machine rather than a container is done here, in an overlay above the cached layers:
 no SSH host keys (the kickstart's ``%post`` runs ``ssh-keygen -A`` and sends them), no
 machine id, systemd-networkd asking DHCP with the MAC as client id on every NIC (the
-kickstart's ``network`` lines win), the mount of the lab's Nova release disk
-(:mod:`metalctl.lab.novadisk`), and docs, man pages, locales, logs and apt caches left out
-so that unpacking under TCG stays short.
+kickstart's ``network`` lines win), the mount of the lab's Nova release disk and the
+nova-compute unit that runs from it (:mod:`metalctl.lab.novadisk`), and docs, man
+pages, locales, logs and apt caches left out so that unpacking under TCG stays short.
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ chroot $M systemctl enable ssh >/dev/null 2>&1
 # the Nova release disk (metalctl.lab.novadisk): mounted when udev sees its label
 cp $3 "$M/etc/systemd/system/$4"
 cp $5 $M/etc/udev/rules.d/90-metalctl-nova.rules
+# what a site's nova-compute package lays down: the unit, the nova group (nova.conf is
+# root:nova 0640), the state, log and config directories
+cp $6 $M/etc/systemd/system/nova-compute.service
+chroot $M groupadd --system nova 2>/dev/null || true
+mkdir -p $M/etc/nova $M/var/lib/nova/instances $M/var/log/nova
 """
 
 
@@ -72,6 +77,7 @@ def _stamp_of(lowers: list[Path]) -> str:
         h.update(stamp.read_bytes() if stamp.exists() else b"?")
     h.update((MACHINE_SCRIPT + DHCP_NETWORK + " ".join(EXCLUDE)).encode())
     h.update("".join(novadisk.mount_unit()).encode())
+    h.update(novadisk.compute_unit().encode())
     return h.hexdigest()
 
 
@@ -99,6 +105,7 @@ def ensure(cache: Path) -> Path:
         unit_name, unit, rule = novadisk.mount_unit()
         (t / "nova.mount").write_text(unit)
         (t / "nova.rules").write_text(rule)
+        (t / "nova-compute.service").write_text(novadisk.compute_unit())
         excludes = " ".join(f"--exclude='{e}'" for e in EXCLUDE)
         lower = ":".join(str(p) for p in lowers)
         part = t / "liveimg.tar.gz"
@@ -106,7 +113,7 @@ def ensure(cache: Path) -> Path:
           mount -t overlay overlay -o lowerdir={lower},upperdir={t}/upper,workdir={t}/work \\
             {t}/merged
           sh {t}/machine.sh {t}/merged {t}/dhcp.network {t}/nova.mount '{unit_name}' \\
-            {t}/nova.rules
+            {t}/nova.rules {t}/nova-compute.service
           tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -6 > {part}
         """
         proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",

@@ -137,3 +137,30 @@ def mount_unit() -> tuple[str, str, str]:
             f'SUBSYSTEM=="block", ENV{{ID_FS_LABEL}}=="{LABEL}", '
             f'ENV{{SYSTEMD_WANTS}}+="{name}"\n')
     return name, unit, rule
+
+
+#: nova-compute's unit on an installed lab machine, where a site's ``nova-compute``
+#: package would put it (Debian's service name, so hand-off starts it like any other)
+COMPUTE_UNIT_NAME = "nova-compute.service"
+LOG_DIR = "/var/log/nova"
+
+
+def compute_unit() -> str:
+    """The systemd unit that runs nova-compute from the disk.
+
+    As root, unlike Debian's package (``User=nova``, privileged calls through sudo and
+    rootwrap): the lab image has no sudo, and the site's ``helper_command`` starts the
+    disk's ``privsep-helper`` directly (:func:`metalctl.lab.nova_hosts.site`). The unit
+    needs the disk mounted and libvirtd up, and does nothing until hand-off wrote
+    nova.conf.
+    """
+    where = str(mount_point())
+    return (f"[Unit]\nDescription=OpenStack Compute (nova-compute from the metalctl lab's "
+            f"Nova disk)\nAfter=network-online.target libvirtd.service\n"
+            f"Wants=network-online.target libvirtd.service\nRequiresMountsFor={where}\n"
+            "ConditionPathExists=/etc/nova/nova.conf\n"
+            f"[Service]\nExecStart={where}/bin/nova-compute --config-file "
+            f"/etc/nova/nova.conf --log-file {LOG_DIR}/nova-compute.log\n"
+            "Restart=on-failure\nRestartSec=5\nTimeoutStopSec=30\n"
+            "[Install]\nWantedBy=multi-user.target\n")
+
