@@ -144,9 +144,10 @@ SYSTEMD_PACKAGES = "systemd systemd-sysv dbus libpam-systemd"
 NOVA_PACKAGES = "qemu-system-x86"
 #: what an installed lab machine needs on top (the stand-in installer's liveimg): a kernel
 #: with its initramfs, udev, networkd's DHCP (in systemd), curl for kickstart %post, and
-#: QEMU, as a site's compute image carries it (libvirt is in kvm below)
+#: QEMU with qemu-img (nova-compute runs it on every image), as a site's compute image
+#: carries them (libvirt is in kvm below)
 METAL_PACKAGES = ("linux-image-cloud-amd64 initramfs-tools udev curl ca-certificates "
-                  f"{NOVA_PACKAGES}")
+                  f"qemu-utils {NOVA_PACKAGES}")
 #: name -> (packages, the layer it is built on); chains are linear: one layer below at most
 LAYERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kvm": (KVM_PACKAGES, ()), "systemd": (SYSTEMD_PACKAGES, ("kvm",)),

@@ -99,7 +99,8 @@ def ironic_deploy(given: Mapping[str, Any]) -> IronicDeploy:
     if missing:
         raise InputError("--via ironic", "--" + missing[0].replace("_", "-"),
                          "needed by Ironic's anaconda deploy")
-    for name in ("kernel", "initrd", "stage2"):
+    for name in ("kernel", "initrd", "stage2", "image_source", "deploy_kernel",
+                 "deploy_ramdisk"):
         value = given.get(name)
         if not value or "://" not in str(value):
             raise InputError("--via ironic", f"--{name}", "Ironic needs an http(s) URL")

@@ -24,7 +24,7 @@ from metalctl.hosts import load_site
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl.pki import SitePKI
 from metalctl.provision.bootservice import BootService
-from metalctl.provision.request import ProvisionRequest, assemble
+from metalctl.provision.request import ProvisionRequest, assemble, ironic_deploy
 from metalctl.provision.stage import ProvisionInputs, ProvisionOptions
 from metalctl.run.adapters import StageInputs
 from metalctl.run.rackfile import STAGES, Rack
@@ -150,10 +150,18 @@ def provision_request(rack: Rack, site: dict[str, Any]) -> ProvisionRequest:
     """The rack's ``provision:`` section as a provisioning request."""
     p = rack.provision
     via = p.get("via", "pxe")
-    if via != "pxe":  # the anaconda deploy's URLs have no place in the rack file yet
-        raise InputError(str(rack.path), "provision.via", "metalctl run installs via pxe "
-                                                          "only; use `metalctl provision "
-                                                          "--via ironic`")
+    deploy = None
+    if via == "ironic":
+        # Ironic's anaconda deploy: its conductor and the machine fetch these URLs
+        given = {**(p.get("ironic") or {}), "kernel": p.get("kernel"),
+                 "initrd": p.get("initrd"), "stage2": p.get("stage2")}
+        try:
+            deploy = ironic_deploy(given)
+        except InputError as exc:
+            option = str(exc.kwargs.get("field", "")).lstrip("-").replace("-", "_")
+            where = "" if option in ("kernel", "initrd", "stage2") else "ironic."
+            raise InputError(str(rack.path), f"provision.{where}{option}",
+                             str(exc.kwargs.get("reason", exc))) from None
     return ProvisionRequest(
         via=via, os=str(p.get("os", "RHEL9")), template=p.get("template"),
         site_file=_path(p.get("site")), site_policy=site,
@@ -161,7 +169,7 @@ def provision_request(rack: Rack, site: dict[str, Any]) -> ProvisionRequest:
         boot_dir=_path(p.get("boot_dir")), files_dir=_path(p.get("files_dir")),
         dnsmasq_conf=_path(p.get("dnsmasq_conf")), kernel=str(p.get("kernel", "vmlinuz")),
         initrd=str(p.get("initrd", "initrd.img")), stage2=p.get("stage2"),
-        kernel_args=tuple(p.get("kernel_args") or ()),
+        kernel_args=tuple(p.get("kernel_args") or ()), deploy=deploy,
         known_hosts=_path(p.get("known_hosts")), ssh_key=_path(p.get("ssh_key")),
         ssh_user=str(p.get("ssh_user", "root")), deadline_s=float(p.get("timeout_s", 1800.0)),
         ssh_wait_s=float(p.get("ssh_wait_s", 600.0)),

@@ -249,6 +249,14 @@ def load(path: Path | str, *, profile_dirs: list[Path] | None = None) -> Rack:
             provision[k] = rel(provision[k], ("provision", k))
     if "serve" in provision:  # ADDR[:PORT], or ${VAR} (the lab exports its own)
         provision["serve"] = expand(str(provision["serve"]), ("provision", "serve"))
+    for k in ("boot_url", "kernel", "initrd", "stage2"):  # URLs via Ironic
+        if k in provision:
+            provision[k] = expand(str(provision[k]), ("provision", k))
+    if "boot_url" in provision and not re.match(r"https?://[^/\s]", provision["boot_url"]):
+        raise fail(("provision", "boot_url"), "not an http(s):// URL")
+    if provision.get("ironic"):
+        provision["ironic"] = {k: expand(str(v), ("provision", "ironic", k))
+                               for k, v in provision["ironic"].items()}
     site = {k: str(rel(v, ("site", k))) if k != "ssh_user" else v
             for k, v in (data.get("site") or {}).items()}
     audit = dict(data.get("audit") or {})

@@ -78,6 +78,7 @@ TIERS: dict[str, tuple[str, ...]] = {
     "test_provision_stage": ("bootservice", "hosts"),
     "test_provnet": ("provnet",),
     "test_run": ("lab", "hosts"),
+    "test_run_handoff_lab": ("install", "provnet", "lab", "nova"),
     "test_run_lab": ("lab",),
     "test_runtime_faults": ("bmc",),
     "test_standin_installer": ("install",),

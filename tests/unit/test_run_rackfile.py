@@ -34,7 +34,8 @@ def lab_files(lab: Path) -> None:
     """What the lab rack names in its directory (``metalctl lab up`` creates them): the
     rack file's paths are checked at load."""
     for name in ("operator/id_ed25519", "installer/vmlinuz", "installer/initrd.img",
-                 "installer/stage2.img", "provision-site.yaml", "provnet-203/dnsmasq.conf"):
+                 "installer/stage2.img", "provision-site.yaml", "provnet-203/dnsmasq.conf",
+                 "nova-site.yaml"):
         (lab / name).parent.mkdir(parents=True, exist_ok=True)
         (lab / name).write_text("")
 
@@ -193,3 +194,43 @@ def test_a_run_to_handoff_needs_the_sites_nova_file(tmp_path, monkeypatch):
                                                         "known_hosts": None, "sudo": False})
     assert opts.gate_severity == "medium"
     assert site.nova is not None
+
+
+IRONIC_RACK = """\
+bmc: {ranges: [127.0.0.1], credentials: [lab]}
+provision:
+  via: ironic
+  boot_url: ${BOOT_T}
+  kernel: ${BOOT_T}/files/vmlinuz
+  initrd: ${BOOT_T}/files/initrd.img
+  stage2: ${BOOT_T}/files/stage2.img
+  ironic:
+    image_source: ${BOOT_T}/files/liveimg.tar.gz
+    deploy_kernel: ${BOOT_T}/files/vmlinuz
+    deploy_ramdisk: ${BOOT_T}/files/initrd.img
+    boot_mode: bios
+"""
+
+
+def test_a_rack_installs_through_ironics_anaconda_deploy(tmp_path, monkeypatch):
+    """``provision.via: ironic``: the anaconda deploy's URLs come from the rack file, with
+    ``${VAR}``s, and a missing or non-URL one names its field."""
+    from metalctl.run.inputs import provision_request
+
+    monkeypatch.setenv("BOOT_T", "http://10.203.0.1:8080")
+    path = tmp_path / "rack.yaml"
+    path.write_text(IRONIC_RACK)
+    req = provision_request(load_rack(path), {})
+    assert req.via == "ironic"
+    assert req.deploy is not None
+    assert req.deploy.image_source == "http://10.203.0.1:8080/files/liveimg.tar.gz"
+    assert req.deploy.stage2 == "http://10.203.0.1:8080/files/stage2.img"
+    assert req.deploy.boot_mode == "bios"
+    for change, field in (("    image_source: ${BOOT_T}/files/liveimg.tar.gz\n",
+                           "provision.ironic.image_source"),
+                          ("  kernel: ${BOOT_T}/files/vmlinuz\n", "provision.kernel")):
+        path.write_text(IRONIC_RACK.replace(change, change.replace("${BOOT_T}", "files")
+                                            if "kernel" in change else ""))
+        with pytest.raises(InputError) as exc:
+            provision_request(load_rack(path), {})
+        assert f"{path}: {field}: " in str(exc.value), exc.value

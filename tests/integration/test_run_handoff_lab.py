@@ -1,0 +1,182 @@
+"""One ``metalctl run`` takes a lab machine from power-off to a Nova compute node, through
+Ironic's anaconda deploy (issue 21).
+
+All real: the lab's libvirt machine behind its Redfish BMC on a provisioning network
+(10.209.0.0/24 in a namespace), the lab's Ironic with the ``ipxe`` boot and ``anaconda``
+deploy interfaces (dnsmasq chains iPXE to Ironic's boot script), the boot service in the
+run's own process as the kickstart source, the stand-in installer laying the lab's
+liveimg down (libvirt, QEMU, the nova-compute unit), the Nova release disk attached
+read-only; then harden and audit over SSH with the host keys the install delivered, and
+hand-off to the lab's Nova, Placement and Glance listening on the provisioning network's
+host side: nova.conf from the machine's own plan, nova-compute registered, Placement's
+inventories compared with the plan, a canary guest started nested (TCG in TCG).
+
+The run is killed once at a boundary the hand-off added (nova-compute registered in Nova,
+its inventories not yet verified) and run again: nothing before hand-off is repeated (no
+second install: Ironic's state, the boot events and the machine's install marker say so),
+nova.conf is not rewritten and the node ends ``handed-off``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from metalctl.lab import installer, libvirt_lab, nova, nova_site, prov_ironic, rack
+from metalctl.provision import dnsmasq
+from metalctl.provision.bootstate import BootState
+from metalctl.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = rack.RackSpec(octet=29, redfish_bmcs=0, ipmi_bmcs=0, libvirt_domains=1, dead=0,
+                     ironic=True, provnet=209)
+SERVE_PORT = 8085
+RUN_S = 1500             # install, harden, audit and hand-off, under load
+METALCTL = [sys.executable, "-m", "metalctl"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    files = installer.ensure()
+    with rack.running(SPEC, tmp_path_factory.mktemp("runlab")) as state:
+        net = rack.provnet(state)
+        assert net is not None
+        # iPXE chains to Ironic's boot script (the ipxe boot interface)
+        cfg = dnsmasq.DnsmasqConfig(
+            boot_url=f"http://{net.host_address}:{prov_ironic.HTTP_ROOT_PORT}",
+            hosts=(dnsmasq.DhcpHost(libvirt_lab.domain_mac(SPEC, 0), net.pinned_address(0),
+                                    "lab29-m0"),), **net.dnsmasq_settings())
+        conf = dnsmasq.write(cfg, net.files / "dnsmasq.conf")
+        net.start_dnsmasq(conf)
+        novalab = nova.prepare(Path(state.directory) / "nova", net.host_address,
+                               bind_address=net.host_address, image_service=True)
+        try:
+            nova.start(novalab)
+            nova_site.merge_credentials(state, novalab)
+            site = nova_site.write_site(Path(state.directory), novalab,
+                                        register_timeout_s=300, verify_timeout_s=240)
+            yield {"state": state, "net": net, "files": files, "dnsmasq": conf,
+                   "nova": novalab, "nova_site": site}
+        finally:
+            nova.down(Path(state.directory) / "nova")
+
+
+@pytest.fixture(scope="module")
+def operator(lab, tmp_path_factory):
+    from metalctl.pki import SitePKI
+
+    d = tmp_path_factory.mktemp("operator29")
+    key = d / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                   check=True)
+    pki = SitePKI(d / "pki", organization="metalctl lab29")
+    pki.init()
+    net, url = lab["net"], f"http://{lab['net'].host_address}:{SERVE_PORT}"
+    site = d / "site.yaml"
+    site.write_text(json.dumps({"kickstart": {
+        "install": {"liveimg": f"{url}/files/liveimg.tar.gz"},
+        "root_password": {"env": "LAB_ROOT_PW"},
+        "ssh_keys": [{"user": "root", "key": key.with_suffix(".pub").read_text().strip()}],
+        "kernel_args": ["console=ttyS0,115200n8"]}}))
+    f = f"{url}/files"
+    rack_file = d / "rack.yaml"
+    rack_file.write_text(yaml.safe_dump({
+        "name": "lab29", "until": "handoff",
+        "bmc": {"ranges": [SPEC.libvirt_address], "credentials": [rack.LAB_CREDENTIALS]},
+        "ironic": {"url": lab["state"].ironic_url},
+        "site": {"ssh_key": str(key), "pki_dir": str(pki.dir), "nova": str(lab["nova_site"])},
+        "profiles": {"default": "compute-small", "bios": "skip"},
+        "provision": {
+            "via": "ironic", "serve": f"{net.host_address}:{SERVE_PORT}", "boot_url": url,
+            "boot_dir": str(d / "boot"), "files_dir": str(lab["files"].directory),
+            "dnsmasq_conf": str(lab["dnsmasq"]), "site": str(site),
+            "kernel": f"{f}/vmlinuz", "initrd": f"{f}/initrd.img", "stage2": f"{f}/stage2.img",
+            # the lab's machines have SeaBIOS only; Ironic would switch them to UEFI
+            "ironic": {"image_source": f"{f}/liveimg.tar.gz", "deploy_kernel": f"{f}/vmlinuz",
+                       "deploy_ramdisk": f"{f}/initrd.img", "boot_mode": "bios"},
+            "ssh_key": str(key), "known_hosts": str(d / "known_hosts"),
+            "timeout_s": 900, "ssh_wait_s": 300},
+        "audit": {"gate": "high", "waivers": str(REPO / "hardening" / "waivers.lab.yaml")},
+        "concurrency": {"handoff": 1}}))
+    env = {**os.environ, **lab["state"].env(), "METALCTL_STORE": str(d / "metalctl.db"),
+           "LAB_ROOT_PW": "Lab-Root-Passw0rd-Not-Logged"}
+    return {"dir": d, "key": key, "rack": rack_file, "env": env}
+
+
+def _ssh(operator, address: str, command: str) -> str:
+    return subprocess.run(
+        ["ssh", "-i", str(operator["key"]), "-o", "BatchMode=yes", "-o",
+         "StrictHostKeyChecking=yes", "-o",
+         f"UserKnownHostsFile={operator['dir'] / 'known_hosts'}", f"root@{address}", command],
+        capture_output=True, text=True, timeout=60).stdout
+
+
+def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, operator):
+    novalab, env = lab["nova"], operator["env"]
+    argv = [*METALCTL, "run", str(operator["rack"]), "-o", "json"]
+    t0 = time.monotonic()
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # the new boundary: nova-compute registered in Nova, its inventories not yet verified
+    while not nova.services_up(novalab, ("nova-compute",)):
+        assert first.poll() is None, first.communicate()[1][-4000:]
+        assert time.monotonic() - t0 < RUN_S, "nova-compute never registered"
+        time.sleep(1)
+    registered_s = time.monotonic() - t0
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    store_path = Path(env["METALCTL_STORE"])
+    with Store(store_path) as store:
+        [row] = store.nodes()
+        key, name = row["key"], row["name"]
+        assert row["state"] == "audited", row  # killed inside hand-off
+    address = lab["net"].pinned_address(0)
+    marker = _ssh(operator, address, "cat /etc/metalctl-install")
+    assert f"node={name}" in marker
+    boot_events = [e.stage for e in BootState(operator["dir"] / "boot").events(name)]
+    conf_before = _ssh(operator, address, "sha256sum /etc/nova/nova.conf")
+    t1 = time.monotonic()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=RUN_S)
+    resumed_s = time.monotonic() - t1
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [node] = json.loads(proc.stdout)["nodes"]
+    assert node["status"] == "ok", node.get("reason")
+    assert [node["steps"][s] for s in ("enroll", "profile", "provision", "harden")] == \
+        ["skipped"] * 4
+    assert node["steps"]["audit"] == "ok"
+    assert node["steps"]["handoff"] == "ok"
+    evidence = node["evidence"]["handoff"]
+    # Placement's inventories are the plan's (the verify step compared them)
+    assert evidence["inventories"], evidence
+    assert not evidence.get("mismatches"), evidence
+    for rc, want in evidence["expected"].items():
+        assert evidence["inventories"][rc]["total"] == want["total"], (rc, evidence)
+    assert "nova.conf" not in " ".join(evidence.get("changed", [])), evidence  # not rewritten
+    assert _ssh(operator, address, "sha256sum /etc/nova/nova.conf") == conf_before
+    with Store(store_path) as store:
+        assert store.node(key)["state"] == "handed-off"
+        installs = [e for e in store.events(key) if e.stage == "provision"
+                    and e.action == "installed"]
+        assert len(installs) == 1
+    # no second install: the machine's marker, the boot events, Ironic's state
+    assert _ssh(operator, address, "cat /etc/metalctl-install") == marker
+    assert [e.stage for e in BootState(operator["dir"] / "boot").events(name)] == boot_events
+    ironic = lab["state"]
+    from metalctl.ironic import Ironic, IronicConfig
+
+    client = Ironic(IronicConfig(url=ironic.ironic_url)).connect()
+    [inode] = client.nodes()
+    assert inode["provision_state"] == "active"
+    # the machine is a KVM host Nova schedules onto: its compute service is up, and the
+    # audit's QMU-002 passed there (the libvirt-qemu group exists on the installed system)
+    assert nova.services_up(novalab, ("nova-compute",), host=name)
+    print(f"\n[run via ironic] power-off to nova-compute registered {registered_s:.0f} s; "
+          f"resumed run to handed-off {resumed_s:.0f} s")
