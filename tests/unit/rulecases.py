@@ -15,6 +15,9 @@ cases; a case is::
       detail: text                 # (optional) a substring of the evidence's detail
       remediation: text            # (optional) a substring of the remediation
       not_in_remediation: [text]   # (optional) substrings the remediation must not carry
+
+A BMC rule's case (platform ``bmc``) gives what the BMC said instead of host facts:
+its format is in :mod:`bmccases` (``bmc.yaml``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import bmccases
 import yaml
 
 from metalctl.audit import run as audit_run
@@ -104,7 +108,9 @@ def site_of(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def judge(rule: Rule, case: dict[str, Any]) -> Result:
-    """The audit result of ``rule`` on the case's host."""
+    """The audit result of ``rule`` on the case's host (or BMC)."""
+    if "bmc" in rule.platforms:
+        return bmccases.judge(rule, case)
     ctx = engine.Context(host=case.get("hostname", "c1"), mgmt_address="192.0.2.10",
                          allowed_dns=["C=US,O=site,CN=c1"], site=site_of(case),
                          pki=dict(PKI) if case.get("pki", True) else {})
