@@ -537,53 +537,14 @@ class IronicRootAttacker(Attacker):
                 continue
 
 
-def test_through_ironic_available_to_active_and_installed(lab, env, node, serve, net,
-                                                          ironic_boot, capsys):
+def test_through_ironic_a_failing_post_fails_the_node_with_the_installers_message(
+        lab, env, node, serve, ironic_boot):
+    """Through Ironic's anaconda deploy (``metalctl provision --via ironic``; a whole run
+    through it to hand-off, with an attacker reading Ironic's ``ks.cfg``, is
+    ``test_run_handoff_lab``)."""
     enroll = subprocess.run([*METALCTL, "enroll", "--provide"], env=env["env"],
                             capture_output=True, text=True, timeout=300)
     assert enroll.returncode == 0, enroll.stderr
-    row = Store(Path(env["env"]["METALCTL_STORE"])).open().find(node["ref"])
-    uuid, name = row["ironic_uuid"], row["name"]  # enrolled: named by the site's template
-    # Ironic publishes the rendered kickstart, callback token included, in its http_root:
-    # an attacker on the network reads it there and calls back first, with the real token
-    evil = env["dir"] / "evil_ironic_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(evil)],
-                   check=True)
-    evil_pub = evil.with_suffix(".pub").read_text()
-    attacker = IronicRootAttacker(f"http://{net.host_address}:{prov_ironic.HTTP_ROOT_PORT}"
-                                  f"/{uuid}/ks.cfg", serve["url"], net.host_address, evil_pub)
-    attacker.start()
-    site = _site(env, f"{serve['url']}/files/liveimg.tar.gz")
-    proc = _provision(env, node, *_ironic_args(env, serve, site, "--redo"))
-    attacker.stop.set()
-    attacker.join(10)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    res = _result(proc)
-    assert res["status"] == "installed", _why(lab, env, node, res)
-    assert res["via"] == "ironic"
-    assert ironic_boot.node(uuid)["provision_state"] == "active"
-    # the attacker held the real token and still got nowhere: the install bound to the
-    # machine's leased address at its first callback
-    assert attacker.tokens, "Ironic's ks.cfg was never read with a token in it"
-    assert attacker.answers
-    assert {status for _, status in attacker.answers} == {403}, attacker.answers
-    state = BootState(Path(env["env"]["METALCTL_BOOT_STATE"]))
-    assert state.get(name).bound_address == net.pinned_address(0)
-    assert evil_pub.split()[1] not in Path(env["env"]["METALCTL_KNOWN_HOSTS"]).read_text()
-    with capsys.disabled():
-        print(f"\n[provision ironic] attacker read {len(attacker.tokens)} token(s) from "
-              f"Ironic's http_root; {len(attacker.answers)} callbacks refused")
-    out = subprocess.run(["ssh", "-i", str(env["key"]), "-o", "BatchMode=yes", "-o",
-                          "StrictHostKeyChecking=yes", "-o",
-                          f"UserKnownHostsFile={env['env']['METALCTL_KNOWN_HOSTS']}",
-                          f"root@{net.pinned_address(0)}", "cat /etc/metalctl-install"],
-                         capture_output=True, text=True, timeout=60)
-    assert f"node={name}" in out.stdout, out.stderr
-    assert "template=ironic-rhel9-kvm" in out.stdout
-
-
-def test_through_ironic_a_failing_post_fails_the_node_with_the_installers_message(
-        lab, env, node, serve, ironic_boot):
     tpl = _failing_template(env)
     (tpl / "ironic-rhel9-kvm.ks.j2").write_text(
         (REPO / "kickstart" / "ironic-rhel9-kvm.ks.j2").read_text())

@@ -11,6 +11,10 @@ hand-off to the lab's Nova, Placement and Glance listening on the provisioning n
 host side: nova.conf from the machine's own plan, nova-compute registered, Placement's
 inventories compared with the plan, a canary guest started nested (TCG in TCG).
 
+An attacker on the provisioning network reads the kickstart Ironic publishes in its
+http_root (the callback token is in it) and calls back first with its own host keys: every
+callback is refused, the install binds to the machine's leased address.
+
 The run is killed once at a boundary the hand-off added (nova-compute registered in Nova,
 its inventories not yet verified) and run again: nothing before hand-off is repeated (no
 second install: Ironic's state, the boot events and the machine's install marker say so),
@@ -34,6 +38,8 @@ from metalctl.lab import installer, libvirt_lab, nova, nova_site, prov_ironic, r
 from metalctl.provision import dnsmasq
 from metalctl.provision.bootstate import BootState
 from metalctl.store import Store
+
+from .test_provision_lab import IronicRootAttacker
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = rack.RackSpec(octet=29, redfish_bmcs=0, ipmi_bmcs=0, libvirt_domains=1, dead=0,
@@ -125,11 +131,31 @@ def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, o
     t0 = time.monotonic()
     first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
-    # the new boundary: nova-compute registered in Nova, its inventories not yet verified
-    while not nova.services_up(novalab, ("nova-compute",)):
-        assert first.poll() is None, first.communicate()[1][-4000:]
-        assert time.monotonic() - t0 < RUN_S, "nova-compute never registered"
-        time.sleep(1)
+    from metalctl.ironic import Ironic, IronicConfig
+
+    client = Ironic(IronicConfig(url=lab["state"].ironic_url)).connect()
+    net, attacker = lab["net"], None
+    evil = operator["dir"] / "evil_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(evil)],
+                   check=True)
+    evil_pub = evil.with_suffix(".pub").read_text()
+    try:
+        # the new boundary: nova-compute registered in Nova, its inventories not verified
+        while not nova.services_up(novalab, ("nova-compute",)):
+            assert first.poll() is None, first.communicate()[1][-4000:]
+            assert time.monotonic() - t0 < RUN_S, "nova-compute never registered"
+            nodes = client.nodes() if attacker is None else []
+            if nodes:  # enrolled: Ironic will publish its ks.cfg under the node's UUID
+                attacker = IronicRootAttacker(
+                    f"http://{net.host_address}:{prov_ironic.HTTP_ROOT_PORT}/"
+                    f"{nodes[0]['uuid']}/ks.cfg", f"http://{net.host_address}:{SERVE_PORT}",
+                    net.host_address, evil_pub)
+                attacker.start()
+            time.sleep(1)
+    finally:
+        if attacker is not None:
+            attacker.stop.set()
+            attacker.join(10)
     registered_s = time.monotonic() - t0
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
@@ -138,7 +164,13 @@ def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, o
         [row] = store.nodes()
         key, name = row["key"], row["name"]
         assert row["state"] == "audited", row  # killed inside hand-off
-    address = lab["net"].pinned_address(0)
+    address = net.pinned_address(0)
+    # the attacker held the real token and got nowhere
+    assert attacker is not None
+    assert attacker.tokens, "Ironic's ks.cfg was never read with a token in it"
+    assert {status for _, status in attacker.answers} == {403}, attacker.answers
+    assert BootState(operator["dir"] / "boot").get(name).bound_address == address
+    assert evil_pub.split()[1] not in (operator["dir"] / "known_hosts").read_text()
     marker = _ssh(operator, address, "cat /etc/metalctl-install")
     assert f"node={name}" in marker
     boot_events = [e.stage for e in BootState(operator["dir"] / "boot").events(name)]
@@ -169,14 +201,11 @@ def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, o
     # no second install: the machine's marker, the boot events, Ironic's state
     assert _ssh(operator, address, "cat /etc/metalctl-install") == marker
     assert [e.stage for e in BootState(operator["dir"] / "boot").events(name)] == boot_events
-    ironic = lab["state"]
-    from metalctl.ironic import Ironic, IronicConfig
-
-    client = Ironic(IronicConfig(url=ironic.ironic_url)).connect()
     [inode] = client.nodes()
     assert inode["provision_state"] == "active"
     # the machine is a KVM host Nova schedules onto: its compute service is up, and the
     # audit's QMU-002 passed there (the libvirt-qemu group exists on the installed system)
     assert nova.services_up(novalab, ("nova-compute",), host=name)
     print(f"\n[run via ironic] power-off to nova-compute registered {registered_s:.0f} s; "
-          f"resumed run to handed-off {resumed_s:.0f} s")
+          f"resumed run to handed-off {resumed_s:.0f} s; {len(attacker.answers)} attacker "
+          "callbacks refused")
