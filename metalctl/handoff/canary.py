@@ -113,7 +113,10 @@ def read_guest(conn: Any, target: ssh.SshTarget, instance: str) -> GuestFacts:
     """
     q = shlex.quote(instance)
     script = f"""
-echo '### xml'; virsh -c qemu:///system dumpxml {q} 2>&1
+# stderr only when it failed: a host's warnings (a missing locale's setlocale) are not XML
+echo '### xml'
+LC_ALL=C virsh -c qemu:///system dumpxml {q} 2>/dev/null || \
+  LC_ALL=C virsh -c qemu:///system dumpxml {q} 2>&1 | tail -n 3
 pid=$(cat /run/libvirt/qemu/{q}.pid 2>/dev/null)
 echo '### numa'; [ -n "$pid" ] && grep huge /proc/$pid/numa_maps 2>/dev/null
 echo '### label'; [ -n "$pid" ] && cat /proc/$pid/attr/current 2>/dev/null; echo

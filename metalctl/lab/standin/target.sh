@@ -153,7 +153,17 @@ configure_target() {
       log "timezone $TZ_KS"
     else log "timezone $TZ_KS: not in the image's zoneinfo, left as is"; fi
   fi
-  [ -n "$LANG_KS" ] && { echo "LANG=$LANG_KS" > "$SYSROOT/etc/default/locale"; log "lang $LANG_KS"; }
+  if [ -n "$LANG_KS" ]; then
+    # anaconda installs the language's langpack; the image has only the locales it was
+    # built with, and a LANG naming a missing one makes every program warn (setlocale)
+    lc=$(echo "${LANG_KS#*.}" | tr 'A-Z' 'a-z' | tr -d '-')
+    if [ -d "$SYSROOT/usr/lib/locale/${LANG_KS%%.*}.$lc" ] || [ "${LANG_KS%%.*}" = C ]; then
+      echo "LANG=$LANG_KS" > "$SYSROOT/etc/default/locale"; log "lang $LANG_KS"
+    else
+      echo "LANG=C.UTF-8" > "$SYSROOT/etc/default/locale"
+      log "lang $LANG_KS: not among the image's locales, C.UTF-8 set"
+    fi
+  fi
   configure_services
   log "system configured"
 }
