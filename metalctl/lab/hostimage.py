@@ -39,11 +39,13 @@ MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = "openssh-server,iproute2,procps"
 #: what a Debian KVM compute host carries for hardening/audit: libvirt (sysv scripts,
 #: no systemd here), both LSM userlands (config only: the lab kernel has no LSM),
-#: auditd, GnuTLS tools, and dnf so RHEL-style .repo files are read by a real dnf
+#: auditd, GnuTLS tools, dnf so RHEL-style .repo files are read by a real dnf, and
+#: nftables (``nft``: the host firewall FWL-001 reads and loads, in the host's own
+#: network namespace)
 KVM_PACKAGES = ("libvirt-daemon-system libvirt-daemon-system-sysv libvirt-daemon-driver-qemu "
                 "libvirt-clients selinux-basics selinux-policy-default selinux-utils "
                 "policycoreutils policycoreutils-python-utils apparmor apparmor-utils auditd "
-                "gnutls-bin dnf unattended-upgrades sudo")
+                "gnutls-bin dnf unattended-upgrades sudo nftables")
 KEY_CHARS = 16
 
 

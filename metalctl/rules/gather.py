@@ -81,10 +81,14 @@ class GatherSpec:
     exists: set[str] = field(default_factory=set)
     units: set[str] = field(default_factory=set)
     probes: dict[str, str] = field(default_factory=dict)  # id -> read-only command
+    #: probes whose output may be longer than ``PROBE_LIMIT`` bytes (id -> bytes kept)
+    probe_limits: dict[str, int] = field(default_factory=dict)
     #: mode/owner only for every match (never the content: nova.conf holds credentials)
     stat_globs: set[str] = field(default_factory=set)
 
 
+#: bytes of a probe's output kept, unless the probe asks for more (``probe_limits``)
+PROBE_LIMIT = 8000
 BINARIES = ("virtproxyd", "virtqemud", "libvirtd", "semanage", "restorecon", "setenforce",
             "auditd", "aa-status")
 
@@ -148,7 +152,8 @@ def script(spec: GatherSpec) -> str:
                          f"systemctl is-enabled {q(unit)} 2>/dev/null || true")
         lines.append("fi")
     for pid, cmd in sorted(spec.probes.items()):
-        lines.append(f"echo {q('### probe ' + pid)}; ( {cmd} ) 2>&1 | head -c 8000; echo")
+        limit = spec.probe_limits.get(pid, PROBE_LIMIT)
+        lines.append(f"echo {q('### probe ' + pid)}; ( {cmd} ) 2>&1 | head -c {limit}; echo")
     lines.append('echo "### end"')
     return "\n".join(lines) + "\n"
 

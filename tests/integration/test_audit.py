@@ -135,6 +135,9 @@ def test_seeded_violations_found_and_audit_changes_nothing(lab, pki, site):
     assert r["LVT-023"].status == FAIL
     assert "expired on" in r["LVT-023"].evidence.actual
     assert r["PKG-002"].references["stig_rhel9"] == ["RHEL-09-214025"]
+    # no ruleset loaded: every port open, read from the running nftables
+    assert r["FWL-002"].status == FAIL
+    assert "no input base chain with policy drop" in r["FWL-002"].evidence.detail
 
 
 def test_hardened_host_passes_with_lab_waivers(lab, pki, site, tmp_path):
@@ -149,6 +152,13 @@ def test_hardened_host_passes_with_lab_waivers(lab, pki, site, tmp_path):
     assert FAIL not in statuses.values(), {k: v for k, v in statuses.items() if v == FAIL}
     assert statuses["LVT-002"] == PASS
     assert statuses["LVT-031"] == PASS  # 16514 open on the management address
+    # the firewall as it runs: drop by default, SSH, the compute ports on the address
+    assert statuses["FWL-002"] == PASS
+    assert statuses["FWL-004"] == PASS
+    fwl = next(r for r in report.results() if r.rule == "FWL-002")
+    assert fwl.evidence.actual.startswith(
+        f"tcp open on {lab.address(1)}: 22,5900-5999,16514,49152-49215; elsewhere: 22; "
+        "udp: none"), fwl.evidence
     assert statuses["SEL-006"] == WAIVED  # never reported as pass
     waived = next(r for r in report.results() if r.rule == "SEL-006")
     assert waived.original_status == FAIL

@@ -128,8 +128,39 @@ def test_check_changes_nothing_then_apply_converges_and_fixes_repos(hostlab, pki
     assert outcome["SEL-006"].status == "deferred"
     assert any("apparmor not active" in x for x in first[0].reboot_required)
 
+    # the firewall (FWL-002, FWL-004): loaded in each host's own network namespace
+    assert outcome["FWL-002"].status == "compliant", outcome["FWL-002"]
+    assert "command FWL-002" in first[0].changed
+    assert outcome["FWL-003"].status == "notapplicable"  # no systemd: nothing to enable
+    assert outcome["FWL-004"].status == "compliant"
+    ruleset = hostlab.exec(2, "nft list ruleset").stdout
+    assert "policy drop;" in ruleset
+    assert f"ip daddr {hostlab.address(2)} tcp dport {{ 5900-5999, 16514, 49152-49215 }}" \
+        in ruleset
+    assert_firewall_refuses_outside_the_plan(hostlab, 1, 2)
+
     second = harden.harden(hosts, RULES, options(hostlab, pki, tmp_path))
     assert [(r.status, r.changed) for r in second] == [("compliant", []), ("compliant", [])]
+
+
+def assert_firewall_refuses_outside_the_plan(lab: HostLab, client: int, server: int) -> None:
+    """From one hardened host to another: libvirt TLS answers, a listener on a port
+    outside the plan does not (it answers on the server itself: the firewall drops it)."""
+    addr = lab.address(server)
+    listen = ("nohup python3 -c 'import socket, time; s = socket.socket(); "
+              "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+              "s.bind((\"0.0.0.0\", 8081)); s.listen(); time.sleep(60)' "
+              "</dev/null >/dev/null 2>&1 & sleep 0.5")
+    assert lab.exec(server, listen).returncode == 0
+
+    def connect(i: int, port: int) -> int:
+        probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{addr}/{port}'; echo rc=$?"
+        out = lab.exec(i, probe).stdout
+        return int(out.rsplit("rc=", 1)[1])
+
+    assert connect(server, 8081) == 0, "the listener outside the plan is not up"
+    assert connect(client, 16514) == 0, "libvirt TLS not reachable from the other host"
+    assert connect(client, 8081) != 0, "a port outside the plan is reachable"
 
 
 def virsh(uri: str) -> subprocess.CompletedProcess[str]:

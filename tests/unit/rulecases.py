@@ -8,6 +8,8 @@ cases; a case is::
       host: debian | rhel          # the base facts (below), default debian
       facts: {...}                 # HostFacts fields over the base (files: path -> text
                                    # or {mode, owner, group, content})
+      probe_files: {id: path}      # (optional) probe outputs recorded in files beside the
+                                   # cases (e.g. ``nft -j list ruleset``)
       site: {...}                  # site policy over SITE (optional)
       pki: false                   # (optional) audit without the site PKI (default: PKI)
       expect: pass | fail | notchecked | notapplicable | error   # the audit status
@@ -78,6 +80,8 @@ def host_facts(case: dict[str, Any]) -> HostFacts:
     kw = copy.deepcopy(BASE[case.get("host", "debian")])
     kw.update(copy.deepcopy(case.get("facts") or {}))
     files = kw.pop("files", {}) or {}
+    for probe, path in (case.get("probe_files") or {}).items():
+        kw.setdefault("probes", {})[probe] = (CASES_DIR / path).read_text()
     f = HostFacts()
     for key, value in kw.items():
         setattr(f, key, set(value) if key in SETS else value)

@@ -88,6 +88,12 @@ def rule(check: dict[str, Any], rid: str = "TST-001") -> Rule:
                 platforms=("rhel",), check=check, remediation="fix it by hand")
 
 
+FIREWALLD_OK = ("state: running\ndefault: metalctl\nactive: metalctl\nmetalctl (active)\n"
+                "  target: DROP\n  services: ssh\n  ports:\n  rich rules:\n"
+                '\trule family="ipv4" destination address="192.0.2.1" port port="16514" '
+                'protocol="tcp" accept\n'
+                '\trule family="ipv4" destination address="192.0.2.1" port port="49152-49215" '
+                'protocol="tcp" accept\n')
 CERT_FAIL = "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"
 QEMU = "/etc/libvirt/qemu.conf"
 CASES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] = {
@@ -159,6 +165,10 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any], str]] = {
     "process_labels": ({}, {"probes": {"qemu-labels": "system_u:system_r:svirt_t:s0:c1,c2 "
                                                       "qemu-kvm\n"}},
                        {"probes": {"qemu-labels": "unconfined_t qemu-kvm\n"}}, "manual"),
+    "firewall": ({"address": "192.0.2.1", "ports": [16514, "49152-49215"]},
+                 {"probes": {"firewall:firewalld": FIREWALLD_OK},
+                  "units": {"firewalld.service": "enabled"}},
+                 {"probes": {"firewall:firewalld": "state: not running\n"}}, "change"),
     "certificate": ({"path": "/etc/pki/libvirt/servercert.pem"}, None,
                     {"files": {"/etc/pki/libvirt/servercert.pem": CERT_FAIL}}, "manual"),
 }
