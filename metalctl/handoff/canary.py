@@ -17,7 +17,10 @@ domain and QEMU process are read on the host and checked:
   ``libvirt-<uuid>``; SELinux ``svirt_t`` with an MCS pair). A kernel without an LSM can
   give only a DAC label: the check is then ``unavailable`` with exactly that, never a
   pass, and it does not fail the canary (the audit's LSM rules judge that host);
-* ``placement``: the guest's allocation is ``PCPU`` (not ``VCPU``) for a dedicated flavor.
+* ``placement``: the guest's allocation is ``PCPU`` (not ``VCPU``) for a dedicated flavor;
+* the audit's runtime rules (``VRT-002``: guests confined by sVirt with distinct
+  categories), which the hand-off's audit could not judge before any guest ran
+  (:mod:`.canary_audit`), named after the rule.
 
 Deleted, its allocation must be gone (``cleanup``). A failed check fails the host's
 hand-off; :mod:`.stage` then disables its compute service with the reason.
@@ -34,6 +37,7 @@ from xml.etree import ElementTree
 
 from metalctl import cpulist, ssh
 from metalctl.errors import CloudError, CloudUnavailable
+from metalctl.handoff import canary_audit
 from metalctl.handoff.nova_api import NovaApi
 from metalctl.handoff.novaconf import NovaConf
 
@@ -269,6 +273,7 @@ class CanaryRequest:
     conf: NovaConf          # the rendering: cpu_dedicated_set, cpu_shared_set
     plan: dict[str, Any]    # the profile plan: hugepages per NUMA node
     timeout_s: float = 120.0
+    mgmt_address: str = ""  # the host's management address (the runtime rules' context)
 
 
 def run(api: NovaApi, conn: Any, target: ssh.SshTarget, req: CanaryRequest) -> CanaryReport:
@@ -311,6 +316,8 @@ def run(api: NovaApi, conn: Any, target: ssh.SshTarget, req: CanaryRequest) -> C
         rep.checks.append(check_label(dom, facts))
         rep.checks.append(check_allocation(api.allocations(rep.server), specs,
                                            flavor["vcpus"]))
+        rep.checks += [Check(*v) for v in canary_audit.judge(conn, target, req.host,
+                                                              req.mgmt_address)]
         mark("checked")
     except CloudUnavailable as exc:
         rep.error, rep.cloud_error = str(exc), True

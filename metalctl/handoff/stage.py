@@ -236,7 +236,7 @@ def _publish_and_prove(host: HostSpec, conf: novaconf.NovaConf, site: HandoffSit
     else:
         report = canary.run(api, conn, target, canary.CanaryRequest(
             host.name, canary_flavor.name, site.canary_image, conf, plan,
-            site.canary_timeout_s))
+            site.canary_timeout_s, host.mgmt_address or ""))
         res.evidence["canary"] = report.to_dict()
         res.notes += report.notes
         timings["canary"] = round(time.monotonic() - started, 1)

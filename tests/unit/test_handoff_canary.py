@@ -108,3 +108,20 @@ def test_placement_must_allocate_pcpu_for_a_dedicated_flavor():
 def test_a_domain_xml_with_a_doctype_is_refused():
     with pytest.raises(canary.CanaryFailed):
         canary.parse_domain("<!DOCTYPE x [<!ENTITY a 'b'>]><domain/>")
+
+
+@pytest.mark.parametrize(("apparmor", "labels", "status"), [
+    (True, "libvirt-6f0e qemu-system-x86\nlibvirt-77aa qemu-system-x86", "pass"),
+    (True, "unconfined qemu-system-x86", "fail"),
+    (False, "unconfined qemu-system-x86", "unavailable"),  # no LSM: never a pass
+    (True, "", "unavailable"),                              # no guest: nothing judged
+])
+def test_the_audits_runtime_rules_are_judged_while_the_canary_runs(apparmor, labels, status):
+    from metalctl.handoff import canary_audit
+    from metalctl.rules.gather import HostFacts
+
+    facts = HostFacts(family="debian", os_id="debian", apparmor_enabled=apparmor,
+                      probes={"qemu-labels": labels})
+    [(rule, got, _expected, actual)] = canary_audit.verdicts(facts, "c1", "10.0.0.5")
+    assert rule == "VRT-002"
+    assert got == status, actual
