@@ -23,9 +23,9 @@ from pathlib import Path
 
 from metalctl import hosts, ssh
 from metalctl.audit import run as audit
-from metalctl.lab.hosts import HostLab
 from metalctl.rules import catalogue as rules_mod
 from metalctl.rules import engine
+from metalctl_lab.hosts import HostLab
 
 HOSTS = int(os.environ.get("METALCTL_BENCH_AUDIT_HOSTS", "10"))
 NET = 203

@@ -30,11 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metalctl import handoff, hosts  # noqa: E402
-from metalctl.lab import nova, nova_hosts  # noqa: E402
-from metalctl.lab.hosts import HostLab  # noqa: E402
 from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status  # noqa: E402
 from metalctl.pki import SitePKI  # noqa: E402
 from metalctl.store import Store, now  # noqa: E402
+from metalctl_lab import nova, nova_hosts  # noqa: E402
+from metalctl_lab.hosts import HostLab  # noqa: E402
 
 NET = 206
 FLEET = int(os.environ.get("METALCTL_BENCH_HANDOFF_HOSTS", "3"))

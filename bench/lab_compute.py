@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import provision_lab as pl  # noqa: E402
 
-from metalctl.lab import nova, nova_venv, novadisk  # noqa: E402
+from metalctl_lab import nova, nova_venv, novadisk  # noqa: E402
 
 IMPORT = pl.IMPORT
 GUEST = """<domain type='qemu'>

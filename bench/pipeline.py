@@ -40,8 +40,8 @@ def child(n: int, lab_dir: Path, work: Path) -> dict:
     from metalctl import credentials
     from metalctl import run as pipeline
     from metalctl.ironic import Ironic, IronicConfig
-    from metalctl.lab.spec import LabState
     from metalctl.store import Store
+    from metalctl_lab.spec import LabState
 
     state = LabState.load(lab_dir)
     assert state is not None
@@ -71,7 +71,7 @@ def child(n: int, lab_dir: Path, work: Path) -> dict:
 
 def main() -> int:
     from metalctl.ironic import Ironic, IronicConfig
-    from metalctl.lab import rack
+    from metalctl_lab import rack
 
     spec = rack.RackSpec(octet=31, redfish_bmcs=max(SIZES) // PER_BMC,
                          systems_per_bmc=PER_BMC, ipmi_bmcs=0, libvirt_domains=0, dead=0,

@@ -131,9 +131,9 @@ def nova_in_tcg(lab: Path, address: str) -> dict:
     """Time nova-compute's imports in the installed TCG machine and on this host.
 
     The machine has the Nova venv from the lab's read-only Nova disk, mounted at the
-    venv's own path (:mod:`metalctl.lab.novadisk`): nothing is copied."""
+    venv's own path (:mod:`metalctl_lab.novadisk`): nothing is copied."""
     sys.path.insert(0, str(REPO))
-    from metalctl.lab import nova_venv  # noqa: PLC0415
+    from metalctl_lab import nova_venv  # noqa: PLC0415
 
     venv = nova_venv.venv_dir()
     ssh = ["ssh", "-i", str(lab / "operator" / "id_ed25519"), "-o", "BatchMode=yes",

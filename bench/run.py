@@ -28,8 +28,8 @@ from metalctl import discover, enroll
 from metalctl.budget import Budget
 from metalctl.credentials import resolve
 from metalctl.ironic import Ironic, IronicConfig
-from metalctl.lab import rack
 from metalctl.netaddrs import parse_targets
+from metalctl_lab import rack
 
 #: Redfish BMCs answer each request after 50..250 ms (spread across BMCs; the last is the
 #: slowest), a healthy-BMC range per reference/provisioning-anchors.md §4.3.

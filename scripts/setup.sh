@@ -19,7 +19,7 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libvirt-dev >/dev/null 2>&1 || need_apt+=(libvirt-dev)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
-# the stand-in installer's tool set (metalctl/lab/installer.py copies them into its initramfs)
+# the stand-in installer's tool set (lab/metalctl_lab/installer.py copies them into its initramfs)
 command -v busybox >/dev/null || need_apt+=(busybox-static)
 command -v sfdisk >/dev/null || need_apt+=(fdisk)
 command -v extlinux >/dev/null || need_apt+=(extlinux)
@@ -44,10 +44,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.metalctl-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: pip install -e .[test] into .venv" >&2
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import metalctl, sushy, pyghmi, ironicclient" 
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ lab/pyproject.toml -nt "$stamp" ]; then
+  # metalctl, and the lab beside it (its own distribution: `metalctl lab`, lab/README.md)
+  echo "setup: pip install -e .[test] -e lab into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" -e lab 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import metalctl, metalctl_lab, sushy, pyghmi, ironicclient" 
   touch "$stamp"
 fi
 
@@ -70,7 +71,7 @@ fi
 export METALCTL_PEERS_VENV=${METALCTL_PEERS_VENV:-$HOME/.cache/metalctl/peers}
 # quick when the venv already holds the pinned requirements (a stamp file records them)
 echo "setup: peers venv $METALCTL_PEERS_VENV (Ironic, sushy-tools, libvirt-python)" >&2
-.venv/bin/python -c "from metalctl.lab import peers; peers.ensure_venv()"
+.venv/bin/python -c "from metalctl_lab import peers; peers.ensure_venv()"
 echo "setup: Nova venv ${METALCTL_NOVA_VENV:-$HOME/.cache/metalctl/nova} (nova 34.0.0, placement 16)" >&2
-.venv/bin/python -c "from metalctl.lab import nova_venv; nova_venv.ensure()"
+.venv/bin/python -c "from metalctl_lab import nova_venv; nova_venv.ensure()"
 echo "setup: ok ($ROOT/.venv, peers in $METALCTL_PEERS_VENV)" >&2

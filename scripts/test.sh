@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check metalctl tests bench
+.venv/bin/ruff check metalctl lab tests bench
 # every tier (bare `pytest` is the fast one: tests/conftest.py)
 exec .venv/bin/python -m pytest -q tests "$@"

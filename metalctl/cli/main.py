@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
@@ -16,7 +17,6 @@ from metalctl.cli import discover as discover_cli
 from metalctl.cli import enroll as enroll_cli
 from metalctl.cli import handoff as handoff_cli
 from metalctl.cli import harden as harden_cli
-from metalctl.cli import lab as lab_cli
 from metalctl.cli import logs, optcheck, options
 from metalctl.cli import nodes as nodes_cli
 from metalctl.cli import pki as pki_cli
@@ -26,6 +26,9 @@ from metalctl.cli import run as run_cli
 from metalctl.cli import serve as serve_cli
 from metalctl.errors import InputError, MetalctlError, PeerUnavailable, mask_url, one_line
 from metalctl.exitcodes import EPILOG, ExitCode
+
+#: verbs other distributions add (the lab's ``metalctl lab``: lab/pyproject.toml)
+VERB_PLUGINS = "metalctl.verbs"
 
 LOG = logging.getLogger("metalctl")
 
@@ -41,8 +44,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", type=Path, help="also write logs here")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for module in (discover_cli, enroll_cli, profile_cli, provision_cli, pki_cli, harden_cli,
-                   audit_cli, nodes_cli, serve_cli, lab_cli, run_cli, handoff_cli):
+                   audit_cli, nodes_cli, serve_cli, run_cli, handoff_cli):
         module.register(sub)
+    for verb in entry_points(group=VERB_PLUGINS):  # `metalctl lab`, when the lab is installed
+        verb.load()(sub)
     return p
 
 

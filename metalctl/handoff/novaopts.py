@@ -4,7 +4,7 @@ Nova's options (their types, ranges and choices) and its CPU-set and PCI parsers
 the ``nova`` package, which metalctl does not import: it pins a whole OpenStack release
 of its own. So the check runs ``validate_nova_conf.py`` (shipped beside this module) with
 an interpreter that has nova, by default the Nova venv of
-:mod:`metalctl.lab.nova_venv` (``$METALCTL_NOVA_PYTHON`` names another), handing it the
+:mod:`metalctl_lab.nova_venv` (``$METALCTL_NOVA_PYTHON`` names another), handing it the
 configuration on stdin and reading one JSON answer. It takes about 3 s (oslo.config's
 option discovery across Nova's 17 generator namespaces dominates).
 
@@ -146,7 +146,7 @@ def _outcome(label: str, text: str, result: dict[str, Any], answer: dict[str, An
 def default_python() -> Path:
     """The interpreter with nova: ``$METALCTL_NOVA_PYTHON``, else the Nova venv's
     (``$METALCTL_NOVA_VENV``, default ``~/.cache/metalctl/nova``, the same place
-    ``metalctl.lab.nova_venv`` installs to; a stage does not import the lab).
+    ``metalctl_lab.nova_venv`` installs to; a stage does not import the lab).
 
     Raises:
         NovaValidatorError: neither exists.
@@ -159,7 +159,7 @@ def default_python() -> Path:
         raise NovaValidatorError(
             reason=f"{python} does not exist; Nova's option definitions need an interpreter "
                    "with nova installed: set METALCTL_NOVA_PYTHON, or install the Nova venv "
-                   "(`python -c 'from metalctl.lab import nova_venv; nova_venv.ensure()'`)")
+                   "(`python -c 'from metalctl_lab import nova_venv; nova_venv.ensure()'`)")
     return python
 
 

@@ -1,7 +1,7 @@
 """Real peers for the integration tests, started here and stopped at the end.
 
 One lab for the whole session on 127.20.0.0/16 (the demo uses 127.10.0.0/16), built by
-the same ``metalctl.lab`` code users run: sushy-tools emulators over TLS (fake and
+the same ``metalctl_lab`` code users run: sushy-tools emulators over TLS (fake and
 libvirt drivers), RMCP+ IPMI BMCs, and a standalone Ironic.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 from metalctl import credentials
 from metalctl.ironic import Ironic, IronicConfig
-from metalctl.lab import rack
+from metalctl_lab import rack
 
 SPEC = rack.RackSpec(octet=20, redfish_bmcs=2, systems_per_bmc=2, ipmi_bmcs=2,
                      libvirt_domains=1, dead=1)

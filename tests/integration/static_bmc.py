@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from metalctl.lab import peers
+from metalctl_lab import peers
 
 
 @contextlib.contextmanager

@@ -21,10 +21,10 @@ from metalctl import harden, hosts
 from metalctl.audit import formats, history, rollup, waivers
 from metalctl.audit import run as audit
 from metalctl.audit.model import FAIL, PASS, WAIVED
-from metalctl.lab.hosts import HostLab
 from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
+from metalctl_lab.hosts import HostLab
 from tests.consumers import run, sarif_github_findings, tool, validate_junit
 
 from .test_cli import run as cli

@@ -18,13 +18,13 @@ from metalctl.audit import bmc_eval, bmc_read
 from metalctl.audit.bmc_facts import BmcFacts
 from metalctl.audit.model import ERROR, FAIL, NOTAPPLICABLE, PASS
 from metalctl.budget import Budget
-from metalctl.lab import libvirt_lab
 from metalctl.profile import bios
 from metalctl.profile import stage as profile_stage
 from metalctl.profile.facts import inband
 from metalctl.profile.library import ProfileLibrary
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
+from metalctl_lab import libvirt_lab
 
 from .conftest import SPEC
 from .test_profile import FAST, records

@@ -1,7 +1,7 @@
 """Issue 23 on a real host: an SSH test host whose state the test sets wrong in each way
 the five false passes missed, audited over SSH; every verdict must be the true one.
 
-The host (a namespace of recipe A, metalctl.lab.hosts) runs this machine's kernel, built
+The host (a namespace of recipe A, metalctl_lab.hosts) runs this machine's kernel, built
 without AppArmor; the test makes libvirtd.conf world-readable, enables umac-64 in sshd,
 declares apt sources in deb822 (one undeclared mirror), stores a package list
 lz4-compressed with a pending security update of an installed package, and runs a
@@ -18,8 +18,8 @@ import pytest
 from metalctl import hosts
 from metalctl.audit import run as audit
 from metalctl.audit.model import FAIL
-from metalctl.lab.hosts import HostLab
 from metalctl.rules import catalogue
+from metalctl_lab.hosts import HostLab
 
 from .test_audit import sums
 

@@ -19,8 +19,8 @@ from metalctl.bmc import ipmi, power
 from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet, Secret
 from metalctl.errors import BmcAuthFailed
-from metalctl.lab import rack
 from metalctl.netaddrs import parse_targets
+from metalctl_lab import rack
 
 SPEC = rack.RackSpec(octet=26, redfish_bmcs=1, systems_per_bmc=1, ipmi_bmcs=1,
                      libvirt_domains=0, dead=0, ironic=False)

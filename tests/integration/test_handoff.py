@@ -30,12 +30,12 @@ from metalctl.audit.run import audit as run_audit
 from metalctl.data.paths import data_dir
 from metalctl.harden import HardenOptions
 from metalctl.harden import harden as run_harden
-from metalctl.lab import nova, nova_hosts
-from metalctl.lab.hosts import HostLab
 from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
+from metalctl_lab import nova, nova_hosts
+from metalctl_lab.hosts import HostLab
 
 from .test_nova_lab import _ensure_rabbitmq
 
@@ -516,7 +516,7 @@ def test_run_takes_an_installed_node_through_harden_audit_and_handoff(env: Env, 
 
     from metalctl import run as pipeline
     from metalctl.credentials import Credential, CredentialSet, Secret
-    from metalctl.lab import peers, procs
+    from metalctl_lab import peers, procs
 
     i, bmc_address = 3, "127.34.0.1"
     env.hostlab.start(i)
@@ -526,7 +526,7 @@ def test_run_takes_an_installed_node_through_harden_audit_and_handoff(env: Env, 
                                 "password": "bmc-pw-h3", "uuid": "5a3b8c1e-0000-4000-8000-"
                                 "000000000003", "manufacturer": "Lenovo",
                                 "product": "ThinkSystem SR630", "serial": "RUNH3"}))
-    bmc_pid = procs.spawn([peers.metalctl_python(), "-m", "metalctl.lab.ipmi_bmc", str(cfg)],
+    bmc_pid = procs.spawn([peers.metalctl_python(), "-m", "metalctl_lab.ipmi_bmc", str(cfg)],
                           tmp_path / "ipmi.log")
     try:
         rack_path = tmp_path / "rack.yaml"

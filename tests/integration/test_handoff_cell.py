@@ -12,11 +12,11 @@ import time
 import pytest
 
 from metalctl import handoff, hosts
-from metalctl.lab import nova, nova_hosts, sshd
-from metalctl.lab.hosts import HostLab
 from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.pki import SitePKI
 from metalctl.store import Store, now
+from metalctl_lab import nova, nova_hosts, sshd
+from metalctl_lab.hosts import HostLab
 
 from .test_handoff import NET
 from .test_nova_lab import _ensure_rabbitmq

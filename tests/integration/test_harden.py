@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from metalctl import harden, hosts
-from metalctl.lab.hosts import HostLab
 from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
+from metalctl_lab.hosts import HostLab
 
 from .test_cli import run as cli
 

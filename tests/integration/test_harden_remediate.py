@@ -13,10 +13,10 @@ from metalctl import harden, hosts
 from metalctl.audit import run as audit
 from metalctl.audit import waivers
 from metalctl.data.paths import data_dir
-from metalctl.lab.hosts import HostLab
 from metalctl.pki import SitePKI
 from metalctl.rules import catalogue
 from metalctl.rules.catalogue import Rule
+from metalctl_lab.hosts import HostLab
 
 RULES = catalogue.load()
 DROPIN = "/etc/ssh/sshd_config.d/50-metalctl.conf"

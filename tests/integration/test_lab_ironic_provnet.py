@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from metalctl.lab import rack
-from metalctl.lab.procs import alive
+from metalctl_lab import rack
+from metalctl_lab.procs import alive
 
 SPEC = rack.RackSpec(octet=26, redfish_bmcs=0, ipmi_bmcs=0, libvirt_domains=1, dead=0,
                      ironic=True, provnet=203)

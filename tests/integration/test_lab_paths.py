@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from metalctl.lab import glance, ironic_conf, nova, nova_venv, peers, prov_ironic
+from metalctl_lab import glance, ironic_conf, nova, nova_venv, peers, prov_ironic
 
 pytestmark = pytest.mark.venvs
 

@@ -1,5 +1,5 @@
 """Lab machines that really network-boot: a libvirt domain behind the lab's Redfish BMC,
-on the provisioning network (:mod:`metalctl.lab.provnet`), powered on with a one-time PXE
+on the provisioning network (:mod:`metalctl_lab.provnet`), powered on with a one-time PXE
 boot through :mod:`metalctl.bmc.power`.
 
 The chain is all real: sushy-emulator sets the boot device and starts QEMU (TCG) in the
@@ -27,13 +27,13 @@ import pytest
 from metalctl import credentials, discover
 from metalctl.bmc import power
 from metalctl.budget import Budget
-from metalctl.cli import lab as cli_lab
-from metalctl.lab import libvirt_lab, rack
 from metalctl.netaddrs import parse_targets
 from metalctl.provision.bootserver import Request, Response
 from metalctl.provision.bootservice import LOCAL_BOOT_SCRIPT, TOKEN_PLACEHOLDER, BootService
 from metalctl.provision.bootstate import ACTIVE, INSTALLED, BootFiles
 from metalctl.provision.dnsmasq import DnsmasqLeases
+from metalctl_lab import cli as cli_lab
+from metalctl_lab import libvirt_lab, rack
 
 from .tinyinstaller import TinyInstaller
 

@@ -26,11 +26,11 @@ import pytest
 
 from metalctl import cpulist
 from metalctl.handoff import novaconf, novaopts
-from metalctl.lab import libvirt_lab, nova
 from metalctl.pki import SitePKI
 from metalctl.profile.derive import derive
 from metalctl.profile.facts import inband
 from metalctl.profile.library import Profile, ProfileLibrary
+from metalctl_lab import libvirt_lab, nova
 
 pytestmark = pytest.mark.peers
 

@@ -16,7 +16,6 @@ import pytest
 from metalctl import discover, enroll
 from metalctl.budget import Budget
 from metalctl.errors import HostAuthFailed, HostError, SshHostKeyUnknown
-from metalctl.lab import libvirt_lab, sshd
 from metalctl.model.node import Lifecycle
 from metalctl.netaddrs import parse_targets
 from metalctl.profile import bios, stage
@@ -24,6 +23,7 @@ from metalctl.profile.facts import inband
 from metalctl.profile.library import ProfileLibrary
 from metalctl.ssh import SshTarget
 from metalctl.store import Store
+from metalctl_lab import libvirt_lab, sshd
 
 from .conftest import SPEC
 from .test_cli import lab_env, run

@@ -1,9 +1,9 @@
 """``metalctl provision`` on a lab machine that really network-boots and installs.
 
 All real: the lab's libvirt domain behind sushy-emulator on a provisioning network in a
-namespace (10.208.0.0/24, :mod:`metalctl.lab.provnet`); dnsmasq chains QEMU's own iPXE to
+namespace (10.208.0.0/24, :mod:`metalctl_lab.provnet`); dnsmasq chains QEMU's own iPXE to
 metalctl's boot service (run as ``metalctl serve``, as a site runs it) or to Ironic's
-``ipxe`` boot interface; the stand-in installer (:mod:`metalctl.lab.installer`: Debian's
+``ipxe`` boot interface; the stand-in installer (:mod:`metalctl_lab.installer`: Debian's
 kernel, a busybox initramfs) fetches the one-time kickstart, runs ``%pre``/``%post``/
 ``%onerror`` unchanged, lays the liveimg down and reboots into it; metalctl trusts the
 host keys its ``%post`` sent and proves the install over SSH.
@@ -39,7 +39,6 @@ from metalctl import credentials, discover
 from metalctl.bmc import power
 from metalctl.budget import Budget
 from metalctl.ironic import Ironic, IronicConfig
-from metalctl.lab import installer, libvirt_lab, nova_venv, prov_ironic, rack
 from metalctl.netaddrs import parse_targets
 from metalctl.profile import stage as profile_stage
 from metalctl.profile.facts import inband
@@ -48,6 +47,7 @@ from metalctl.provision import dnsmasq, shacrypt
 from metalctl.provision.bootservice import LOCAL_BOOT_SCRIPT
 from metalctl.provision.bootstate import BootState
 from metalctl.store import Store
+from metalctl_lab import installer, libvirt_lab, nova_venv, prov_ironic, rack
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = rack.RackSpec(octet=28, redfish_bmcs=0, ipmi_bmcs=0, libvirt_domains=1, dead=0,

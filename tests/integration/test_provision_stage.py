@@ -20,7 +20,6 @@ import requests
 
 from metalctl.credentials import Secret
 from metalctl.errors import InputError
-from metalctl.lab.hosts import HostLab
 from metalctl.model.hardware import Hardware, NicFacts
 from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
 from metalctl.profile import stage as profile_stage
@@ -36,6 +35,7 @@ from metalctl.provision.stage import (
     provision,
 )
 from metalctl.store import Store
+from metalctl_lab.hosts import HostLab
 
 REPO = Path(__file__).resolve().parents[2]
 FACTS = REPO / "tests" / "samples" / "facts" / "edge-1s-12c-64g.txt"

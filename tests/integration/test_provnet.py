@@ -1,4 +1,4 @@
-"""The provisioning network itself (metalctl.lab.provnet), on 10.204.0.0/24 with a real
+"""The provisioning network itself (metalctl_lab.provnet), on 10.204.0.0/24 with a real
 namespace, bridge, veth and dnsmasq: idempotent up and down, nothing left behind."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from metalctl.errors import LabError
-from metalctl.lab.procs import alive
-from metalctl.lab.provnet import ProvNet
 from metalctl.provision import dnsmasq
+from metalctl_lab.procs import alive
+from metalctl_lab.provnet import ProvNet
 
 MAC = "52:54:00:cc:04:01"
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from metalctl.ironic import Ironic, IronicConfig
-from metalctl.lab import rack
 from metalctl.store import Store
+from metalctl_lab import rack
 
 SPEC = rack.RackSpec(octet=25, redfish_bmcs=2, systems_per_bmc=2, ipmi_bmcs=1,
                      libvirt_domains=0, dead=1)
@@ -209,8 +209,8 @@ def test_audit_stage_scans_the_installed_host_and_applies_the_gate(lab25, ironic
     from metalctl import credentials
     from metalctl import run as pipeline
     from metalctl.audit.run import AuditOptions
-    from metalctl.lab import sshd
     from metalctl.model.node import Lifecycle
+    from metalctl_lab import sshd
 
     peer = sshd.start(tmp_path / "sshd", "127.25.5.1", 2325)
     try:

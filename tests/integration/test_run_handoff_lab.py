@@ -34,10 +34,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from metalctl.lab import installer, libvirt_lab, nova, nova_site, prov_ironic, rack
 from metalctl.provision import dnsmasq
 from metalctl.provision.bootstate import BootState
 from metalctl.store import Store
+from metalctl_lab import installer, libvirt_lab, nova, nova_site, prov_ironic, rack
 
 from .test_provision_lab import IronicRootAttacker
 

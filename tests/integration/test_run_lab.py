@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-from metalctl.lab import libvirt_lab
 from metalctl.profile import bios
 from metalctl.store import Store
+from metalctl_lab import libvirt_lab
 
 from .conftest import SPEC
 from .test_profile import FAST, records

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from metalctl.credentials import Secret
-from metalctl.lab import installer
 from metalctl.provision import kickstart as ks
+from metalctl_lab import installer
 
 pytestmark = pytest.mark.skipif(not shutil.which("qemu-system-x86_64"),
                                 reason="qemu-system-x86_64 missing: run scripts/setup.sh")

@@ -4,7 +4,7 @@ It does the part of an install the boot path can see, nothing more: DHCP on the 
 named by ``BOOTIF``, fetch ``inst.ks`` once (its URL carries a kickstart ticket), POST
 the ``hostkeys`` callback (the kickstart's ``# hostkey:`` lines) and the ``end`` callback
 with the token the kickstart carries, power off. The full stand-in installer
-(``metalctl.lab.installer``) replaces it where a test needs a real install; tests take
+(``metalctl_lab.installer``) replaces it where a test needs a real install; tests take
 the boot files as a parameter (:class:`TinyInstaller` is one provider).
 
 The Debian packages (``linux-image-*-cloud-amd64``, ``busybox-static``) are fetched

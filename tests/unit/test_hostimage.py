@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from metalctl.errors import LabError
-from metalctl.lab import hostimage
+from metalctl_lab import hostimage
 
 
 @pytest.fixture

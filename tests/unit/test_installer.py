@@ -11,8 +11,8 @@ import pytest
 
 from metalctl.credentials import Secret
 from metalctl.errors import InputError
-from metalctl.lab import installer
 from metalctl.provision import kickstart as ks
+from metalctl_lab import installer
 
 pytestmark = pytest.mark.skipif(not shutil.which("busybox"),
                                 reason="busybox missing: run scripts/setup.sh")

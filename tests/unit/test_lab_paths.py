@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from metalctl.lab import (
+from metalctl.provision import dnsmasq
+from metalctl_lab import (
     glance,
     ironic_conf,
     libvirt_lab,
@@ -24,8 +25,7 @@ from metalctl.lab import (
     postgres,
     prov_ironic,
 )
-from metalctl.lab.provnet import ProvNet
-from metalctl.provision import dnsmasq
+from metalctl_lab.provnet import ProvNet
 
 
 def paths_in(text: str) -> list[str]:

@@ -1,7 +1,7 @@
 """nova.conf from a real derived plan, and its validation against nova 34's own options.
 
 The validator cases run the real checker with the Nova venv's interpreter (installed by
-``metalctl.lab.nova_venv`` when missing): every bad document below was accepted by
+``metalctl_lab.nova_venv`` when missing): every bad document below was accepted by
 ``oslo-config-validator`` (reference/lab-host-recipes.md section 6).
 """
 
@@ -18,12 +18,12 @@ import yaml
 from metalctl import cpulist
 from metalctl.errors import CredentialsError, InputError
 from metalctl.handoff import novaconf, novaopts
-from metalctl.lab import nova_venv
 from metalctl.pki import SitePKI
 from metalctl.profile.derive import derive
 from metalctl.profile.facts import inband
 from metalctl.profile.library import ProfileLibrary
 from metalctl.store import Store
+from metalctl_lab import nova_venv
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "facts"
 R750 = inband.parse((SAMPLES / "r750-2s-48c-512g.txt").read_text())

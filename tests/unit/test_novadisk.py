@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from metalctl.lab import libvirt_lab, novadisk
-from metalctl.lab.spec import COMPUTE_MEMORY_MIB, RackSpec
+from metalctl_lab import libvirt_lab, novadisk
+from metalctl_lab.spec import COMPUTE_MEMORY_MIB, RackSpec
 
 
 @pytest.mark.parametrize(("path", "escaped"), [

@@ -6,7 +6,7 @@ machine rather than a container is done here, in an overlay above the cached lay
 no SSH host keys (the kickstart's ``%post`` runs ``ssh-keygen -A`` and sends them), no
 machine id, systemd-networkd asking DHCP with the MAC as client id on every NIC (the
 kickstart's ``network`` lines win), the mount of the lab's Nova release disk and the
-nova-compute unit that runs from it (:mod:`metalctl.lab.novadisk`), and docs, man
+nova-compute unit that runs from it (:mod:`metalctl_lab.novadisk`), and docs, man
 pages, locales, logs and apt caches left out so that unpacking under TCG stays short.
 """
 
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from metalctl.errors import LabError
-from metalctl.lab import hostimage, novadisk
+from metalctl_lab import hostimage, novadisk
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ mkdir -p $M/etc/systemd/network
 cp $2 $M/etc/systemd/network/99-dhcp.network
 chroot $M systemctl enable systemd-networkd >/dev/null 2>&1
 chroot $M systemctl enable ssh >/dev/null 2>&1
-# the Nova release disk (metalctl.lab.novadisk): mounted when udev sees its label
+# the Nova release disk (metalctl_lab.novadisk): mounted when udev sees its label
 cp $3 "$M/etc/systemd/system/$4"
 cp $5 $M/etc/udev/rules.d/90-metalctl-nova.rules
 # what a site's nova-compute package lays down: the unit, the nova group (nova.conf is

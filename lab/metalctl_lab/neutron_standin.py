@@ -7,7 +7,7 @@ answers those listings with empty lists and everything else with 404, so a reque
 real network fails loudly instead of pretending. Why not the real ``neutron-server``:
 docs/lab.md ("Glance and a Neutron stand-in").
 
-Run: ``python -m metalctl.lab.neutron_standin ADDRESS PORT`` (the lab starts it).
+Run: ``python -m metalctl_lab.neutron_standin ADDRESS PORT`` (the lab starts it).
 """
 
 from __future__ import annotations

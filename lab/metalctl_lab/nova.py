@@ -2,7 +2,7 @@
 
 Recipes and versions are the ones verified in ../shared/LAB.md ("Nova and Placement on
 loopback"): nova 34.0.0 and openstack-placement 16 from the Nova venv
-(:mod:`metalctl.lab.nova_venv`), Debian's ``rabbitmq-server`` started without systemd,
+(:mod:`metalctl_lab.nova_venv`), Debian's ``rabbitmq-server`` started without systemd,
 every database on sqlite. Without Keystone:
 
 * Placement keeps ``[api] auth_strategy = noauth2``: ``X-Auth-Token: admin`` is admin;
@@ -48,8 +48,8 @@ import requests
 import yaml
 
 from metalctl.errors import LabError
-from metalctl.lab import glance, libvirt_lab, nova_venv
-from metalctl.lab.procs import alive, http_ready, spawn, wait_ready
+from metalctl_lab import glance, libvirt_lab, nova_venv
+from metalctl_lab.procs import alive, http_ready, spawn, wait_ready
 
 LOG = logging.getLogger(__name__)
 
@@ -536,7 +536,7 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
             service shares (for computes inside the lab hosts' network namespaces).
         discover_interval_s: the scheduler's ``discover_hosts_in_cells_interval``
             (-1: computes are mapped only by ``nova-manage cell_v2 discover_hosts``).
-        image_service: also Glance and the Neutron stand-in (:mod:`metalctl.lab.glance`),
+        image_service: also Glance and the Neutron stand-in (:mod:`metalctl_lab.glance`),
             with the canary image uploaded by :func:`start`.
 
     Raises:

@@ -1,10 +1,10 @@
 """nova-compute on the lab's SSH test hosts, against each host's own libvirtd.
 
-The hosts (:mod:`metalctl.lab.hosts`) are Debian bookworm root filesystems without
+The hosts (:mod:`metalctl_lab.hosts`) are Debian bookworm root filesystems without
 network access, so nova is not installed into them. Instead, what a distribution
 package would provide is put in place by the lab:
 
-* the Nova venv (:mod:`metalctl.lab.nova_venv`) and the Python it was made from are
+* the Nova venv (:mod:`metalctl_lab.nova_venv`) and the Python it was made from are
   bind-mounted **read-only** into the host's mount namespace at the same paths (the
   venv's scripts name their interpreter by absolute path);
 * QEMU comes from the image layer ``nova`` (``qemu-system-x86`` on top of ``kvm``):
@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from metalctl.errors import LabError
-from metalctl.lab import nova_venv
-from metalctl.lab.hosts import HostLab
-from metalctl.lab.nova import SHUTDOWN, NovaLab
+from metalctl_lab import nova_venv
+from metalctl_lab.hosts import HostLab
+from metalctl_lab.nova import SHUTDOWN, NovaLab
 
 #: image layers of a host that runs nova-compute
 LAYERS = ("kvm", "nova")

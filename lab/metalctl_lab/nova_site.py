@@ -4,7 +4,7 @@ machines (``metalctl lab up --nova``).
 
 The machines reach the control plane on the provisioning network's host side, the
 address their installs called back to; the SSH test hosts on their bridge's gateway.
-Either way every service binds that one address (:func:`metalctl.lab.nova.prepare`).
+Either way every service binds that one address (:func:`metalctl_lab.nova.prepare`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from metalctl.lab import nova, nova_hosts
-from metalctl.lab.nova import NovaLab
-from metalctl.lab.spec import LabState
+from metalctl_lab import nova, nova_hosts
+from metalctl_lab.nova import NovaLab
+from metalctl_lab.spec import LabState
 
 #: the site file ``metalctl handoff --site`` and a rack's ``site.nova`` read
 SITE_FILE = "nova-site.yaml"

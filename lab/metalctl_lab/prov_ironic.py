@@ -4,7 +4,7 @@ and the ``ipxe``/``anaconda`` settings, so Ironic can really deploy lab machines
 Ironic writes its iPXE scripts, the installer kernel and ramdisk, ``ks.cfg`` and stage2
 under ``http_root``; machines fetch them from ``http_url`` and heartbeat to the API at
 ``[service_catalog] endpoint_override``. Both are on the host side of the provisioning
-network (:mod:`metalctl.lab.provnet`), which is where the lab's Ironic listens when the
+network (:mod:`metalctl_lab.provnet`), which is where the lab's Ironic listens when the
 rack has one.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from metalctl.lab.ironic_conf import AnacondaConf
-from metalctl.lab.procs import spawn
+from metalctl_lab.ironic_conf import AnacondaConf
+from metalctl_lab.procs import spawn
 
 HTTP_ROOT_PORT = 8089
 

@@ -9,7 +9,7 @@ It listens on its UNIX socket only.
 
 Without a provisioning network the domains have user-mode NICs and are only defined
 (powering one on starts a QEMU that boots nothing). With one (``RackSpec.provnet``,
-:mod:`metalctl.lab.provnet`), libvirtd runs inside its namespace, the NICs are on its
+:mod:`metalctl_lab.provnet`), libvirtd runs inside its namespace, the NICs are on its
 bridge, and powering a domain on through the BMC starts QEMU under TCG (``/dev/kvm``
 here is kvm-pvm, which hangs ordinary guest kernels) whose own iPXE ROM asks dnsmasq.
 Every domain logs its serial console to :func:`serial_log`.
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from metalctl.errors import LabError
-from metalctl.lab import nova_venv, novadisk, peers
-from metalctl.lab.procs import https_ready, spawn
-from metalctl.lab.provnet import ProvNet
-from metalctl.lab.spec import LabState, RackSpec
+from metalctl_lab import nova_venv, novadisk, peers
+from metalctl_lab.procs import https_ready, spawn
+from metalctl_lab.provnet import ProvNet
+from metalctl_lab.spec import LabState, RackSpec
 
 LOG = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _nics(spec: RackSpec, index: int, bridge: str | None) -> str:
                      for n in range(2))
 
 
-#: the lab's Nova release (metalctl.lab.novadisk), read-only, shared by every machine, as a
+#: the lab's Nova release (metalctl_lab.novadisk), read-only, shared by every machine, as a
 #: site's package mirror would be; after the system disk, so firmware never boots it
 NOVA_DISK = ("    <disk type='file' device='disk'><driver name='qemu' type='raw'/>"
              "<source file='{path}'/><target dev='vdb' bus='virtio'/><readonly/>"

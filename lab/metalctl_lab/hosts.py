@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metalctl.errors import LabError
-from metalctl.lab import hostimage
+from metalctl_lab import hostimage
 
 
 @dataclass

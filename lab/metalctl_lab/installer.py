@@ -13,7 +13,7 @@ installer"). :func:`ensure` builds, once, into ``$METALCTL_CACHE/installer`` (de
   kickstart interpreter (``standin/*.sh``, ``*.awk``) and the real curl, sfdisk, mke2fs,
   blkid, extlinux and gzip with their shared libraries;
 * ``liveimg.tar.gz``: the OS to install, the lab host image (base + kvm + metal layers of
-  :mod:`metalctl.lab.hostimage`) without host keys or machine id, DHCP by systemd-networkd
+  :mod:`metalctl_lab.hostimage`) without host keys or machine id, DHCP by systemd-networkd
   with the MAC as client id.
 
 A directory is built only when its inputs change; the downloaded kernel package is kept
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metalctl.errors import InputError, LabError
-from metalctl.lab import liveimg
+from metalctl_lab import liveimg
 
 LOG = logging.getLogger(__name__)
 

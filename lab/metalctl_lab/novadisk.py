@@ -1,12 +1,12 @@
 """The lab's Nova release as a read-only disk for the lab machines (issue 21).
 
 A site's compute node gets nova-compute from its package mirror; the lab machines have
-no route out, so the lab attaches its Nova venv (:mod:`metalctl.lab.nova_venv`: nova 34,
+no route out, so the lab attaches its Nova venv (:mod:`metalctl_lab.nova_venv`: nova 34,
 the release of the lab's control plane) to every machine as a read-only virtio disk, an
 ext4 image labelled :data:`LABEL`. The installed system mounts it (a udev rule wants the
 mount unit when a disk with that label appears: :func:`mount_unit`) at the venv's own
 path, :func:`mount_point`, so nova-compute, privsep-helper and nova's other scripts are
-where they are on the lab host and on the lab SSH hosts (:mod:`metalctl.lab.nova_hosts`).
+where they are on the lab host and on the lab SSH hosts (:mod:`metalctl_lab.nova_hosts`).
 
 Measured against the other ways (docs/lab.md, "Lab machines as compute hosts"): nothing
 is unpacked during the install, whereas a copy of the venv took 105-127 s under TCG.
@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from metalctl.errors import LabError
-from metalctl.lab import nova_venv
+from metalctl_lab import nova_venv
 
 LOG = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def compute_unit() -> str:
 
     As root, unlike Debian's package (``User=nova``, privileged calls through sudo and
     rootwrap): the lab image has no sudo, and the site's ``helper_command`` starts the
-    disk's ``privsep-helper`` directly (:func:`metalctl.lab.nova_hosts.site`). The unit
+    disk's ``privsep-helper`` directly (:func:`metalctl_lab.nova_hosts.site`). The unit
     needs the disk mounted and libvirtd up, and does nothing until hand-off wrote
     nova.conf.
     """

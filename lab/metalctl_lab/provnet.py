@@ -8,7 +8,7 @@ For net number ``N`` (``ProvNet(directory, net=N)``):
 * a veth pair: ``mcprovNn`` inside the namespace is a port of the bridge, ``mcprovNh``
   stays in the root namespace with the host-side address 10.N.0.1/24. That is where
   metalctl's boot service, the HTTP roots and Ironic's API listen, as the SSH test hosts
-  reach the machine through their bridge (:mod:`metalctl.lab.hosts`). The host end
+  reach the machine through their bridge (:mod:`metalctl_lab.hosts`). The host end
   never accepts Router Advertisements, so no route leaks into the root namespace;
 * dnsmasq (Debian ``dnsmasq-base``) inside the namespace, bound to the bridge, started
   with a configuration file the caller provides (:meth:`ProvNet.start_dnsmasq`).
@@ -17,7 +17,7 @@ The lab never renders dnsmasq's configuration: the lab may import foundations on
 the file metalctl really uses is :mod:`metalctl.provision.dnsmasq`'s (validated by
 ``dnsmasq --test``), so callers render it from :meth:`ProvNet.dnsmasq_settings` and the
 lab runs exactly what ``--via pxe`` runs. The lab's private libvirtd is started inside
-the namespace (:mod:`metalctl.lab.libvirt_lab`), so its domains' bridged NICs sit on
+the namespace (:mod:`metalctl_lab.libvirt_lab`), so its domains' bridged NICs sit on
 the bridge.
 
 Everything is idempotent: :meth:`up` on an existing network checks and completes it,
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from metalctl.errors import LabError
-from metalctl.lab.procs import alive, spawn
+from metalctl_lab.procs import alive, spawn
 
 #: the addresses pinned to lab machines (10.N.0.10 + index); the dynamic range after them
 PIN_BASE = 10

@@ -1,6 +1,6 @@
 """What ``metalctl run`` needs to install the lab's machines, written by ``lab up``:
 
-* ``<lab>/installer`` → the stand-in installer's files (:mod:`metalctl.lab.installer`),
+* ``<lab>/installer`` → the stand-in installer's files (:mod:`metalctl_lab.installer`),
   served by the boot service under ``/files/``;
 * ``<lab>/operator/id_ed25519`` — the operator key the kickstart installs (``sshkey``) and
   metalctl proves the install with;
@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 from metalctl.errors import LabError
-from metalctl.lab import installer
+from metalctl_lab import installer
 
 
 def prepare(directory: Path, host_address: str, boot_port: int) -> dict[str, str]:

@@ -142,7 +142,7 @@ def ensure_base() -> Path:
 
 #: real systemd as PID 1 (systemd-nspawn), built on top of kvm: socket units, systemctl
 SYSTEMD_PACKAGES = "systemd systemd-sysv dbus libpam-systemd"
-#: QEMU itself, for nova-compute's libvirt driver on the lab hosts (metalctl.lab.nova_hosts)
+#: QEMU itself, for nova-compute's libvirt driver on the lab hosts (metalctl_lab.nova_hosts)
 NOVA_PACKAGES = "qemu-system-x86"
 #: what an installed lab machine needs on top (the stand-in installer's liveimg): a kernel
 #: with its initramfs, udev, networkd's DHCP (in systemd), curl for kickstart %post, and

@@ -35,7 +35,7 @@ class RackSpec:
     #: Ironic's database: "sqlite" (the standalone default) or "postgresql"
     db: str = "sqlite"
     #: the provisioning network's number N (10.N.0.0/24, fd00:N::/64, namespace mcprovN,
-    #: :mod:`metalctl.lab.provnet`): the private libvirtd runs inside it and the domains'
+    #: :mod:`metalctl_lab.provnet`): the private libvirtd runs inside it and the domains'
     #: NICs are on its bridge, so powering one on really network-boots it. None: domains
     #: have user-mode NICs and are only defined (what the BMC-level tests need)
     provnet: int | None = None

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from metalctl.cli import common, options
 from metalctl.exitcodes import ExitCode
-from metalctl.lab import libvirt_lab, nova, nova_hosts, nova_site, provkit, rack
-from metalctl.lab.hosts import HostLab
-from metalctl.lab.spec import LabState, RackSpec
 from metalctl.output.render import render
 from metalctl.provision import adopt, dnsmasq
+from metalctl_lab import libvirt_lab, nova, nova_hosts, nova_site, provkit, rack
+from metalctl_lab.hosts import HostLab
+from metalctl_lab.spec import LabState, RackSpec
 
 #: the provisioning network of ``lab up`` (10.203.0.0/24, fd00:203::/64)
 DEFAULT_PROVNET = 203
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "/etc) for harden and audit")
     p.add_argument("--dir", type=Path, default=None,
                    help="lab directory (default $METALCTL_LAB_DIR or "
-                        "~/.local/state/metalctl/lab)")
+                        "~/.local/state/lab/metalctl_lab)")
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--octet", type=int, default=10, help="use 127.OCTET.0.0/16")
     p.add_argument("--no-install", action="store_true", help="do not apt-get/pip install peers")

@@ -2,18 +2,18 @@
 Neutron stand-in.
 
 * **Glance 33.0.0** (the release of nova 34.0.0), from its own venv
-  (:func:`metalctl.lab.nova_venv.ensure_glance`), under gunicorn as Glance 33 wants
+  (:func:`metalctl_lab.nova_venv.ensure_glance`), under gunicorn as Glance 33 wants
   (its standalone ``glance-api`` only says "no longer supported"): a file store and
   sqlite in ``glance/``, no Keystone (``[paste_deploy] flavor`` empty: Glance's
   unauthenticated context is admin).
-* **A Neutron stand-in** (:mod:`metalctl.lab.neutron_standin`): Nova 34 needs a Neutron
+* **A Neutron stand-in** (:mod:`metalctl_lab.neutron_standin`): Nova 34 needs a Neutron
   endpoint even for a server with ``networks: none`` (without one, showing or deleting
   the server answers 500 and leaves it in ERROR; LAB.md). Why not the real
   ``neutron-server``: see docs/lab.md.
 
 Both listen on the lab's address +4 (Glance 9292) and +5 (the stand-in 9696), or on its
 one ``bind_address``. :func:`upload_canary` puts the canary image (a Debian cloud
-kernel and a busybox initramfs, :mod:`metalctl.lab.canary_image`) into Glance as Nova
+kernel and a busybox initramfs, :mod:`metalctl_lab.canary_image`) into Glance as Nova
 boots such a guest: an ``aki`` kernel, an ``ari`` ramdisk and a tiny ``ami`` disk whose
 properties name them (``kernel_id``, ``ramdisk_id``, ``os_command_line``).
 """
@@ -27,8 +27,8 @@ from typing import Any
 import requests
 
 from metalctl.errors import LabError
-from metalctl.lab import canary_image, nova_venv, peers
-from metalctl.lab.procs import http_ready, spawn, wait_ready
+from metalctl_lab import canary_image, nova_venv, peers
+from metalctl_lab.procs import http_ready, spawn, wait_ready
 
 GLANCE_PORT, NEUTRON_PORT = 9292, 9696
 #: what the canary's kernel is told (a serial console; ``quiet`` keeps TCG fast)
@@ -103,7 +103,7 @@ def prepare(directory: Path, address: str) -> None:
 def start(directory: Path, address: str, neutron_address: str, pids: dict[str, int],
           log: Any) -> None:
     """Sync Glance's database and start Glance and the Neutron stand-in (their pids go
-    into ``pids``: the lab's :func:`~metalctl.lab.nova.down` stops them).
+    into ``pids``: the lab's :func:`~metalctl_lab.nova.down` stops them).
 
     Raises:
         LabError: the database sync failed (names its output).
@@ -123,7 +123,7 @@ def start(directory: Path, address: str, neutron_address: str, pids: dict[str, i
                             "glance.wsgi.api:application"], log("glance"),
                            {"OS_GLANCE_CONFIG_DIR": str(d)})
     pids["neutron-standin"] = spawn([peers.metalctl_python(), "-m",
-                                     "metalctl.lab.neutron_standin", neutron_address,
+                                     "metalctl_lab.neutron_standin", neutron_address,
                                      str(NEUTRON_PORT)], log("neutron-standin"))
 
 

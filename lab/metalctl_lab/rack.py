@@ -4,15 +4,15 @@ Layout for ``RackSpec(octet=N)`` (all on 127.N.0.0/16, nothing else):
 
 * ``127.N.1.1…``  Redfish BMCs — sushy-tools' emulator, fake driver, HTTPS on
   443 with a lab CA, HTTP basic auth; each serves ``systems_per_bmc`` systems;
-* ``127.N.2.1…``  IPMI BMCs — RMCP+ on UDP 623 (:mod:`metalctl.lab.ipmi_bmc`);
+* ``127.N.2.1…``  IPMI BMCs — RMCP+ on UDP 623 (:mod:`metalctl_lab.ipmi_bmc`);
 * ``127.N.3.1``   Redfish BMC backed by a private libvirtd (defined domains with
   CPUs, memory, NICs, a disk and BIOS), when ``libvirt_domains`` > 0;
 * ``127.N.4.1:6385`` standalone Ironic (sqlite, noauth, no message bus);
-* with ``provnet=M``: the provisioning network 10.M.0.0/24 (:mod:`metalctl.lab.provnet`),
+* with ``provnet=M``: the provisioning network 10.M.0.0/24 (:mod:`metalctl_lab.provnet`),
   the private libvirtd inside its namespace and the domains' NICs on its bridge; the
   host reaches it at 10.M.0.1. Ironic then listens there instead (``10.M.0.1:6385``,
   ``ipxe`` boot and ``anaconda`` deploy configured, its ``http_root`` served at
-  ``10.M.0.1:8089``: :mod:`metalctl.lab.prov_ironic`). dnsmasq is started on it by whoever
+  ``10.M.0.1:8089``: :mod:`metalctl_lab.prov_ironic`). dnsmasq is started on it by whoever
   renders its configuration (:meth:`ProvNet.start_dnsmasq`), and stopped by :func:`down`.
 
 The ranges printed for discovery include ``dead`` addresses with nothing
@@ -36,10 +36,10 @@ from typing import Any
 
 import requests
 
-from metalctl.lab import ironic_conf, libvirt_lab, peers, pki, postgres, prov_ironic
-from metalctl.lab.procs import alive, https_ready, spawn, wait_ready
-from metalctl.lab.provnet import ProvNet
-from metalctl.lab.spec import LAB_CREDENTIALS, LabState, RackSpec
+from metalctl_lab import ironic_conf, libvirt_lab, peers, pki, postgres, prov_ironic
+from metalctl_lab.procs import alive, https_ready, spawn, wait_ready
+from metalctl_lab.provnet import ProvNet
+from metalctl_lab.spec import LAB_CREDENTIALS, LabState, RackSpec
 
 LOG = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def _start_ipmi(spec: RackSpec, d: Path, password: str, state: LabState
             "serial": f"LAB{spec.octet:02d}{i:04d}",
         }))
         log = d / f"ipmi-{i}.log"
-        pid = spawn([peers.metalctl_python(), "-m", "metalctl.lab.ipmi_bmc", str(cfg)], log)
+        pid = spawn([peers.metalctl_python(), "-m", "metalctl_lab.ipmi_bmc", str(cfg)], log)
         state.pids[f"ipmi-{i}"] = pid
 
         def ready(address: str = address) -> bool:

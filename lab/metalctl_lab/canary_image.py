@@ -1,7 +1,7 @@
 """The canary's image: Debian's cloud kernel and a busybox initramfs whose init says
 it is up and then waits (about 2 s to userspace under TCG; LAB.md).
 
-The kernel package is the stand-in installer's (:func:`metalctl.lab.installer.kernel_deb`,
+The kernel package is the stand-in installer's (:func:`metalctl_lab.installer.kernel_deb`,
 downloaded once into the installer's cache); the initramfs is static busybox and a
 ten-line init. Built once per input digest into ``$METALCTL_CACHE/canary-image/<digest>``
 (appears complete or not at all). Glance also needs a disk image beside them: a 1 MiB
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metalctl.errors import LabError
-from metalctl.lab import installer
+from metalctl_lab import installer
 
 #: the guest's whole userspace: mounts, a banner on the serial console, then waits
 INIT = """#!/bin/sh

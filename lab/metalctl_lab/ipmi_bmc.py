@@ -1,6 +1,6 @@
 """Lab IPMI BMC: real RMCP+ (pyghmi's server side), one BMC per process.
 
-Run as ``python -m metalctl.lab.ipmi_bmc CONFIG.json``. The BMC binds its own
+Run as ``python -m metalctl_lab.ipmi_bmc CONFIG.json``. The BMC binds its own
 127.0.0.x address, answers power and boot-device commands, its system GUID and
 a FRU 0 (IPMI Platform Management FRU spec v1.0) carrying manufacturer,
 product and serial, so discovery reads identity as from a real BMC.

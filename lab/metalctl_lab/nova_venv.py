@@ -1,10 +1,10 @@
 """The Nova venv: nova, openstack-placement and their servers, apart from metalctl.
 
 Nova and Placement pin dozens of OpenStack libraries of their own release, so, like the
-Ironic peers (:mod:`metalctl.lab.peers`), they live in a venv of their own
+Ironic peers (:mod:`metalctl_lab.peers`), they live in a venv of their own
 (``$METALCTL_NOVA_VENV``, default ``~/.cache/metalctl/nova``). Two things use it:
 
-* the lab's Nova control plane (:mod:`metalctl.lab.nova`): nova-api under gunicorn,
+* the lab's Nova control plane (:mod:`metalctl_lab.nova`): nova-api under gunicorn,
   nova-conductor, nova-scheduler, placement-api, nova-compute with the libvirt driver;
 * the hand-off stage's validator (``metalctl/handoff/validate_nova_conf.py``), which
   needs Nova's own option definitions and parsers; it finds the interpreter through
