@@ -6,7 +6,8 @@
 * Peer libraries stay behind their boundary modules: sushy and pyghmi (and raw HTTP to
   a BMC) in ``metalctl/bmc/``, ironicclient/keystoneauth/openstacksdk in
   ``metalctl/ironic.py``, paramiko/fabric in ``metalctl/ssh.py``.
-* The lab has no import circle.
+* The lab (``lab/metalctl_lab``, a distribution of its own) has no import circle; that
+  metalctl never imports it is ``test_lab_boundary``.
 """
 
 from __future__ import annotations
@@ -16,21 +17,23 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[2] / "metalctl"
+REPO = Path(__file__).resolve().parents[2]
+PKG = REPO / "metalctl"
+LAB = REPO / "lab" / "metalctl_lab"
 STAGES = ("discover", "enroll", "profile", "provision", "harden", "audit", "handoff")
-#: third-party module -> the only places (path prefixes under metalctl/) that may import it
+#: third-party module -> the only places (path prefixes in the repository) that may import it
 BOUNDARIES = {
-    "sushy": ("bmc/",),
-    "pyghmi": ("bmc/", "lab/ipmi_bmc.py"),
-    "requests": ("bmc/", "lab/"),
-    "urllib3": ("bmc/",),
-    "ironicclient": ("ironic.py",),
-    "keystoneauth1": ("ironic.py", "cloud.py"),
-    "openstack": ("ironic.py", "cloud.py"),
-    "paramiko": ("ssh.py",),
-    "fabric": ("ssh.py",),
-    "invoke": ("ssh.py",),
-    "h11": ("provision/bootserver.py",),
+    "sushy": ("metalctl/bmc/",),
+    "pyghmi": ("metalctl/bmc/", "lab/metalctl_lab/ipmi_bmc.py"),
+    "requests": ("metalctl/bmc/", "lab/metalctl_lab/"),
+    "urllib3": ("metalctl/bmc/",),
+    "ironicclient": ("metalctl/ironic.py",),
+    "keystoneauth1": ("metalctl/ironic.py", "metalctl/cloud.py"),
+    "openstack": ("metalctl/ironic.py", "metalctl/cloud.py"),
+    "paramiko": ("metalctl/ssh.py",),
+    "fabric": ("metalctl/ssh.py",),
+    "invoke": ("metalctl/ssh.py",),
+    "h11": ("metalctl/provision/bootserver.py",),
 }
 
 
@@ -41,10 +44,11 @@ FOREIGN_SCRIPTS = {"handoff/validate_nova_conf.py"}
 
 def modules() -> dict[str, Path]:
     out = {}
-    for path in sorted(PKG.rglob("*.py")):
-        if str(path.relative_to(PKG)) in FOREIGN_SCRIPTS:
+    for path in sorted([*PKG.rglob("*.py"), *LAB.rglob("*.py")]):
+        if path.is_relative_to(PKG) and str(path.relative_to(PKG)) in FOREIGN_SCRIPTS:
             continue
-        rel = path.relative_to(PKG.parent).with_suffix("")
+        rel = path.relative_to(PKG.parent if path.is_relative_to(PKG) else LAB.parent
+                               ).with_suffix("")
         parts = list(rel.parts)
         if parts[-1] == "__init__":
             parts.pop()
@@ -76,6 +80,8 @@ GRAPH = {name: imports_of(path, name) for name, path in MODULES.items()}
 def area(module: str) -> str:
     """``metalctl.profile.derive`` -> ``profile``; foundations -> ``foundation``."""
     parts = module.split(".")
+    if parts[0] == "metalctl_lab":
+        return "lab"
     top = parts[1] if len(parts) > 1 else ""
     if top == "__main__":
         return "cli"
@@ -113,7 +119,7 @@ def test_peer_library_stays_behind_its_boundary(library):
     allowed = BOUNDARIES[library]
     bad = []
     for mod, names in GRAPH.items():
-        rel = str(MODULES[mod].relative_to(PKG))
+        rel = str(MODULES[mod].relative_to(REPO))
         if any(n == library or n.startswith(library + ".") for n in names) and \
                 not rel.startswith(allowed):
             bad.append(rel)
@@ -138,5 +144,7 @@ def test_the_checker_sees_real_imports():
     # a boundary test that finds nothing proves nothing: these edges must be visible
     assert "metalctl.bmc.redfish" in GRAPH
     assert "sushy" in GRAPH["metalctl.bmc.redfish"]
+    assert "metalctl_lab.rack" in GRAPH  # the lab's modules are scanned too
+    assert "metalctl_lab.spec" in internal(GRAPH["metalctl_lab.rack"])
     assert area("metalctl.profile.derive") == "profile"
     assert "metalctl.discover.scan" in internal(GRAPH["metalctl.discover"])
