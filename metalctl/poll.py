@@ -14,12 +14,14 @@ monotonic ``stop_after_delay`` cannot take without patching.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from metalctl.errors import WaitTimeout, describe
 
+LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: how much of the last value a timeout's message shows (a whole node list is not a reason)
@@ -58,7 +60,7 @@ def wait_for(check: Callable[[], T], *, timeout_s: float, interval_s: float, wha
             provision state"``).
         ready: whether a value is the one waited for; by default any value but None.
         transient: errors of ``check`` that mean "not yet" (a BMC busy while its host
-            POSTs, sshd not up); the last one is kept for the timeout.
+            POSTs, sshd not up): logged at debug, the last one kept for the timeout.
         sleep_first: pause once before the first read (a state just asked to change
             can still read as the old one).
         clock: seconds, monotonic by default; provision passes its wall clock, the one
@@ -80,6 +82,7 @@ def wait_for(check: Callable[[], T], *, timeout_s: float, interval_s: float, wha
         try:
             value = check()
         except transient as exc:
+            LOG.debug("%s: not yet: %s", what, describe(exc))
             error = exc
         else:
             last, seen = value, True
