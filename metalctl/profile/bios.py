@@ -212,7 +212,7 @@ def apply_ironic(ironic: Any, uuid: str, label: str, desired: dict[str, str],
             "args": {"settings": [{"name": a, "value": v} for a, v in desired.items()]}}
     ironic.set_provision_state(uuid, "clean", cleansteps=[step], disable_ramdisk=True)
     try:
-        # first read after a pause: just after the request the node still reads as
+        # first read after a pause, as before: just after the request the node can read as
         # manageable with no target, which would look like the end of the cleaning
         node = poll.wait_for(lambda: ironic.node(uuid), ready=_clean_ended, sleep_first=True,
                              timeout_s=timeout_s, interval_s=poll_s,
