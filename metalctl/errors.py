@@ -61,6 +61,21 @@ class StoreError(PeerUnavailable):
     message = "store %(path)s: %(reason)s"
 
 
+class WaitTimeout(MetalctlError):
+    """Something waited for (:func:`metalctl.poll.wait_for`) was not ready in time.
+
+    ``what`` names it as an operator would; ``last`` is the last value read (None when
+    every read failed), ``error`` the last transient error of a read, if any. A caller
+    with a domain of its own translates it (a BMC's power state is a ``BmcTimeout``).
+    """
+
+    def __init__(self, what: str, timeout_s: float, last: Any = None,
+                 error: BaseException | None = None, *, shown: str) -> None:
+        text = one_line(f"{what}: not ready after {timeout_s:.0f} s ({shown})")
+        super().__init__(mask_url(text), what=what, timeout_s=timeout_s, last=last,
+                         error=error)
+
+
 # --- BMC ---------------------------------------------------------------------------------
 
 

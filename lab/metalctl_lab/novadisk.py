@@ -155,9 +155,11 @@ def compute_unit() -> str:
     nova.conf.
     """
     where = str(mount_point())
+    # no network-online.target: `systemctl start` would wait for every link (up to 2 min
+    # on a NIC without carrier); nova-compute retries RabbitMQ and Placement by itself
     return (f"[Unit]\nDescription=OpenStack Compute (nova-compute from the metalctl lab's "
-            f"Nova disk)\nAfter=network-online.target libvirtd.service\n"
-            f"Wants=network-online.target libvirtd.service\nRequiresMountsFor={where}\n"
+            f"Nova disk)\nAfter=network.target libvirtd.service\n"
+            f"Wants=libvirtd.service\nRequiresMountsFor={where}\n"
             "ConditionPathExists=/etc/nova/nova.conf\n"
             f"[Service]\nExecStart={where}/bin/nova-compute --config-file "
             f"/etc/nova/nova.conf --log-file {LOG_DIR}/nova-compute.log\n"

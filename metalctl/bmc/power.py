@@ -32,13 +32,13 @@ import sushy
 from pyghmi import exceptions as ipmi_exc
 from sushy import exceptions as sushy_exc
 
-from metalctl import logredact
+from metalctl import logredact, poll
 from metalctl.bmc import ipmi, probe
 from metalctl.bmc import redfish as rf
 from metalctl.bmc.http import Deadline
 from metalctl.budget import Budget
 from metalctl.credentials import CredentialSet
-from metalctl.errors import BmcError, BmcProtocolError, BmcTimeout
+from metalctl.errors import BmcError, BmcProtocolError, BmcTimeout, WaitTimeout
 from metalctl.model.node import DiscoveryRecord, Protocol
 
 LOG = logging.getLogger(__name__)
@@ -119,15 +119,18 @@ def _state(system: Any) -> str:
 
 def _settle(system: Any, deadline: Deadline, address: str,
             done: Callable[[str], bool]) -> str:
-    """Read the power state until ``done(state)``, within the BMC's deadline."""
-    while True:
-        state = _state(system)
-        if done(state):
-            return state
-        if deadline.remaining() <= POLL_S:
-            raise BmcTimeout(address=address,
-                             reason=f"power state still {state!r} at the deadline")
-        time.sleep(POLL_S)
+    """Read the power state until ``done(state)``, within the BMC's deadline.
+
+    The last read starts a poll interval before the deadline: at the deadline itself
+    the BMC's sockets are shut down, and the read would fail as something else.
+    """
+    try:
+        return poll.wait_for(lambda: _state(system), ready=done,
+                             timeout_s=deadline.remaining() - POLL_S, interval_s=POLL_S,
+                             what=f"BMC {address}: power state")
+    except WaitTimeout as exc:
+        raise BmcTimeout(address=address,
+                         reason=f"power state still {exc.last!r} at the deadline") from None
 
 
 def redfish_power_state(record: DiscoveryRecord, creds: CredentialSet, verify: bool | str,

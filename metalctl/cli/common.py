@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from metalctl.credentials import Credential, CredentialSet, Secret, resolve
+from metalctl import access
+from metalctl.credentials import Credential, CredentialSet, Secret
 from metalctl.errors import InputError
 from metalctl.hosts import HostSpec, load_hosts, parse_ssh
-from metalctl.ironic import Ironic, IronicConfig
+from metalctl.ironic import Ironic
 from metalctl.logredact import RedactingFilter
 from metalctl.output.render import PeerTextColumn
 from metalctl.store import Store
@@ -45,13 +46,9 @@ def credential_sets(args: argparse.Namespace, names: list[str]) -> dict[str, Cre
 
     A set found nowhere is asked for on the terminal, only when stdin is one.
     """
-    sets = {}
     prompt = prompt_credential if sys.stdin.isatty() else None
-    for name in names:
-        cset = resolve(name, args.credentials_file, prompt=prompt)
-        REDACT.add(c.password for c in cset.entries)
-        sets[name] = cset
-    return sets
+    return {name: access.credential_set(name, args.credentials_file, prompt=prompt)
+            for name in names}
 
 
 def merged_credentials(args: argparse.Namespace, name: str) -> CredentialSet:
@@ -65,9 +62,7 @@ def merged_credentials(args: argparse.Namespace, name: str) -> CredentialSet:
 
 def ironic(args: argparse.Namespace) -> Ironic:
     """Connect; an Ironic URL (flag or $METALCTL_IRONIC_URL) wins over a cloud name."""
-    if args.ironic_url:
-        return Ironic(IronicConfig(url=args.ironic_url)).connect()
-    return Ironic(IronicConfig(cloud=args.os_cloud)).connect()
+    return access.ironic(args.ironic_url, args.os_cloud)
 
 
 def open_store(args: argparse.Namespace, *, create: bool = True) -> Store:

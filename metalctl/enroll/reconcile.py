@@ -18,12 +18,11 @@ from __future__ import annotations
 import enum
 import ipaddress
 import logging
-import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from metalctl import fleet, logredact
+from metalctl import fleet, logredact, poll
 from metalctl.budget import ENROLLMENT, Budget
 from metalctl.credentials import CredentialSet
 from metalctl.enroll import naming
@@ -33,6 +32,7 @@ from metalctl.errors import (
     IronicError,
     IronicUnavailable,
     MetalctlError,
+    WaitTimeout,
 )
 from metalctl.errors import describe as describe_error
 from metalctl.ironic import Ironic
@@ -518,13 +518,19 @@ def _settle(ironic: Ironic, uuids: set[str], opts: EnrollOptions) -> dict[str, d
     Per-node GET polling from many threads is what loads an Ironic API most during
     a batch; one list per interval leaves the API to the conductor's work.
     """
-    deadline = time.monotonic() + opts.budget.deadline_s
-    while True:
-        states = {n["uuid"]: n for n in ironic.states() if n["uuid"] in uuids}
-        busy = [u for u, n in states.items() if n.get("target_provision_state")]
-        if not busy or time.monotonic() > deadline:
-            return states
-        time.sleep(opts.poll_interval_s)
+    def states() -> dict[str, dict[str, Any]]:
+        return {n["uuid"]: n for n in ironic.states() if n["uuid"] in uuids}
+
+    def settled(nodes: dict[str, dict[str, Any]]) -> bool:
+        return not any(n.get("target_provision_state") for n in nodes.values())
+
+    try:
+        return poll.wait_for(states, ready=settled, timeout_s=opts.budget.deadline_s,
+                             interval_s=opts.poll_interval_s,
+                             what=f"Ironic: {len(uuids)} node(s) in transition")
+    except WaitTimeout as exc:
+        # the nodes as they are: the caller reports each one still in transition
+        return exc.last
 
 
 def _transitions(ironic: Ironic, nodes: dict[str, dict[str, Any]], opts: EnrollOptions

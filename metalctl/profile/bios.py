@@ -17,7 +17,6 @@ verifies the current values; otherwise it reports ``pending-reboot``.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
@@ -25,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from metalctl import data as datafiles
+from metalctl import poll
 from metalctl.bmc.bios import RedfishBios
 from metalctl.data.paths import data_dir
-from metalctl.errors import BiosError, MetalctlError
+from metalctl.errors import BiosError, MetalctlError, WaitTimeout
 from metalctl.model.bios import BiosState, DiffRow, as_text, diff, validate_against
 
 LOG = logging.getLogger(__name__)
@@ -164,18 +164,17 @@ def apply(backend: RedfishBios, desired: dict[str, str], reboot: bool = False,
     if not reboot:
         return ApplyResult(label, BiosOutcome.PENDING, record, diff(desired, after))
     backend.reboot()
-    deadline = time.monotonic() + settle_s
-    while time.monotonic() < deadline:
-        time.sleep(poll_s)
-        try:
-            after = backend.state()
-        except MetalctlError as exc:  # the BMC may be busy while the host POSTs
-            LOG.debug("%s: BIOS not readable yet: %s", label, exc)
-            continue
-        if _all_current(desired, after):
-            return ApplyResult(label, BiosOutcome.APPLIED, record, diff(desired, after))
-    return ApplyResult(label, BiosOutcome.FAILED, record, diff(desired, after),
-                       error=f"values not current {settle_s:.0f} s after the reset")
+    try:
+        # the BMC may be busy while the host POSTs: an unreadable BIOS is "not yet"
+        after = poll.wait_for(backend.state, ready=lambda s: _all_current(desired, s),
+                              transient=(MetalctlError,), sleep_first=True,
+                              timeout_s=settle_s, interval_s=poll_s,
+                              what=f"{label}: BIOS values after the reset")
+    except WaitTimeout as exc:
+        after = exc.last if exc.last is not None else after
+        return ApplyResult(label, BiosOutcome.FAILED, record, diff(desired, after),
+                           error=f"values not current {settle_s:.0f} s after the reset")
+    return ApplyResult(label, BiosOutcome.APPLIED, record, diff(desired, after))
 
 
 def _all_current(desired: dict[str, str], state: BiosState) -> bool:
@@ -183,6 +182,12 @@ def _all_current(desired: dict[str, str], state: BiosState) -> bool:
 
 
 # --- through Ironic's BIOS interface -------------------------------------------------------
+
+
+def _clean_ended(node: dict[str, Any]) -> bool:
+    state = node.get("provision_state")
+    return state == "clean failed" or (state == "manageable"
+                                       and not node.get("target_provision_state"))
 
 
 def apply_ironic(ironic: Any, uuid: str, label: str, desired: dict[str, str],
@@ -206,19 +211,19 @@ def apply_ironic(ironic: Any, uuid: str, label: str, desired: dict[str, str],
     step = {"interface": "bios", "step": "apply_configuration",
             "args": {"settings": [{"name": a, "value": v} for a, v in desired.items()]}}
     ironic.set_provision_state(uuid, "clean", cleansteps=[step], disable_ramdisk=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        time.sleep(poll_s)
-        node = ironic.node(uuid)
-        ps = node.get("provision_state")
-        if ps == "manageable" and not node.get("target_provision_state"):
-            break
-        if ps == "clean failed":
-            return ApplyResult(label, BiosOutcome.FAILED, changes, via="ironic",
-                               error=f"clean step failed: {node.get('last_error')}")
-    else:
+    try:
+        # first read after a pause, as before: just after the request the node can read as
+        # manageable with no target, which would look like the end of the cleaning
+        node = poll.wait_for(lambda: ironic.node(uuid), ready=_clean_ended, sleep_first=True,
+                             timeout_s=timeout_s, interval_s=poll_s,
+                             what=f"{label}: Ironic clean step bios.apply_configuration")
+    except WaitTimeout as exc:
+        node = exc.last or node
         return ApplyResult(label, BiosOutcome.FAILED, changes, via="ironic",
                            error=f"still {node.get('provision_state')} after {timeout_s:.0f} s")
+    if node.get("provision_state") == "clean failed":
+        return ApplyResult(label, BiosOutcome.FAILED, changes, via="ironic",
+                           error=f"clean step failed: {node.get('last_error')}")
     after = BiosState(current=ironic.bios_settings(uuid), pending={})
     rows = diff(desired, after)
     if all(r.status == "ok" for r in rows):

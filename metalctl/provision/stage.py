@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from metalctl import fleet
+from metalctl import fleet, poll
 from metalctl.credentials import Secret
 from metalctl.errors import (
     HostError,
@@ -48,13 +48,21 @@ from metalctl.errors import (
     MetalctlError,
     SshHostKeyMismatch,
     SshHostKeyUnknown,
+    WaitTimeout,
 )
 from metalctl.model.hardware import NicFacts
 from metalctl.model.mac import mac_problem
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 from metalctl.provision import knownhosts, via_ironic
 from metalctl.provision.bootservice import TOKEN_PLACEHOLDER, BootService
-from metalctl.provision.bootstate import ACTIVE, FAILED, INSTALLED, TIMEOUT, BootFiles
+from metalctl.provision.bootstate import (
+    ACTIVE,
+    FAILED,
+    INSTALLED,
+    TIMEOUT,
+    BootFiles,
+    InstallRecord,
+)
 from metalctl.provision.hostkeys import HostKey
 from metalctl.provision.kickstart import (
     Callback,
@@ -482,24 +490,37 @@ class _Install:
         return self.follow_boot_service()
 
     def follow_boot_service(self, *, ironic_state: Callable[[], str | None] | None = None) -> str:
-        """Poll the boot service until the install ends; mirror its events."""
+        """Poll the boot service until the install ends; mirror its events.
+
+        The install's own deadline is the boot service's; two polls past it, this
+        expires it there (a ``timeout`` end), then reads that end.
+        """
         boot, name = self.inputs.boot, self.node.name
-        while True:
+
+        def ended() -> str | None:
             self._mirror()
-            record = boot.install(name)
-            if record is None:
-                raise MetalctlError(f"{name}: the boot service lost the install")
+            record = self._install()
             if record.state in (INSTALLED, FAILED, TIMEOUT):
                 return record.state
-            if ironic_state is not None:
-                failed = ironic_state()
-                if failed:
-                    self.reason = failed
-                    return FAILED
-            if self.clock() > record.deadline_at + self.opts.poll_s * 2:
+            failed = ironic_state() if ironic_state is not None else None
+            if failed:
+                self.reason = failed
+                return FAILED
+            return None
+
+        while True:
+            grace_s = self._install().deadline_at + self.opts.poll_s * 2 - self.clock()
+            try:
+                return poll.wait_for(ended, timeout_s=grace_s, interval_s=self.opts.poll_s,
+                                     what=f"{name}: install", clock=self.clock)
+            except WaitTimeout:
                 boot.state.expire()
-                continue
-            time.sleep(self.opts.poll_s)
+
+    def _install(self) -> InstallRecord:
+        record = self.inputs.boot.install(self.node.name)
+        if record is None:
+            raise MetalctlError(f"{self.node.name}: the boot service lost the install")
+        return record
 
     def _address(self) -> str:
         if self.node.address:
@@ -553,34 +574,33 @@ class _Install:
                                key_file=self.inputs.ssh_key,
                                known_hosts=self.inputs.known_hosts, connect_timeout_s=10.0,
                                command_timeout_s=30.0)
-        deadline = self.clock() + self.opts.ssh_wait_s
-        last = "no answer"
-        while self.clock() < deadline:
+
+        def marker() -> str:
             try:
                 conn = ssh.connect(target)
             except (SshHostKeyMismatch, SshHostKeyUnknown) as exc:
+                # not a HostError to wait out: the wait ends here
                 raise MetalctlError(f"{self.node.name}: {exc}: not the host the install "
                                     "delivered keys for") from None
-            except HostError as exc:
-                last = str(exc)
-                time.sleep(min(3.0, self.opts.poll_s * 2))
-                continue
-            try:
-                out = ssh.run_script(conn, target, "cat /etc/metalctl-install 2>/dev/null "
-                                                   "|| echo no-marker")
-            except HostError as exc:  # sshd up while the first boot still settles
-                last = str(exc)
-                time.sleep(min(3.0, self.opts.poll_s * 2))
-                continue
+            try:  # a HostError here: sshd up while the first boot still settles
+                return ssh.run_script(conn, target, "cat /etc/metalctl-install 2>/dev/null "
+                                                    "|| echo no-marker")
             finally:
                 conn.close()
-            if f"node={self.node.name}" not in out:
-                raise MetalctlError(f"{self.node.name}: {address} answers SSH but its "
-                                    "/etc/metalctl-install does not name this node")
-            self.boot_event("ssh", f"{address}:{self.opts.ssh_port}")
-            return
-        raise MetalctlError(f"{self.node.name}: installed, but {address} did not answer "
-                            f"SSH within {self.opts.ssh_wait_s:.0f} s ({last})")
+
+        try:
+            out = poll.wait_for(marker, timeout_s=self.opts.ssh_wait_s,
+                                interval_s=min(3.0, self.opts.poll_s * 2),
+                                transient=(HostError,), clock=self.clock,
+                                what=f"{self.node.name}: SSH on {address}")
+        except WaitTimeout as exc:
+            last = str(exc.error) if exc.error is not None else "no answer"
+            raise MetalctlError(f"{self.node.name}: installed, but {address} did not answer "
+                                f"SSH within {self.opts.ssh_wait_s:.0f} s ({last})") from None
+        if f"node={self.node.name}" not in out:
+            raise MetalctlError(f"{self.node.name}: {address} answers SSH but its "
+                                "/etc/metalctl-install does not name this node")
+        self.boot_event("ssh", f"{address}:{self.opts.ssh_port}")
 
     def boot_event(self, stage: str, detail: str) -> None:
         self.inputs.boot.state.event(self.node.name, stage, detail[:200])

@@ -29,10 +29,10 @@ refused and recorded, and a second set of host keys fails the node.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
-from metalctl.errors import InputError, MetalctlError
+from metalctl import poll
+from metalctl.errors import InputError, MetalctlError, WaitTimeout
 from metalctl.provision.bootstate import ACTIVE, FAILED, INSTALLED, TIMEOUT, BootFiles
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ LOG = logging.getLogger(__name__)
 #: Ironic states from which ``active`` starts a deploy (``deploy failed``: a redo)
 DEPLOYABLE = ("available", "deploy failed")
 FOLLOWABLE = ("deploying", "wait call-back")
+#: how long ``provide`` (automated cleaning) may take before a deploy; not from the
+#: budget yet (issue 20 asks for that): kept at the value it always had
+PROVIDE_TIMEOUT_S = 600.0
 
 
 def _patch(inst: _Install, ks_url: str) -> list[dict[str, Any]]:
@@ -88,17 +91,23 @@ def _wait_available(inst: _Install, uuid: str) -> str:
     """``manageable`` → ``provide`` → ``available`` (automated cleaning may run)."""
     ironic = inst.inputs.ironic
     ironic.set_provision_state(uuid, "provide")
-    deadline = inst.clock() + 600
-    while inst.clock() < deadline:
-        node = ironic.node(uuid)
-        state = node["provision_state"]
-        if state == "available":
-            return state
-        if state in ("clean failed", "manageable") and node.get("last_error"):
+
+    def node() -> dict[str, Any]:
+        current = ironic.node(uuid)
+        state = current["provision_state"]
+        if state in ("clean failed", "manageable") and current.get("last_error"):
             raise MetalctlError(f"{inst.node.name}: Ironic: provide ended {state}: "
-                                f"{node['last_error']}")
-        time.sleep(inst.opts.poll_s)
-    raise MetalctlError(f"{inst.node.name}: Ironic did not make the node available in 600 s")
+                                f"{current['last_error']}")
+        return current
+
+    try:
+        poll.wait_for(node, ready=lambda n: n["provision_state"] == "available",
+                      timeout_s=PROVIDE_TIMEOUT_S, interval_s=inst.opts.poll_s,
+                      what=f"{inst.node.name}: Ironic provide", clock=inst.clock)
+    except WaitTimeout:
+        raise MetalctlError(f"{inst.node.name}: Ironic did not make the node available in "
+                            f"{PROVIDE_TIMEOUT_S:.0f} s") from None
+    return "available"
 
 
 def deploy(inst: _Install) -> str:
@@ -158,17 +167,20 @@ def deploy(inst: _Install) -> str:
         return result
     # metalctl's end callback comes just before Ironic's end heartbeat; Ironic then
     # powers off, sets the boot device to disk and powers on: wait for ``active``
-    deadline = inst.clock() + max(120.0, inst.opts.ssh_wait_s)
-    while inst.clock() < deadline:
-        current = ironic.node(uuid)
-        state = current["provision_state"]
-        if state == "active":
-            boot.state.event(name, "ironic-active", "")
-            return INSTALLED
-        if state == "deploy failed":
-            inst.reason = (f"Ironic: deploy failed after the install ended: "
-                           f"{current.get('last_error') or 'no reason given'}")
-            return FAILED
-        time.sleep(inst.opts.poll_s)
-    inst.reason = f"Ironic did not reach active after the install ended (still {state})"
-    return TIMEOUT
+    try:
+        current = poll.wait_for(lambda: ironic.node(uuid),
+                                ready=lambda n: n["provision_state"] in ("active",
+                                                                         "deploy failed"),
+                                timeout_s=max(120.0, inst.opts.ssh_wait_s),
+                                interval_s=inst.opts.poll_s, clock=inst.clock,
+                                what=f"{name}: Ironic active after the install")
+    except WaitTimeout as exc:
+        inst.reason = (f"Ironic did not reach active after the install ended (still "
+                       f"{exc.last['provision_state']})")
+        return TIMEOUT
+    if current["provision_state"] == "deploy failed":
+        inst.reason = (f"Ironic: deploy failed after the install ended: "
+                       f"{current.get('last_error') or 'no reason given'}")
+        return FAILED
+    boot.state.event(name, "ironic-active", "")
+    return INSTALLED

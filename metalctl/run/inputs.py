@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metalctl import credentials, logredact
+from metalctl import access
 from metalctl.audit.run import AuditOptions
-from metalctl.credentials import Credential, CredentialSet
+from metalctl.credentials import Credential
 from metalctl.errors import InputError
 from metalctl.handoff import HandoffOptions, HandoffSite
 from metalctl.handoff import load_site as load_handoff_site
 from metalctl.harden import HardenOptions
 from metalctl.hosts import load_site
-from metalctl.ironic import Ironic, IronicConfig
+from metalctl.ironic import Ironic
 from metalctl.pki import SitePKI
 from metalctl.provision.bootservice import BootService
 from metalctl.provision.request import ProvisionRequest, assemble, ironic_deploy
@@ -58,19 +58,12 @@ def _path(value: object) -> Path | None:
     return Path(str(value)) if value else None
 
 
-def resolve_set(name: str, over: Overrides) -> CredentialSet:
-    """One credential set, its passwords registered for redaction before any use."""
-    cset = credentials.resolve(name, over.credentials_file, prompt=over.prompt)
-    logredact.register(c.password for c in cset.entries)
-    return cset
-
-
 def ironic_connector(rack: Rack, over: Overrides) -> Callable[[], Ironic]:
-    """Connects on first use (a run that stops before enroll never needs Ironic); an
-    Ironic URL wins over a cloud name."""
+    """Connects on first use (a run that stops before enroll never needs Ironic); the
+    caller's URL or cloud over the rack's."""
     url = over.ironic_url or rack.ironic.get("url")
     cloud = over.os_cloud or rack.ironic.get("cloud")
-    return lambda: Ironic(IronicConfig(url=url) if url else IronicConfig(cloud=cloud)).connect()
+    return lambda: access.ironic(url, cloud)
 
 
 def from_rack(rack: Rack, until: str | None = None, over: Overrides | None = None
@@ -85,7 +78,8 @@ def from_rack(rack: Rack, until: str | None = None, over: Overrides | None = Non
     over = over or Overrides()
     until = until or rack.until or STAGES[-1]
     rack.check_files()  # the files of later stages too, whatever until says
-    sets = rack.credential_sets(lambda name: resolve_set(name, over))
+    sets = rack.credential_sets(
+        lambda name: access.credential_set(name, over.credentials_file, prompt=over.prompt))
     verify: bool | str = False if over.insecure else (
         over.ca_bundle or (str(rack.ca_bundle) if rack.ca_bundle else True))
     site = load_site(_path(rack.site.get("policy")))

@@ -125,6 +125,16 @@ def _ssh(operator, address: str, command: str) -> str:
         capture_output=True, text=True, timeout=60).stdout
 
 
+def _diag(operator, lab, stderr: str) -> str:
+    """A failed run's stderr, with what the machine says of itself (if SSH still works)."""
+    state = _ssh(operator, lab["net"].pinned_address(0),
+                 "uptime; free -m; systemctl --failed --no-legend; nft list ruleset | head -40;"
+                 " journalctl -b --no-pager -n 40 -u ssh -u nova-compute -u nftables")
+    console = libvirt_lab.serial_log(Path(lab["state"].directory), 0)
+    tail = console.read_text(errors="replace")[-1500:] if console.exists() else ""
+    return f"{stderr[-3000:]}\n--- machine:\n{state}\n--- console:\n{tail}"
+
+
 def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, operator):
     novalab, env = lab["nova"], operator["env"]
     argv = [*METALCTL, "run", str(operator["rack"]), "-o", "json"]
@@ -142,7 +152,8 @@ def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, o
     try:
         # the new boundary: nova-compute registered in Nova, its inventories not verified
         while not nova.services_up(novalab, ("nova-compute",)):
-            assert first.poll() is None, first.communicate()[1][-4000:]
+            if first.poll() is not None:
+                pytest.fail(_diag(operator, lab, first.communicate()[1]))
             assert time.monotonic() - t0 < RUN_S, "nova-compute never registered"
             nodes = client.nodes() if attacker is None else []
             if nodes:  # enrolled: Ironic will publish its ks.cfg under the node's UUID
@@ -178,7 +189,7 @@ def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, o
     t1 = time.monotonic()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=RUN_S)
     resumed_s = time.monotonic() - t1
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, _diag(operator, lab, proc.stderr)
     [node] = json.loads(proc.stdout)["nodes"]
     assert node["status"] == "ok", node.get("reason")
     assert [node["steps"][s] for s in ("enroll", "profile", "provision", "harden")] == \
