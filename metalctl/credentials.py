@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from metalctl import data
+from metalctl import data, settings
 from metalctl.errors import CredentialsError, InputError
 
 MASK = "***"
@@ -105,8 +105,9 @@ class CredentialSet:
 def default_paths() -> list[Path]:
     """Credentials file search path, most specific first."""
     paths = []
-    if os.environ.get("METALCTL_CREDENTIALS_FILE"):
-        paths.append(Path(os.environ["METALCTL_CREDENTIALS_FILE"]))
+    given = settings.path("METALCTL_CREDENTIALS_FILE")
+    if given:
+        paths.append(given)
     paths.append(Path.home() / ".config" / "metalctl" / "credentials.yaml")
     paths.append(Path("/etc/metalctl/credentials.yaml"))
     return paths

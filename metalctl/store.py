@@ -13,7 +13,6 @@ credential set that worked.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -23,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from metalctl import settings
 from metalctl.errors import InputError, StoreError, one_line
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 
@@ -86,9 +86,9 @@ BUSY_TIMEOUT_S = 30.0
 
 def default_path() -> Path:
     """Return the store path: ``$METALCTL_STORE``, else ``~/.local/state/metalctl/metalctl.db``."""
-    if os.environ.get("METALCTL_STORE"):
-        return Path(os.environ["METALCTL_STORE"])
-    return Path.home() / ".local" / "state" / "metalctl" / "metalctl.db"
+    store = settings.path("METALCTL_STORE")
+    assert store is not None  # it has a default
+    return store
 
 
 def now() -> str:

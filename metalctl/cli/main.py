@@ -6,12 +6,13 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
 
-from metalctl import __version__
+from metalctl import __version__, settings
 from metalctl.cli import audit as audit_cli
 from metalctl.cli import discover as discover_cli
 from metalctl.cli import enroll as enroll_cli
@@ -34,7 +35,9 @@ LOG = logging.getLogger("metalctl")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = options.Parser(prog="metalctl", epilog=EPILOG,
+    p = options.Parser(prog="metalctl", epilog=f"{textwrap.fill(EPILOG, 79)}\n\n"
+                                               f"{settings.epilog()}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Rack of servers to hardened, profiled KVM compute "
                                             "nodes for OpenStack Nova.")
     p.add_argument("--version", action="version", version=f"metalctl {__version__}")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from metalctl import settings
 from metalctl.errors import mask_url, one_line
 from metalctl.exitcodes import ExitCode
 from metalctl.output.render import FORMATS
@@ -21,8 +21,10 @@ class Parser(argparse.ArgumentParser):
         self.exit(ExitCode.INVALID_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def env_default(name: str, fallback: str | None = None) -> str | None:
-    return os.environ.get(name, fallback)
+def env_default(name: str) -> str | None:
+    """An option's default from the environment only (:mod:`metalctl.settings`); the
+    verb applies the variable's own default where it has one."""
+    return settings.get(name) if settings.is_set(name) else None
 
 
 def add_output(p: argparse.ArgumentParser) -> None:

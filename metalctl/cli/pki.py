@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from metalctl import settings
 from metalctl.cli import common, options
 from metalctl.exitcodes import ExitCode
 from metalctl.output.render import render
@@ -13,8 +13,7 @@ from metalctl.pki import LEAF_DAYS, SitePKI
 
 
 def default_dir() -> Path:
-    env = os.environ.get("METALCTL_PKI_DIR")
-    return Path(env) if env else Path.home() / ".local" / "state" / "metalctl" / "pki"
+    return Path(str(settings.get("METALCTL_PKI_DIR")))
 
 
 def site_pki(args: argparse.Namespace) -> SitePKI:

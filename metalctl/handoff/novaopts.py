@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metalctl import settings
 from metalctl.errors import InputError, MetalctlError
 
 LOG = logging.getLogger(__name__)
@@ -151,15 +151,13 @@ def default_python() -> Path:
     Raises:
         NovaValidatorError: neither exists.
     """
-    explicit = os.environ.get("METALCTL_NOVA_PYTHON")
-    venv = Path(os.environ.get("METALCTL_NOVA_VENV",
-                               Path.home() / ".cache" / "metalctl" / "nova"))
-    python = Path(explicit) if explicit else venv / "bin" / "python"
+    explicit = settings.path("METALCTL_NOVA_PYTHON")
+    python = explicit or Path(str(settings.get("METALCTL_NOVA_VENV"))) / "bin" / "python"
     if not python.exists():
         raise NovaValidatorError(
             reason=f"{python} does not exist; Nova's option definitions need an interpreter "
-                   "with nova installed: set METALCTL_NOVA_PYTHON, or install the Nova venv "
-                   "(`python -c 'from metalctl_lab import nova_venv; nova_venv.ensure()'`)")
+                   "with nova installed: set METALCTL_NOVA_PYTHON, or METALCTL_NOVA_VENV to a venv "
+                   "with nova (scripts/setup.sh makes one)")
     return python
 
 

@@ -3,9 +3,9 @@ and a library caller share these), and the boot service's ``ADDR[:PORT]``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from metalctl import settings
 from metalctl.data import fields
 
 BOOT_PORT = 8080
@@ -14,15 +14,13 @@ BOOT_PORT = 8080
 def state_dir() -> Path:
     """The boot service's state: ``$METALCTL_BOOT_STATE``, else
     ``~/.local/state/metalctl/boot``."""
-    env = os.environ.get("METALCTL_BOOT_STATE")
-    return Path(env) if env else Path.home() / ".local" / "state" / "metalctl" / "boot"
+    return Path(str(settings.get("METALCTL_BOOT_STATE")))
 
 
 def known_hosts() -> Path:
     """``$METALCTL_KNOWN_HOSTS``, else ``~/.local/state/metalctl/known_hosts``: the host
     keys installs delivered, read by harden, audit and hand-off."""
-    env = os.environ.get("METALCTL_KNOWN_HOSTS")
-    return Path(env) if env else Path.home() / ".local" / "state" / "metalctl" / "known_hosts"
+    return Path(str(settings.get("METALCTL_KNOWN_HOSTS")))
 
 
 def serve_address(spec: str, source: str = "--serve", field: str = "ADDR[:PORT]"
