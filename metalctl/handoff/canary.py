@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
 
-from metalctl import cpulist, ssh
-from metalctl.errors import CloudError, CloudUnavailable
+from metalctl import cpulist, poll, ssh
+from metalctl.errors import CloudError, CloudUnavailable, WaitTimeout
 from metalctl.handoff import canary_audit
 from metalctl.handoff.nova_api import NovaApi
 from metalctl.handoff.novaconf import NovaConf
@@ -241,14 +241,10 @@ def check_allocation(allocations: dict[str, Any], specs: dict[str, str],
 
 
 def _wait(what: str, timeout_s: float, probe: Any) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = probe()
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            raise CanaryFailed(f"{what} within {timeout_s:g} s")
-        time.sleep(POLL_S)
+    try:
+        return poll.wait_for(probe, timeout_s=timeout_s, interval_s=POLL_S, what=what)
+    except WaitTimeout:
+        raise CanaryFailed(f"{what} within {timeout_s:g} s") from None
 
 
 def _active(api: NovaApi, server_id: str) -> Any:

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from metalctl import ssh
-from metalctl.errors import HostError
+from metalctl import poll, ssh
+from metalctl.errors import HostError, WaitTimeout
 from metalctl.handoff.nova_api import NovaApi
 from metalctl.handoff.site import CellMapping
 
@@ -135,13 +135,12 @@ def wait_hypervisor(api: NovaApi, host: str, timeout_s: float) -> dict[str, Any]
     Raises:
         RegistrationFailed: not listed within ``timeout_s``.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = api.hypervisors(host)
-        if found:
-            return found[0]
-        if time.monotonic() > deadline:
-            raise RegistrationFailed(host=host, reason=f"no hypervisor listed for {host} "
-                                     f"within {timeout_s:g} s: not mapped into a cell "
-                                     "(discover_hosts)", log_line=None)
-        time.sleep(POLL_S)
+    try:
+        found = poll.wait_for(lambda: api.hypervisors(host), timeout_s=timeout_s,
+                              interval_s=POLL_S, what=f"{host}: hypervisor listed",
+                              ready=bool)
+    except WaitTimeout:
+        raise RegistrationFailed(host=host, reason=f"no hypervisor listed for {host} "
+                                 f"within {timeout_s:g} s: not mapped into a cell "
+                                 "(discover_hosts)", log_line=None) from None
+    return found[0]

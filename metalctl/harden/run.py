@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from metalctl import fleet, ssh
+from metalctl import fleet, poll, ssh
 from metalctl.errors import (
     HostAuthFailed,
     HostDropped,
@@ -28,6 +27,7 @@ from metalctl.errors import (
     InputError,
     SshHostKeyMismatch,
     SshHostKeyUnknown,
+    WaitTimeout,
     describe,
 )
 from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
@@ -202,21 +202,28 @@ def _second_login(target: ssh.SshTarget, wait_s: float = 5.0) -> None:
     """A new connection (host key checked) that runs a command. Refused connections are
     retried for ``wait_s`` (sshd re-executes on reload); a refused login or host key is
     final."""
-    deadline = time.monotonic() + wait_s
-    while True:
+    final: list[HostError] = []
+
+    def login() -> bool | None:
         try:
             conn = ssh.connect(target)
             try:
                 ssh.run_script(conn, target, "true\n")
             finally:
                 conn.close()
-            return
-        except (HostAuthFailed, SshHostKeyMismatch, SshHostKeyUnknown):
-            raise
-        except HostError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        except (HostAuthFailed, SshHostKeyMismatch, SshHostKeyUnknown) as exc:
+            final.append(exc)  # a refused login or host key is final, not "not yet"
+            return True
+        return True
+
+    try:
+        poll.wait_for(login, timeout_s=wait_s, interval_s=0.2, transient=(HostError,),
+                      what=f"{target.label}: a second login")
+    except WaitTimeout as exc:
+        raise exc.kwargs["error"] or HostError(host=target.label,
+                                               reason="no second login") from None
+    if final:
+        raise final[0]
 
 
 def _run_apply(conn: Any, target: ssh.SshTarget, script: str, label: str) -> str:
