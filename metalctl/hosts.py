@@ -80,8 +80,13 @@ def load_site(path: Path | None) -> dict[str, Any]:
     return site
 
 
-def allowed_dns(hosts: list[HostSpec], pki: SitePKI | None, site: dict[str, Any]) -> list[str]:
-    dns = [pki.client_dn(h.name) for h in hosts] if pki else []
+def allowed_dns(hosts: list[HostSpec], pki: SitePKI | None, site: dict[str, Any],
+                peers: tuple[str, ...] = ()) -> list[str]:
+    """libvirtd's ``tls_allowed_dn_list``: the client certificates of the hosts worked on
+    and of their ``peers`` (the site's other compute hosts: live migration connects from
+    them), then the site's extra DNs."""
+    names = [h.name for h in hosts] + [p for p in peers if p not in {h.name for h in hosts}]
+    dns = [pki.client_dn(n) for n in names] if pki else []
     return dns + list(site.get("libvirt", {}).get("extra_allowed_dns") or [])
 
 

@@ -77,6 +77,7 @@ class AuditOptions:
     known_hosts: Path | None = None
     sudo: bool = False
     concurrency: int = 32
+    peers: tuple[str, ...] = ()  # as harden's: the DN list the hosts must allow
     connect_timeout_s: float = 10.0
     bmc: bool = False
     bmc_credentials: Callable[[str | None], CredentialSet | None] | None = None
@@ -172,7 +173,8 @@ def scan_hosts(hosts: list[HostSpec], rules: list[Rule], opts: AuditOptions,
     """Scan ``hosts`` with ``rules`` over SSH, ``opts.concurrency`` at a time (no store)."""
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
-    dns = allowed_dns(hosts, opts.pki if opts.pki and opts.pki.exists() else None, opts.site)
+    dns = allowed_dns(hosts, opts.pki if opts.pki and opts.pki.exists() else None, opts.site,
+                      opts.peers)
     audits: list[HostAudit] = []
 
     def done(o: fleet.TaskOutcome) -> None:

@@ -64,6 +64,9 @@ class HardenOptions:
     known_hosts: Path | None = None
     sudo: bool = False
     concurrency: int = 16
+    #: the site's other compute hosts: their client certificates may connect to libvirt
+    #: (live migration); a run passes every named node of its store
+    peers: tuple[str, ...] = ()
     pace_s: float = 0.0  # pause between file steps (lets tests interrupt a run)
     connect_timeout_s: float = 10.0
 
@@ -252,7 +255,7 @@ def harden(hosts: list[HostSpec], rules: list[Rule], opts: HardenOptions | None 
         InputError: the rules need the site PKI and there is none (nothing is touched).
     """
     opts = opts or HardenOptions()
-    dns = allowed_dns(hosts, opts.pki, opts.site)
+    dns = allowed_dns(hosts, opts.pki, opts.site, opts.peers)
     needs_pki = bool(engine.pki_sources(rules))
     if needs_pki and not opts.check and (opts.pki is None or not opts.pki.exists()):
         # the same rules turn TLS on: without certificates libvirtd would not start again

@@ -277,6 +277,14 @@ def _for_node(opts: Any, store: Store, key: str) -> Any:
     return opts if opts.known_hosts else replace(opts, known_hosts=_known_hosts(store, key))
 
 
+def _peers(store: Store) -> tuple[str, ...]:
+    """The site's compute hosts as the store knows them: every node with a name that got
+    past enrollment. Hosts hardened in one run (one at a time, as each is ready) still
+    allow each other's libvirt client certificates: live migration between them works."""
+    return tuple(sorted(n["name"] for n in store.nodes() if n["name"] and n["state"]
+                        not in (Lifecycle.DISCOVERED.value,)))
+
+
 def _hosts(store: Store, keys: list[str], emit: Emit) -> dict[str, tuple[str, HostSpec]]:
     """Hosts of ``keys`` by host name; nodes without an install record fail here."""
     out = {}
@@ -296,7 +304,8 @@ def harden(inputs: StageInputs, store: Store, keys: list[str], emit: Emit) -> No
     from metalctl.rules.catalogue import load as load_rules  # noqa: PLC0415
 
     for name, (key, host) in _hosts(store, keys, emit).items():
-        opts = _for_node(inputs.harden or HardenOptions(), store, key)
+        opts = replace(_for_node(inputs.harden or HardenOptions(), store, key),
+                       peers=_peers(store))
         try:
             harden_hosts([host], inputs.rules or load_rules(), opts, store=store,
                          on_result=emit)
@@ -310,7 +319,8 @@ def audit(rack: Rack, inputs: StageInputs, store: Store, keys: list[str], emit: 
 
     gate = str(rack.audit.get("gate", "high"))
     for _name, (key, host) in _hosts(store, keys, emit).items():
-        opts = _for_node(inputs.audit or AuditOptions(), store, key)
+        opts = replace(_for_node(inputs.audit or AuditOptions(), store, key),
+                       peers=_peers(store))
         report = audit_hosts([host], inputs.rules or load_rules(),
                              replace(opts, bmc=False, gate=gate), store=store)
         if inputs.report_dir is not None:  # the audit's own page, linked from the run's
