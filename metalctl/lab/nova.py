@@ -213,17 +213,31 @@ def _tcp_ready(address: str, port: int) -> Any:
 # --- RabbitMQ --------------------------------------------------------------------------
 
 
-def _free_port(address: str, preferred: int) -> int:
+def _free_port(address: str, preferred: int, *, also: tuple[str, ...] = ()) -> int:
     """``preferred`` when nothing listens on it for ``address`` (a wildcard listener of
-    another program counts), else a free port the kernel picks."""
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind((address, port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
+    another program counts), else a free port the kernel picks; with ``also``, the port
+    must be free on those addresses too."""
+    for _ in range(20):
+        for port in (preferred, 0):
+            with socket.socket() as s:
+                try:
+                    s.bind((address, port))
+                except OSError:
+                    continue
+                port = s.getsockname()[1]
+            if all(_bindable(a, port) for a in also):
+                return port
+        preferred = 0
     raise LabError(reason=f"no free TCP port on {address}")
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+        return True
 
 
 def rabbit_files(lab: NovaLab) -> dict[str, str]:
@@ -561,7 +575,9 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
                   image_service=image_service)
     lab.rabbit_port = _free_port(lab.rabbit_address, RABBIT_PORT)
     lab.rabbit_dist_port = _free_port(lab.rabbit_address, RABBIT_DIST_PORT)
-    lab.epmd_port = _free_port(lab.rabbit_address, EPMD_PORT)
+    # epmd listens on the loopback address too, whatever -address says (epmd(1)): a
+    # second lab on another address (the demo's, left running) holds 127.0.0.1:14369
+    lab.epmd_port = _free_port(lab.rabbit_address, EPMD_PORT, also=("127.0.0.1",))
     _write_configs(lab, venv)
     if image_service:
         nova_venv.ensure_glance()
