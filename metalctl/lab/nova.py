@@ -574,7 +574,10 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
                   bind_address=bind_address or "", discover_interval_s=discover_interval_s,
                   image_service=image_service)
     lab.rabbit_port = _free_port(lab.rabbit_address, RABBIT_PORT)
-    lab.rabbit_dist_port = _free_port(lab.rabbit_address, RABBIT_DIST_PORT)
+    # RabbitMQ's prelaunch check listens on the distribution port on every address
+    # (dist_port_already_used ... not_erlang when another lab's node holds it elsewhere)
+    lab.rabbit_dist_port = _free_port(lab.rabbit_address, RABBIT_DIST_PORT,
+                                      also=("0.0.0.0",))
     # epmd listens on the loopback address too, whatever -address says (epmd(1)): a
     # second lab on another address (the demo's, left running) holds 127.0.0.1:14369
     lab.epmd_port = _free_port(lab.rabbit_address, EPMD_PORT, also=("127.0.0.1",))
