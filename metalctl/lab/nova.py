@@ -296,7 +296,8 @@ def _rabbit_ready(lab: NovaLab, timeout_s: float) -> None:
 
 
 def _sqlite(lab: NovaLab, name: str) -> str:
-    return f"sqlite:///{lab.dir / 'db' / name}.sqlite"
+    # pysqlite's busy timeout (default 5 s): a writer waits for another's commit
+    return f"sqlite:///{lab.dir / 'db' / name}.sqlite?timeout=30"
 
 
 def _controller_conf(lab: NovaLab) -> str:
@@ -404,6 +405,7 @@ def _sync_databases(lab: NovaLab) -> None:
     if all((cache / f"{name}.sqlite").exists() for name in DATABASES):
         for name in DATABASES:
             shutil.copyfile(cache / f"{name}.sqlite", lab.dir / "db" / f"{name}.sqlite")
+            _wal(lab.dir / "db" / f"{name}.sqlite")
         _map_cells(lab, lab.dir / "db" / "nova_api.sqlite")
         return
     _sync_fresh(lab)
@@ -415,6 +417,14 @@ def _sync_databases(lab: NovaLab) -> None:
     with contextlib.suppress(OSError):  # another run cached it first: theirs is as good
         staging.rename(cache)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _wal(path: Path) -> None:
+    """Write-ahead logging (kept in the file): readers no longer block the conductor's
+    writes. In rollback-journal mode, a live migration's many small transactions (two
+    computes, the conductor's threads) met "database is locked" nearly every time."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def _map_cells(lab: NovaLab | None, api_db: Path) -> None:

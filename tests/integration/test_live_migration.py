@@ -124,7 +124,15 @@ def env(tmp_path_factory: pytest.TempPathFactory):
             f"control plane did not start; see {lab.dir / 'logs'}"
         lab = nova.NovaLab.load(lab.dir)
         assert lab.canary_image, f"no canary image in Glance; see {lab.dir / 'logs'}"
-        site_data = {"nova": nova_hosts.site(lab),
+        nova_site = nova_hosts.site(lab)
+        # Nova 34 bug, met here first: pre_live_migration fetches a kernel/ramdisk
+        # (AMI-style) image through fetch_to_raw's deep inspection, which takes a bzImage's
+        # boot sector (0xAA55 at 510) for an MBR with invalid partitions: "Image ... failed
+        # safety check: mbr" and the migration fails. Booting fetches the same image
+        # without inspection (fetch_raw_image). The canary image is AMI-style; a site's
+        # whole-disk images are not concerned. Off for this module's hosts only.
+        nova_site["options"]["workarounds"] = {"disable_deep_image_inspection": True}
+        site_data = {"nova": nova_site,
                      "handoff": {"api": nova_hosts.handoff_api(lab),
                                  "register_timeout_s": 90, "verify_timeout_s": 60,
                                  "canary": {"image": lab.canary_image, "timeout_s": 120}}}
@@ -135,15 +143,33 @@ def env(tmp_path_factory: pytest.TempPathFactory):
         opts = handoff.HandoffOptions(pki=pki, canary=True, key_file=hostlab.client_key,
                                       known_hosts=hostlab.known_hosts)
         for i in (1, 2):
-            [res] = handoff.handoff([e.spec(i)], inputs, opts, store=store)
-            assert res.status is handoff.HandoffStatus.HANDED_OFF, \
-                (res.error, res.evidence.get("canary"))
-            e.handed[f"h{i}"] = res
+            e.handed[f"h{i}"] = _hand_off(e, i, inputs, opts)
         print(f"\nmigration env up in {time.monotonic() - started:.1f} s")
         yield e
     finally:
         nova.down(base / "nova")
         hostlab.down()
+
+
+def _lab_flake(env: Env, i: int) -> str | None:
+    """The lab Nova's own trouble, not the host's: its sqlite databases lock under a
+    guest boot (LAB.md: 1 boot in 3 in the prototype)."""
+    logs = env.sh(i, "cat /var/log/nova/nova-compute.log").stdout + "".join(
+        p.read_text(errors="replace") for p in (env.lab.dir / "logs").glob("nova-*.log"))
+    return "database is locked" if "database is locked" in logs else None
+
+
+def _hand_off(env: Env, i: int, inputs, opts) -> handoff.HandoffResult:
+    """Hand ``h<i>`` off with its canary; once more when the lab's sqlite failed the
+    canary (a later hand-off re-enables what the canary disabled: the product's path)."""
+    for attempt in (1, 2):
+        [res] = handoff.handoff([env.spec(i)], inputs, opts, store=env.store)
+        if res.status is handoff.HandoffStatus.HANDED_OFF:
+            return res
+        print(f"\nh{i} hand-off {attempt}: {res.error}; canary {res.evidence.get('canary')}")
+        if attempt == 1 and not _lab_flake(env, i):
+            break
+    raise AssertionError((res.error, res.evidence.get("canary")))
 
 
 # --- the wire: every TCP stream to h2 while the guest migrates -----------------------------
@@ -247,22 +273,28 @@ def guest(env: Env):
     """A guest of h1's canary flavor and the canary image, booted on h1 through Nova."""
     flavor = next(f for f in env.lab.api("/flavors/detail?is_public=None")["flavors"]
                   if f["name"] == "metalctl.hpc-lab.canary")
-    server = _compute(env, "POST", "/servers", {"server": {
-        "name": "nfv-migrant", "imageRef": env.lab.canary_image, "flavorRef": flavor["id"],
-        "networks": "none", "host": "h1"}})["server"]
+    body = {"server": {"name": "nfv-migrant", "imageRef": env.lab.canary_image,
+                       "flavorRef": flavor["id"], "networks": "none", "host": "h1"}}
+    ids = []
     try:
-        active = _wait("the guest ACTIVE", 120, lambda: (
-            s if (s := _server(env, server["id"]))["status"] == "ACTIVE" else
-            pytest.fail(f"guest in ERROR: {s.get('fault')}") if s["status"] == "ERROR"
-            else None))
+        for attempt in (1, 2):
+            ids.append(_compute(env, "POST", "/servers", body)["server"]["id"])
+            active = _wait("the guest ACTIVE or ERROR", 120, lambda: (
+                s if (s := _server(env, ids[-1]))["status"] in ("ACTIVE", "ERROR") else None))
+            if active["status"] == "ACTIVE":
+                break
+            fault = active.get("fault", {})
+            print(f"\nguest boot {attempt}: ERROR {fault.get('message')}")
+            assert attempt == 1, fault
+            assert _lab_flake(env, 1), fault
         assert active["OS-EXT-SRV-ATTR:host"] == "h1"
         yield active
     finally:
-        with contextlib.suppress(AssertionError, requests.RequestException):
-            _compute(env, "DELETE", f"/servers/{server['id']}")
-            _wait("the guest deleted", 60, lambda: not any(
-                s["id"] == server["id"] for s in
-                env.lab.api("/servers?all_tenants=1")["servers"]))
+        for server_id in ids:
+            with contextlib.suppress(AssertionError, requests.RequestException):
+                _compute(env, "DELETE", f"/servers/{server_id}")
+                _wait("the guest deleted", 60, lambda sid=server_id: not any(
+                    s["id"] == sid for s in env.lab.api("/servers?all_tenants=1")["servers"]))
 
 
 # --- consoles --------------------------------------------------------------------------------
@@ -367,7 +399,17 @@ def test_the_guest_live_migrates_over_tls_to_the_other_host(env: Env, guest):
                 return found[0]
             return None
 
-        migration = _wait("the live migration finished", 150, done)
+        try:
+            migration = _wait("the live migration finished", 150, done)
+        except AssertionError:
+            print("\nmigration record: " + str(env.lab.api(
+                f"/os-migrations?instance_uuid={guest['id']}")["migrations"]))
+            for i in (1, 2):
+                print(f"\n== h{i}: " + env.sh(i, f"virsh -c qemu:///system domjobinfo {name}; "
+                                               "ss -tnp; virsh -c qemu:///system list --all; "
+                                               "tail -5 /var/log/nova/nova-compute.log",
+                                           ok=False).stdout[-6000:])
+            raise
         took = time.monotonic() - started
         time.sleep(0.5)  # the last segments
     print(f"\nlive migration: {migration['status']} in {took:.1f} s")
