@@ -395,7 +395,7 @@ def test_virsh_over_tls_takes_the_sites_certificate_and_no_other(env: Env, tmp_p
 @pytest.mark.xfail(reason="the lab Nova's sqlite: the conductor's live-migration task "
                    "nests RPC calls (conductor -> destination -> source) and the source's "
                    "instance-action write meets 'database is locked' at once (WAL and a busy "
-                   "timeout do not help: a lock held across the calls); the migration then "
+                   "timeout do not help: SQLite's immediate BUSY); the migration then "
                    "stays 'accepted'. Seen 4 of 5 runs; PostgreSQL for the lab's Nova "
                    "databases is the fix (docs/decisions.md)", strict=False)
 def test_the_guest_live_migrates_over_tls_to_the_other_host(env: Env, guest):
