@@ -414,7 +414,7 @@ def test_the_guest_live_migrates_over_tls_to_the_other_host(env: Env, guest):
             return None
 
         try:
-            migration = _wait("the live migration finished", 120, done)
+            migration = _wait("the live migration finished", 75, done)
         except AssertionError:
             print("\nmigration record: " + str(env.lab.api(
                 f"/os-migrations?instance_uuid={guest['id']}")["migrations"]))
