@@ -92,7 +92,12 @@ def allowed_dns(hosts: list[HostSpec], pki: SitePKI | None, site: dict[str, Any]
 
 def pki_material(host: HostSpec, pki: SitePKI | None, issue: bool = True) -> dict[str, str]:
     """The host's certificates from the site PKI, issued when missing (names + management
-    address) unless ``issue`` is false (audit: compare with what exists, never issue)."""
+    address) unless ``issue`` is false (audit: compare with what exists, never issue).
+
+    Keys: ``ca``, ``server_cert``/``_key``, ``client_cert``/``_key`` (libvirt and QEMU
+    migration TLS, the site CA), ``console_ca``, ``vnc_server_cert``/``_key`` (VNC, the
+    console CA: :mod:`metalctl.pki` says why it is a CA of its own).
+    """
     if pki is None or not pki.exists():
         return {}
     try:
@@ -101,10 +106,20 @@ def pki_material(host: HostSpec, pki: SitePKI | None, issue: bool = True) -> dic
         if not issue:
             return {"ca": pki.ca_cert_path.read_text()}
         certs = pki.issue(host.name, list(host.names), [host.mgmt_address])
-    return {"ca": pki.ca_cert_path.read_text(), "server_cert": certs.server_cert.read_text(),
-            "server_key": certs.server_key.read_text(),
-            "client_cert": certs.client_cert.read_text(),
-            "client_key": certs.client_key.read_text()}
+    out = {"ca": pki.ca_cert_path.read_text(), "server_cert": certs.server_cert.read_text(),
+           "server_key": certs.server_key.read_text(),
+           "client_cert": certs.client_cert.read_text(),
+           "client_key": certs.client_key.read_text()}
+    try:
+        console = pki.console(host.name)
+    except InputError:  # certificates issued before the console CA existed
+        if not issue:
+            return out
+        console = pki.issue_console(host.name, list(host.names), [host.mgmt_address])
+    out.update(console_ca=console.ca_cert.read_text(),
+               vnc_server_cert=console.server_cert.read_text(),
+               vnc_server_key=console.server_key.read_text())
+    return out
 
 
 class SshOptions(Protocol):

@@ -1,10 +1,22 @@
-"""The site PKI for libvirt TLS: a CA (created or imported) and per-host certificates.
+"""The site PKI for libvirt TLS: a CA (created or imported) and per-host certificates,
+and a second CA for VNC consoles only.
 
 Layout of the PKI directory (0700; every key 0600)::
 
     ca/cacert.pem  ca/cakey.pem
     hosts/<host>/servercert.pem  hosts/<host>/serverkey.pem
     hosts/<host>/clientcert.pem  hosts/<host>/clientkey.pem
+    console-ca/cacert.pem  console-ca/cakey.pem
+    hosts/<host>/vnc-servercert.pem  hosts/<host>/vnc-serverkey.pem
+    console-proxies/<name>/clientcert.pem  console-proxies/<name>/clientkey.pem
+
+Why consoles have a CA of their own: QEMU's VNC server (``vnc_tls_x509_verify``)
+accepts any client certificate its ``ca-cert.pem`` issued and has no DN allow-list, as
+libvirtd has (``tls_allowed_dn_list``). Were the VNC CA the site CA, every compute
+host's migration client certificate would open every guest's console. With their own
+CA, only a console proxy's certificate (nova-novncproxy's ``[vnc] vencrypt_client_*``)
+does, and the proxy's certificate opens no libvirtd (Nova's own advice, "remote console
+access": a dedicated CA for VNC).
 
 What libvirt/GnuTLS check (virNetTLSContextCheckCert*, reference/lab-host-recipes.md
 §1a): CA ``basicConstraints CA:TRUE`` + ``keyCertSign``; leaves with
@@ -105,6 +117,16 @@ class HostCerts:
     not_after: dt.datetime
 
 
+@dataclass(frozen=True)
+class ConsoleCerts:
+    """A host's VNC server certificate, from the console CA."""
+
+    host: str
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
 class SitePKI:
     """A site CA in ``directory`` that issues libvirt server/client certificates."""
 
@@ -124,18 +146,38 @@ class SitePKI:
     def exists(self) -> bool:
         return self.ca_cert_path.exists() and self.ca_key_path.exists()
 
+    @property
+    def console_ca_cert_path(self) -> Path:
+        return self.dir / "console-ca" / "cacert.pem"
+
+    @property
+    def console_ca_key_path(self) -> Path:
+        return self.dir / "console-ca" / "cakey.pem"
+
     def init(self, common_name: str | None = None) -> Path:
-        """Create the CA unless one exists (idempotent); returns the CA certificate path."""
-        if self.exists():
-            return self.ca_cert_path
+        """Create the CA unless one exists (idempotent), and the console CA beside it;
+        returns the CA certificate path."""
+        if not self.exists():
+            self._new_ca(self.ca_cert_path, self.ca_key_path, common_name or self.organization)
+        self.init_console()
+        return self.ca_cert_path
+
+    def init_console(self) -> Path:
+        """Create the console (VNC) CA unless one exists (idempotent; a PKI made before
+        it existed gets one here); returns its certificate path."""
+        if not (self.console_ca_cert_path.exists() and self.console_ca_key_path.exists()):
+            self._new_ca(self.console_ca_cert_path, self.console_ca_key_path,
+                         f"{self.organization} console CA")
+        return self.console_ca_cert_path
+
+    def _new_ca(self, cert_path: Path, key_path: Path, common_name: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.dir.chmod(0o700)
         key = _key()
         # CN of the CA = O of the leaves: what virt-pki-validate compares
         name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, self.country),
                           x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.organization),
-                          x509.NameAttribute(NameOID.COMMON_NAME,
-                                             common_name or self.organization)])
+                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = _now()
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -150,9 +192,8 @@ class SitePKI:
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                                critical=False)
                 .sign(key, hashes.SHA256()))
-        _write_private(self.ca_key_path, _pem_key(key))
-        _write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        return self.ca_cert_path
+        _write_private(key_path, _pem_key(key))
+        _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
 
     def import_ca(self, cert_file: Path, key_file: Path) -> Path:
         """Take an existing CA (certificate + unencrypted PEM key).
@@ -182,11 +223,15 @@ class SitePKI:
         _write_public(self.ca_cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return self.ca_cert_path
 
-    def _ca(self) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    def _ca(self, console: bool = False) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
         if not self.exists():
             raise InputError(str(self.dir), "ca", "no site CA: run `metalctl pki init` first")
-        cert = x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes())
-        key = serialization.load_pem_private_key(self.ca_key_path.read_bytes(), password=None)
+        if console:
+            self.init_console()
+        cert_path, key_path = ((self.console_ca_cert_path, self.console_ca_key_path) if console
+                               else (self.ca_cert_path, self.ca_key_path))
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
         return cert, key  # type: ignore[return-value]
 
     def client_dn(self, host: str) -> str:
@@ -202,12 +247,70 @@ class SitePKI:
 
     def issue(self, host: str, names: Sequence[str], addresses: Sequence[str],
               days: int = LEAF_DAYS) -> HostCerts:
-        """(Re)issue the host's server and client certificates.
+        """(Re)issue the host's server and client certificates, and its VNC server
+        certificate from the console CA (same names).
 
         Raises:
             InputError: a bad host name, DNS name, address or validity; nothing written.
         """
         d = self.host_dir(host)
+        sans = self._sans(host, names, addresses, days)
+        ca = self._ca()
+        console = self._ca(console=True)
+        for prefix, role, issuer in (("", "server", ca), ("", "client", ca),
+                                     ("vnc-", "server", console)):
+            cert, key = self._leaf(issuer, host, sans, role, days)
+            _write_private(d / f"{prefix}{role}key.pem", _pem_key(key))
+            _write_public(d / f"{prefix}{role}cert.pem",
+                          cert.public_bytes(serialization.Encoding.PEM))
+        return self.host(host)
+
+    def issue_console(self, host: str, names: Sequence[str], addresses: Sequence[str],
+                      days: int = LEAF_DAYS) -> ConsoleCerts:
+        """(Re)issue only the host's VNC server certificate (a host whose libvirt
+        certificates predate the console CA).
+
+        Raises:
+            InputError: as :meth:`issue`.
+        """
+        d = self.host_dir(host)
+        sans = self._sans(host, names, addresses, days)
+        cert, key = self._leaf(self._ca(console=True), host, sans, "server", days)
+        _write_private(d / "vnc-serverkey.pem", _pem_key(key))
+        _write_public(d / "vnc-servercert.pem", cert.public_bytes(serialization.Encoding.PEM))
+        return self.console(host)
+
+    def console(self, host: str) -> ConsoleCerts:
+        """The host's VNC server certificate.
+
+        Raises:
+            InputError: none issued yet.
+        """
+        d = self.host_dir(host)
+        if not (d / "vnc-servercert.pem").exists():
+            raise InputError(str(d), "vnc-servercert.pem",
+                             f"no console certificate issued for {host}")
+        return ConsoleCerts(host, self.console_ca_cert_path, d / "vnc-servercert.pem",
+                            d / "vnc-serverkey.pem")
+
+    def issue_console_proxy(self, name: str, days: int = LEAF_DAYS) -> tuple[Path, Path]:
+        """A console proxy's client certificate and key from the console CA (nova-novncproxy's
+        ``[vnc] vencrypt_client_cert``/``vencrypt_client_key``; its ``vencrypt_ca_certs``
+        is :attr:`console_ca_cert_path`). Returns (certificate, key) paths.
+
+        Raises:
+            InputError: a bad name or validity.
+        """
+        d = self.dir / "console-proxies" / check_host_name(name)
+        sans = self._sans(name, [], [], days)
+        cert, key = self._leaf(self._ca(console=True), name, sans, "client", days)
+        _write_private(d / "clientkey.pem", _pem_key(key))
+        _write_public(d / "clientcert.pem", cert.public_bytes(serialization.Encoding.PEM))
+        return d / "clientcert.pem", d / "clientkey.pem"
+
+    def _sans(self, host: str, names: Sequence[str], addresses: Sequence[str],
+              days: int) -> list[x509.GeneralName]:
+        check_host_name(host)
         names = _string_list("names", names)
         addresses = _string_list("addresses", addresses)
         for n in names:
@@ -215,41 +318,40 @@ class SitePKI:
                 raise InputError("names", n, "not a DNS name")
         if not 0 < days <= 3650:
             raise InputError("days", str(days), "must be 1-3650")
-        ca_cert, ca_key = self._ca()
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dict.fromkeys([host, *names])]
         for a in addresses:
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(a)))
             except ValueError:
                 raise InputError("addresses", a, "not an IP address") from None
+        return sans
+
+    def _leaf(self, issuer: tuple[x509.Certificate, rsa.RSAPrivateKey], host: str,
+              sans: list[x509.GeneralName], role: str, days: int
+              ) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+        ca_cert, ca_key = issuer
+        eku = ExtendedKeyUsageOID.SERVER_AUTH if role == "server" \
+            else ExtendedKeyUsageOID.CLIENT_AUTH
+        key = _key()
+        subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, self.country),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.organization),
+                             x509.NameAttribute(NameOID.COMMON_NAME, host)])
         now = _now()
-        for role, eku in (("server", ExtendedKeyUsageOID.SERVER_AUTH),
-                          ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
-            key = _key()
-            subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, self.country),
-                                 x509.NameAttribute(NameOID.ORGANIZATION_NAME,
-                                                    self.organization),
-                                 x509.NameAttribute(NameOID.COMMON_NAME, host)])
-            builder = (x509.CertificateBuilder().subject_name(subject)
-                       .issuer_name(ca_cert.subject).public_key(key.public_key())
-                       .serial_number(x509.random_serial_number())
-                       .not_valid_before(now - dt.timedelta(minutes=5))
-                       .not_valid_after(now + dt.timedelta(days=days))
-                       .add_extension(x509.BasicConstraints(ca=False, path_length=None),
-                                      critical=True)
-                       .add_extension(x509.KeyUsage(digital_signature=True,
-                                                    content_commitment=False,
-                                                    key_encipherment=True,
-                                                    data_encipherment=False,
-                                                    key_agreement=False, key_cert_sign=False,
-                                                    crl_sign=False, encipher_only=False,
-                                                    decipher_only=False), critical=True)
-                       .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-                       .add_extension(x509.SubjectAlternativeName(sans), critical=False))
-            cert = builder.sign(ca_key, hashes.SHA256())
-            _write_private(d / f"{role}key.pem", _pem_key(key))
-            _write_public(d / f"{role}cert.pem", cert.public_bytes(serialization.Encoding.PEM))
-        return self.host(host)
+        cert = (x509.CertificateBuilder().subject_name(subject)
+                .issuer_name(ca_cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(days=days))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                             key_encipherment=True, data_encipherment=False,
+                                             key_agreement=False, key_cert_sign=False,
+                                             crl_sign=False, encipher_only=False,
+                                             decipher_only=False), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        return cert, key
 
     def host(self, host: str) -> HostCerts:
         d = self.host_dir(host)

@@ -213,17 +213,31 @@ def _tcp_ready(address: str, port: int) -> Any:
 # --- RabbitMQ --------------------------------------------------------------------------
 
 
-def _free_port(address: str, preferred: int) -> int:
+def _free_port(address: str, preferred: int, *, also: tuple[str, ...] = ()) -> int:
     """``preferred`` when nothing listens on it for ``address`` (a wildcard listener of
-    another program counts), else a free port the kernel picks."""
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            try:
-                s.bind((address, port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
+    another program counts), else a free port the kernel picks; with ``also``, the port
+    must be free on those addresses too."""
+    for _ in range(20):
+        for port in (preferred, 0):
+            with socket.socket() as s:
+                try:
+                    s.bind((address, port))
+                except OSError:
+                    continue
+                port = s.getsockname()[1]
+            if all(_bindable(a, port) for a in also):
+                return port
+        preferred = 0
     raise LabError(reason=f"no free TCP port on {address}")
+
+
+def _bindable(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+        return True
 
 
 def rabbit_files(lab: NovaLab) -> dict[str, str]:
@@ -282,7 +296,8 @@ def _rabbit_ready(lab: NovaLab, timeout_s: float) -> None:
 
 
 def _sqlite(lab: NovaLab, name: str) -> str:
-    return f"sqlite:///{lab.dir / 'db' / name}.sqlite"
+    # pysqlite's busy timeout (default 5 s): a writer waits for another's commit
+    return f"sqlite:///{lab.dir / 'db' / name}.sqlite?timeout=30"
 
 
 def _controller_conf(lab: NovaLab) -> str:
@@ -390,6 +405,7 @@ def _sync_databases(lab: NovaLab) -> None:
     if all((cache / f"{name}.sqlite").exists() for name in DATABASES):
         for name in DATABASES:
             shutil.copyfile(cache / f"{name}.sqlite", lab.dir / "db" / f"{name}.sqlite")
+            _wal(lab.dir / "db" / f"{name}.sqlite")
         _map_cells(lab, lab.dir / "db" / "nova_api.sqlite")
         return
     _sync_fresh(lab)
@@ -401,6 +417,14 @@ def _sync_databases(lab: NovaLab) -> None:
     with contextlib.suppress(OSError):  # another run cached it first: theirs is as good
         staging.rename(cache)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _wal(path: Path) -> None:
+    """Write-ahead logging (kept in the file): readers no longer block the conductor's
+    writes. In rollback-journal mode, a live migration's many small transactions (two
+    computes, the conductor's threads) met "database is locked" nearly every time."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def _map_cells(lab: NovaLab | None, api_db: Path) -> None:
@@ -560,8 +584,13 @@ def prepare(directory: Path, address_base: str, *, bind_address: str | None = No
                   bind_address=bind_address or "", discover_interval_s=discover_interval_s,
                   image_service=image_service)
     lab.rabbit_port = _free_port(lab.rabbit_address, RABBIT_PORT)
-    lab.rabbit_dist_port = _free_port(lab.rabbit_address, RABBIT_DIST_PORT)
-    lab.epmd_port = _free_port(lab.rabbit_address, EPMD_PORT)
+    # RabbitMQ's prelaunch check listens on the distribution port on every address
+    # (dist_port_already_used ... not_erlang when another lab's node holds it elsewhere)
+    lab.rabbit_dist_port = _free_port(lab.rabbit_address, RABBIT_DIST_PORT,
+                                      also=("0.0.0.0",))
+    # epmd listens on the loopback address too, whatever -address says (epmd(1)): a
+    # second lab on another address (the demo's, left running) holds 127.0.0.1:14369
+    lab.epmd_port = _free_port(lab.rabbit_address, EPMD_PORT, also=("127.0.0.1",))
     _write_configs(lab, venv)
     if image_service:
         nova_venv.ensure_glance()

@@ -16,6 +16,11 @@ package would provide is put in place by the lab:
   Debian's package does; ``metalctl handoff`` starts it like any other sysv service;
 * virtlogd and libvirtd are started (the hosts have no init system to start them), and
   QEMU's capabilities probed once, as on a host where libvirtd has run since boot;
+* each host's libvirtd gets a ``host_uuid`` of its own in ``libvirtd.conf``: libvirt
+  takes the host UUID from SMBIOS (``/sys/class/dmi/id/product_uuid``), which every
+  host shares with this machine, and refuses a live migration between two hosts with
+  the same one ("Attempt to migrate guest to the same host"), as two real machines
+  never have;
 * a hugetlbfs is mounted at ``/dev/hugepages`` in the host's mount namespace and named
   by qemu.conf's ``hugetlbfs_mount`` (this machine mounts none, and a distribution's
   systemd would): hugepage-backed guests, the canary's, need it. The pages themselves
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +125,10 @@ def install(hostlab: HostLab, index: int) -> None:
     # into the host's own devpts instance: QEMU then fails "Failed to create PTY"
     lines.append(f"grep -q '^namespaces' '{qemu_conf}' || "
                  f"echo 'namespaces = []' >> '{qemu_conf}'")
+    libvirtd_conf = root / "etc" / "libvirt" / "libvirtd.conf"
+    host_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"file://{hostlab.host_dir(index)}")
+    lines.append(f"grep -q '^host_uuid' '{libvirtd_conf}' || "
+                 f"echo 'host_uuid = \"{host_uuid}\"' >> '{libvirtd_conf}'")
     img = f"{root}{QEMU_IMG}"
     lines.append(f"[ -e '{img}' ] || touch '{img}'; mountpoint -q '{img}' || "
                  f"{{ mount --bind {QEMU_IMG} '{img}'; mount -o remount,bind,ro '{img}'; }}")

@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     issue.add_argument("--days", type=int, default=LEAF_DAYS)
     options.add_pki_dir(issue)
     issue.set_defaults(func=run_issue)
+    proxy = verbs.add_parser("console-proxy", help="issue a VNC console proxy's client cert "
+                             "(nova-novncproxy [vnc] vencrypt_*) from the console CA")
+    proxy.add_argument("name")
+    proxy.add_argument("--days", type=int, default=LEAF_DAYS)
+    options.add_pki_dir(proxy)
+    proxy.set_defaults(func=run_console_proxy)
     renew = verbs.add_parser("renew", help="reissue every certificate expiring soon")
     renew.add_argument("--within-days", type=int, default=30)
     renew.add_argument("--days", type=int, default=LEAF_DAYS)
@@ -67,6 +73,14 @@ def run_issue(args: argparse.Namespace) -> ExitCode:
     certs = site_pki(args).issue(args.host, args.name, args.address, args.days)
     print(f"{certs.server_cert}\n{certs.client_cert}\nclient DN: {certs.client_dn}\n"
           f"not after: {certs.not_after.isoformat()}")
+    return ExitCode.OK
+
+
+def run_console_proxy(args: argparse.Namespace) -> ExitCode:
+    pki = site_pki(args)
+    cert, key = pki.issue_console_proxy(args.name, args.days)
+    print(f"[vnc] vencrypt_client_cert = {cert}\n[vnc] vencrypt_client_key = {key}\n"
+          f"[vnc] vencrypt_ca_certs = {pki.console_ca_cert_path}")
     return ExitCode.OK
 
 

@@ -11,7 +11,10 @@ value comes from:
   ``[placement]`` keystoneauth options, with passwords by reference to a credential set
   (:mod:`metalctl.credentials`), the libvirt driver and live migration, ``state_path``;
 * the host: ``[DEFAULT] host`` (its name) and ``my_ip`` (its management address), which
-  also receives live migrations (``[libvirt] live_migration_inbound_addr``);
+  also receives live migrations (``[libvirt] live_migration_inbound_addr``) and serves
+  the guests' VNC consoles (``[vnc] server_listen``, ``server_proxyclient_address``:
+  Nova's default is 127.0.0.1, which no console proxy on another machine reaches, and
+  which a live migration carries to the destination as it is);
 * the site PKI: native-TLS live migration uses QEMU's and libvirt's default certificate
   directories, which the harden stage fills from ``metalctl pki`` (rules LVT-*, QMU-002);
   Nova has no option naming them, so rendering checks instead that the host's
@@ -75,6 +78,8 @@ class NovaSite:
     ram_allocation_ratio: float | None = None
     pci_report_in_placement: bool = False
     graceful_shutdown_timeout: int | None = None
+    vnc_enabled: bool = True
+    novncproxy_base_url: str | None = None
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
@@ -107,6 +112,7 @@ def site_from_dict(data: Mapping[str, Any] | None, label: str = "site",
         user, secret = cred.username, cred.password
     lv = data.get("libvirt") or {}
     mig = lv.get("live_migration") or {}
+    vnc = data.get("vnc") or {}
     return NovaSite(
         transport_hosts=tuple(t["hosts"]), transport_user=rabbit.username,
         transport_password=rabbit.password, virtual_host=t.get("virtual_host", "/"),
@@ -119,6 +125,8 @@ def site_from_dict(data: Mapping[str, Any] | None, label: str = "site",
         ram_allocation_ratio=data.get("ram_allocation_ratio"),
         pci_report_in_placement=data.get("pci_report_in_placement", False),
         graceful_shutdown_timeout=data.get("graceful_shutdown_timeout"),
+        vnc_enabled=vnc.get("enabled", True),
+        novncproxy_base_url=vnc.get("novncproxy_base_url"),
         options=data.get("options") or {})
 
 
@@ -261,6 +269,7 @@ def render(plan: Mapping[str, Any], site: NovaSite, host: str, my_ip: str,
             _set_plan(conf, section, option, value)
     _report_in_placement(conf, site, nova.get("pci") or {})
     _libvirt(conf, site, my_ip)
+    _vnc(conf, site, my_ip)
     _placement(conf, site)
     conf.set("oslo_concurrency", "lock_path", str(Path(site.state_path, "locks")))
     _site_options(conf, site, host)
@@ -312,6 +321,20 @@ def _libvirt(conf: NovaConf, site: NovaSite, my_ip: str) -> None:
     conf.set("libvirt", "live_migration_scheme", site.migration_scheme)
     conf.set("libvirt", "live_migration_with_native_tls", _scalar(site.native_tls))
     conf.set("libvirt", "live_migration_inbound_addr", my_ip)
+
+
+def _vnc(conf: NovaConf, site: NovaSite, my_ip: str) -> None:
+    """Consoles on the management address, as ``my_ip``: QEMU listens there (with TLS
+    and client certificates of the console CA, rule QMU-005/007) and the console proxy
+    connects there. A live migration moves the listen address to the destination's
+    ``server_listen``."""
+    conf.set("vnc", "enabled", _scalar(site.vnc_enabled))
+    if not site.vnc_enabled:
+        return
+    conf.set("vnc", "server_listen", my_ip)
+    conf.set("vnc", "server_proxyclient_address", my_ip)
+    if site.novncproxy_base_url:
+        conf.set("vnc", "novncproxy_base_url", site.novncproxy_base_url)
 
 
 def _placement(conf: NovaConf, site: NovaSite) -> None:

@@ -24,7 +24,11 @@ only checks names and accepted every bad value below):
    overlap), ``json.loads`` plus Nova's ``Whitelist`` for ``[pci] device_spec`` and its
    alias parser for ``[pci] alias``;
 4. metalctl's allow-list where Nova takes any string (``ALLOWED``), and the compute
-   policy: no database sections (a standalone compute; with them it tries DB access).
+   policy: no database sections (a standalone compute; with them it tries DB access);
+   consoles, when ``[vnc] enabled``: QEMU listens on ``server_listen`` and the proxy
+   connects to ``server_proxyclient_address``, so both are the management address
+   (``my_ip``): not loopback (no proxy elsewhere reaches it; Nova's default), not a
+   wildcard (consoles on tenant and public networks too).
 """
 
 from __future__ import annotations
@@ -270,6 +274,37 @@ def check_pci(chk: Checker, sections: dict[str, dict[str, list[str]]]) -> None:
             CONF.clear_override("alias", group="pci")
 
 
+def _last(sections: dict[str, dict[str, list[str]]], section: str, option: str,
+          default: str | None = None) -> str | None:
+    values = sections.get(section, {}).get(option)
+    return values[-1] if values else default
+
+
+def check_consoles(chk: Checker, sections: dict[str, dict[str, list[str]]]) -> None:
+    """``[vnc]`` on the management address (module docstring, point 4)."""
+    import ipaddress
+
+    from oslo_config import types
+
+    if not types.Boolean()(_last(sections, "vnc", "enabled", "true")):
+        return
+    my_ip = _last(sections, "DEFAULT", "my_ip")
+    for option in ("server_listen", "server_proxyclient_address"):
+        value = _last(sections, "vnc", option, "127.0.0.1")  # Nova's default
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            address = None  # a host name: Nova's HostAddressOpt already judged it
+        if value == "localhost" or (address is not None and address.is_loopback):
+            chk.error("vnc", option, f"{value} is loopback: no console proxy on another "
+                                     "machine reaches it; use the management address (my_ip)")
+        elif address is not None and address.is_unspecified:
+            chk.error("vnc", option, f"{value} listens on every network, tenant and public "
+                                     "ones too; use the management address (my_ip)")
+        elif my_ip and value != my_ip:
+            chk.warn("vnc", option, f"{value} is not [DEFAULT] my_ip ({my_ip})")
+
+
 def parse(text: str) -> dict[str, dict[str, list[str]]]:
     """Parse configuration text with oslo.config into section -> option -> values."""
     from oslo_config import cfg
@@ -299,6 +334,7 @@ def check_document(text: str, groups: dict[str, dict[str, Any]],
     check_names_and_values(chk, groups, aliases, sections)
     check_cpu_sets(chk, sections)
     check_pci(chk, sections)
+    check_consoles(chk, sections)
     return {"errors": chk.errors, "warnings": chk.warnings}
 
 

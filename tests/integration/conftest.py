@@ -72,6 +72,7 @@ TIERS: dict[str, tuple[str, ...]] = {
     "test_lab_ironic_provnet": ("lab", "provnet"),
     "test_lab_paths": ("venvs",),
     "test_lab_pxe": ("install", "provnet"),
+    "test_live_migration": ("nova", "hosts"),
     "test_nova_lab": ("nova",),
     "test_profile": ("lab",),
     "test_provision_lab": ("install", "provnet", "lab"),

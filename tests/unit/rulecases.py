@@ -60,7 +60,8 @@ BASE: dict[str, dict[str, Any]] = {
 SETS = ("pkg", "groups", "processes", "listening", "binaries")
 #: the site PKI material a case's host is compared with (``pki:NAME`` sources)
 PKI = {n: f"-----BEGIN {n}-----\n-----END {n}-----\n"
-       for n in ("ca", "server_cert", "server_key", "client_cert", "client_key")}
+       for n in ("ca", "server_cert", "server_key", "client_cert", "client_key", "console_ca",
+                 "vnc_server_cert", "vnc_server_key")}
 
 
 def load() -> dict[str, dict[str, list[dict[str, Any]]]]:

@@ -189,6 +189,35 @@ def test_tls_migration_needs_certificates_naming_the_migration_address(
     assert err.value.field == "servercert.pem"
 
 
+def test_consoles_follow_the_management_address(plan: dict, conf: novaconf.NovaConf,
+                                                 pki: SitePKI, creds_file: Path):
+    # Nova's default 127.0.0.1 reaches no console proxy elsewhere, and a live migration
+    # would carry it to the destination: server_listen follows my_ip, as migrations do
+    assert conf.get("vnc", "enabled") == ["true"]
+    assert conf.get("vnc", "server_listen") == [MY_IP]
+    assert conf.get("vnc", "server_proxyclient_address") == [MY_IP]
+    assert conf.get("libvirt", "live_migration_inbound_addr") == [MY_IP]
+    assert conf.get("vnc", "novncproxy_base_url") == []
+    url = "https://console.example.net:6080/vnc_auto.html"
+    site = novaconf.site_from_dict(site_data(vnc={"novncproxy_base_url": url}), "site.yaml",
+                                   creds_file)
+    assert novaconf.render(plan, site, HOST, MY_IP, pki).get("vnc", "novncproxy_base_url") \
+        == [url]
+    off = novaconf.site_from_dict(site_data(vnc={"enabled": False}), "site.yaml", creds_file)
+    rendered = novaconf.render(plan, off, HOST, MY_IP, pki)
+    assert [o for s_, o in rendered.options() if s_ == "vnc"] == ["enabled"]
+    assert rendered.get("vnc", "enabled") == ["false"]
+    with pytest.raises(InputError) as err:  # the site cannot move consoles elsewhere
+        novaconf.render(plan, novaconf.site_from_dict(
+            site_data(options={"vnc": {"server_listen": "0.0.0.0"}}), "site.yaml",
+            creds_file), HOST, MY_IP, pki)
+    assert err.value.field == "nova.options.vnc.server_listen"
+    with pytest.raises(InputError) as err:
+        novaconf.site_from_dict(site_data(vnc={"novncproxy_base_url": "console:6080"}),
+                                "site.yaml", creds_file)
+    assert err.value.field.startswith("nova.vnc.novncproxy_base_url")
+
+
 # --- Nova's own option definitions --------------------------------------------------------
 
 
@@ -238,6 +267,18 @@ def test_rendered_config_passes_nova_and_each_bad_value_is_refused(
         "placement plugin option": (_replace(good, "auth_type = password",
                                              "auth_type = passwd"),
                                     "[placement] auth_type", "passwd"),
+        # Nova's own HostAddressOpt refuses what is no address
+        "console address": (_replace(good, f"server_listen = {MY_IP}",
+                                     "server_listen = 10.0.0.300:5900"),
+                            "[vnc] server_listen", "10.0.0.300:5900"),
+        "console on loopback": (_replace(good, f"server_proxyclient_address = {MY_IP}",
+                                         "server_proxyclient_address = 127.0.0.1"),
+                                "[vnc] server_proxyclient_address", "loopback"),
+        "console everywhere": (_replace(good, f"server_listen = {MY_IP}",
+                                        "server_listen = 0.0.0.0"),
+                               "[vnc] server_listen", "every network"),
+        "console by default": (_replace(good, f"server_listen = {MY_IP}\n", ""),
+                               "[vnc] server_listen", "loopback"),
     }
     started = time.monotonic()
     outcomes = novaopts.validate_many({"good": good, **{k: v[0] for k, v in bad.items()}},
