@@ -203,6 +203,10 @@ def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, o
     for rc, want in evidence["expected"].items():  # each field the plan sets
         for field, value in want.items():
             assert evidence["inventories"][rc][field] == value, (rc, field, evidence)
+    # the canary ran nested, confined by AppArmor, and the audit's runtime rule passed
+    checks = {c["name"]: c["status"] for c in evidence["canary"]["checks"]}
+    assert checks["svirt-label"] == "pass", evidence["canary"]
+    assert checks["VRT-002"] == "pass", evidence["canary"]
     assert "nova.conf" not in " ".join(evidence.get("changed", [])), evidence  # not rewritten
     assert _ssh(operator, address, "sha256sum /etc/nova/nova.conf") == conf_before
     with Store(store_path) as store:
