@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import subprocess
 import tempfile
 from pathlib import Path
 
-from metalctl.errors import LabError
-from metalctl_lab import hostimage, novadisk
+from metalctl_lab import hostimage, novadisk, procs
 
 LOG = logging.getLogger(__name__)
 
@@ -116,12 +114,7 @@ def ensure(cache: Path) -> Path:
             {t}/nova.rules {t}/nova-compute.service
           tar -C {t}/merged --numeric-owner {excludes} -cf - . | gzip -6 > {part}
         """
-        proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
-                               "/bin/sh", "-euc", script], capture_output=True, text=True,
-                              check=False)
-        if proc.returncode != 0:
-            raise LabError(reason=f"liveimg build failed (exit {proc.returncode}): "
-                                  f"{proc.stderr.strip()[-400:]}")
+        procs.build_in_mount_ns("liveimg build", script)
         part.chmod(0o644)
         part.replace(out)
     return out

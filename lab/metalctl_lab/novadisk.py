@@ -24,12 +24,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
 from metalctl.errors import LabError
-from metalctl_lab import nova_venv
+from metalctl_lab import nova_venv, procs
 
 LOG = logging.getLogger(__name__)
 
@@ -99,13 +98,8 @@ def ensure() -> Path:
         t = Path(tmp)
         (t / "pyvenv.cfg").write_text(PYVENV_CFG)
         part = t / "nova.img"
-        proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
-                               "/bin/sh", "-euc", BUILD, "build", str(nova_venv.venv_dir()),
-                               str(t), str(part)], capture_output=True, text=True,
-                              check=False)
-        if proc.returncode != 0:
-            raise LabError(reason=f"Nova disk build failed (exit {proc.returncode}): "
-                                  f"{proc.stderr.strip()[-400:]}")
+        procs.build_in_mount_ns("Nova disk build", BUILD, str(nova_venv.venv_dir()), str(t),
+                                str(part))
         part.chmod(0o444)
         part.replace(out)
     return out

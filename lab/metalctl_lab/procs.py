@@ -65,3 +65,19 @@ def http_ready(url: str) -> Callable[[], bool]:
         except requests.RequestException:
             return False
     return check
+
+
+def build_in_mount_ns(what: str, script: str, *args: str) -> None:
+    """Run ``script`` (``sh -eu``, with ``args`` as ``$1``...) in a private mount
+    namespace: the overlays an image build mounts vanish with it, whatever happens.
+
+    Raises:
+        LabError: the script failed; ``what`` and the tail of its stderr say how.
+    """
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
+                           "/bin/sh", "-euc", script, "build", *args],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise LabError(reason=f"{what} failed (exit {proc.returncode}): "
+                              f"{proc.stderr.strip()[-400:]}")
+
