@@ -207,7 +207,7 @@ def _second_login(target: ssh.SshTarget, wait_s: float = 5.0) -> None:
     final."""
     final: list[HostError] = []
 
-    def login() -> bool | None:
+    def login() -> bool:
         try:
             conn = ssh.connect(target)
             try:
@@ -216,7 +216,6 @@ def _second_login(target: ssh.SshTarget, wait_s: float = 5.0) -> None:
                 conn.close()
         except (HostAuthFailed, SshHostKeyMismatch, SshHostKeyUnknown) as exc:
             final.append(exc)  # a refused login or host key is final, not "not yet"
-            return True
         return True
 
     try:
