@@ -105,8 +105,11 @@ def rows_of(report: dict) -> list[dict]:
         if "provision" not in n["steps"]:
             continue  # --only: the other machine went no further
         ev = (n.get("evidence") or {}).get("provision") or {}
+        # the canary on the installed machine (nested TCG): seconds from create per step
+        canary = ((n.get("evidence") or {}).get("handoff") or {}).get("canary") or {}
         rows.append({"node": n["node"], "status": n["status"], "stages": n["timings_s"],
-                     "steps": ev.get("timings") or {}, "reason": n.get("reason")})
+                     "steps": ev.get("timings") or {}, "reason": n.get("reason"),
+                     "canary": canary.get("timeline_s") or {}})
     return rows
 
 
@@ -122,6 +125,8 @@ def show(title: str, wall: float, rows: list[dict], cpu_s: float) -> None:
     for r in rows:
         print(f"  {r['node']:<24} " + " ".join(f"{r['steps'].get(s, float('nan')):.1f}"
                                                for s in STEPS))
+        if r["canary"]:
+            print(f"    canary (nested TCG), s from create: {r['canary']}")
         if r["reason"]:
             print(f"    reason: {r['reason']}")
 
