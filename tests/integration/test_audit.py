@@ -24,10 +24,11 @@ from metalctl.audit.model import FAIL, PASS, WAIVED
 from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
-from metalctl_lab.hosts import HostLab
 from tests.consumers import run, sarif_github_findings, tool, validate_junit
 
-from .test_cli import run as cli
+from .clirun import run as cli
+from .sshhosts import changed_sums as sums
+from .sshhosts import running, site_pki, spec, ssh_policy
 
 RULES = [r for r in rules_mod.load() if "bmc" not in r.platforms]
 SITE = """
@@ -49,15 +50,12 @@ waivers:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    with HostLab(tmp_path_factory.mktemp("audit-hosts"), net=202).running((1, 2, 3, 4)) as hl:
-        yield hl
+    yield from running(tmp_path_factory, "audit-hosts", 202, (1, 2, 3, 4))
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    p = SitePKI(tmp_path_factory.mktemp("audit-pki"), organization="audit site")
-    p.init()
-    return p
+    return site_pki(tmp_path_factory, "audit-pki", "audit site")
 
 
 @pytest.fixture(scope="module")
@@ -67,21 +65,8 @@ def site(tmp_path_factory):
     return hosts.load_site(path)
 
 
-def spec(lab, i):
-    return hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
-                           mgmt_address=lab.address(i))
-
-
 def aopts(lab, pki, site, **kw):
-    return audit.AuditOptions(site=site, pki=pki, key_file=lab.client_key,
-                         known_hosts=lab.known_hosts, **kw)
-
-
-def sums(lab, i):
-    out = lab.exec(i, "find /etc /var -xdev -type f -newer /etc/hostname -print0 2>/dev/null "
-                      "| sort -z | xargs -0 -r sha256sum; find /etc -type f -print0 | sort -z "
-                      "| xargs -0 sha256sum | sha256sum")
-    return out.stdout
+    return audit.AuditOptions(site=site, pki=pki, **ssh_policy(lab), **kw)
 
 
 def expired_cert(pki: SitePKI) -> str:

@@ -17,7 +17,8 @@ from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
 from metalctl_lab.hosts import HostLab
 
-from .test_cli import run as cli
+from .clirun import run as cli
+from .sshhosts import running, site_pki, spec, ssh_policy
 
 RULES = rules_mod.load()
 SITE_OVERRIDES = """
@@ -45,27 +46,19 @@ enabled=1
 
 @pytest.fixture(scope="module")
 def hostlab(tmp_path_factory):
-    with HostLab(tmp_path_factory.mktemp("hosts"), net=201).running((1, 2, 3)) as lab:
-        yield lab
+    yield from running(tmp_path_factory, "hosts", 201, (1, 2, 3))
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    p = SitePKI(tmp_path_factory.mktemp("pki"), organization="metalctl test site")
-    p.init()
-    return p
-
-
-def spec(lab: HostLab, i: int) -> hosts.HostSpec:
-    return hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
-                           mgmt_address=lab.address(i))
+    return site_pki(tmp_path_factory, "pki", "metalctl test site")
 
 
 def options(lab, pki, tmp_path, **kw) -> harden.HardenOptions:
     site_file = tmp_path / "site.yaml"
     site_file.write_text(SITE_OVERRIDES)
-    return harden.HardenOptions(site=hosts.load_site(site_file), pki=pki, key_file=lab.client_key,
-                          known_hosts=lab.known_hosts, **kw)
+    return harden.HardenOptions(site=hosts.load_site(site_file), pki=pki, **ssh_policy(lab),
+                                **kw)
 
 
 def etc_sums(lab: HostLab, i: int) -> str:

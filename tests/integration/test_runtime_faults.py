@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import yaml
-
 from metalctl.store import Store
+
+from .clirun import ipmi_nodes_file, run
 
 PASSWORD = "Hunter2-very-secret"
 
@@ -159,20 +159,14 @@ def echoing_ironic(address: str) -> Iterator[tuple[str, list[bytes]]]:
 
 
 def test_an_ironic_that_echoes_requests_never_gets_credentials_shown_or_stored(tmp_path):
-    nodes = tmp_path / "nodes.yaml"
-    nodes.write_text(yaml.safe_dump({"nodes": [{
-        "name": "echo-1", "driver": "ipmi",
-        "driver_info": {"ipmi_address": "10.0.0.1", "ipmi_username": "admin",
-                        "ipmi_password": PASSWORD, "ipmi_kg_key": KG_KEY},
-        "ports": [{"address": "52:54:00:22:00:01"}]}]}))
+    nodes = ipmi_nodes_file(tmp_path / "nodes.yaml", "echo-1", "10.0.0.1", PASSWORD, KG_KEY,
+                            "52:54:00:22:00:01")
     log = tmp_path / "debug.log"
     store = tmp_path / "store.db"
     with echoing_ironic("127.22.0.20") as (url, received):
         started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", "metalctl", "--debug", "--log-file", str(log), "enroll",
-             "-f", str(nodes), "--ironic-url", url, "--store", str(store), "-o", "json"],
-            capture_output=True, text=True, timeout=120)
+        proc = run(["--debug", "--log-file", str(log), "enroll", "-f", str(nodes),
+                    "--ironic-url", url, "--store", str(store), "-o", "json"], timeout=120)
         elapsed = time.monotonic() - started
     print(f"echoing Ironic: exit {proc.returncode} in {elapsed:.1f}s")
     assert any(PASSWORD.encode() in body for body in received)  # it did get the secret...
