@@ -8,7 +8,6 @@ import datetime as dt
 import importlib.resources
 import json
 import threading
-import time
 
 import jsonschema
 import junitparser
@@ -22,6 +21,7 @@ from metalctl.audit import formats, history, rollup, waivers
 from metalctl.audit import run as audit
 from metalctl.audit.model import FAIL, PASS, WAIVED
 from metalctl.pki import SitePKI
+from metalctl.poll import wait_for
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
 from tests.consumers import run, sarif_github_findings, tool, validate_junit
@@ -164,8 +164,11 @@ def test_unreachable_and_dropped_hosts_are_errors_the_rest_is_reported(lab, pki,
     worker = threading.Thread(target=lambda: out.append(audit.audit(
         [spec(lab, 1), spec(lab, 3), spec(lab, 4)], rules, aopts(lab, pki, site))))
     worker.start()
-    time.sleep(1.5)
-    lab.kill(4)  # drops mid-scan
+    # h4 drops mid-scan: killed once its slow probe runs (a fixed sleep bet on how soon
+    # the scan connects)
+    wait_for(lambda: lab.exec(4, "pgrep -x sleep").returncode == 0, timeout_s=60,
+             interval_s=0.1, what="h4: the audit's slow probe running", ready=bool)
+    lab.kill(4)
     worker.join(60)
     report = out[0]
     by = {h.host: h for h in report.hosts}

@@ -7,13 +7,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from metalctl import harden, hosts
 from metalctl.pki import SitePKI
+from metalctl.poll import wait_for
 from metalctl.rules import catalogue as rules_mod
 from metalctl_lab.hosts import HostLab
 
@@ -204,10 +204,9 @@ def test_interrupted_run_is_reported_and_rerun_converges(hostlab, pki, tmp_path)
     worker.start()
     # kill once the apply has written a first file (a fixed sleep raced the connect on a
     # loaded machine): a few files written, most not
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and worker.is_alive() and hostlab.exec(
-            3, "ls /etc/pki/qemu 2>/dev/null | wc -l").stdout.strip() in ("", "0"):
-        time.sleep(0.2)
+    wait_for(lambda: not worker.is_alive() or hostlab.exec(
+        3, "ls /etc/pki/qemu 2>/dev/null | wc -l").stdout.strip() not in ("", "0"),
+        timeout_s=120, interval_s=0.2, what="h3: a first file written", ready=bool)
     hostlab.kill(3)
     worker.join(60)
     assert result[0].status == "dropped", result[0]

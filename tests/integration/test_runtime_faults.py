@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import select
 import signal
 import socket
 import sqlite3
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from metalctl.poll import wait_for
 from metalctl.store import Store
 
 from .clirun import ipmi_nodes_file, run
@@ -79,11 +81,12 @@ def test_one_sigint_stops_discover_within_seconds_with_exit_130(tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             # a shell without job control starts background jobs with SIGINT ignored
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        deadline = time.monotonic() + 60
-        while len(accepted) < len(silent) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(accepted) >= len(silent), "the probes never reached the silent BMCs"
-        time.sleep(0.5)  # every worker is now blocked in a read
+        # every worker blocked in a read: each silent BMC has its request and answers
+        # nothing (a fixed sleep bet on how soon the requests are sent)
+        wait_for(lambda: len(accepted) >= len(silent) and
+                 len(select.select(accepted, [], [], 0)[0]) == len(accepted),
+                 timeout_s=60, interval_s=0.1, what="a request at every silent BMC",
+                 ready=bool)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         try:
