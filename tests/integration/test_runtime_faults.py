@@ -24,6 +24,7 @@ from metalctl.poll import wait_for
 from metalctl.store import Store
 
 from .clirun import ipmi_nodes_file, run
+from .hostile import send_json
 
 PASSWORD = "Hunter2-very-secret"
 
@@ -124,14 +125,7 @@ def echoing_ironic(address: str) -> Iterator[tuple[str, list[bytes]]]:
             pass
 
         def _send(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            for k, v in _API.items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, code, _API, body)
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             base = f"http://{address}:{self.server.server_address[1]}"
