@@ -15,13 +15,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from metalctl.errors import LabError
 from metalctl_lab import hostimage
+from metalctl_lab.procs import wait_gone, wait_up
 
 
 @dataclass
@@ -157,16 +157,13 @@ mount -t tmpfs -o mode=755,size=16m tmpfs $R/run; mkdir -p $R/run/sshd
 
     def _wait_ssh(self, index: int, proc: subprocess.Popen[bytes],
                   timeout_s: float = 20) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise LabError(reason=f"host h{index} exited; see {self.host_dir(index)}/sshd.log")
+        def listening() -> bool:
             out = subprocess.run(["ip", "netns", "exec", self.netns(index), "ss", "-ltn"],
                                  capture_output=True, text=True, check=False).stdout
-            if ":22 " in out:
-                return
-            time.sleep(0.05)
-        raise LabError(reason=f"host h{index}: sshd did not listen within {timeout_s:.0f} s")
+            return ":22 " in out
+
+        wait_up(f"host h{index}: sshd", listening, lambda: proc.poll() is None,
+                self.host_dir(index) / "sshd.log", timeout_s, interval_s=0.05)
 
     def _pin_host_key(self, index: int) -> None:
         ip = self.address(index)
@@ -187,16 +184,7 @@ mount -t tmpfs -o mode=755,size=16m tmpfs $R/run; mkdir -p $R/run/sshd
         with contextlib.suppress(ProcessLookupError):
             # an nspawn container powers off on SIGTERM; SIGKILL would orphan it
             os.killpg(pid, signal.SIGTERM if graceful else signal.SIGKILL)
-        deadline = time.monotonic() + (20 if graceful else 10)
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.05)
-        else:
+        if not wait_gone([pid], 20 if graceful else 10):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)

@@ -20,14 +20,13 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from metalctl.errors import LabError
 from metalctl_lab import nova_venv, novadisk, peers
-from metalctl_lab.procs import https_ready, spawn
+from metalctl_lab.procs import alive, https_ready, spawn, wait_up
 from metalctl_lab.provnet import ProvNet
 from metalctl_lab.spec import LabState, RackSpec
 
@@ -164,11 +163,8 @@ def _start_libvirtd(directory: Path, state: LabState,
     pid = spawn([*(netns_argv or []), "unshare", "--mount", "--propagation", "private", "--",
                  "/bin/sh", "-euc", script], log)
     state.pids["libvirtd"] = pid
-    deadline = time.monotonic() + 20
-    while not socket_path(directory).exists():
-        if time.monotonic() > deadline:
-            raise LabError(reason=f"private libvirtd did not create its socket; see {log}")
-        time.sleep(0.1)
+    wait_up("private libvirtd (its socket)", socket_path(directory).exists,
+            lambda: alive(pid), log, 20, interval_s=0.1)
     return pid, log
 
 

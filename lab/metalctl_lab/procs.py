@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import requests
 
-from metalctl.errors import LabError
+from metalctl.errors import LabError, WaitTimeout
+from metalctl.poll import wait_for
 
 
 def alive(pid: int) -> bool:
@@ -37,15 +37,43 @@ def spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
 
 
 def wait_ready(what: str, ready: Callable[[], bool], pid: int, log: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """Wait for the peer process ``pid`` to be ready (see :func:`wait_up`)."""
+    wait_up(what, ready, lambda: alive(pid), log, timeout_s)
+
+
+def wait_up(what: str, ready: Callable[[], bool], running: Callable[[], bool], log: Path,
+            timeout_s: float, interval_s: float = 0.2) -> None:
+    """Wait until ``ready()`` while ``running()`` says the process is still there, on
+    metalctl's one wait (:func:`metalctl.poll.wait_for`).
+
+    Raises:
+        LabError: the process exited first (with the tail of its ``log``), or it was not
+            ready within ``timeout_s``.
+    """
+    def check() -> bool:
         if ready():
-            return
-        if not alive(pid):
+            return True
+        if not running():
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
             raise LabError(reason=f"{what} exited during start-up; log {log}:\n{tail}")
-        time.sleep(0.2)
-    raise LabError(reason=f"{what} not ready within {timeout_s:g}s; see {log}")
+        return False
+
+    try:
+        wait_for(check, timeout_s=timeout_s, interval_s=interval_s, what=what, ready=bool)
+    except WaitTimeout:
+        raise LabError(reason=f"{what} not ready within {timeout_s:g}s; see {log}") from None
+
+
+def wait_gone(pids: Iterable[int], timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Wait until none of ``pids`` is alive (children of ours reaped); False when one
+    still is at the deadline (the caller escalates)."""
+    pids = list(pids)
+    try:
+        wait_for(lambda: not any(alive(p) for p in pids), timeout_s=timeout_s,
+                 interval_s=interval_s, what=f"pids {pids} to exit", ready=bool)
+    except WaitTimeout:
+        return False
+    return True
 
 
 def https_ready(url: str, ca: Path) -> Callable[[], bool]:

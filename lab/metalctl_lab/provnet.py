@@ -33,13 +33,12 @@ import os
 import re
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from metalctl.errors import LabError
-from metalctl_lab.procs import alive, spawn
+from metalctl_lab.procs import alive, spawn, wait_gone, wait_up
 
 #: the addresses pinned to lab machines (10.N.0.10 + index); the dynamic range after them
 PIN_BASE = 10
@@ -245,19 +244,18 @@ class ProvNet:
                                      "--user=root", "--group=root", "-C", str(conf)]),
                     self.dnsmasq_log)
         self._pid_file.write_text(str(pid))
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not alive(pid):
-                tail = self.dnsmasq_log.read_text(errors="replace")[-800:]
-                raise LabError(reason=f"dnsmasq exited during start-up: {tail}")
-            listening = subprocess.run(self.netns_argv(["ss", "-Hlun", "sport", "=", ":67"]),
-                                       capture_output=True, text=True, check=False).stdout
-            if listening.strip():
-                return pid
-            time.sleep(0.1)
-        self.stop_dnsmasq()
-        raise LabError(reason=f"dnsmasq did not listen on DHCP within {timeout_s:g}s; "
-                              f"see {self.dnsmasq_log}")
+
+        def listening() -> bool:
+            return bool(subprocess.run(self.netns_argv(["ss", "-Hlun", "sport", "=", ":67"]),
+                                       capture_output=True, text=True, check=False).stdout.strip())
+
+        try:
+            wait_up("dnsmasq (DHCP)", listening, lambda: alive(pid), self.dnsmasq_log,
+                    timeout_s, interval_s=0.1)
+        except LabError:
+            self.stop_dnsmasq()
+            raise
+        return pid
 
     @property
     def dnsmasq_started(self) -> bool:
@@ -318,9 +316,6 @@ def _sysctl(key: str, value: str) -> None:
 def _kill_group(pid: int, grace_s: float = 5.0) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.05)
-    if alive(pid):
+    if not wait_gone([pid], grace_s):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

@@ -28,7 +28,6 @@ import os
 import secrets
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 import requests
 
 from metalctl_lab import ironic_conf, libvirt_lab, peers, pki, postgres, prov_ironic
-from metalctl_lab.procs import alive, https_ready, spawn, wait_ready
+from metalctl_lab.procs import alive, https_ready, spawn, wait_gone, wait_ready
 from metalctl_lab.provnet import ProvNet
 from metalctl_lab.spec import LAB_CREDENTIALS, LabState, RackSpec
 
@@ -270,9 +269,7 @@ def down(directory: Path | None = None) -> list[str]:
             except ProcessLookupError:
                 continue
             stopped.append(name)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(p) for p in state.pids.values()):
-        time.sleep(0.1)
+    wait_gone(state.pids.values(), 10, interval_s=0.1)
     for pid in state.pids.values():
         if alive(pid):
             LOG.warning("lab: pid %d ignored SIGTERM; killing", pid)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from metalctl.errors import LabError
+from metalctl_lab.procs import wait_up
 
 SSHD = "/usr/sbin/sshd"
 
@@ -69,15 +69,15 @@ Subsystem sftp internal-sftp
     log = directory / "sshd.log"
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                             stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    deadline = time.monotonic() + 10
-    while True:
+
+    def accepting() -> bool:
         try:
             with socket.create_connection((address, port), timeout=0.5):
-                break
+                return True
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise LabError(reason=f"sshd did not start; see {log}") from None
-            time.sleep(0.1)
+            return False
+
+    wait_up("sshd", accepting, lambda: proc.poll() is None, log, 10, interval_s=0.1)
     host_pub = Path(f"{host_key}.pub").read_text().split()
     known = directory / "known_hosts"
     name = address if port == 22 else f"[{address}]:{port}"

@@ -69,15 +69,12 @@ def evaluate(facts: BmcFacts, rules: list[Rule],
 
 def to_result(facts: BmcFacts, rule: Rule, v: Verdict) -> Result:
     """The report's result of one verdict (remediation only on a failure)."""
-    return Result(
-        host=facts.label, rule=rule.id, title=rule.title, severity=rule.severity,
-        status=v.status,
-        evidence=Evidence(source=facts.source,
-                          expected=None if v.expected is None else str(v.expected),
-                          actual=None if v.actual is None else str(v.actual),
-                          detail=v.detail),
-        remediation=rule.remediation if v.status == FAIL else None,
-        references=rule.references, tags=list(rule.tags))
+    return Result.of(rule, facts.label, v.status,
+                     Evidence(source=facts.source,
+                              expected=None if v.expected is None else str(v.expected),
+                              actual=None if v.actual is None else str(v.actual),
+                              detail=v.detail),
+                     rule.remediation)
 
 
 def _unread(facts: BmcFacts, fact: str) -> Verdict | None:
@@ -87,6 +84,17 @@ def _unread(facts: BmcFacts, fact: str) -> Verdict | None:
     if fact in facts.unread:
         return Verdict(NOTCHECKED, detail=facts.unread[fact])
     return None
+
+
+def _answer(facts: BmcFacts, fact: str, attr: str, untried: str) -> Any:
+    """What the probe ``fact`` saw (its ``attr``), or the verdict when it saw nothing:
+    the fact not read (error, notchecked), or the probe never made (``untried``)."""
+    missing = _unread(facts, fact)
+    if missing:
+        return missing
+    probe = facts.probes.get(fact)
+    seen = None if probe is None else getattr(probe, attr)
+    return Verdict(ERROR, detail=untried) if seen is None else seen
 
 
 def bios_drift(facts: BmcFacts, site: Mapping[str, Any]) -> Verdict:
@@ -173,29 +181,23 @@ def _refused(fact: str, what: str) -> Callable[[BmcFacts, Mapping[str, Any]], Ve
             return _ipmi_refused(facts)
         if facts.protocol != REDFISH:
             return Verdict(NOTAPPLICABLE, detail=NOT_REDFISH)
-        missing = _unread(facts, fact)
-        if missing:
-            return missing
-        probe = facts.probes.get(fact)
-        if probe is None or probe.http_status is None:
-            return Verdict(ERROR, detail=f"the BMC was not asked {what}")
+        status = _answer(facts, fact, "http_status", f"the BMC was not asked {what}")
+        if isinstance(status, Verdict):
+            return status
         # anything but a refusal fails: DSP0266 requires 401 for a protected resource,
         # and an error page is not proof that the data would not be served
-        return Verdict(PASS if probe.http_status in REFUSED else FAIL, "HTTP 401/403",
-                       f"HTTP {probe.http_status}")
+        return Verdict(PASS if status in REFUSED else FAIL, "HTTP 401/403", f"HTTP {status}")
     judge.__doc__ = f"BMC-00x: GET /redfish/v1/Systems {what} is refused (401/403)."
     return judge
 
 
 def _ipmi_refused(facts: BmcFacts) -> Verdict:
     """BMC-004 on IPMI: an RMCP+ session with a random user and password is refused."""
-    missing = _unread(facts, WRONG_CREDENTIALS)
-    if missing:
-        return missing
-    probe = facts.probes.get(WRONG_CREDENTIALS)
-    if probe is None or probe.refused is None:
-        return Verdict(ERROR, detail="no RMCP+ login with a random user was tried")
-    if probe.refused:
+    refused = _answer(facts, WRONG_CREDENTIALS, "refused",
+                      "no RMCP+ login with a random user was tried")
+    if isinstance(refused, Verdict):
+        return refused
+    if refused:
         return Verdict(PASS, "login refused", "refused")
     return Verdict(FAIL, "login refused", "accepted a random user and password")
 
@@ -206,13 +208,10 @@ def tls(facts: BmcFacts, site: Mapping[str, Any]) -> Verdict:
         return Verdict(NOTAPPLICABLE, detail=NOT_REDFISH)
     if (facts.scheme or "https") != "https":
         return Verdict(FAIL, "https", facts.scheme)
-    missing = _unread(facts, TLS)
-    if missing:
-        return missing
-    probe = facts.probes.get(TLS)
-    if probe is None or probe.verified is None:
-        return Verdict(ERROR, detail="no TLS handshake with the BMC was made")
-    if probe.verified:
+    verified = _answer(facts, TLS, "verified", "no TLS handshake with the BMC was made")
+    if isinstance(verified, Verdict):
+        return verified
+    if verified:
         return Verdict(PASS, "certificate verified", "verified")
     return Verdict(FAIL, "certificate verified", "not trusted by the site CA bundle")
 

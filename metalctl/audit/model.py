@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from metalctl.model.compliance import AuditStatus
+from metalctl.rules.catalogue import Rule
 from metalctl.rules.severity import SEVERITY_RANK, blocks
 
 __all__ = ["SEVERITY_RANK"]  # the audit's modules read the one table through here
@@ -46,6 +47,16 @@ class Result:
     tags: list[str] = field(default_factory=list)
     waiver: dict[str, Any] | None = None  # reason, expires, by (when waived)
     original_status: AuditStatus | None = None  # what a waived result would have been
+
+    @classmethod
+    def of(cls, rule: Rule, host: str, status: AuditStatus, evidence: Evidence,
+           remediation: str | None) -> Result:
+        """``rule``'s result on ``host``: the rule's id, title, severity, references and
+        tags; ``remediation`` is kept only on a failure (nothing to do otherwise)."""
+        return cls(host=host, rule=rule.id, title=rule.title, severity=rule.severity,
+                   status=status, evidence=evidence,
+                   remediation=remediation if status == FAIL else None,
+                   references=rule.references, tags=list(rule.tags))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as a plain dict for JSON reports."""

@@ -24,7 +24,6 @@ from metalctl.audit import history, locate, rollup, waivers
 from metalctl.audit.model import (
     ERROR,
     FAIL,
-    NOTAPPLICABLE,
     NOTCHECKED,
     PASS,
     Evidence,
@@ -38,6 +37,7 @@ from metalctl.credentials import CredentialSet
 from metalctl.errors import describe
 from metalctl.exitcodes import ExitCode
 from metalctl.hosts import HostSpec, allowed_dns, gather_facts, pki_material, ssh_target
+from metalctl.model.compliance import CheckStatus
 from metalctl.model.node import Event, Lifecycle
 from metalctl.pki import SitePKI
 from metalctl.rules import engine
@@ -47,9 +47,6 @@ from metalctl.store import Store, now
 
 STAGE = "audit"
 
-MAP = {engine.COMPLIANT: PASS, engine.CHANGE: FAIL, engine.MANUAL: FAIL,
-       engine.DEFERRED: FAIL, engine.NOTAPPLICABLE: NOTAPPLICABLE,
-       engine.NOTCHECKED: NOTCHECKED, engine.ERROR: ERROR}
 
 
 @dataclass
@@ -110,7 +107,7 @@ def to_result(host: str, rule: Rule, o: engine.CheckOutcome,
 
     ``where`` is the file and line the finding is about (:func:`locate.locate`), when known.
     """
-    status = MAP.get(o.status, ERROR)
+    status = CheckStatus(o.status).audit
     if o.status == engine.REPORT:
         status = _report_status(o.detail)
     if o.status == engine.ERROR and o.missing == "pki":
@@ -122,14 +119,11 @@ def to_result(host: str, rule: Rule, o: engine.CheckOutcome,
          "file_modes": "stat"}.get(rule.kind)
     if isinstance(source, str) and "{" in source:
         source = where[0]
-    return Result(host=host, rule=rule.id, title=rule.title, severity=rule.severity,
-                  status=status,
-                  evidence=Evidence(source=source if isinstance(source, str) else None,
-                                    expected=o.expected, actual=o.actual,
-                                    detail=o.detail or None, file=where[0],
-                                    line=where[1]),
-                  remediation=remediation(rule, o.status, o.fix) if status == FAIL else None,
-                  references=rule.references, tags=list(rule.tags))
+    return Result.of(rule, host, status,
+                     Evidence(source=source if isinstance(source, str) else None,
+                              expected=o.expected, actual=o.actual, detail=o.detail or None,
+                              file=where[0], line=where[1]),
+                     remediation(rule, o.status, o.fix))
 
 
 def _report_status(detail: str) -> str:

@@ -74,26 +74,43 @@ def wait_service(api: NovaApi, host: str, timeout_s: float, read_log: Callable[[
         RegistrationFailed: the log gave a reason, or the time ran out (with the log's
             last line).
     """
-    deadline = time.monotonic() + timeout_s
     next_log = 0.0
-    text = ""
-    while True:
+
+    def up() -> dict[str, Any] | None:
+        nonlocal next_log
         svc = api.service(host)
         if svc and svc["state"] == "up" and (not started_at or _reported_since(svc, started_at)):
             return svc
-        if time.monotonic() >= next_log or time.monotonic() > deadline:
+        if time.monotonic() >= next_log:
             # the log costs a round trip to the host: read it every LOG_EVERY_S, not per poll
-            text, next_log = read_log(), time.monotonic() + LOG_EVERY_S
-        line = log_failure(text)
-        if line and not _INVALID.search(line):  # a config complaint is judged by verify
-            raise RegistrationFailed(host=host, reason=f"nova-compute failed: {line}",
-                                     log_line=line)
-        if time.monotonic() > deadline:
-            last = (text.strip().splitlines() or ["(its log is empty)"])[-1]
-            raise RegistrationFailed(host=host, reason=f"nova-compute not up within "
-                                     f"{timeout_s:g} s; its log ends: {last[-300:]}",
-                                     log_line=line)
-        time.sleep(POLL_S)
+            _raise_failed(host, read_log())
+            next_log = time.monotonic() + LOG_EVERY_S
+        return None
+
+    try:
+        return poll.wait_for(up, timeout_s=timeout_s, interval_s=POLL_S,
+                             what=f"host {host}: nova-compute up")
+    except WaitTimeout:
+        text = read_log()  # the log as it ends at the deadline
+        line = _raise_failed(host, text)
+        last = (text.strip().splitlines() or ["(its log is empty)"])[-1]
+        raise RegistrationFailed(host=host, reason=f"nova-compute not up within "
+                                 f"{timeout_s:g} s; its log ends: {last[-300:]}",
+                                 log_line=line) from None
+
+
+def _raise_failed(host: str, text: str) -> str | None:
+    """Raise when nova-compute's log says it failed; else its configuration complaint
+    (judged by verify), if any.
+
+    Raises:
+        RegistrationFailed: the log's failure line.
+    """
+    line = log_failure(text)
+    if line and not _INVALID.search(line):
+        raise RegistrationFailed(host=host, reason=f"nova-compute failed: {line}",
+                                 log_line=line)
+    return line
 
 
 def _reported_since(svc: dict[str, Any], started_at: float) -> bool:

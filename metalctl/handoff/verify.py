@@ -14,20 +14,23 @@ the provider is found through the hypervisor (its id is the provider's uuid; its
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 from metalctl import cpulist
+from metalctl.errors import WaitTimeout
 from metalctl.handoff.model import Mismatch
 from metalctl.handoff.nova_api import NovaApi
 from metalctl.handoff.novaconf import NovaConf
+from metalctl.poll import wait_for
 
 INITIAL_CPU_ALLOCATION_RATIO = 4.0  # nova 34 [DEFAULT] initial_cpu_allocation_ratio
 RESERVED_HOST_MEMORY_MB = 512       # nova 34 [DEFAULT] reserved_host_memory_mb
 #: libvirt's memory total moves while a host runs (page cache, balloon: LAB.md saw
 #: 7514 -> 9178 MiB in one session), and nova reads it once per resource update
 MEMORY_TOLERANCE = 0.25
+#: how often Placement is read while nova-compute reports its first inventories
+POLL_S = 0.5
 
 
 def expected(conf: NovaConf) -> dict[str, dict[str, Any]]:
@@ -81,13 +84,14 @@ def wait_inventories(api: NovaApi, provider: str, want: dict[str, dict[str, Any]
     Returns:
         The last inventories, the mismatches (empty: verified) and the log line.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def read() -> tuple[dict, list[Mismatch], str | None]:
         inventories = api.inventories(provider)
         mismatches = compare(want, inventories, libvirt_memory_mb)
-        if not mismatches:
-            return inventories, [], None
-        line = complaint()
-        if line or time.monotonic() > deadline:
-            return inventories, mismatches, line
-        time.sleep(0.5)
+        return inventories, mismatches, complaint() if mismatches else None
+
+    try:
+        return wait_for(read, timeout_s=timeout_s, interval_s=POLL_S,
+                        what=f"resource provider {provider}: inventories as planned",
+                        ready=lambda seen: not seen[1] or bool(seen[2]))
+    except WaitTimeout as exc:
+        return exc.last  # what was seen at the deadline: the mismatches say the rest

@@ -55,3 +55,16 @@ class CheckStatus(ValueEnum):
     REPORT = "report"              # informational (pending updates)
     MANUAL = "manual"              # not compliant, no automatic fix (audit: fail)
     ERROR = "error"
+
+    @property
+    def audit(self) -> AuditStatus:
+        """How an audit reports this outcome: whatever is not compliant fails (a change, a
+        manual fix, one deferred to a reboot). ``report`` is informational: its detail
+        decides (``metalctl.audit.run``), so it maps to ``error`` here."""
+        return _AUDIT_OF.get(self, AuditStatus.ERROR)
+
+
+_AUDIT_OF = {CheckStatus.COMPLIANT: AuditStatus.PASS, CheckStatus.CHANGE: AuditStatus.FAIL,
+             CheckStatus.MANUAL: AuditStatus.FAIL, CheckStatus.DEFERRED: AuditStatus.FAIL,
+             CheckStatus.NOTAPPLICABLE: AuditStatus.NOTAPPLICABLE,
+             CheckStatus.NOTCHECKED: AuditStatus.NOTCHECKED, CheckStatus.ERROR: AuditStatus.ERROR}

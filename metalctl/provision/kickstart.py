@@ -291,6 +291,16 @@ def _ip(text: str, label: str, where: str) -> str:
         raise InputError(label, where, f"{text!r} is not an IP address") from None
 
 
+def _interface(text: str, label: str, where: str,
+               version: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """``address/prefix`` of IP ``version`` (4 or 6), or an input error naming the field."""
+    try:
+        return ipaddress.IPv4Interface(text) if version == 4 else ipaddress.IPv6Interface(text)
+    except ValueError:
+        raise InputError(label, where, f"{text!r} is not an IPv{version} "
+                                       "address/prefix") from None
+
+
 # --- the node ----------------------------------------------------------------------------
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -342,11 +352,7 @@ def _network(node: KickstartNode, site: KickstartSite) -> dict[str, Any]:
                            "nameservers": [_ip(n, where, "nameservers") for n in
                                            node.nameservers] or list(site.nameservers)}
     if node.address:
-        try:
-            iface = ipaddress.IPv4Interface(node.address)
-        except ValueError:
-            raise InputError(where, "address", f"{node.address!r} is not an IPv4 "
-                                               "address/prefix") from None
+        iface = _interface(node.address, where, "address", 4)
         net.update(bootproto="static", ip=str(iface.ip), netmask=str(iface.netmask))
         if node.gateway:
             gw = ipaddress.IPv4Address(_ip(node.gateway, where, "gateway"))
@@ -356,12 +362,7 @@ def _network(node: KickstartNode, site: KickstartSite) -> dict[str, Any]:
     elif node.gateway:
         raise InputError(where, "gateway", "a gateway needs a static address (DHCP gives one)")
     if node.address6:
-        try:
-            iface6 = ipaddress.IPv6Interface(node.address6)
-        except ValueError:
-            raise InputError(where, "address6", f"{node.address6!r} is not an IPv6 "
-                                                "address/prefix") from None
-        net["ipv6"] = str(iface6.with_prefixlen)
+        net["ipv6"] = _interface(node.address6, where, "address6", 6).with_prefixlen
         if node.gateway6:
             net["ipv6_gateway"] = _ip(node.gateway6, where, "gateway6")
     return net

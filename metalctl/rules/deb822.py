@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from metalctl.rules.edit import replace_once
+
 
 @dataclass
 class Stanza:
@@ -62,20 +64,8 @@ def render(stanzas: list[Stanza]) -> str:
 def set_field(stanza: Stanza, name: str, value: str) -> Stanza:
     """The stanza with ``name`` set to ``value`` (replacing every line of its old value,
     continuation lines of an inline key included), appended when absent."""
-    out: list[str] = []
-    skipping = done = False
-    for line in stanza.lines:
-        if skipping and line[:1] in (" ", "\t"):
-            continue
-        skipping = False
-        if not line.startswith("#") and line.partition(":")[0].strip().lower() == name.lower() \
-                and ":" in line:
-            skipping = True
-            if not done:
-                out.append(f"{name}: {value}")
-                done = True
-            continue
-        out.append(line)
+    out, done = replace_once(stanza.lines, lambda line: _names(line, name),
+                             f"{name}: {value}", _continues)
     if not done:
         out.append(f"{name}: {value}")
     return _stanza(out)
@@ -83,16 +73,19 @@ def set_field(stanza: Stanza, name: str, value: str) -> Stanza:
 
 def drop_field(stanza: Stanza, name: str) -> Stanza:
     """The stanza without ``name``."""
-    out: list[str] = []
-    skipping = False
-    for line in stanza.lines:
-        if skipping and line[:1] in (" ", "\t"):
-            continue
-        skipping = not line.startswith("#") and ":" in line and \
-            line.partition(":")[0].strip().lower() == name.lower()
-        if not skipping:
-            out.append(line)
-    return _stanza(out)
+    return _stanza(replace_once(stanza.lines, lambda line: _names(line, name), None,
+                                _continues)[0])
+
+
+def _names(line: str, name: str) -> bool:
+    """Does ``line`` start the field ``name`` (case-insensitive)?"""
+    return not line.startswith("#") and ":" in line and \
+        line.partition(":")[0].strip().lower() == name.lower()
+
+
+def _continues(line: str) -> bool:
+    """A continuation line: it belongs to the field above it."""
+    return line[:1] in (" ", "\t")
 
 
 def disable(stanza: Stanza, why: str) -> Stanza:

@@ -10,7 +10,28 @@ run is a no-op.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from typing import Any
+
+
+def replace_once(lines: Iterable[str], matches: Callable[[str], bool], new: str | None,
+                 continues: Callable[[str], bool] | None = None) -> tuple[list[str], bool]:
+    """The lines with the first that ``matches`` replaced by ``new`` and every other match
+    removed (``new`` None: every match removed), and whether ``new`` went in. Lines that
+    ``continues`` right after a match belong to it and go with it. The one way every
+    editor here sets a key: one assignment, where the first one stood."""
+    out: list[str] = []
+    done = skipping = False
+    for line in lines:
+        if skipping and continues is not None and continues(line):
+            continue
+        skipping = matches(line)
+        if not skipping:
+            out.append(line)
+        elif new is not None and not done:
+            out.append(new)
+            done = True
+    return out, done
 
 # --- libvirt's conf syntax (libvirtd.conf, qemu.conf): key = value ---------------------
 
@@ -44,20 +65,13 @@ def get_kv(text: str, key: str, sep: str = "=") -> str | None:
 def set_kv(text: str, key: str, rendered: str | None, sep: str = "=") -> str:
     """Set ``key`` to the rendered value (None: remove every assignment)."""
     pattern = _assign_re(key, sep)
-    out: list[str] = []
-    done = False
-    for line in text.splitlines():
-        if pattern.match(line):
-            if rendered is not None and not done:
-                out.append(f"{key} {sep} {rendered}" if sep == "=" else f"{key} {rendered}")
-                done = True
-            continue
-        out.append(line)
-    if rendered is not None and not done:
+    line = None if rendered is None else \
+        f"{key} {sep} {rendered}" if sep == "=" else f"{key} {rendered}"
+    out, done = replace_once(text.splitlines(), lambda s: bool(pattern.match(s)), line)
+    if line is not None and not done:
         if out and out[-1].strip():
             out.append("")
-        out.append("# set by metalctl harden")
-        out.append(f"{key} {sep} {rendered}" if sep == "=" else f"{key} {rendered}")
+        out += ["# set by metalctl harden", line]
     return "\n".join(out) + "\n"
 
 
@@ -80,17 +94,9 @@ def set_shell(text: str, key: str, value: str | None, quote: bool = False) -> st
     A None value removes the key.
     """
     pattern = re.compile(rf"^\s*{re.escape(key)}=")
-    rendered = f'{key}="{value}"' if quote else f"{key}={value}"
-    out: list[str] = []
-    done = False
-    for line in text.splitlines():
-        if pattern.match(line):
-            if value is not None and not done:
-                out.append(rendered)
-                done = True
-            continue
-        out.append(line)
-    if value is not None and not done:
+    rendered = None if value is None else f'{key}="{value}"' if quote else f"{key}={value}"
+    out, done = replace_once(text.splitlines(), lambda s: bool(pattern.match(s)), rendered)
+    if rendered is not None and not done:
         out.append(rendered)
     return "\n".join(out) + "\n"
 
@@ -184,16 +190,11 @@ def sshd_directives(text: str) -> list[tuple[int, str, str]]:
 
 def set_sshd(text: str, keyword: str, value: str) -> str:
     """Set ``Keyword value`` once (in place of the first, every other line of it removed)."""
-    out: list[str] = []
-    done = False
-    for line in text.splitlines():
+    def sets(line: str) -> bool:
         words = line.split(None, 1)
-        if words and words[0].lower() == keyword.lower():
-            if not done:
-                out.append(f"{keyword} {value}")
-                done = True
-            continue
-        out.append(line)
+        return bool(words) and words[0].lower() == keyword.lower()
+
+    out, done = replace_once(text.splitlines(), sets, f"{keyword} {value}")
     if not done:
         out.append(f"{keyword} {value}")
     return "\n".join(out) + "\n"
@@ -224,26 +225,23 @@ def get_sysctl(text: str, key: str) -> str | None:
     """The value of the last assignment of ``key`` (``-key`` too), or None."""
     value = None
     for line in text.splitlines():
-        name, sep, rest = line.partition("=")
-        if sep and not name.lstrip().startswith(("#", ";")) and \
-                name.strip().lstrip("-").replace("/", ".") == key:
-            value = rest.strip()
+        if _sysctl_key(line) == key:
+            value = line.partition("=")[2].strip()
     return value
+
+
+def _sysctl_key(line: str) -> str | None:
+    """The key a sysctl.d line assigns (``-key`` and ``a/b`` spellings folded), or None."""
+    name, sep, _ = line.partition("=")
+    if not sep or name.lstrip().startswith(("#", ";")):
+        return None
+    return name.strip().lstrip("-").replace("/", ".")
 
 
 def set_sysctl(text: str, key: str, value: str) -> str:
     """Set ``key = value`` once (in place of the first assignment, others removed)."""
-    out: list[str] = []
-    done = False
-    for line in text.splitlines():
-        name, sep, _ = line.partition("=")
-        if sep and not name.lstrip().startswith(("#", ";")) and \
-                name.strip().lstrip("-").replace("/", ".") == key:
-            if not done:
-                out.append(f"{key} = {value}")
-                done = True
-            continue
-        out.append(line)
+    out, done = replace_once(text.splitlines(), lambda s: _sysctl_key(s) == key,
+                             f"{key} = {value}")
     if not done:
         out.append(f"{key} = {value}")
     return "\n".join(out) + "\n"

@@ -29,6 +29,7 @@ from metalctl.rules.plan import (
     NOTAPPLICABLE,
     NOTCHECKED,
     REPORT,
+    Check,
     CheckOutcome,
     Context,
     FileChange,
@@ -83,8 +84,8 @@ def evaluate(rules: list[Rule], facts: HostFacts, ctx: Context) -> RulePlan:
         evaluate_kind = kinds.get(rule.kind).evaluate
         if evaluate_kind is None:  # evaluated elsewhere (the BMC audit)
             continue
-        plan.outcomes.append(evaluate_kind(rule, render(rule.check, variables), facts, ws,
-                                           plan, ctx))
+        plan.outcomes.append(evaluate_kind(Check(rule, render(rule.check, variables), facts,
+                                                 ws, plan, ctx)))
     plan.files = ws.changes()
     changed_rules = {o.rule for o in plan.outcomes if o.status == CHANGE}
     for rule in rules:

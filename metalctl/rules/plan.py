@@ -241,6 +241,33 @@ def manual(rule: Rule, expected: Any, actual: Any, fix: str | None = None) -> Ch
     return outcome(rule, MANUAL, fix or rule.remediation or "", expected, actual, fix=fix)
 
 
+@dataclass(frozen=True)
+class Check:
+    """One rule's evaluation on one host: everything a kind's ``evaluate`` receives.
+
+    ``body`` is the rule's ``check:`` mapping rendered with the host's variables; ``ws``
+    holds the planned file contents, ``plan`` collects commands, guarded files and reboot
+    notes, ``ctx`` is the site's rendering context.
+    """
+
+    rule: Rule
+    body: dict[str, Any]
+    facts: HostFacts
+    ws: Workspace
+    plan: RulePlan
+    ctx: Context
+
+    def outcome(self, status: CheckStatus, detail: str = "", expected: Any = None,
+                actual: Any = None, missing: str | None = None,
+                fix: str | None = None) -> CheckOutcome:
+        """This rule's outcome (see :func:`outcome`)."""
+        return outcome(self.rule, status, detail, expected, actual, missing, fix)
+
+    def manual(self, expected: Any, actual: Any, fix: str | None = None) -> CheckOutcome:
+        """Not compliant, no automatic fix (see :func:`manual`)."""
+        return manual(self.rule, expected, actual, fix)
+
+
 def lsm_active(lsm: str, facts: HostFacts) -> bool:
     """Is this LSM enforcing in the running kernel?"""
     return facts.selinux_enabled if lsm == "selinux" else facts.apparmor_enabled if \

@@ -21,6 +21,19 @@ from typing import Any
 
 Answer = tuple[int, dict[str, str], Any]
 
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str],
+              payload: Any) -> None:
+    """Answer with ``payload`` (bytes as they are, anything else as JSON) and a length."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    handler.send_response(status)
+    for k, v in headers.items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
 SERVICE_ROOT = {"@odata.id": "/redfish/v1/", "Id": "RootService", "Name": "Root Service",
                 "RedfishVersion": "1.11.0", "Vendor": "Hostile",
                 "Systems": {"@odata.id": "/redfish/v1/Systems"},
@@ -107,14 +120,7 @@ class HostileRedfish:
                         return  # the client hung up: that is the point
                     self.wfile.write(b"0\r\n\r\n")
                     return
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, headers, payload)
 
             do_GET = do_POST = do_PATCH = do_DELETE = _answer  # noqa: N815
 

@@ -8,7 +8,6 @@ import datetime as dt
 import importlib.resources
 import json
 import threading
-import time
 
 import jsonschema
 import junitparser
@@ -22,12 +21,14 @@ from metalctl.audit import formats, history, rollup, waivers
 from metalctl.audit import run as audit
 from metalctl.audit.model import FAIL, PASS, WAIVED
 from metalctl.pki import SitePKI
+from metalctl.poll import wait_for
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
-from metalctl_lab.hosts import HostLab
 from tests.consumers import run, sarif_github_findings, tool, validate_junit
 
-from .test_cli import run as cli
+from .clirun import run as cli
+from .sshhosts import changed_sums as sums
+from .sshhosts import running, site_pki, spec, ssh_policy
 
 RULES = [r for r in rules_mod.load() if "bmc" not in r.platforms]
 SITE = """
@@ -49,15 +50,12 @@ waivers:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    with HostLab(tmp_path_factory.mktemp("audit-hosts"), net=202).running((1, 2, 3, 4)) as hl:
-        yield hl
+    yield from running(tmp_path_factory, "audit-hosts", 202, (1, 2, 3, 4))
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    p = SitePKI(tmp_path_factory.mktemp("audit-pki"), organization="audit site")
-    p.init()
-    return p
+    return site_pki(tmp_path_factory, "audit-pki", "audit site")
 
 
 @pytest.fixture(scope="module")
@@ -67,21 +65,8 @@ def site(tmp_path_factory):
     return hosts.load_site(path)
 
 
-def spec(lab, i):
-    return hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
-                           mgmt_address=lab.address(i))
-
-
 def aopts(lab, pki, site, **kw):
-    return audit.AuditOptions(site=site, pki=pki, key_file=lab.client_key,
-                         known_hosts=lab.known_hosts, **kw)
-
-
-def sums(lab, i):
-    out = lab.exec(i, "find /etc /var -xdev -type f -newer /etc/hostname -print0 2>/dev/null "
-                      "| sort -z | xargs -0 -r sha256sum; find /etc -type f -print0 | sort -z "
-                      "| xargs -0 sha256sum | sha256sum")
-    return out.stdout
+    return audit.AuditOptions(site=site, pki=pki, **ssh_policy(lab), **kw)
 
 
 def expired_cert(pki: SitePKI) -> str:
@@ -179,8 +164,11 @@ def test_unreachable_and_dropped_hosts_are_errors_the_rest_is_reported(lab, pki,
     worker = threading.Thread(target=lambda: out.append(audit.audit(
         [spec(lab, 1), spec(lab, 3), spec(lab, 4)], rules, aopts(lab, pki, site))))
     worker.start()
-    time.sleep(1.5)
-    lab.kill(4)  # drops mid-scan
+    # h4 drops mid-scan: killed once its slow probe runs (a fixed sleep bet on how soon
+    # the scan connects)
+    wait_for(lambda: lab.exec(4, "pgrep -x sleep").returncode == 0, timeout_s=60,
+             interval_s=0.1, what="h4: the audit's slow probe running", ready=bool)
+    lab.kill(4)
     worker.join(60)
     report = out[0]
     by = {h.host: h for h in report.hosts}

@@ -21,7 +21,8 @@ from metalctl.audit.model import FAIL
 from metalctl.rules import catalogue
 from metalctl_lab.hosts import HostLab
 
-from .test_audit import sums
+from .sshhosts import changed_sums as sums
+from .sshhosts import running
 
 RULES = [r for r in catalogue.load() if "bmc" not in r.platforms]
 SITE = """
@@ -40,8 +41,7 @@ LISTS = "/var/lib/apt/lists/deb.example_debian-security_dists_bookworm-security"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    with HostLab(tmp_path_factory.mktemp("verdict-hosts"), net=202).running((1,)) as hl:
-        yield hl
+    yield from running(tmp_path_factory, "verdict-hosts", 202, (1,))
 
 
 def run(lab: HostLab, script: str) -> str:

@@ -9,7 +9,6 @@ at the same time as test_lab_pxe in another process.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from metalctl.budget import Budget
 from metalctl.credentials import Credential, CredentialSet, Secret
 from metalctl.errors import BmcAuthFailed
 from metalctl.netaddrs import parse_targets
+from metalctl.poll import wait_for
 from metalctl_lab import rack
 
 SPEC = rack.RackSpec(octet=26, redfish_bmcs=1, systems_per_bmc=1, ipmi_bmcs=1,
@@ -43,10 +43,8 @@ def bmcs(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _eventually(read, want: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (seen := read()) != want:
-        assert time.monotonic() < deadline, f"power state {seen!r}, wanted {want!r}"
-        time.sleep(0.5)
+    wait_for(read, timeout_s=timeout_s, interval_s=0.5, what=f"power state {want!r}",
+             ready=lambda seen: seen == want)
 
 
 def test_redfish_fake_driver_network_boot_from_off_then_restart(bmcs):

@@ -30,6 +30,7 @@ from metalctl.errors import (
     MetalctlError,
     SshHostKeyMismatch,
 )
+from metalctl.poll import wait_for
 from metalctl.provision import dnsmasq
 from metalctl.provision.bootservice import TOKEN_PLACEHOLDER, BootService
 from metalctl.provision.bootstate import BootFiles
@@ -266,9 +267,8 @@ def test_the_periodic_tick_records_timeouts_and_drops_their_tickets(tmp_path, fi
                      tick_s=0.1) as svc:
         svc.add_install("n1", MAC, KICKSTART, FILES, 60)
         clock.offset = 61.0
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and "timeout" not in stages(svc):
-            time.sleep(0.05)
+        wait_for(lambda: "timeout" in stages(svc), timeout_s=5, interval_s=0.05,
+                 what="the tick's timeout record", ready=bool)
         assert stages(svc)[-1] == "timeout"
         assert "n1" not in svc._tickets
 
@@ -646,12 +646,9 @@ def test_the_hijack_fails_against_a_real_metalctl_serve(tmp_path):
         url = f"http://{SERVER}:{port}"
         svc = BootService(SERVER, port, state_dir, public_url=url)  # the stage's side
         svc.add_install("n1", MAC, KICKSTART, BootFiles("http://f/k", "http://f/i"), 600)
-        for _ in range(100):
-            try:
-                if request(svc, "GET", "/healthz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
+        wait_for(lambda: request(svc, "GET", "/healthz")[0] == 200, timeout_s=30,
+                 interval_s=0.1, what="metalctl serve: /healthz", ready=bool,
+                 transient=(OSError,))
         _, script = request(svc, "GET", f"/boot/{MAC_HYPHEN}.ipxe", source=ATTACKER)
         ticket = boot_ticket(script)
         evil = hostkey_lines(tmp_path, "evil").encode()

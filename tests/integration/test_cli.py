@@ -11,22 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .clirun import ipmi_nodes_file, lab_env, run
 from .conftest import SPEC
-
-
-def run(args, env, check_rc=None):
-    proc = subprocess.run([sys.executable, "-m", "metalctl", *args], capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=600)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, proc.stdout + proc.stderr
-    return proc
-
-
-def lab_env(lab, tmp_path):
-    env = lab.__class__.env(lab)
-    env["METALCTL_STORE"] = str(tmp_path / "store.db")
-    env["COLUMNS"] = "200"
-    return env
 
 
 def test_discover_json_contract_and_exit_code(lab, tmp_path):
@@ -82,11 +68,8 @@ def test_no_secret_in_output_logs_or_store(lab, lab_password, ironic, tmp_path):
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("lab: [{username: admin, password: marker-WRONG-pw}]\n")
     wrong.chmod(0o600)
-    nodes = tmp_path / "nodes.yaml"
-    nodes.write_text(yaml.safe_dump({"nodes": [{
-        "name": "from-file", "driver": "ipmi",
-        "driver_info": {"ipmi_address": SPEC.ipmi_address(1), "ipmi_username": "admin",
-                        "ipmi_password": lab_password}}]}))
+    nodes = ipmi_nodes_file(tmp_path / "nodes.yaml", "from-file", SPEC.ipmi_address(1),
+                            lab_password)
     outputs = []
     for args in (["discover", *lab.ranges, "--credentials", "lab"],
                  ["discover", SPEC.redfish_address(0), SPEC.ipmi_address(0),
@@ -134,12 +117,8 @@ def test_kg_key_and_password_masked_at_debug_against_the_lab_ironic(lab, ironic,
     env = lab_env(lab, tmp_path)
     log = tmp_path / "debug.log"
     kg_key, password = "0f1e2d3c4b5a69788796", "marker-file-pw-7f3a"
-    nodes = tmp_path / "nodes.yaml"
-    nodes.write_text(yaml.safe_dump({"nodes": [{
-        "name": "kg-file", "driver": "ipmi",
-        "driver_info": {"ipmi_address": "127.22.0.41", "ipmi_username": "admin",
-                        "ipmi_password": password, "ipmi_kg_key": kg_key},
-        "ports": [{"address": "52:54:00:22:00:41"}]}]}))
+    nodes = ipmi_nodes_file(tmp_path / "nodes.yaml", "kg-file", "127.22.0.41", password,
+                            kg_key, "52:54:00:22:00:41")
     proc = run(["--debug", "--log-file", str(log), "enroll", "--from-file", str(nodes),
                 "--no-manage", "-o", "json"], env, 0)
     assert json.loads(proc.stdout)[0]["action"] == "created"

@@ -7,17 +7,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from metalctl import harden, hosts
 from metalctl.pki import SitePKI
+from metalctl.poll import wait_for
 from metalctl.rules import catalogue as rules_mod
 from metalctl_lab.hosts import HostLab
 
-from .test_cli import run as cli
+from .clirun import run as cli
+from .sshhosts import running, site_pki, spec, ssh_policy
 
 RULES = rules_mod.load()
 SITE_OVERRIDES = """
@@ -45,27 +46,19 @@ enabled=1
 
 @pytest.fixture(scope="module")
 def hostlab(tmp_path_factory):
-    with HostLab(tmp_path_factory.mktemp("hosts"), net=201).running((1, 2, 3)) as lab:
-        yield lab
+    yield from running(tmp_path_factory, "hosts", 201, (1, 2, 3))
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    p = SitePKI(tmp_path_factory.mktemp("pki"), organization="metalctl test site")
-    p.init()
-    return p
-
-
-def spec(lab: HostLab, i: int) -> hosts.HostSpec:
-    return hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
-                           mgmt_address=lab.address(i))
+    return site_pki(tmp_path_factory, "pki", "metalctl test site")
 
 
 def options(lab, pki, tmp_path, **kw) -> harden.HardenOptions:
     site_file = tmp_path / "site.yaml"
     site_file.write_text(SITE_OVERRIDES)
-    return harden.HardenOptions(site=hosts.load_site(site_file), pki=pki, key_file=lab.client_key,
-                          known_hosts=lab.known_hosts, **kw)
+    return harden.HardenOptions(site=hosts.load_site(site_file), pki=pki, **ssh_policy(lab),
+                                **kw)
 
 
 def etc_sums(lab: HostLab, i: int) -> str:
@@ -211,10 +204,9 @@ def test_interrupted_run_is_reported_and_rerun_converges(hostlab, pki, tmp_path)
     worker.start()
     # kill once the apply has written a first file (a fixed sleep raced the connect on a
     # loaded machine): a few files written, most not
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and worker.is_alive() and hostlab.exec(
-            3, "ls /etc/pki/qemu 2>/dev/null | wc -l").stdout.strip() in ("", "0"):
-        time.sleep(0.2)
+    wait_for(lambda: not worker.is_alive() or hostlab.exec(
+        3, "ls /etc/pki/qemu 2>/dev/null | wc -l").stdout.strip() not in ("", "0"),
+        timeout_s=120, interval_s=0.2, what="h3: a first file written", ready=bool)
     hostlab.kill(3)
     worker.join(60)
     assert result[0].status == "dropped", result[0]

@@ -18,31 +18,24 @@ from metalctl.rules import catalogue
 from metalctl.rules.catalogue import Rule
 from metalctl_lab.hosts import HostLab
 
+from .sshhosts import running, site_pki, spec, ssh_policy
+
 RULES = catalogue.load()
 DROPIN = "/etc/ssh/sshd_config.d/50-metalctl.conf"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    with HostLab(tmp_path_factory.mktemp("remediate-hosts"), net=205).running((1, 2)) as hl:
-        yield hl
+    yield from running(tmp_path_factory, "remediate-hosts", 205, (1, 2))
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    p = SitePKI(tmp_path_factory.mktemp("remediate-pki"), organization="remediate site")
-    p.init()
-    return p
-
-
-def spec(lab: HostLab, i: int) -> hosts.HostSpec:
-    return hosts.HostSpec(name=f"h{i}", ssh=f"root@{lab.address(i)}",
-                          mgmt_address=lab.address(i))
+    return site_pki(tmp_path_factory, "remediate-pki", "remediate site")
 
 
 def hopts(lab: HostLab, pki: SitePKI | None = None) -> harden.HardenOptions:
-    return harden.HardenOptions(site=hosts.load_site(None), pki=pki, key_file=lab.client_key,
-                                known_hosts=lab.known_hosts)
+    return harden.HardenOptions(site=hosts.load_site(None), pki=pki, **ssh_policy(lab))
 
 
 def fresh(lab: HostLab, i: int) -> None:

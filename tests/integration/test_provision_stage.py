@@ -37,6 +37,8 @@ from metalctl.provision.stage import (
 from metalctl.store import Store
 from metalctl_lab.hosts import HostLab
 
+from .sshhosts import running
+
 REPO = Path(__file__).resolve().parents[2]
 FACTS = REPO / "tests" / "samples" / "facts" / "edge-1s-12c-64g.txt"
 ROOT_PW = "Pr0vision-Root-Secret"
@@ -44,8 +46,7 @@ ROOT_PW = "Pr0vision-Root-Secret"
 
 @pytest.fixture(scope="module")
 def hostlab(tmp_path_factory):
-    with HostLab(tmp_path_factory.mktemp("hosts"), net=207).running((1,)) as lab:
-        yield lab
+    yield from running(tmp_path_factory, "hosts", 207, (1,))
 
 
 def _record(i: int) -> DiscoveryRecord:
@@ -54,6 +55,14 @@ def _record(i: int) -> DiscoveryRecord:
                            name=f"node{i}", manufacturer="QEMU",
                            hardware=Hardware(nics=(NicFacts(mac=f"52:54:00:00:07:{i:02x}"),
                                                    NicFacts(mac=f"52:54:00:00:17:{i:02x}"))))
+
+
+def _other_host_key(tmp_path: Path) -> str:
+    """A public host key the lab host does not have (an impostor's, or a second install's)."""
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    return other.with_suffix(".pub").read_text()
 
 
 @pytest.fixture
@@ -206,10 +215,7 @@ def test_a_node_is_installed_trusted_and_proven_over_ssh_and_a_rerun_does_nothin
 
 def test_a_host_answering_with_other_keys_than_delivered_is_refused(store, boot, hostlab,
                                                                    tmp_path):
-    other = tmp_path / "other"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
-                   check=True)
-    machine = ScriptedMachine(boot, hostlab, keys=other.with_suffix(".pub").read_text())
+    machine = ScriptedMachine(boot, hostlab, keys=_other_host_key(tmp_path))
     [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
     assert res.status == "failed"
     assert "not the host the install delivered keys for" in res.reason
@@ -218,10 +224,7 @@ def test_a_host_answering_with_other_keys_than_delivered_is_refused(store, boot,
 
 def test_conflicting_or_missing_host_keys_fail_the_node_with_what_to_do(
         store, boot, hostlab, tmp_path):
-    other = tmp_path / "other"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
-                   check=True)
-    machine = ScriptedMachine(boot, hostlab, second_keys=other.with_suffix(".pub").read_text())
+    machine = ScriptedMachine(boot, hostlab, second_keys=_other_host_key(tmp_path))
     [res] = provision(["node1"], _inputs(boot, hostlab, machine, tmp_path), OPTS, store=store)
     assert res.status == "failed"
     assert "second, different set of SSH host keys" in res.reason

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import select
 import signal
 import socket
 import sqlite3
@@ -19,9 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import yaml
-
+from metalctl.poll import wait_for
 from metalctl.store import Store
+
+from .clirun import ipmi_nodes_file, run
+from .hostile import send_json
 
 PASSWORD = "Hunter2-very-secret"
 
@@ -79,11 +82,12 @@ def test_one_sigint_stops_discover_within_seconds_with_exit_130(tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             # a shell without job control starts background jobs with SIGINT ignored
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        deadline = time.monotonic() + 60
-        while len(accepted) < len(silent) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(accepted) >= len(silent), "the probes never reached the silent BMCs"
-        time.sleep(0.5)  # every worker is now blocked in a read
+        # every worker blocked in a read: each silent BMC has its request and answers
+        # nothing (a fixed sleep bet on how soon the requests are sent)
+        wait_for(lambda: len(accepted) >= len(silent) and
+                 len(select.select(accepted, [], [], 0)[0]) == len(accepted),
+                 timeout_s=60, interval_s=0.1, what="a request at every silent BMC",
+                 ready=bool)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         try:
@@ -121,14 +125,7 @@ def echoing_ironic(address: str) -> Iterator[tuple[str, list[bytes]]]:
             pass
 
         def _send(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            for k, v in _API.items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, code, _API, body)
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             base = f"http://{address}:{self.server.server_address[1]}"
@@ -159,20 +156,14 @@ def echoing_ironic(address: str) -> Iterator[tuple[str, list[bytes]]]:
 
 
 def test_an_ironic_that_echoes_requests_never_gets_credentials_shown_or_stored(tmp_path):
-    nodes = tmp_path / "nodes.yaml"
-    nodes.write_text(yaml.safe_dump({"nodes": [{
-        "name": "echo-1", "driver": "ipmi",
-        "driver_info": {"ipmi_address": "10.0.0.1", "ipmi_username": "admin",
-                        "ipmi_password": PASSWORD, "ipmi_kg_key": KG_KEY},
-        "ports": [{"address": "52:54:00:22:00:01"}]}]}))
+    nodes = ipmi_nodes_file(tmp_path / "nodes.yaml", "echo-1", "10.0.0.1", PASSWORD, KG_KEY,
+                            "52:54:00:22:00:01")
     log = tmp_path / "debug.log"
     store = tmp_path / "store.db"
     with echoing_ironic("127.22.0.20") as (url, received):
         started = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, "-m", "metalctl", "--debug", "--log-file", str(log), "enroll",
-             "-f", str(nodes), "--ironic-url", url, "--store", str(store), "-o", "json"],
-            capture_output=True, text=True, timeout=120)
+        proc = run(["--debug", "--log-file", str(log), "enroll", "-f", str(nodes),
+                    "--ironic-url", url, "--store", str(store), "-o", "json"], timeout=120)
         elapsed = time.monotonic() - started
     print(f"echoing Ironic: exit {proc.returncode} in {elapsed:.1f}s")
     assert any(PASSWORD.encode() in body for body in received)  # it did get the secret...

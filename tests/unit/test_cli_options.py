@@ -155,39 +155,28 @@ def test_extends_never_leaves_the_profile_directories(tmp_path, parent):
 
 # --- strings for lists, misspelt keys ----------------------------------------------------
 
-def test_hosts_names_as_one_string_is_an_error(tmp_path):
-    p = tmp_path / "hosts.yaml"
-    p.write_text("hosts:\n  - name: c1\n    ssh: root@10.0.0.1\n    names: c1.example\n")
+@pytest.mark.parametrize(("loader", "text", "field", "line", "reason"), [
+    # a string where a list is wanted
+    (load_hosts, "hosts:\n  - name: c1\n    ssh: root@10.0.0.1\n    names: c1.example\n",
+     "hosts[0].names", 4, "expected array, got a string"),
+    # misspelt keys: file, field and line, and the key meant
+    (load_hosts, "hosts:\n  - name: c1\n    ssh: root@10.0.0.1\n    mgmt_adress: 10.9.0.1\n",
+     "hosts[0].mgmt_adress", 4, "unknown key; did you mean 'mgmt_address'?"),
+    (load_site, "lsm: auto\nlibvirt:\n  tls_priorty: NORMAL\n",
+     "libvirt.tls_priorty", 3, "unknown key; did you mean 'tls_priority'?"),
+    # a bad SSH spec is an input error of its field
+    (load_hosts, "hosts:\n  - name: c1\n    ssh: root@10.0.0.1:port\n", "hosts[0].ssh", None, ""),
+], ids=["string-for-list", "hosts-misspelt", "site-misspelt", "bad-ssh-spec"])
+def test_bad_hosts_and_site_files_name_file_field_and_line(tmp_path, loader, text, field,
+                                                           line, reason):
+    p = tmp_path / "input.yaml"
+    p.write_text(text)
     with pytest.raises(InputError) as exc:
-        load_hosts(p)
-    assert (exc.value.path, exc.value.field, exc.value.line) == (str(p), "hosts[0].names", 4)
-    assert "expected array, got a string" in exc.value.reason
-
-
-def test_misspelt_key_in_hosts_names_file_field_and_line(tmp_path):
-    p = tmp_path / "hosts.yaml"
-    p.write_text("hosts:\n  - name: c1\n    ssh: root@10.0.0.1\n    mgmt_adress: 10.9.0.1\n")
-    with pytest.raises(InputError) as exc:
-        load_hosts(p)
-    assert str(exc.value) == (f"{p}:4: hosts[0].mgmt_adress: unknown key; "
-                              "did you mean 'mgmt_address'?")
-
-
-def test_misspelt_key_in_site_names_file_field_and_line(tmp_path):
-    p = tmp_path / "site.yaml"
-    p.write_text("lsm: auto\nlibvirt:\n  tls_priorty: NORMAL\n")
-    with pytest.raises(InputError) as exc:
-        load_site(p)
-    assert str(exc.value) == (f"{p}:3: libvirt.tls_priorty: unknown key; "
-                              "did you mean 'tls_priority'?")
-
-
-def test_bad_ssh_spec_in_hosts_is_an_input_error(tmp_path):
-    p = tmp_path / "hosts.yaml"
-    p.write_text("hosts:\n  - name: c1\n    ssh: root@10.0.0.1:port\n")
-    with pytest.raises(InputError) as exc:
-        load_hosts(p)
-    assert exc.value.field == "hosts[0].ssh"
+        loader(p)
+    assert (exc.value.path, exc.value.field) == (str(p), field)
+    if line is not None:
+        assert str(exc.value) == f"{p}:{line}: {field}: {exc.value.reason}"
+    assert reason in exc.value.reason
 
 
 # --- credentials ---------------------------------------------------------------------------

@@ -144,3 +144,48 @@ def test_gate_none_blocks_no_failure_but_still_wants_a_recent_audit(store):
     _scan(store, "a", 1, [("h1", "SSH-001", "fail", "high")])
     assert gate.check(store, "h1", "none", 86400, NOW).passed
     assert not gate.check(store, "h1", "none", 60, NOW).passed  # older than a minute
+
+
+class _Nova:
+    """Nova and Placement as the waits read them: answers given in turn, the last kept."""
+
+    def __init__(self, services=(), inventories=()) -> None:
+        self.services, self.inventories_seen = list(services), list(inventories)
+
+    def service(self, host):
+        return self.services.pop(0) if len(self.services) > 1 else self.services[0]
+
+    def inventories(self, provider):
+        seen = self.inventories_seen
+        return seen.pop(0) if len(seen) > 1 else seen[0]
+
+
+WANT = {"PCPU": {"total": 2}}
+INVALID = ("2026 1 ERROR nova.compute.manager [-] nova.exception.Invalid: Invalid "
+           "'[compute] cpu_dedicated_set' config: CPU 9 is not available\n")
+
+
+def test_wait_inventories_until_placement_matches_or_nova_complains():
+    api = _Nova(inventories=[{"PCPU": {"total": 1}}, {"PCPU": {"total": 2}}])
+    assert verify.wait_inventories(api, "rp", WANT, None, 5, lambda: None) == \
+        ({"PCPU": {"total": 2}}, [], None)
+    api = _Nova(inventories=[{"PCPU": {"total": 1}}])
+    inv, mismatches, line = verify.wait_inventories(api, "rp", WANT, None, 5, lambda: "bad")
+    assert (inv, [m.field for m in mismatches], line) == ({"PCPU": {"total": 1}}, ["total"],
+                                                          "bad")
+    # at the deadline: what Placement had, and no complaint
+    inv, mismatches, line = verify.wait_inventories(api, "rp", WANT, None, 0, lambda: None)
+    assert (len(mismatches), line) == (1, None)
+
+
+def test_wait_service_returns_up_fails_on_the_log_or_times_out_with_its_last_line():
+    up = {"state": "up", "updated_at": None}
+    assert register.wait_service(_Nova([None, up]), "h1", 5, lambda: "", 0) is up
+    fatal = "2026 1 CRITICAL nova [-] Unhandled error: AccessRefused\n"
+    with pytest.raises(register.RegistrationFailed, match="nova-compute failed: CRITICAL"):
+        register.wait_service(_Nova([None]), "h1", 5, lambda: fatal, 0)
+    # a configuration complaint is verify's to judge: the wait runs out, quoting the log
+    with pytest.raises(register.RegistrationFailed, match="not up within 0 s; its log ends: "
+                       ".*CPU 9 is not available") as exc:
+        register.wait_service(_Nova([None]), "h1", 0, lambda: INVALID, 0)
+    assert "cpu_dedicated_set" in exc.value.log_line

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from metalctl.rules.catalogue import Rule
-from metalctl.rules.gather import GatherSpec, HostFacts
-from metalctl.rules.plan import CheckOutcome, Context, RulePlan, Workspace
+from metalctl.rules.gather import GatherSpec
+from metalctl.rules.plan import Check, CheckOutcome
 
-Evaluate = Callable[[Rule, dict[str, Any], HostFacts, Workspace, RulePlan, Context], CheckOutcome]
+#: a kind's judgement of one rule on one host (``Check`` bundles rule, body, facts, plan)
+Evaluate = Callable[[Check], CheckOutcome]
 Gather = Callable[[Rule, dict[str, Any], GatherSpec], None]
 
 
@@ -97,6 +98,19 @@ TEMPLATE: dict[str, Any] = {"type": "string", "pattern": "^\\{[a-z_]+\\}$"}
 MAPPING: dict[str, Any] = {"type": "object", "minProperties": 1, "additionalProperties": SCALAR}
 
 
+#: the body of the kinds that set one ``key`` to ``value`` in a file
+KEY_VALUE: dict[str, Any] = {"key": STR, "value": SCALAR}
+
+
+def register_file_kind(
+    name: str, *, body: dict[str, Any], required: Sequence[str]
+) -> Callable[[Evaluate], Evaluate]:
+    """Register a kind whose check edits one named ``file``: ``file`` joins its body and
+    required keys, and the gather reads that file (a decorator, as :func:`register`)."""
+    return register(name, body={"file": STR, **body}, required=("file", *required),
+                    gather=gather_file)
+
+
 def gather_file(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
     """The kinds that edit one named file need its content."""
     if "{" not in c["file"]:
@@ -144,6 +158,7 @@ __all__ = [
     "kernel",
     "libvirt",
     "register",
+    "register_file_kind",
     "repositories",
     "services",
     "sshd",

@@ -9,52 +9,38 @@ from typing import Any
 
 from metalctl.rules import edit
 from metalctl.rules.catalogue import Rule
-from metalctl.rules.gather import GatherSpec, HostFacts
-from metalctl.rules.kinds import MAPPING, SCALAR, STR, gather_file, register
-from metalctl.rules.plan import (
-    CHANGE,
-    COMPLIANT,
-    ERROR,
-    CheckOutcome,
-    Context,
-    RulePlan,
-    Workspace,
-    outcome,
-)
+from metalctl.rules.gather import GatherSpec
+from metalctl.rules.kinds import KEY_VALUE, MAPPING, STR, register, register_file_kind
+from metalctl.rules.plan import CHANGE, COMPLIANT, ERROR, Check, CheckOutcome
 
 
-@register(
+@register_file_kind(
     "shell_kv",
     body={
-        "file": STR,
-        "key": STR,
-        "value": SCALAR,
+        **KEY_VALUE,
         "quote": {"type": "boolean"},
         "must_exist": {"type": "boolean"},
         # schedule a relabel and report a reboot when SELinux is off
         "relabel_if_selinux_off": {"type": "boolean"},
     },
-    required=("file", "key", "value"),
-    gather=gather_file,
+    required=tuple(KEY_VALUE),
 )
-def k_shell_kv(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_shell_kv(ck: Check) -> CheckOutcome:
     """Check a ``key=value`` in a shell-style file; set it when it differs."""
-    path = c["file"]
-    if not facts.file(path).exists and c.get("must_exist", path.startswith("/etc/selinux")):
-        return outcome(rule, ERROR, f"{path} missing")
-    text = ws.text(path)
+    c, path = ck.body, ck.body["file"]
+    if not ck.facts.file(path).exists and c.get("must_exist", path.startswith("/etc/selinux")):
+        return ck.outcome(ERROR, f"{path} missing")
+    text = ck.ws.text(path)
     have = edit.get_shell(text, c["key"])
     if have == str(c["value"]):
-        return outcome(rule, COMPLIANT, "", c["value"], have)
-    ws.put(path, edit.set_shell(text, c["key"], str(c["value"]), quote=c.get("quote", False)))
-    if c.get("relabel_if_selinux_off") and not facts.selinux_enabled:
+        return ck.outcome(COMPLIANT, "", c["value"], have)
+    ck.ws.put(path, edit.set_shell(text, c["key"], str(c["value"]), quote=c.get("quote", False)))
+    if c.get("relabel_if_selinux_off") and not ck.facts.selinux_enabled:
         # SELinux off in the running kernel: files created meanwhile carry no labels
-        if not facts.exists.get("/.autorelabel"):
-            plan.commands.append((rule.id, "touch /.autorelabel"))
-        plan.reboot_required.append(f"{rule.id}: SELinux was disabled; relabel scheduled")
-    return outcome(rule, CHANGE, "", f"{c['key']}={c['value']}", f"{c['key']}={have}")
+        if not ck.facts.exists.get("/.autorelabel"):
+            ck.plan.commands.append((ck.rule.id, "touch /.autorelabel"))
+        ck.plan.reboot_required.append(f"{ck.rule.id}: SELinux was disabled; relabel scheduled")
+    return ck.outcome(CHANGE, "", f"{c['key']}={c['value']}", f"{c['key']}={have}")
 
 
 _TRUE, _FALSE = {"1", "true", "yes"}, {"0", "false", "no"}
@@ -75,28 +61,22 @@ def _ini_same(have: str | None, want: str) -> bool:
     return have.strip() == want
 
 
-@register(
-    "ini_set",
-    body={"file": STR, "section": STR, "values": MAPPING},
-    required=("file", "section", "values"),
-    gather=gather_file,
-)
-def k_ini_set(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+@register_file_kind("ini_set", body={"section": STR, "values": MAPPING},
+                    required=("section", "values"))
+def k_ini_set(ck: Check) -> CheckOutcome:
     """Check options in one section of an INI file; set those that differ."""
-    path = c["file"]
-    text = ws.text(path)
+    path = ck.body["file"]
+    text = ck.ws.text(path)
     drift = []
-    for key, value in c["values"].items():
-        have = edit.get_ini(text, c["section"], key)
+    for key, value in ck.body["values"].items():
+        have = edit.get_ini(text, ck.body["section"], key)
         if not _ini_same(have, str(value)):
-            drift.append(f"[{c['section']}] {key}: {have} -> {value}")
-            text = edit.set_ini(text, c["section"], key, str(value))
+            drift.append(f"[{ck.body['section']}] {key}: {have} -> {value}")
+            text = edit.set_ini(text, ck.body["section"], key, str(value))
     if not drift:
-        return outcome(rule, COMPLIANT)
-    ws.put(path, text)
-    return outcome(rule, CHANGE, "", actual="; ".join(drift))
+        return ck.outcome(COMPLIANT)
+    ck.ws.put(path, text)
+    return ck.outcome(CHANGE, "", actual="; ".join(drift))
 
 
 def _gather_glob(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
@@ -109,24 +89,22 @@ def _gather_glob(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
     required=("glob", "values"),
     gather=_gather_glob,
 )
-def k_ini_all(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_ini_all(ck: Check) -> CheckOutcome:
     """Check options in every section of INI files matching a glob; set those that differ."""
     drift = []
-    for path in sorted(p for p in facts.files if fnmatch.fnmatch(p, c["glob"])):
-        text = ws.text(path)
+    for path in sorted(p for p in ck.facts.files if fnmatch.fnmatch(p, ck.body["glob"])):
+        text = ck.ws.text(path)
         new = text
         for section in edit.ini_sections(text):
-            if c.get("only_enabled") and edit.get_ini(text, section, "enabled") == "0":
+            if ck.body.get("only_enabled") and edit.get_ini(text, section, "enabled") == "0":
                 continue
-            for key, value in c["values"].items():
+            for key, value in ck.body["values"].items():
                 have = edit.get_ini(new, section, key)
                 if not _ini_same(have, str(value)):
                     drift.append(f"{path} [{section}] {key}: {have} -> {value}")
                     new = edit.set_ini(new, section, key, str(value))
         if new != text:
-            ws.put(path, new)
+            ck.ws.put(path, new)
     if not drift:
-        return outcome(rule, COMPLIANT)
-    return outcome(rule, CHANGE, "", actual="; ".join(drift))
+        return ck.outcome(COMPLIANT)
+    return ck.outcome(CHANGE, "", actual="; ".join(drift))

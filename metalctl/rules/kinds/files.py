@@ -10,20 +10,9 @@ import shlex
 from typing import Any
 
 from metalctl.rules.catalogue import Rule
-from metalctl.rules.gather import GatherSpec, HostFacts
+from metalctl.rules.gather import GatherSpec
 from metalctl.rules.kinds import STR, STRS, register
-from metalctl.rules.plan import (
-    CHANGE,
-    COMPLIANT,
-    ERROR,
-    NOTCHECKED,
-    CheckOutcome,
-    Context,
-    RulePlan,
-    Workspace,
-    expand,
-    outcome,
-)
+from metalctl.rules.plan import CHANGE, COMPLIANT, ERROR, NOTCHECKED, Check, CheckOutcome, expand
 
 _FILE = {
     "path": STR,
@@ -75,43 +64,40 @@ def _gather(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
     gather=_gather,
     pki_sources=_pki_sources,
 )
-def k_files(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_files(ck: Check) -> CheckOutcome:
     """Check files' content, mode and group; write those that differ.
 
     The content is inline or PKI material of the host (certificates, keys).
     """
-    specs = c["files"] if c["kind"] == "files" else [c]
+    specs = ck.body["files"] if ck.body["kind"] == "files" else [ck.body]
     changed = []
     for spec in specs:
         source = spec.get("source")
         if source:
             name = source.split(":", 1)[1]
-            if name not in ctx.pki:
-                return outcome(
-                    rule,
+            if name not in ck.ctx.pki:
+                return ck.outcome(
                     ERROR,
-                    f"no PKI material {name!r} for {ctx.host}: run "
+                    f"no PKI material {name!r} for {ck.ctx.host}: run "
                     "`metalctl pki issue` for this host",
                     missing="pki",
                 )
-            content = ctx.pki[name]
+            content = ck.ctx.pki[name]
         else:
             content = spec["content"]
         group = spec.get("group", "root")
-        if group not in facts.groups:
-            return outcome(rule, ERROR, f"group {group} does not exist on the host")
+        if group not in ck.facts.groups:
+            return ck.outcome(ERROR, f"group {group} does not exist on the host")
         secret = source is not None and source.endswith("_key")
-        saved = ws.snapshot(spec["path"])
-        ws.put(spec["path"], content, mode=spec.get("mode", "0644"), group=group, secret=secret)
-        if ws.change(spec["path"]) is not None:
+        saved = ck.ws.snapshot(spec["path"])
+        ck.ws.put(spec["path"], content, mode=spec.get("mode", "0644"), group=group, secret=secret)
+        if ck.ws.change(spec["path"]) is not None:
             changed.append(spec["path"])
         else:
-            ws.restore(spec["path"], saved)
+            ck.ws.restore(spec["path"], saved)
     if not changed:
-        return outcome(rule, COMPLIANT)
-    return outcome(rule, CHANGE, "", actual="; ".join(f"{p} differs" for p in changed))
+        return ck.outcome(COMPLIANT)
+    return ck.outcome(CHANGE, "", actual="; ".join(f"{p} differs" for p in changed))
 
 
 # --- permissions of existing files ---------------------------------------------------------
@@ -125,30 +111,28 @@ def _gather_modes(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
           body={"paths": {**STRS, "minItems": 1},
                 "clear": {"type": "string", "pattern": "^0?[0-7]{3,4}$"}},
           required=("paths", "clear"), gather=_gather_modes)
-def k_file_modes(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_file_modes(ck: Check) -> CheckOutcome:
     """Every existing file of ``paths`` (paths or globs) has the ``clear`` mode bits
     clear; harden clears them (``chmod``, owner and group kept). Nothing selected is
     ``notchecked``, never a pass: a check of no file proves nothing."""
-    clear = int(c["clear"], 8)
-    found = sorted(p for p in facts.files if facts.files[p].exists and
-                   any(fnmatch.fnmatch(p, g) for g in c["paths"]))
-    expected = f"mode without {c['clear']} bits"
+    clear = int(ck.body["clear"], 8)
+    found = sorted(p for p in ck.facts.files if ck.facts.files[p].exists and
+                   any(fnmatch.fnmatch(p, g) for g in ck.body["paths"]))
+    expected = f"mode without {ck.body['clear']} bits"
     if not found:
-        return outcome(rule, NOTCHECKED, f"none of {', '.join(c['paths'])} exists on the host")
-    bad = [(p, int(facts.files[p].mode or "0", 8)) for p in found
-           if int(facts.files[p].mode or "0", 8) & clear]
+        return ck.outcome(NOTCHECKED, f"none of {', '.join(ck.body['paths'])} exists on the host")
+    bad = [(p, int(ck.facts.files[p].mode or "0", 8)) for p in found
+           if int(ck.facts.files[p].mode or "0", 8) & clear]
     if not bad:
-        return outcome(rule, COMPLIANT, ", ".join(found), expected,
-                       ", ".join(f"{p} {facts.files[p].mode}" for p in found))
+        return ck.outcome(COMPLIANT, ", ".join(found), expected,
+                          ", ".join(f"{p} {ck.facts.files[p].mode}" for p in found))
     for path, mode in bad:
         new = f"{mode & ~clear:o}"
-        if path in ws.texts:  # another rule rewrites it: write it with the new mode
-            ws.put(path, ws.text(path), mode=new)
+        if path in ck.ws.texts:  # another rule rewrites it: write it with the new mode
+            ck.ws.put(path, ck.ws.text(path), mode=new)
         else:
-            plan.commands.append((rule.id, f"chmod {new} {shlex.quote(path)}"))
-    return outcome(rule, CHANGE, "", expected,
-                   ", ".join(f"{p} {m:o}" for p, m in bad),
-                   fix="chmod " + "; chmod ".join(f"{mode & ~clear:o} {p}" for p, mode in bad)
-                   + f" (or metalctl harden --rule {rule.id})")
+            ck.plan.commands.append((ck.rule.id, f"chmod {new} {shlex.quote(path)}"))
+    return ck.outcome(CHANGE, "", expected,
+                      ", ".join(f"{p} {m:o}" for p, m in bad),
+                      fix="chmod " + "; chmod ".join(f"{mode & ~clear:o} {p}" for p, mode in bad)
+                      + f" (or metalctl harden --rule {ck.rule.id})")

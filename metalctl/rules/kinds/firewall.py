@@ -37,8 +37,8 @@ from metalctl.rules.plan import (
     CHANGE,
     COMPLIANT,
     ERROR,
+    Check,
     CheckOutcome,
-    Context,
     RulePlan,
     Workspace,
     manual,
@@ -604,25 +604,23 @@ def firewalld_fix(address: str, ssh_port: int, ports: Ports) -> str:
     required=("address", "ports"),
     gather=_gather,
 )
-def k_firewall(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_firewall(ck: Check) -> CheckOutcome:
     """The running firewall drops inbound traffic by default and accepts new TCP
     connections to exactly SSH (any address) and ``ports`` (the management address
     ``address`` only); nothing else, of TCP, UDP or SCTP."""
-    address, ssh_port = str(c["address"]), int(c.get("ssh_port", 22))
+    address, ssh_port = str(ck.body["address"]), int(ck.body.get("ssh_port", 22))
     try:
         ipaddress.ip_address(address)
     except ValueError:
-        return outcome(rule, ERROR, f"management address {address!r} is not an IP address: "
-                       "the ports cannot be restricted to it (set mgmt_address in the "
-                       "inventory)")
-    ports = parse_ports(c["ports"])
+        return ck.outcome(ERROR, f"management address {address!r} is not an IP address: "
+                          "the ports cannot be restricted to it (set mgmt_address in the "
+                          "inventory)")
+    ports = parse_ports(ck.body["ports"])
     expected = (f"input policy drop; tcp {ssh_port} on every address; tcp {show(ports)} on "
                 f"{address} only; nothing else (tcp, udp, sctp)")
-    if facts.family == "rhel":
-        return _firewalld(rule, facts, plan, address, ssh_port, ports, expected)
-    return _nft(rule, facts, ws, plan, address, ssh_port, ports, expected)
+    if ck.facts.family == "rhel":
+        return _firewalld(ck.rule, ck.facts, ck.plan, address, ssh_port, ports, expected)
+    return _nft(ck.rule, ck.facts, ck.ws, ck.plan, address, ssh_port, ports, expected)
 
 
 def _firewalld(rule: Rule, facts: HostFacts, plan: RulePlan, address: str, ssh_port: int,

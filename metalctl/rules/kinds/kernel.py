@@ -26,11 +26,9 @@ from metalctl.rules.plan import (
     COMPLIANT,
     DEFERRED,
     NOTAPPLICABLE,
+    Check,
     CheckOutcome,
     Context,
-    RulePlan,
-    Workspace,
-    outcome,
 )
 
 SYSCTL_FILE = "/etc/sysctl.d/50-metalctl.conf"
@@ -80,50 +78,49 @@ def applies_here(key: str, facts: HostFacts, ctx: Context) -> str | None:
     one_of=("value", "allowed"),
     gather=_gather_sysctl,
 )
-def k_sysctl(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_sysctl(ck: Check) -> CheckOutcome:
     """The running value decides; harden persists the wanted value in ``SYSCTL_FILE`` and
     applies it with ``sysctl -w`` where the setting belongs to the host (else deferred)."""
-    key = c["key"]
+    key = ck.body["key"]
     values = dict(
         line.split(" = ", 1)
-        for line in facts.probes.get(f"sysctl:{key}", "").splitlines()
+        for line in ck.facts.probes.get(f"sysctl:{key}", "").splitlines()
         if " = " in line
     )
     have = values.get(key)
     if have is None:
-        return outcome(rule, NOTAPPLICABLE, f"{key} not present in this kernel")
+        return ck.outcome(NOTAPPLICABLE, f"{key} not present in this kernel")
     have = have.strip()
-    want = [str(v) for v in (c["allowed"] if "allowed" in c else [c["value"]])]
+    want = [str(v) for v in (ck.body["allowed"] if "allowed" in ck.body else [ck.body["value"]])]
     expected = " or ".join(want)
-    persisted = edit.get_sysctl(ws.text(SYSCTL_FILE), key)
+    persisted = edit.get_sysctl(ck.ws.text(SYSCTL_FILE), key)
     if have in want:
         if persisted is None or persisted in want:
-            return outcome(rule, COMPLIANT, "sysctl", expected, have)
+            return ck.outcome(COMPLIANT, "sysctl", expected, have)
         # our own file would put the wrong value back at the next boot
-        ws.put(SYSCTL_FILE, edit.set_sysctl(ws.text(SYSCTL_FILE), key, have), mode="644")
-        return outcome(rule, CHANGE, f"{SYSCTL_FILE} had {key} = {persisted}", expected, have)
+        ck.ws.put(SYSCTL_FILE, edit.set_sysctl(ck.ws.text(SYSCTL_FILE), key, have), mode="644")
+        return ck.outcome(CHANGE, f"{SYSCTL_FILE} had {key} = {persisted}", expected, have)
     target = persisted if persisted in want else want[0]
     if persisted != target:
-        ws.put(SYSCTL_FILE, edit.set_sysctl(ws.text(SYSCTL_FILE) or SYSCTL_HEADER, key, target),
-               mode="644")
+        text = ck.ws.text(SYSCTL_FILE) or SYSCTL_HEADER
+        ck.ws.put(SYSCTL_FILE, edit.set_sysctl(text, key, target), mode="644")
     # what the host shows, not what harden would do: "persisted" only when the file says so
-    on_disk = edit.get_sysctl(facts.text(SYSCTL_FILE), key)
+    on_disk = edit.get_sysctl(ck.facts.text(SYSCTL_FILE), key)
     seen = (f"{SYSCTL_FILE} sets {key} = {on_disk}" if on_disk is not None
             else f"not persisted in {SYSCTL_FILE}")
-    why_not = applies_here(key, facts, ctx)
+    why_not = applies_here(key, ck.facts, ck.ctx)
     if why_not:
-        plan.reboot_required.append(f"{rule.id}: {key} = {target} persisted in {SYSCTL_FILE}, "
-                                    "not applied: applies when the kernel's owner boots with it")
-        return outcome(rule, DEFERRED, f"running {key} = {have}; {seen}; not applicable from "
-                       f"this host: {why_not}", expected, have,
-                       fix=f"set {key} = {target} on the machine that owns this kernel "
-                           "(rebooting this host does not change it)")
-    plan.commands.append((rule.id, "sysctl -q -w " + shlex.quote(f"{key}={target}")))
-    return outcome(rule, CHANGE, f"running {key} = {have}; {seen}", expected, have,
-                   fix=f"sysctl -w {key}={target} and persist it in /etc/sysctl.d "
-                       f"(metalctl harden --rule {rule.id} does both)")
+        ck.plan.reboot_required.append(f"{ck.rule.id}: {key} = {target} persisted in "
+                                       f"{SYSCTL_FILE}, not applied: applies when the "
+                                       "kernel's owner boots with it")
+        return ck.outcome(DEFERRED, f"running {key} = {have}; {seen}; not applicable from "
+                          f"this host: {why_not}", expected, have,
+                          fix=f"set {key} = {target} on the machine that owns this kernel "
+                              "(rebooting this host does not change it)")
+    ck.plan.commands.append((ck.rule.id, "sysctl -q -w " + shlex.quote(f"{key}={target}")))
+    return ck.outcome(CHANGE, f"running {key} = {have}; {seen}", expected, have,
+                      fix=f"sysctl -w {key}={target} and persist it in /etc/sysctl.d "
+                          f"(metalctl harden --rule {ck.rule.id} does both)")
 
 
 def bootloader_command(family: str, remove: list[str], add: list[str]) -> str:
@@ -148,34 +145,32 @@ def bootloader_command(family: str, remove: list[str], add: list[str]) -> str:
     one_of=("absent", "any_of"),
     gather=_probe("cmdline", "cat /proc/cmdline"),
 )
-def k_cmdline(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_cmdline(ck: Check) -> CheckOutcome:
     """``/proc/cmdline`` has one of ``any_of`` or none of ``absent``. Kernel arguments need
     the bootloader and a reboot: deferred, with the exact command (never run by harden:
     the bootloader also carries the profile's arguments, and a wrong edit leaves a host
     that does not boot, with no SSH to recover it)."""
-    args = facts.probes.get("cmdline", "").split()
-    if "absent" in c:
-        bad = [a for a in args if a in c["absent"]]
+    args = ck.facts.probes.get("cmdline", "").split()
+    if "absent" in ck.body:
+        bad = [a for a in args if a in ck.body["absent"]]
         if not bad:
-            return outcome(rule, COMPLIANT, "/proc/cmdline", f"none of {c['absent']}", "absent")
-        expected, actual, command = f"none of {c['absent']}", " ".join(bad), \
-            bootloader_command(facts.family, bad, [])
+            return ck.outcome(COMPLIANT, "/proc/cmdline", f"none of {ck.body['absent']}", "absent")
+        expected, actual, command = f"none of {ck.body['absent']}", " ".join(bad), \
+            bootloader_command(ck.facts.family, bad, [])
     else:
-        found = [a for a in args if any(a == x or a.startswith(x) for x in c["any_of"])]
+        found = [a for a in args if any(a == x or a.startswith(x) for x in ck.body["any_of"])]
         if found:
-            return outcome(rule, COMPLIANT, "/proc/cmdline", f"one of {c['any_of']}",
-                           " ".join(found))
-        expected, actual, command = f"one of {c['any_of']}", "absent", \
-            bootloader_command(facts.family, [], [c["any_of"][0]])
-    plan.reboot_required.append(f"{rule.id}: kernel arguments: {command}, then reboot")
-    shared = ctx.shared_kernel(facts)
+            return ck.outcome(COMPLIANT, "/proc/cmdline", f"one of {ck.body['any_of']}",
+                              " ".join(found))
+        expected, actual, command = f"one of {ck.body['any_of']}", "absent", \
+            bootloader_command(ck.facts.family, [], [ck.body["any_of"][0]])
+    ck.plan.reboot_required.append(f"{ck.rule.id}: kernel arguments: {command}, then reboot")
+    shared = ck.ctx.shared_kernel(ck.facts)
     fix = (f"the command line is that of the machine that owns this kernel "
            f"({'; '.join(shared)}): there, {command}, then reboot it" if shared
            else f"{command}, then reboot")
-    return outcome(rule, DEFERRED, f"/proc/cmdline has {actual}; needs the bootloader and a "
-                   f"reboot: {command}, then reboot", expected, actual, fix=fix)
+    return ck.outcome(DEFERRED, f"/proc/cmdline has {actual}; needs the bootloader and a "
+                      f"reboot: {command}, then reboot", expected, actual, fix=fix)
 
 
 # --- audit rules -------------------------------------------------------------------------
@@ -214,32 +209,30 @@ def _keys(text: str) -> set[tuple[str, ...]]:
 
 @register("audit_rules", body={"rules": {**STRS, "minItems": 1}}, required=("rules",),
           gather=_gather_audit)
-def k_audit_rules(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_audit_rules(ck: Check) -> CheckOutcome:
     """Audit rules persisted under ``/etc/audit/rules.d`` and loaded in the kernel.
 
     Missing ones are appended to ``AUDIT_FILE`` and loaded with ``augenrules --load``
     (``auditctl -R`` without it) when auditd runs and the kernel answers; otherwise they
     are deferred with the reason (they load when auditd starts).
     """
-    persisted = _keys(ws.text(AUDIT_FILE))
-    for path, f in facts.files.items():
+    persisted = _keys(ck.ws.text(AUDIT_FILE))
+    for path, f in ck.facts.files.items():
         if path.startswith("/etc/audit/rules.d/") and path != AUDIT_FILE and f.content:
             persisted |= _keys(f.content)
-    unpersisted = [r for r in c["rules"] if audit_rule_key(r) not in persisted]
+    unpersisted = [r for r in ck.body["rules"] if audit_rule_key(r) not in persisted]
     if unpersisted:
-        text = ws.text(AUDIT_FILE) or AUDIT_HEADER
-        ws.put(AUDIT_FILE, text + "".join(r + "\n" for r in unpersisted), mode="640")
-    listed = facts.probes.get("auditctl-l", "")
-    expected = "; ".join(c["rules"])
-    missing = f"{len(unpersisted)} of {len(c['rules'])} rule(s) not persisted under " \
+        text = ck.ws.text(AUDIT_FILE) or AUDIT_HEADER
+        ck.ws.put(AUDIT_FILE, text + "".join(r + "\n" for r in unpersisted), mode="640")
+    listed = ck.facts.probes.get("auditctl-l", "")
+    expected = "; ".join(ck.body["rules"])
+    missing = f"{len(unpersisted)} of {len(ck.body['rules'])} rule(s) not persisted under " \
         "/etc/audit/rules.d" if unpersisted else "persisted under /etc/audit/rules.d"
-    then = f"then metalctl harden --rule {rule.id} " + \
+    then = f"then metalctl harden --rule {ck.rule.id} " + \
         ("persists and loads them" if unpersisted else "loads them")
     fix = None
-    if "auditd" not in facts.processes:
-        installed = "auditd" in facts.binaries
+    if "auditd" not in ck.facts.processes:
+        installed = "auditd" in ck.facts.binaries
         why = "auditd is not running" + ("" if installed else " (not installed)")
         fix = (("start auditd (systemctl enable --now auditd; service auditd start without "
                 "systemd), " if installed else "install auditd (apt-get install auditd / "
@@ -254,15 +247,16 @@ def k_audit_rules(
     if why:
         state = f"persisted in {AUDIT_FILE}" if not unpersisted else \
             f"{len(unpersisted)} rule(s) written to {AUDIT_FILE}"
-        plan.reboot_required.append(f"{rule.id}: audit rules {state}; loaded when auditd runs")
-        return outcome(rule, DEFERRED, f"{missing}; not loaded: {why}", expected,
-                       "not loaded", fix=fix)
-    unloaded = [r for r in c["rules"] if audit_rule_key(r) not in _keys(listed)]
+        ck.plan.reboot_required.append(
+            f"{ck.rule.id}: audit rules {state}; loaded when auditd runs")
+        return ck.outcome(DEFERRED, f"{missing}; not loaded: {why}", expected,
+                          "not loaded", fix=fix)
+    unloaded = [r for r in ck.body["rules"] if audit_rule_key(r) not in _keys(listed)]
     if not unloaded and not unpersisted:
-        return outcome(rule, COMPLIANT, "auditctl -l", expected, "loaded and persisted")
+        return ck.outcome(COMPLIANT, "auditctl -l", expected, "loaded and persisted")
     if unloaded:
-        plan.commands.append((rule.id, "if command -v augenrules >/dev/null 2>&1; then "
+        ck.plan.commands.append((ck.rule.id, "if command -v augenrules >/dev/null 2>&1; then "
                                        f"augenrules --load; else auditctl -R {AUDIT_FILE}; fi"))
-    return outcome(rule, CHANGE, f"{missing}; {len(unloaded)} not loaded (auditctl -l)",
-                   expected,
-                   f"not loaded: {'; '.join(unloaded)}" if unloaded else "not persisted")
+    return ck.outcome(CHANGE, f"{missing}; {len(unloaded)} not loaded (auditctl -l)",
+                      expected,
+                      f"not loaded: {'; '.join(unloaded)}" if unloaded else "not persisted")

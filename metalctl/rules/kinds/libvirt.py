@@ -9,16 +9,14 @@ from typing import Any
 
 from metalctl.rules import edit
 from metalctl.rules.catalogue import Rule
-from metalctl.rules.gather import HostFacts
-from metalctl.rules.kinds import MAPPING, SCALAR, STR, TEMPLATE, gather_file, register
+from metalctl.rules.kinds import KEY_VALUE, MAPPING, TEMPLATE, register_file_kind
 from metalctl.rules.plan import (
     CHANGE,
     COMPLIANT,
     DEFERRED,
     ERROR,
+    Check,
     CheckOutcome,
-    Context,
-    RulePlan,
     Workspace,
     lsm_active,
     lsm_state,
@@ -26,55 +24,43 @@ from metalctl.rules.plan import (
 )
 
 
-@register(
+@register_file_kind(
     "libvirt_kv",
     body={
-        "file": STR,
-        "key": STR,
-        "value": SCALAR,
+        **KEY_VALUE,
         "requires_active_lsm": {"type": "boolean"},
         "lsm": {"anyOf": [{"enum": ["selinux", "apparmor"]}, TEMPLATE]},
     },
-    required=("file", "key", "value"),
-    gather=gather_file,
+    required=tuple(KEY_VALUE),
 )
-def k_libvirt_kv(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_libvirt_kv(ck: Check) -> CheckOutcome:
     """Check one libvirt daemon setting; set it, or defer when its LSM is not active."""
-    path = c["file"]
-    if path.startswith("/etc/libvirt/") and not facts.file(path).exists and path not in ws.texts:
-        return outcome(rule, ERROR, f"{path} missing (libvirt not installed?)")
-    lsm = str(c.get("lsm", c["value"]))
-    if c.get("requires_active_lsm") and not lsm_active(lsm, facts):
-        seen, fix = lsm_state(lsm, facts)
-        plan.reboot_required.append(f"{rule.id}: {lsm} not active in the running kernel"
+    path = ck.body["file"]
+    absent = not ck.facts.file(path).exists and path not in ck.ws.texts
+    if path.startswith("/etc/libvirt/") and absent:
+        return ck.outcome(ERROR, f"{path} missing (libvirt not installed?)")
+    lsm = str(ck.body.get("lsm", ck.body["value"]))
+    if ck.body.get("requires_active_lsm") and not lsm_active(lsm, ck.facts):
+        seen, fix = lsm_state(lsm, ck.facts)
+        ck.plan.reboot_required.append(f"{ck.rule.id}: {lsm} not active in the running kernel"
                                     + ("" if "reboot" in fix else f" ({fix})"))
-        return outcome(
-            rule,
+        return ck.outcome(
             DEFERRED,
             f"{lsm} is not active in the running kernel ({seen}); libvirtd refuses to start "
-            f"with {c['key']} = {c['value']} then, so harden does not set it",
-            c["value"],
-            edit.get_kv(ws.text(path), c["key"]),
-            fix=f"{fix}; then metalctl harden --rule {rule.id}",
+            f"with {ck.body['key']} = {ck.body['value']} then, so harden does not set it",
+            ck.body["value"],
+            edit.get_kv(ck.ws.text(path), ck.body["key"]),
+            fix=f"{fix}; then metalctl harden --rule {ck.rule.id}",
         )
-    return _set_libvirt(rule, path, {c["key"]: c["value"]}, ws)
+    return _set_libvirt(ck.rule, path, {ck.body["key"]: ck.body["value"]}, ck.ws)
 
 
-@register(
-    "libvirt_kv_set",
-    body={"file": STR, "values": MAPPING},
-    required=("file", "values"),
-    gather=gather_file,
-)
-def k_libvirt_kv_set(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+@register_file_kind("libvirt_kv_set", body={"values": MAPPING}, required=("values",))
+def k_libvirt_kv_set(ck: Check) -> CheckOutcome:
     """Check several settings of a libvirt config file; set those that differ."""
-    if not facts.file(c["file"]).exists:
-        return outcome(rule, ERROR, f"{c['file']} missing (libvirt not installed?)")
-    return _set_libvirt(rule, c["file"], c["values"], ws)
+    if not ck.facts.file(ck.body["file"]).exists:
+        return ck.outcome(ERROR, f"{ck.body['file']} missing (libvirt not installed?)")
+    return _set_libvirt(ck.rule, ck.body["file"], ck.body["values"], ck.ws)
 
 
 def _set_libvirt(rule: Rule, path: str, values: dict[str, Any], ws: Workspace) -> CheckOutcome:

@@ -10,7 +10,7 @@ from typing import Any
 
 from metalctl.rules import deb822, edit
 from metalctl.rules.catalogue import Rule
-from metalctl.rules.gather import GatherSpec, HostFacts
+from metalctl.rules.gather import GatherSpec
 from metalctl.rules.kinds import register
 from metalctl.rules.plan import (
     APT_FILES,
@@ -22,11 +22,9 @@ from metalctl.rules.plan import (
     ERROR,
     NOTCHECKED,
     REPORT,
+    Check,
     CheckOutcome,
-    Context,
-    RulePlan,
     Workspace,
-    outcome,
 )
 
 
@@ -53,34 +51,29 @@ def _gather_apt(rule: Rule, c: dict[str, Any], spec: GatherSpec) -> None:
     required=("probe_dnf", "probe_apt"),
     gather=_gather_report,
 )
-def k_report(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_report(ck: Check) -> CheckOutcome:
     """Report what the package managers' probes said (pending updates); never a change."""
     parts = []
     for pm in ("dnf", "apt"):
-        out = facts.probes.get(f"{rule.id}-{pm}", "").strip()
+        out = ck.facts.probes.get(f"{ck.rule.id}-{pm}", "").strip()
         if out:
             last = out.splitlines()[-1]
             parts.append(f"{pm}: {last + ' pending' if last.isdigit() else last[:100]}")
-    return outcome(rule, REPORT, "; ".join(parts) or "no package manager answered")
+    return ck.outcome(REPORT, "; ".join(parts) or "no package manager answered")
 
 
 @register("dnf_allowlist", gather=_gather_dnf)
-def k_dnf_allowlist(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_dnf_allowlist(ck: Check) -> CheckOutcome:
     """Disable dnf repositories the site does not declare; pin declared ones' gpgkey."""
-    declared = {r["id"]: r for r in ctx.site.get("repositories", {}).get("dnf") or []}
+    declared = {r["id"]: r for r in ck.ctx.site.get("repositories", {}).get("dnf") or []}
     if not declared:
-        return outcome(
-            rule,
+        return ck.outcome(
             NOTCHECKED,
             "the site declares no dnf repositories (hardening/site.yaml repositories.dnf)",
         )
     actions = []
-    for path in sorted(p for p in facts.files if fnmatch.fnmatch(p, DNF_GLOB)):
-        text = ws.text(path)
+    for path in sorted(p for p in ck.facts.files if fnmatch.fnmatch(p, DNF_GLOB)):
+        text = ck.ws.text(path)
         new = text
         for section in edit.ini_sections(text):
             if section not in declared:
@@ -94,10 +87,10 @@ def k_dnf_allowlist(
                 new = edit.set_ini(new, section, "gpgkey", declared[section]["gpgkey"])
                 actions.append(f"pinned gpgkey of {section}")
         if new != text:
-            ws.put(path, new)
+            ck.ws.put(path, new)
     if not actions:
-        return outcome(rule, COMPLIANT)
-    return outcome(rule, CHANGE, "", actual="; ".join(actions))
+        return ck.outcome(COMPLIANT)
+    return ck.outcome(CHANGE, "", actual="; ".join(actions))
 
 
 _APT_LINE = re.compile(r"^\s*(deb|deb-src)\s+(\[[^\]]*\]\s+)?(\S+)\s+(.*)$")
@@ -181,34 +174,31 @@ def _deb822(path: str, ws: Workspace, declared: list[dict[str, Any]],
 
 
 @register("apt_allowlist", gather=_gather_apt)
-def k_apt_allowlist(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_apt_allowlist(ck: Check) -> CheckOutcome:
     """Disable apt sources the site does not declare, in both formats apt reads (one-line
     ``sources.list``/``*.list`` and deb822 ``*.sources``); pin declared ones' signed-by."""
-    declared = ctx.site.get("repositories", {}).get("apt") or []
+    declared = ck.ctx.site.get("repositories", {}).get("apt") or []
     actions: list[str] = []
     problems: list[str] = []
     seen: list[str] = []
-    for path in sorted(p for p in facts.files if facts.files[p].exists and (
+    for path in sorted(p for p in ck.facts.files if ck.facts.files[p].exists and (
             p in APT_FILES or fnmatch.fnmatch(p, APT_GLOB))):
-        _one_line(path, ws, declared, seen, actions, problems)
-    for path in sorted(p for p in facts.files if facts.files[p].exists and
+        _one_line(path, ck.ws, declared, seen, actions, problems)
+    for path in sorted(p for p in ck.facts.files if ck.facts.files[p].exists and
                        fnmatch.fnmatch(p, APT_SOURCES_GLOB)):
-        _deb822(path, ws, declared, seen, actions, problems)
+        _deb822(path, ck.ws, declared, seen, actions, problems)
     if problems:
-        return outcome(rule, ERROR, "; ".join(problems))
+        return ck.outcome(ERROR, "; ".join(problems))
     if not declared:
-        return outcome(
-            rule,
+        return ck.outcome(
             NOTCHECKED if not actions else CHANGE,
             "the site declares no apt sources (hardening/site.yaml repositories.apt)",
         )
     if not seen:
-        return outcome(rule, NOTCHECKED, "no enabled apt source found in /etc/apt/sources.list, "
-                       "sources.list.d/*.list or *.sources")
+        return ck.outcome(NOTCHECKED, "no enabled apt source found in /etc/apt/sources.list, "
+                          "sources.list.d/*.list or *.sources")
     if not actions:
-        return outcome(rule, COMPLIANT, "", "only declared sources, signed-by pinned",
-                       " ".join(sorted(set(seen))))
-    return outcome(rule, CHANGE, "", "only declared sources, signed-by pinned",
-                   "; ".join(actions))
+        return ck.outcome(COMPLIANT, "", "only declared sources, signed-by pinned",
+                          " ".join(sorted(set(seen))))
+    return ck.outcome(CHANGE, "", "only declared sources, signed-by pinned",
+                      "; ".join(actions))

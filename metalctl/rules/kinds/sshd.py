@@ -20,17 +20,7 @@ from metalctl.rules import edit
 from metalctl.rules.catalogue import Rule
 from metalctl.rules.gather import GatherSpec, HostFacts
 from metalctl.rules.kinds import SCALAR, STR, TEMPLATE, register
-from metalctl.rules.plan import (
-    CHANGE,
-    COMPLIANT,
-    ERROR,
-    CheckOutcome,
-    Context,
-    RulePlan,
-    Workspace,
-    manual,
-    outcome,
-)
+from metalctl.rules.plan import CHANGE, COMPLIANT, ERROR, Check, CheckOutcome, Workspace
 
 MAIN = "/etc/ssh/sshd_config"
 DROPIN_DIR = "/etc/ssh/sshd_config.d"
@@ -134,40 +124,37 @@ def _include_order(ws: Workspace, facts: HostFacts) -> list[tuple[str, int | Non
     one_of=("allowed", "max", "min", "between", "forbid", "only"),
     gather=_gather,
 )
-def k_sshd(
-    rule: Rule, c: dict[str, Any], facts: HostFacts, ws: Workspace, plan: RulePlan, ctx: Context
-) -> CheckOutcome:
+def k_sshd(ck: Check) -> CheckOutcome:
     """Judged on ``sshd -T``; a wrong value is set in the drop-in (see the module)."""
-    values = effective(facts)
+    values = effective(ck.facts)
     if values is None:
-        return outcome(
-            rule, ERROR, "sshd -T gave no configuration: " + facts.probes.get("sshd-T", "")[:120]
-        )
-    key = c["key"].lower()
+        seen = ck.facts.probes.get("sshd-T", "")[:120]
+        return ck.outcome(ERROR, f"sshd -T gave no configuration: {seen}")
+    key = ck.body["key"].lower()
     have = values.get(key)
-    ok, expected, value = _judge(c, have)
-    if ("forbid" in c or "only" in c) and not ok:
-        have = _refused(c, have)
+    ok, expected, value = _judge(ck.body, have)
+    if ("forbid" in ck.body or "only" in ck.body) and not ok:
+        have = _refused(ck.body, have)
     if ok:
-        return outcome(rule, COMPLIANT, "sshd -T", expected, have)
-    value = str(c["set"]) if "set" in c else value
+        return ck.outcome(COMPLIANT, "sshd -T", expected, have)
+    value = str(ck.body["set"]) if "set" in ck.body else value
     if value is None:
-        return manual(rule, expected, f"{key} {have}")
-    keyword = KEYWORDS.get(key, c["key"])
-    ws.put(DROPIN, edit.set_sshd(ws.text(DROPIN) or HEADER, keyword, value), mode="644",
+        return ck.manual(expected, f"{key} {have}")
+    keyword = KEYWORDS.get(key, ck.body["key"])
+    ck.ws.put(DROPIN, edit.set_sshd(ck.ws.text(DROPIN) or HEADER, keyword, value), mode="644",
            owner="root", group="root")
     touched = [DROPIN]
-    order = _include_order(ws, facts)
+    order = _include_order(ck.ws, ck.facts)
     if not order:  # nothing includes the drop-in yet: include exactly it, at the top
-        ws.put(MAIN, edit.add_sshd_include(ws.text(MAIN), DROPIN))
+        ck.ws.put(MAIN, edit.add_sshd_include(ck.ws.text(MAIN), DROPIN))
         touched.append(MAIN)
     for path, stop in order:  # earlier settings of the keyword would win: comment them out
-        lines = ws.text(path).splitlines(keepends=True)
+        lines = ck.ws.text(path).splitlines(keepends=True)
         head = "".join(lines if stop is None else lines[:stop])
         if any(k == key for _, k, _ in edit.sshd_directives(head)):
             tail = "".join([] if stop is None else lines[stop:])
-            ws.put(path, edit.disable_sshd(head, keyword, f"superseded by {DROPIN}") + tail)
+            ck.ws.put(path, edit.disable_sshd(head, keyword, f"superseded by {DROPIN}") + tail)
             touched.append(path)
     for path in touched:
-        plan.guarded.setdefault(path, []).append(rule.id)
-    return outcome(rule, CHANGE, f"{keyword} {value} in {DROPIN}", expected, f"{key} {have}")
+        ck.plan.guarded.setdefault(path, []).append(ck.rule.id)
+    return ck.outcome(CHANGE, f"{keyword} {value} in {DROPIN}", expected, f"{key} {have}")
