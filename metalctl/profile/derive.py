@@ -570,7 +570,7 @@ class PlanCheck:
 
 
 #: checks only a boot with the plan's kernel arguments passes (see PlanCheck.pending)
-BOOT_CHECKS = ("kernel argument ", "tuned isolated_cores")
+BOOT_CHECKS = ("kernel argument ", "isolated CPUs", "tuned isolated_cores")
 
 
 def compare(plan: ProfilePlan, live: Topology, profile: Profile) -> list[PlanCheck]:
