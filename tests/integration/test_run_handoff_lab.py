@@ -6,7 +6,9 @@ All real: the lab's libvirt machine behind its Redfish BMC on a provisioning net
 deploy interfaces (dnsmasq chains iPXE to Ironic's boot script), the boot service in the
 run's own process as the kickstart source, the stand-in installer laying the lab's
 liveimg down (libvirt, QEMU, the nova-compute unit), the Nova release disk attached
-read-only; then harden and audit over SSH with the host keys the install delivered, and
+read-only; then the run's verify step plans the machine from its in-band facts
+(``compute-small``), makes the plan real (64 x 2M hugepages on each of its two NUMA nodes
+through ``metalctl-plan.service``) and verifies it; then harden and audit over SSH with the host keys the install delivered, and
 hand-off to the lab's Nova, Placement and Glance listening on the provisioning network's
 host side: nova.conf from the machine's own plan, nova-compute registered, Placement's
 inventories compared with the plan, a canary guest started nested (TCG in TCG).
@@ -17,8 +19,9 @@ callback is refused, the install binds to the machine's leased address.
 
 The run is killed once at a boundary the hand-off added (nova-compute registered in Nova,
 its inventories not yet verified) and run again: nothing before hand-off is repeated (no
-second install: Ironic's state, the boot events and the machine's install marker say so),
-nova.conf is not rewritten and the node ends ``handed-off``.
+second install: Ironic's state, the boot events and the machine's install marker say so)
+but the plan's verification (nothing to change, every check in the report), nova.conf is
+not rewritten and the node ends ``handed-off`` with a canary backed by those hugepages.
 """
 
 from __future__ import annotations
