@@ -208,3 +208,40 @@ def test_values_that_could_escape_the_data_file_are_refused(plan):
     bad.tuned = {"profile": "cpu-partitioning", "variables": {"isolated_cores": "1'; reboot"}}
     with pytest.raises(HostError, match="cannot be written"):
         host.install_script(bad)
+
+
+LIBVIRT_90_ABSTRACTION = """\
+  /sys/devices/system/cpu/ r,
+  /sys/devices/system/node/ r,
+  /sys/devices/system/node/node[0-9]*/meminfo r,
+  #include <local/abstractions/libvirt-qemu>
+"""
+
+
+def test_hugepage_guests_get_the_node_cpumap_rule_libvirt_90_lacks(box, plan):
+    """Seen on the lab machine (Debian 12, libvirt 9.0, AppArmor): the canary with 2M pages
+    on one NUMA node failed "libnuma: Warning: /sys not mounted or invalid. Assuming one
+    node: Permission denied ... The nodes select no CPUs"."""
+    aa = box["root"] / "etc/apparmor.d/abstractions/libvirt-qemu"
+    aa.parent.mkdir(parents=True)
+    aa.write_text(LIBVIRT_90_ABSTRACTION)
+    local = box["root"] / "etc/apparmor.d/local/abstractions/libvirt-qemu"
+    local.parent.mkdir(parents=True)
+    local.write_text("# Site-specific additions and overrides for 'abstractions/libvirt-qemu'\n")
+    _, done = install(box, plan)
+    assert "/etc/apparmor.d/local/abstractions/libvirt-qemu" in done.changed
+    lines = local.read_text().splitlines()
+    assert lines[0].startswith("# Site-specific")  # the site's own lines are kept
+    assert lines[-1] == "  /sys/devices/system/node/node[0-9]*/cpumap r,"
+    _, again = install(box, plan)
+    assert again.summary == "unchanged"
+    # an abstraction that has the rule (libvirt >= 9.1) or a plan without pages: untouched
+    aa.write_text(LIBVIRT_90_ABSTRACTION + "  /sys/devices/system/node/node[0-9]*/cpumap r,\n")
+    local.write_text("")
+    _, done = install(box, plan)
+    assert local.read_text() == ""
+    no_pages = ProfilePlan.from_dict(plan.to_dict())
+    no_pages.hugepage_size = None
+    aa.write_text(LIBVIRT_90_ABSTRACTION)
+    install(box, no_pages)
+    assert local.read_text() == ""

@@ -50,6 +50,27 @@ else
   echo "note no systemd running: the plan is applied now, not at boot"
 fi
 
+# Hugepage-backed guests bound to a NUMA node: libvirt 9.0 preallocates their memory
+# through a QEMU thread-context pinned to the node's CPUs, which libnuma reads from
+# /sys/devices/system/node/nodeN/cpumap. libvirt 9.0's AppArmor abstraction (Debian 12)
+# allows only meminfo there: QEMU fails "The nodes select no CPUs". The site's local
+# include of that abstraction gets the rule (read by every guest's profile at its start).
+AA=/etc/apparmor.d/abstractions/libvirt-qemu
+AA_LOCAL=/etc/apparmor.d/local/abstractions/libvirt-qemu
+AA_RULE='/sys/devices/system/node/node[0-9]*/cpumap r,'
+if printf '%s\n' "$PLAN_CONF" | grep -q '^hugepages [0-9]* [0-9]* [1-9]' && [ -f "$ROOT$AA" ] \
+    && ! grep -qF 'node[0-9]*/cpumap' "$ROOT$AA"; then
+  old=""
+  [ -f "$ROOT$AA_LOCAL" ] && old=$(cat "$ROOT$AA_LOCAL")
+  if printf '%s\n' "$old" | grep -qF "$AA_RULE"; then
+    echo "unchanged $AA_LOCAL"
+  else
+    put "$AA_LOCAL" 0644 "$(printf '%s\n%s\n%s\n' "$old" \
+      "# metalctl-plan: QEMU's thread-context for hugepage-backed NUMA guests (libnuma)" \
+      "  $AA_RULE" | sed '/./,$!d')" || :
+  fi
+fi
+
 vars_changed=no
 if [ -n "$TUNED_ISOLATED" ]; then
   vf="$ROOT/etc/tuned/cpu-partitioning-variables.conf"
