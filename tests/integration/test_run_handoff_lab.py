@@ -8,9 +8,9 @@ run's own process as the kickstart source, the stand-in installer laying the lab
 liveimg down (libvirt, QEMU, the nova-compute unit), the Nova release disk attached
 read-only; then the run's verify step plans the machine from its in-band facts
 (``compute-small``), makes the plan real (64 x 2M hugepages on each of its two NUMA nodes
-through ``metalctl-plan.service``) and verifies it; then harden and audit over SSH with the host keys the install delivered, and
-hand-off to the lab's Nova, Placement and Glance listening on the provisioning network's
-host side: nova.conf from the machine's own plan, nova-compute registered, Placement's
+through ``metalctl-plan.service``) and verifies it; then harden and audit over SSH with
+the host keys the install delivered, and hand-off to the lab's Nova, Placement and
+Glance listening on the provisioning network's host side: nova.conf from the machine's own plan, nova-compute registered, Placement's
 inventories compared with the plan, a canary guest started nested (TCG in TCG).
 
 An attacker on the provisioning network reads the kickstart Ironic publishes in its
