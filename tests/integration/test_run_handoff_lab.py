@@ -10,8 +10,9 @@ read-only; then the run's verify step plans the machine from its in-band facts
 (``compute-small``), makes the plan real (64 x 2M hugepages on each of its two NUMA nodes
 through ``metalctl-plan.service``) and verifies it; then harden and audit over SSH with
 the host keys the install delivered, and hand-off to the lab's Nova, Placement and
-Glance listening on the provisioning network's host side: nova.conf from the machine's own plan, nova-compute registered, Placement's
-inventories compared with the plan, a canary guest started nested (TCG in TCG).
+Glance listening on the provisioning network's host side: nova.conf from the machine's
+own plan, nova-compute registered, Placement's inventories compared with the plan, a
+canary guest started nested (TCG in TCG).
 
 An attacker on the provisioning network reads the kickstart Ironic publishes in its
 http_root (the callback token is in it) and calls back first with its own host keys: every
