@@ -279,13 +279,19 @@ class _Deriver:
                                 "(memory.host_reserved_mib_per_numa)",
                                 f"the node has {total} MiB")
             free = total - keep
-            if self.p.get("hugepages.gib_per_numa"):
-                want_mib = self.p.get("hugepages.gib_per_numa") * 1024
-                if want_mib > free:
-                    raise self.fail(f"{want_mib // 1024} GiB of {size} pages on NUMA node {n}",
+            exact = self.p.get("hugepages.gib_per_numa")
+            exact_mib = exact * 1024 if exact else self.p.get("hugepages.mib_per_numa")
+            if exact_mib:
+                if exact_mib % page:
+                    raise self.fail(f"hugepages.mib_per_numa in whole {size} pages",
+                                    f"{exact_mib} MiB is not a multiple of {page} MiB")
+                what = f"{exact} GiB" if exact else f"{exact_mib} MiB"
+                if exact_mib > free:
+                    raise self.fail(f"{what} of {size} pages on NUMA node {n}",
                                     f"{free / 1024:.0f} GiB free there after the host's "
-                                    f"{keep} MiB")
-                plan.hugepages = want_mib // page
+                                    f"{keep} MiB" if exact else
+                                    f"{free} MiB free there after the host's {keep} MiB")
+                plan.hugepages = exact_mib // page
             else:
                 plan.hugepages = int(free * self.p.get("hugepages.percent_per_numa") / 100) // page
             if plan.dpdk_socket_mib:
@@ -545,12 +551,26 @@ def _socket_memory(mtus: set[int], minimum: int) -> int:
 
 @dataclass
 class PlanCheck:
-    """One comparison of the plan against a live host."""
+    """One comparison of the plan against a live host.
+
+    ``pending``: not judged yet: only a boot with the plan's kernel arguments can pass
+    it, and the host was installed before its plan existed (``ok`` stays False).
+    """
 
     check: str
     expected: str
     actual: str
     ok: bool
+    pending: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run report's row: ``ok`` is None while ``pending``."""
+        return {"name": self.check, "want": self.expected, "got": self.actual,
+                "ok": None if self.pending else self.ok}
+
+
+#: checks only a boot with the plan's kernel arguments passes (see PlanCheck.pending)
+BOOT_CHECKS = ("kernel argument ", "isolated CPUs", "tuned isolated_cores")
 
 
 def compare(plan: ProfilePlan, live: Topology, profile: Profile) -> list[PlanCheck]:

@@ -23,7 +23,7 @@ MAX_DEPTH = 8
 #: a profile name is a file stem in a profile directory, never a path
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 #: keys of which a profile gives one; a child's choice replaces its parent's
-EXCLUSIVE = {"hugepages": ("percent_per_numa", "gib_per_numa")}
+EXCLUSIVE = {"hugepages": ("percent_per_numa", "gib_per_numa", "mib_per_numa")}
 
 
 @dataclass(frozen=True)
@@ -149,10 +149,11 @@ def validate(data: dict[str, Any], path: str,
              lines: dict[tuple[str | int, ...], int] | None = None) -> None:
     """Raise ProfileError for the most relevant schema violation (file, field, line)."""
     hugepages = data.get("hugepages")
-    if isinstance(hugepages, dict) and set(EXCLUSIVE["hugepages"]) <= set(hugepages):
+    if isinstance(hugepages, dict) and len(set(EXCLUSIVE["hugepages"]) & set(hugepages)) > 1:
         line = (lines or {}).get(("hugepages",))
         raise ProfileError(path=path, field="hugepages", line=line,
-                           reason="give exactly one of percent_per_numa or gib_per_numa")
+                           reason="give exactly one of percent_per_numa, gib_per_numa or "
+                                  "mib_per_numa")
     try:
         datafiles.validate(data, "profile", path, lines)
     except InputError as exc:

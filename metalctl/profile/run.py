@@ -4,7 +4,11 @@ when the facts allow it, apply the BIOS part per the site's policy, and record
 :mod:`metalctl.profile.stage` are its parts.
 
 A node whose BMC gives no CPU topology (a fake or IPMI BMC) is profiled without a plan:
-:func:`plan_installed` derives it from the installed host's own facts after provision.
+:func:`installed` derives it from the installed host's own facts after provision.
+
+:func:`installed` is the stage's part after install (the run's ``verify`` step, on
+every run until hand-off): the plan made real on the host (:mod:`.host`) and checked
+against the live host (:func:`metalctl.profile.stage.verify`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from metalctl.credentials import CredentialSet
 from metalctl.errors import FactsIncomplete, MetalctlError, describe
 from metalctl.model.node import DiscoveryRecord, Event, Lifecycle
 from metalctl.model.topology import Topology
-from metalctl.profile import bios
+from metalctl.profile import bios, derive, host
 from metalctl.profile import stage as parts
+from metalctl.profile.facts import inband
 from metalctl.profile.library import ProfileLibrary
-from metalctl.ssh import SshTarget
+from metalctl.ssh import SshTarget, connect, run_script
 from metalctl.store import Store, now
 
 #: the site's BIOS policy (rack file ``profiles.bios``)
@@ -113,11 +118,60 @@ def _one(key: str, inputs: ProfileInputs, opts: ProfileOptions, store: Store) ->
     return ProfileResult(key, ok, None if ok else result.error, evidence, node.label)
 
 
-def plan_installed(store: Store, key: str, inputs: ProfileInputs, target: SshTarget) -> str:
-    """The plan from the installed host's in-band facts (one SSH round trip), with the
-    profile selected on that real topology; returns what was done, for the report."""
+def installed(store: Store, key: str, inputs: ProfileInputs,
+              target: SshTarget) -> ProfileResult:
+    """The profile stage after install, over one SSH session: the plan from the host's
+    in-band facts when the node has none (its profile selected on that real topology),
+    the plan made real (:func:`metalctl.profile.host.realize`: ``realized`` event), then
+    verified against the live host (``verified`` event). Records no lifecycle state.
+
+    The result's evidence: ``plan`` (stored, or derived here), ``profile``, ``realized``
+    (what changed) and ``checks`` (name, want, got, ok; ok None while pending a boot
+    with the plan's kernel arguments). A failed check fails the node, its reason naming
+    the check.
+    """
     node = parts.resolve(store, key)
-    topo = parts.collect(store, node, ssh=target)
-    name = inputs.select(node.record, topo)
-    parts.plan(store, node, inputs.profiles.load(name), topo, inputs.bios_lib)
-    return f"{name}, from the installed host's facts"
+    evidence: dict[str, Any] = {}
+    try:
+        conn = connect(target)
+    except MetalctlError as exc:
+        return ProfileResult(key, False, describe(exc), evidence, node.label)
+    try:
+        stored = store.get_data(key, "plan")
+        evidence["plan"] = "stored"
+        if not stored:
+            topo = _facts(store, node, conn, target)
+            name = inputs.select(node.record, topo)
+            parts.plan(store, node, inputs.profiles.load(name), topo, inputs.bios_lib,
+                       after_install=True)
+            stored = store.get_data(key, "plan") or {}
+            evidence["plan"] = "derived from the installed host's facts"
+        evidence["profile"] = stored["profile"]
+        done = host.realize(conn, target, derive.ProfilePlan.from_dict(stored["plan"]))
+        evidence["realized"] = done.to_dict()
+        store.add_event(Event(key, parts.STAGE, "realized", now(), done.to_dict(),
+                              "; ".join(done.errors) or None))
+        if done.errors:
+            return ProfileResult(key, False, f"plan not made real: {done.errors[0]}",
+                                 evidence, node.label)
+        _prof, checks = parts.verify(store, node, _facts(store, node, conn, target),
+                                     inputs.profiles)
+    except MetalctlError as exc:
+        return ProfileResult(key, False, describe(exc), evidence, node.label)
+    finally:
+        conn.close()
+    evidence["checks"] = [c.to_dict() for c in checks]
+    failed = [c for c in checks if not c.ok and not c.pending]
+    if failed:
+        more = f" (and {len(failed) - 1} more check(s))" if len(failed) > 1 else ""
+        return ProfileResult(key, False, f"profile verify: {failed[0].check}: want "
+                                         f"{failed[0].expected}, got {failed[0].actual}{more}",
+                             evidence, node.label)
+    return ProfileResult(key, True, None, evidence, node.label)
+
+
+def _facts(store: Store, node: parts.NodeRef, conn: Any, target: SshTarget) -> Topology:
+    """The host's in-band facts over the open session, kept in the store."""
+    topo = inband.parse(run_script(conn, target, inband.script()), host=target.host)
+    parts.keep_facts(store, node, topo)
+    return topo

@@ -101,6 +101,10 @@ def table(rack: Rack, inputs: StageInputs, store: Store) -> list[Adapter]:
                 pools=("profile", *power) if rack.reboot else ("profile",)),
         Adapter("provision", lambda keys, emit: provision(rack, inputs, store, keys, emit),
                 pools=("provision", *power)),
+        # the profile after install: the plan made real and verified on the live host,
+        # on every run until hand-off (the host may have rebooted since)
+        Adapter("verify", lambda keys, emit: verify(rack, inputs, store, keys, emit),
+                recheck=True, recheck_below=Lifecycle.HANDED_OFF),
         Adapter("harden", lambda keys, emit: harden(inputs, store, keys, emit)),
         # read-only and the gate for hand-off: re-checked on every run
         Adapter("audit", lambda keys, emit: audit(rack, inputs, store, keys, emit),
@@ -211,17 +215,10 @@ def provision(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
     pinputs, popts = inputs.provision
     if "provision" in inputs.redo:  # --from provision: the one way to reinstall
         popts = replace(popts, redo=True)
-    # a node whose BMC gave no CPU topology has its plan made after install (below)
+    # a node whose BMC gave no CPU topology is planned after install (the verify step)
     popts = replace(popts, require_plan=False)
 
     def done(r: ProvisionResult) -> None:
-        if r.ok and r.status != "checked" and store.get_data(r.key, "plan") is None:
-            try:
-                r.extra["plan"] = plan_after_install(rack, inputs, store, r.key)
-            except MetalctlError as exc:
-                emit(StepResult(r.key, False, f"installed; planning from its facts failed: "
-                                              f"{describe(exc)}", r.evidence))
-                return
         # "checked" (check mode) installs nothing: it must not move the node on
         emit(r if r.status != "checked" else StepResult(r.key, False, "check mode"))
 
@@ -234,16 +231,18 @@ def _missing(keys: list[str], emit: Emit, why: str) -> None:
         emit(StepResult(key, False, why))
 
 
-def plan_after_install(rack: Rack, inputs: StageInputs, store: Store, key: str) -> str:
-    """The profile plan from the installed host's in-band facts (one SSH round trip)."""
+def verify(rack: Rack, inputs: StageInputs, store: Store, keys: list[str],
+           emit: Emit) -> None:
+    """The profile stage after install (:func:`metalctl.profile.run.installed`): the plan
+    (derived from the host's facts when the BMC gave none), made real on the host and
+    verified against it; its checks are the step's evidence."""
     from metalctl.ssh import SshTarget  # noqa: PLC0415
 
-    host = host_of(store, key)
-    if host is None:
-        raise MetalctlError(f"{key}: no installed host recorded")
-    target = SshTarget.parse(host.ssh, key_file=inputs.harden.key_file if inputs.harden
-                             else None, known_hosts=_known_hosts(store, key))
-    return profile_run.plan_installed(store, key, profile_inputs(rack, inputs), target)
+    for _name, (key, host) in _hosts(store, keys, emit).items():
+        ssh = _for_node(inputs.harden or HardenOptions(), store, key)  # harden's policy
+        target = SshTarget.parse(host.ssh, key_file=ssh.key_file, known_hosts=ssh.known_hosts,
+                                 sudo=ssh.sudo)
+        emit(profile_run.installed(store, key, profile_inputs(rack, inputs), target))
 
 
 def _name(store: Store, key: str) -> str:

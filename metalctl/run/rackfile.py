@@ -28,10 +28,13 @@ from metalctl.provision.bootstate import BootFiles
 from metalctl.provision.kickstart import target_os
 
 #: the pipeline's stages, in order (each reaches the lifecycle state of the same rank)
-STAGES = ("discover", "enroll", "profile", "provision", "harden", "audit", "handoff")
+#: the run's steps in order; ``verify`` is the profile stage after install (it records
+#: no lifecycle state of its own)
+STAGES = ("discover", "enroll", "profile", "provision", "verify", "harden", "audit",
+          "handoff")
 
 #: default nodes per stage at once; bmc_power bounds stages that power-cycle nodes
-DEFAULT_CONCURRENCY = {"discover": 64, "enroll": 16, "profile": 8, "provision": 4,
+DEFAULT_CONCURRENCY = {"discover": 64, "enroll": 16, "profile": 8, "provision": 4, "verify": 8,
                        "harden": 8, "audit": 8, "handoff": 4, "bmc_power": 8}
 
 

@@ -42,8 +42,11 @@ from metalctl.store import Store, now
 
 LOG = logging.getLogger(__name__)
 
-#: the lifecycle state each stage reaches
-STATE_OF = dict(zip(STAGES, Lifecycle, strict=True))
+#: the lifecycle state a node has once each step is done; ``verify`` writes none (it
+#: checks the install, which provision records): an installed node is past it, and its
+#: adapter re-checks it until hand-off
+STATE_OF = {**dict(zip([s for s in STAGES if s != "verify"], Lifecycle, strict=True)),
+            "verify": Lifecycle.INSTALLED}
 
 
 @dataclass

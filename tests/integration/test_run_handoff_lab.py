@@ -6,10 +6,13 @@ All real: the lab's libvirt machine behind its Redfish BMC on a provisioning net
 deploy interfaces (dnsmasq chains iPXE to Ironic's boot script), the boot service in the
 run's own process as the kickstart source, the stand-in installer laying the lab's
 liveimg down (libvirt, QEMU, the nova-compute unit), the Nova release disk attached
-read-only; then harden and audit over SSH with the host keys the install delivered, and
-hand-off to the lab's Nova, Placement and Glance listening on the provisioning network's
-host side: nova.conf from the machine's own plan, nova-compute registered, Placement's
-inventories compared with the plan, a canary guest started nested (TCG in TCG).
+read-only; then the run's verify step plans the machine from its in-band facts
+(``compute-small``), makes the plan real (64 x 2M hugepages on each of its two NUMA nodes
+through ``metalctl-plan.service``) and verifies it; then harden and audit over SSH with
+the host keys the install delivered, and hand-off to the lab's Nova, Placement and
+Glance listening on the provisioning network's host side: nova.conf from the machine's
+own plan, nova-compute registered, Placement's inventories compared with the plan, a
+canary guest started nested (TCG in TCG).
 
 An attacker on the provisioning network reads the kickstart Ironic publishes in its
 http_root (the callback token is in it) and calls back first with its own host keys: every
@@ -17,8 +20,9 @@ callback is refused, the install binds to the machine's leased address.
 
 The run is killed once at a boundary the hand-off added (nova-compute registered in Nova,
 its inventories not yet verified) and run again: nothing before hand-off is repeated (no
-second install: Ironic's state, the boot events and the machine's install marker say so),
-nova.conf is not rewritten and the node ends ``handed-off``.
+second install: Ironic's state, the boot events and the machine's install marker say so)
+but the plan's verification (nothing to change, every check in the report), nova.conf is
+not rewritten and the node ends ``handed-off`` with a canary backed by those hugepages.
 """
 
 from __future__ import annotations
@@ -196,6 +200,24 @@ def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, o
         ["skipped"] * 4
     assert node["steps"]["audit"] == "ok"
     assert node["steps"]["handoff"] == "ok"
+    # the plan was made real after install and is verified again before hand-off: the
+    # resumed run finds nothing to change and every check passes (the kernel arguments
+    # of a plan made after install are pending a reinstall, ok None)
+    assert node["steps"]["verify"] == "ok"
+    plan_ev = node["evidence"]["verify"]
+    assert plan_ev["profile"] == "compute-small", plan_ev
+    assert plan_ev["realized"]["summary"] == "unchanged", plan_ev
+    verify_checks = {c["name"]: c for c in plan_ev["checks"]}
+    assert all(c["ok"] is not False for c in plan_ev["checks"]), plan_ev["checks"]
+    for n in (0, 1):  # per NUMA node, from the unit's sysfs writes, not the command line
+        assert verify_checks[f"2M hugepages on NUMA node {n}"] == {
+            "name": f"2M hugepages on NUMA node {n}", "want": "64", "got": "64", "ok": True}
+    assert verify_checks["re-derived host_cpus"]["ok"] is True
+    assert _ssh(operator, address, "cat /sys/devices/system/node/node0/hugepages/"
+                "hugepages-2048kB/nr_hugepages /sys/devices/system/node/node1/hugepages/"
+                "hugepages-2048kB/nr_hugepages").split() == ["64", "64"]
+    assert _ssh(operator, address, "systemctl is-enabled metalctl-plan.service; "
+                "systemctl is-active metalctl-plan.service").split() == ["enabled", "active"]
     evidence = node["evidence"]["handoff"]
     # Placement's inventories are the plan's (the verify step compared them)
     assert evidence["inventories"], evidence
@@ -206,6 +228,8 @@ def test_run_via_ironic_from_power_off_to_handed_off_resumes_after_a_kill(lab, o
     # the canary ran nested, confined by AppArmor, and the audit's runtime rule passed
     checks = {c["name"]: c["status"] for c in evidence["canary"]["checks"]}
     assert checks["svirt-label"] == "pass", evidence["canary"]
+    # the profile's 2M pages back the canary on one of the planned nodes
+    assert checks["hugepages"] == "pass", evidence["canary"]
     assert checks["VRT-002"] == "pass", evidence["canary"]
     assert "nova.conf" not in " ".join(evidence.get("changed", [])), evidence  # not rewritten
     assert _ssh(operator, address, "sha256sum /etc/nova/nova.conf") == conf_before

@@ -181,11 +181,29 @@ def test_compare_reports_each_difference_against_a_live_host():
 
 
 def test_compute_small_fits_the_labs_tcg_machine_and_general_does_not():
-    # the lab's booting machines: 2 sockets x 2 cores, one thread, 2 x 240 MiB seen in-band
+    # the lab's booting machines: 2 sockets x 2 cores, one thread, 1536 MiB in two cells
+    # (the kernel shows 1477 MiB: about 738 per node in-band)
     cpus = tuple(Cpu(id=i, core=i % 2, socket=i // 2, node=i // 2) for i in range(4))
-    tcg = Topology(cpus=cpus, numa=(NumaNode(0, 240), NumaNode(1, 240)), cpu_vendor="intel")
+    tcg = Topology(cpus=cpus, numa=(NumaNode(0, 729), NumaNode(1, 748)), cpu_vendor="intel")
     with pytest.raises(ProfileUnsatisfiable, match="memory.host_reserved_mib"):
         derive(tcg, LIB.load("compute-general"), "kvm-0")
     plan = derive(tcg, LIB.load("compute-small"), "kvm-0")
     assert plan.nova["DEFAULT"]["reserved_host_memory_mb"] == 256
     assert [n.host_cpus for n in plan.numa] == [[0], [2]]
+    # 128 MiB of 2M pages on each node, exactly (mib_per_numa): the canary fits on one
+    assert [n.hugepages for n in plan.numa] == [64, 64]
+    assert plan.flavor_extra_specs["hw:mem_page_size"] == "2MB"
+    assert "hugepages=128" in plan.kernel_args
+
+
+def test_mib_per_numa_is_exact_in_whole_pages_or_refused():
+    cpus = tuple(Cpu(id=i, core=i % 2, socket=i // 2, node=i // 2) for i in range(4))
+    tcg = Topology(cpus=cpus, numa=(NumaNode(0, 300), NumaNode(1, 1000)), cpu_vendor="intel")
+    small = LIB.load("compute-small")
+    with pytest.raises(ProfileUnsatisfiable, match="not a multiple of 2 MiB"):
+        derive(tcg, Profile("odd", {**small.data, "hugepages": {"size": "2M",
+                                                                "mib_per_numa": 127}}), "n")
+    with pytest.raises(ProfileUnsatisfiable,
+                       match="512 MiB of 2M pages on NUMA node 0; 300 MiB free there"):
+        derive(tcg, Profile("big", {**small.data, "hugepages": {"size": "2M",
+                                                                "mib_per_numa": 512}}), "n")

@@ -53,7 +53,7 @@ def test_bad_value_and_type(tmp_path):
     with pytest.raises(ProfileError, match=r"t.yaml:3: sriov.nics\[0\].vfs"):
         ProfileLibrary([tmp_path]).load("t")
     write(tmp_path, "h", "hugepages: {size: 1G, percent_per_numa: 50, gib_per_numa: 4}\n")
-    with pytest.raises(ProfileError, match="exactly one of percent_per_numa or gib_per_numa"):
+    with pytest.raises(ProfileError, match="exactly one of percent_per_numa, gib_per_numa"):
         ProfileLibrary([tmp_path]).load("h")
 
 
