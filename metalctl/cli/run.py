@@ -35,10 +35,11 @@ COLUMNS = [("node", "node"), ("status", "status"), ("stage", "stage"),
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``run``."""
     p = sub.add_parser("run", help="drive a rack through every stage, per node, resumably",
-                       description="Discover, enroll, profile, provision, harden, audit and "
-                                   "hand off every node of a rack file. Re-run the same "
-                                   "command to resume: each node continues from its stored "
-                                   "lifecycle; installed nodes are never reinstalled.")
+                       description="Discover, enroll, profile, provision, verify the plan, "
+                                   "harden, audit and hand off every node of a rack file. "
+                                   "Re-run the same command to resume: each node continues "
+                                   "from its stored lifecycle; installed nodes are never "
+                                   "reinstalled.")
     p.add_argument("rack", type=Path, help="rack file (docs/run.md)")
     p.add_argument("--until", choices=STAGES, help="last stage (default the rack's, else "
                                                    "handoff)")
