@@ -18,6 +18,8 @@ this machine: a fresh venv with ``glance==33.0.0`` in 41.6 s (255 MB), gunicorn 
 Versions are the ones verified in ../shared/LAB.md ("Nova and Placement on loopback"):
 nova 34.0.0, openstack-placement 16, gunicorn 26 (``--no-control-socket``). ``pyroute2``
 keeps os-vif from logging "Could not load 'ovs'" at every compute start.
+``psycopg2-binary`` (a wheel: 1.8 s into an existing venv) is the driver of the lab
+Nova's PostgreSQL (:mod:`metalctl_lab.nova_db`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ NOVA_REQUIREMENTS = [
     "gunicorn>=26",  # --no-control-socket exists from 26 on
     "libvirt-python",  # builds against Debian's libvirt-dev (scripts/setup.sh installs it)
     "pyroute2",
+    "psycopg2-binary",  # the lab's Nova databases are on PostgreSQL (nova_db.py)
     # nova 34.0.0 needs these at least; the 2026-08 upper-constraints pin them lower
     "keystoneauth1>=5.16.0",
     "oslo.versionedobjects>=3.12.0",

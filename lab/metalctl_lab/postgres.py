@@ -1,15 +1,21 @@
-"""A private PostgreSQL for the lab's Ironic (opt-in: ``RackSpec(db="postgresql")``).
+"""A private PostgreSQL for the lab: Ironic's (opt-in: ``RackSpec(db="postgresql")``) and
+the lab Nova's (:mod:`metalctl_lab.nova_db`, always).
 
 Ironic with sqlite must run as one combined process and serialises every write
 (its own start-up warning); under a batch of 100+ nodes its API calls queue for
-tens of seconds. Production Ironic runs on MySQL/PostgreSQL. This starts a
-throw-away cluster in the lab directory, listening on the lab's own loopback
-address only, with trust authentication (nothing else can reach 127.N.4.2).
+tens of seconds. Nova on sqlite met "database is locked" under a guest boot and a live
+migration (docs/decisions.md). Production Ironic and Nova run on MySQL/PostgreSQL.
+
+Each cluster is a throw-away one in the lab directory with trust authentication, reached
+either on one loopback address of the lab's own (Ironic: nothing else can reach
+127.N.4.2) or, with no address, on a Unix socket alone in a 0700 directory (Nova: its
+services all run on this machine, and no TCP port can clash with another lab's).
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import subprocess
@@ -17,6 +23,10 @@ import time
 from pathlib import Path
 
 from metalctl.errors import LabError
+
+PORT = 5432
+#: sun_path holds 107 bytes; the socket's name adds ``/.s.PGSQL.5432``
+_SOCKET_DIR_MAX = 90
 
 
 def _bin(name: str) -> str:
@@ -26,49 +36,132 @@ def _bin(name: str) -> str:
     return found[-1]
 
 
-def _as_postgres(argv: list[str]) -> subprocess.CompletedProcess[str]:
+def version() -> str:
+    """The major version of the newest PostgreSQL server installed (``15``)."""
+    return Path(_bin("postgres")).parent.parent.name
+
+
+def _as_postgres(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     if os.geteuid() == 0:
         argv = ["runuser", "-u", "postgres", "--", *argv]
-    return subprocess.run(argv, capture_output=True, text=True, check=False)
+    return subprocess.run(argv, capture_output=True, text=True, check=False, input=stdin)
 
 
-def server_options(data: Path, address: str, port: int) -> str:
-    """``pg_ctl -o``: one loopback address, the socket in the data directory (not
-    ``/var/run/postgresql``), no huge pages (``try`` would take the hugepages a guest of
-    the lab's Nova is meant to get), durability off (a throw-away cluster)."""
-    return (f"-c listen_addresses={address} -p {port} -k {data} -c max_connections=300 "
-            "-c fsync=off -c synchronous_commit=off -c huge_pages=off")
+def _own(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, "postgres", "postgres")
 
 
-def start(directory: Path, address: str, port: int = 5432) -> tuple[str, Path]:
-    """initdb + start; returns (SQLAlchemy URL for Ironic, data directory)."""
-    data = directory / "pgdata"
+def socket_dir(data: Path) -> Path:
+    """Where the server's Unix socket lives: the data directory itself, or, when that path
+    is too long for a socket address, a short one under /tmp named after it."""
+    if len(str(data)) <= _SOCKET_DIR_MAX:
+        return data
+    return Path("/tmp") / f"metalctl-pg-{hashlib.sha256(str(data).encode()).hexdigest()[:12]}"
+
+
+def server_options(data: Path, address: str | None, port: int) -> str:
+    """``pg_ctl -o``: one loopback address or none (the Unix socket alone), the socket not
+    in ``/var/run/postgresql``, no huge pages (``try`` would take the hugepages a guest
+    of the lab's Nova is meant to get), durability off (a throw-away cluster)."""
+    listen = address or "''"
+    return (f"-c listen_addresses={listen} -p {port} -k {socket_dir(data)} "
+            "-c unix_socket_permissions=0700 -c max_connections=300 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c huge_pages=off")
+
+
+def initdb(data: Path) -> None:
+    """A new, empty cluster in ``data`` (replacing whatever was there).
+
+    Raises:
+        LabError: initdb failed.
+    """
     if data.exists():
         shutil.rmtree(data)
-    data.mkdir(mode=0o700)
-    if os.geteuid() == 0:
-        shutil.chown(data, "postgres", "postgres")
-    proc = _as_postgres([_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"])
+    data.mkdir(mode=0o700, parents=True)
+    _own(data)
+    proc = _as_postgres([_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                         "--no-sync"])
     if proc.returncode:
         raise LabError(reason=f"initdb failed: {proc.stderr[-500:]}")
-    log = directory / "postgres.log"
+
+
+def start_cluster(data: Path, log: Path, address: str | None = None,
+                  port: int = PORT) -> int:
+    """Start the cluster in ``data`` and wait until it accepts connections.
+
+    Returns:
+        The postmaster's pid (the leader of its own session: ``pg_ctl`` calls setsid).
+
+    Raises:
+        LabError: it did not start; quotes the tail of its log.
+    """
+    sock = socket_dir(data)
+    if sock != data:
+        sock.mkdir(mode=0o700, exist_ok=True)
+        _own(sock)
     log.touch()
-    if os.geteuid() == 0:
-        shutil.chown(log, "postgres", "postgres")
-    opts = server_options(data, address, port)
-    proc = _as_postgres([_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w",
-                         "start"])
+    _own(log)
+    proc = _as_postgres([_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o",
+                         server_options(data, address, port), "-w", "start"])
     if proc.returncode:
         raise LabError(reason=f"PostgreSQL did not start: {log.read_text()[-500:]}")
-    deadline = time.monotonic() + 30
-    while _as_postgres([_bin("createdb"), "-h", address, "-p", str(port), "-U", "postgres",
-                        "ironic"]).returncode:
+    return int((data / "postmaster.pid").read_text().split()[0])
+
+
+def _host(data: Path, address: str | None) -> str:
+    return address or str(socket_dir(data))
+
+
+def createdb(data: Path, name: str, address: str | None = None, port: int = PORT,
+             timeout_s: float = 30) -> None:
+    """Create database ``name`` (retried: a cluster that just started may refuse at first).
+
+    Raises:
+        LabError: still refused after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while _as_postgres([_bin("createdb"), "-h", _host(data, address), "-p", str(port),
+                        "-U", "postgres", name]).returncode:
         if time.monotonic() > deadline:
-            raise LabError(reason="createdb ironic failed")
+            raise LabError(reason=f"createdb {name} failed")
         time.sleep(0.3)
-    return f"postgresql+psycopg2://postgres@{address}:{port}/ironic", data
+
+
+def psql(data: Path, database: str, sql: str, port: int = PORT) -> str:
+    """Run ``sql`` (given on stdin: no value shows in the process list) against
+    ``database`` of a socket-only cluster; returns psql's output.
+
+    Raises:
+        LabError: psql failed (its error in the message).
+    """
+    proc = _as_postgres([_bin("psql"), "-h", str(socket_dir(data)), "-p", str(port), "-U",
+                         "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-f", "-"],
+                        stdin=sql)
+    if proc.returncode:
+        raise LabError(reason=f"psql on {database} failed: {proc.stderr.strip()[-300:]}")
+    return proc.stdout
+
+
+def url(data: Path, database: str, address: str | None = None, port: int = PORT) -> str:
+    """The SQLAlchemy URL of ``database`` (over the Unix socket when no ``address``)."""
+    if address:
+        return f"postgresql+psycopg2://postgres@{address}:{port}/{database}"
+    return f"postgresql+psycopg2://postgres@/{database}?host={socket_dir(data)}&port={port}"
+
+
+def start(directory: Path, address: str, port: int = PORT) -> tuple[str, Path]:
+    """initdb + start + ``createdb ironic``; returns (SQLAlchemy URL for Ironic, data
+    directory)."""
+    data = directory / "pgdata"
+    initdb(data)
+    start_cluster(data, directory / "postgres.log", address, port)
+    createdb(data, "ironic", address, port)
+    return url(data, "ironic", address, port), data
 
 
 def stop(data: Path) -> None:
-    if data.exists():
+    """Fast shutdown (clients are disconnected) of the cluster in ``data``, if running."""
+    if (data / "postmaster.pid").exists():
         _as_postgres([_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])

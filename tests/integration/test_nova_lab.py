@@ -32,25 +32,14 @@ from metalctl.profile.facts import inband
 from metalctl.profile.library import Profile, ProfileLibrary
 from metalctl_lab import libvirt_lab, nova
 
+from . import novalab
+
 pytestmark = pytest.mark.peers
 
 ADDRESS_BASE = "127.99.0.0"
 COMPUTE = "lab-compute-1"
 COMPUTE_IP = "127.99.0.10"
 NOVA_MICROVERSION = {"X-OpenStack-Nova-API-Version": "2.88"}  # hypervisor ids = RP uuids
-
-
-def _ensure_rabbitmq() -> None:
-    """The one reason to skip: rabbitmq-server is absent and apt-get cannot install it."""
-    if nova.RABBIT_SERVER.exists():
-        return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    proc = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                           "rabbitmq-server"], capture_output=True, text=True, env=env,
-                          check=False, timeout=600)
-    if proc.returncode != 0 or not nova.RABBIT_SERVER.exists():
-        pytest.skip(f"rabbitmq-server is not installed and apt-get failed: "
-                    f"{proc.stderr.strip()[-300:]}")
 
 
 @dataclass
@@ -65,7 +54,7 @@ def machine_rabbitmq(tmp_path_factory: pytest.TempPathFactory):
     """A RabbitMQ as a distribution runs one: node ``rabbit@<hostname>``, epmd on
     0.0.0.0:4369, AMQP on 0.0.0.0:5672, distribution on 0.0.0.0:25672 (state in a test
     folder, nothing of the machine's own). The lab's must start beside it (issue 18)."""
-    _ensure_rabbitmq()
+    novalab.ensure_rabbitmq()
     base = tmp_path_factory.mktemp("machine-rabbitmq")
     (base / "rabbitmq.conf").write_text("listeners.tcp.default = 5672\n")
     (base / "enabled_plugins").write_text("[].\n")
