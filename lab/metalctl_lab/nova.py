@@ -67,9 +67,7 @@ PLACEMENT_TOKEN = "admin"  # noqa: S105 - noauth2: the token *is* the role, not 
 SHUTDOWN = {"graceful_shutdown_timeout": "2", "manager_shutdown_timeout": "0"}
 STOP_ORDER = ("nova-compute", "libvirtd", "nova-api", "nova-scheduler", "nova-conductor",
               "glance", "neutron-standin", "placement",
-              "rabbitmq", "epmd", "postgres")
-#: PostgreSQL's SIGTERM waits for every client to leave; SIGINT is its fast shutdown
-STOP_SIGNAL = {"postgres": signal.SIGINT}
+              "rabbitmq", "epmd")
 
 
 @dataclass
@@ -695,28 +693,36 @@ def down(directory: Path, timeout_s: float = 20) -> list[str]:
     """Stop every process of the Nova lab in ``directory``; returns the names stopped.
 
     SIGTERM to each process group in :data:`STOP_ORDER`, then SIGKILL to what is left
-    after ``timeout_s`` (logged at warning level with the process's name).
+    after ``timeout_s`` (logged at warning level with the process's name); then the
+    PostgreSQL cluster is stopped and deleted (:func:`metalctl_lab.nova_db.remove`).
     """
     lab = NovaLab.load(Path(directory))
     if lab is None:
         return []
     stopped = []
-    names = sorted(lab.pids, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1)
+    # PostgreSQL last, by pg_ctl (its SIGTERM would wait for every client to leave)
+    procs = {n: p for n, p in lab.pids.items() if n != "postgres"}
+    names = sorted(procs, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1)
     for name in names:
-        pid = lab.pids[name]
+        pid = procs[name]
         if alive(pid):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, STOP_SIGNAL.get(name, signal.SIGTERM))
+                os.killpg(pid, signal.SIGTERM)
                 stopped.append(name)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(alive(p) for p in lab.pids.values()):
+    while time.monotonic() < deadline and any(alive(p) for p in procs.values()):
         time.sleep(0.1)
-    for name, pid in lab.pids.items():
+    for name, pid in procs.items():
         if alive(pid):
             LOG.warning("lab: %s (pid %d) ignored SIGTERM for %g s; killing", name, pid,
                         timeout_s)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    if "postgres" in lab.pids or (lab.dir / "pgdata").is_symlink():
+        pg = lab.pids.get("postgres")
+        if pg and alive(pg):
+            stopped.append("postgres")
+        nova_db.remove(lab)
     lab.pids = {}
     lab.save()
     return stopped

@@ -3,8 +3,9 @@
 sqlite, the lab's first choice, met "database is locked" in the conductor under a guest
 boot (a canary not deleted in 120 s) and in every second live migration, and forced the
 hand-offs of a rack one at a time (docs/decisions.md). This cluster
-(:mod:`metalctl_lab.postgres`) lives in ``<lab>/pgdata``, listens on a Unix socket
-only (the Nova services all run on this machine) and has ``huge_pages = off``.
+(:mod:`metalctl_lab.postgres`) is linked from ``<lab>/pgdata``, listens on a Unix socket
+only (the Nova services all run on this machine) and has ``huge_pages = off``; its log
+is copied to ``<lab>/logs/postgres.log`` when the lab stops.
 
 The schema only depends on the installed releases, and ``nova-manage``/
 ``placement-manage`` take 13 s on an idle machine (over 60 s on a busy one): a cluster
@@ -29,7 +30,6 @@ from metalctl.errors import LabError
 from metalctl_lab import nova_venv, postgres
 
 DATABASES = ("nova_api", "nova_cell0", "nova_cell1", "placement")
-DATA = "pgdata"
 
 
 class Lab(Protocol):
@@ -46,7 +46,7 @@ class Lab(Protocol):
 
 
 def data_dir(lab: Lab) -> Path:
-    return lab.dir / DATA
+    return postgres.data_dir(lab.dir)
 
 
 def url(lab: Lab, database: str) -> str:
@@ -70,20 +70,19 @@ def start(lab: Lab, sync: Callable[[], None]) -> None:
     Raises:
         LabError: PostgreSQL or a sync failed; names the log.
     """
-    data, cache = data_dir(lab), cache_dir() / DATA
-    log = lab.log("postgres")
+    data, cache = postgres.prepare(lab.dir), cache_dir() / "data"
     if cache.is_dir():
         _copy(cache, data)
-        lab.pids["postgres"] = postgres.start_cluster(data, log)
+        lab.pids["postgres"] = postgres.start_cluster(data)
         map_cells(lab)
         return
     postgres.initdb(data)
-    lab.pids["postgres"] = postgres.start_cluster(data, log)
+    lab.pids["postgres"] = postgres.start_cluster(data)
     for name in DATABASES:
         postgres.createdb(data, name)
     sync()
     _store(lab, cache.parent)
-    lab.pids["postgres"] = postgres.start_cluster(data, log)
+    lab.pids["postgres"] = postgres.start_cluster(data)
     map_cells(lab)
 
 
@@ -103,7 +102,7 @@ def _store(lab: Lab, cache: Path) -> None:
     postgres.stop(data_dir(lab))
     staging = cache.with_name(cache.name + f".tmp{os.getpid()}")
     staging.mkdir(parents=True, exist_ok=True)
-    _copy(data_dir(lab), staging / DATA)
+    _copy(data_dir(lab), staging / "data")
     try:
         staging.rename(cache)
     except OSError:  # another run cached it first: theirs is as good
@@ -152,6 +151,12 @@ def sync_all(lab: Lab, manage: Callable[[str, list[str]], None], nova_conf: Path
             future.result()
 
 
-def stop(lab: Lab) -> None:
-    """Fast shutdown of the lab's cluster (its clients, Nova's services, are gone)."""
-    postgres.stop(data_dir(lab))
+def remove(lab: Lab) -> None:
+    """Stop the lab's cluster (fast: its clients, Nova's services, are gone), keep its
+    log in the lab's ``logs/`` and delete it."""
+    data = data_dir(lab)
+    postgres.stop(data)
+    log = postgres.log_file(data)
+    if log.exists():
+        shutil.copyfile(log, lab.log("postgres"))
+    postgres.remove(lab.dir)

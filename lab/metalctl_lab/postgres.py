@@ -6,10 +6,14 @@ Ironic with sqlite must run as one combined process and serialises every write
 tens of seconds. Nova on sqlite met "database is locked" under a guest boot and a live
 migration (docs/decisions.md). Production Ironic and Nova run on MySQL/PostgreSQL.
 
-Each cluster is a throw-away one in the lab directory with trust authentication, reached
-either on one loopback address of the lab's own (Ironic: nothing else can reach
-127.N.4.2) or, with no address, on a Unix socket alone in a 0700 directory (Nova: its
-services all run on this machine, and no TCP port can clash with another lab's).
+Each cluster is a throw-away one with trust authentication, reached either on one
+loopback address of the lab's own (Ironic: nothing else can reach 127.N.4.2) or, with no
+address, on a Unix socket alone (Nova: its services all run on this machine, and no TCP
+port can clash with another lab's). The server runs as the ``postgres`` user, which
+cannot enter a lab directory under a 0700 parent (pytest's ``/tmp/pytest-of-root``), so
+the cluster, its socket and its log live in :func:`runtime_dir`, a 0700 directory of
+``postgres`` under /tmp named after the lab directory (a short path, as a socket address
+must be); the lab directory links to it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ from pathlib import Path
 from metalctl.errors import LabError
 
 PORT = 5432
-#: sun_path holds 107 bytes; the socket's name adds ``/.s.PGSQL.5432``
-_SOCKET_DIR_MAX = 90
 
 
 def _bin(name: str) -> str:
@@ -52,12 +54,44 @@ def _own(path: Path) -> None:
         shutil.chown(path, "postgres", "postgres")
 
 
+def runtime_dir(directory: Path) -> Path:
+    """The ``postgres`` user's directory for the cluster of lab directory ``directory``."""
+    key = hashlib.sha256(str(Path(directory).resolve()).encode()).hexdigest()[:12]
+    return Path("/tmp") / f"metalctl-pg-{key}"
+
+
+def data_dir(directory: Path) -> Path:
+    """The cluster of lab directory ``directory`` (``<directory>/pgdata`` links to it)."""
+    return runtime_dir(directory) / "data"
+
+
+def prepare(directory: Path) -> Path:
+    """An empty :func:`runtime_dir` for ``directory`` (the old one removed), linked from
+    ``<directory>/pgdata``; returns the data directory (not created)."""
+    run = runtime_dir(directory)
+    remove(directory)
+    run.mkdir(mode=0o700)
+    _own(run)
+    link = Path(directory) / "pgdata"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(run)
+    return run / "data"
+
+
+def remove(directory: Path) -> None:
+    """Delete the cluster of ``directory`` (stop it first) and its link."""
+    shutil.rmtree(runtime_dir(directory), ignore_errors=True)
+    (Path(directory) / "pgdata").unlink(missing_ok=True)
+
+
 def socket_dir(data: Path) -> Path:
-    """Where the server's Unix socket lives: the data directory itself, or, when that path
-    is too long for a socket address, a short one under /tmp named after it."""
-    if len(str(data)) <= _SOCKET_DIR_MAX:
-        return data
-    return Path("/tmp") / f"metalctl-pg-{hashlib.sha256(str(data).encode()).hexdigest()[:12]}"
+    """Where the server's Unix socket lives: beside its data directory."""
+    return data.parent
+
+
+def log_file(data: Path) -> Path:
+    return data.parent / "postgres.log"
 
 
 def server_options(data: Path, address: str | None, port: int) -> str:
@@ -72,23 +106,18 @@ def server_options(data: Path, address: str | None, port: int) -> str:
 
 
 def initdb(data: Path) -> None:
-    """A new, empty cluster in ``data`` (replacing whatever was there).
+    """A new, empty cluster in ``data`` (in a :func:`prepare` d directory).
 
     Raises:
         LabError: initdb failed.
     """
-    if data.exists():
-        shutil.rmtree(data)
-    data.mkdir(mode=0o700, parents=True)
-    _own(data)
     proc = _as_postgres([_bin("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                          "--no-sync"])
     if proc.returncode:
         raise LabError(reason=f"initdb failed: {proc.stderr[-500:]}")
 
 
-def start_cluster(data: Path, log: Path, address: str | None = None,
-                  port: int = PORT) -> int:
+def start_cluster(data: Path, address: str | None = None, port: int = PORT) -> int:
     """Start the cluster in ``data`` and wait until it accepts connections.
 
     Returns:
@@ -97,12 +126,7 @@ def start_cluster(data: Path, log: Path, address: str | None = None,
     Raises:
         LabError: it did not start; quotes the tail of its log.
     """
-    sock = socket_dir(data)
-    if sock != data:
-        sock.mkdir(mode=0o700, exist_ok=True)
-        _own(sock)
-    log.touch()
-    _own(log)
+    log = log_file(data)
     proc = _as_postgres([_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o",
                          server_options(data, address, port), "-w", "start"])
     if proc.returncode:
@@ -154,9 +178,9 @@ def url(data: Path, database: str, address: str | None = None, port: int = PORT)
 def start(directory: Path, address: str, port: int = PORT) -> tuple[str, Path]:
     """initdb + start + ``createdb ironic``; returns (SQLAlchemy URL for Ironic, data
     directory)."""
-    data = directory / "pgdata"
+    data = prepare(directory)
     initdb(data)
-    start_cluster(data, directory / "postgres.log", address, port)
+    start_cluster(data, address, port)
     createdb(data, "ironic", address, port)
     return url(data, "ironic", address, port), data
 

@@ -53,13 +53,33 @@ def ironic(lab) -> Ironic:
     return ir
 
 
+#: the session's shared Nova while it runs (see :func:`pytest_runtest_teardown`)
+_SHARED: dict[str, novalab.SharedNova] = {}
+
+
 @pytest.fixture(scope="session")
 def shared_nova(tmp_path_factory: pytest.TempPathFactory):
     """One lab Nova with hosts h1, h2 and a site PKI for the session's hand-off modules
     (test_handoff, test_live_migration): see :mod:`.novalab`."""
     shared = novalab.start(tmp_path_factory.mktemp("nova-shared"))
+    _SHARED["nova"] = shared
     yield shared
-    novalab.stop(shared)
+    if _SHARED.pop("nova", None):
+        novalab.stop(shared)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Stop the shared Nova after the last test that uses it, not at the session's end: a
+    later module may need its ports (test_nova_lab's "machine" RabbitMQ on 0.0.0.0:5672)
+    and the memory (about 1 GiB)."""
+    yield
+    if "nova" not in _SHARED or "shared_nova" not in item.fixturenames:
+        return
+    items = item.session.items
+    later = items[items.index(item) + 1:] if item in items else []
+    if not any("shared_nova" in i.fixturenames for i in later):
+        novalab.stop(_SHARED.pop("nova"))
 
 
 #: what each module starts, as markers (``pytest tests -m "not install"`` and so on; the
