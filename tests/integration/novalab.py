@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -197,6 +198,37 @@ def node(store: Store, hostlab: HostLab, i: int, plan: dict) -> str:
     store.set_state(rec.key, Lifecycle.INSTALLED, name=f"h{i}")
     store.put_data(rec.key, "plan", {"profile": "hpc-lab", "plan": plan})
     return rec.key
+
+
+@dataclass
+class Hosts:
+    """What a module starts from: its store, the plan, the audit and the control plane."""
+
+    store: Store
+    plan: dict
+    audit: Any
+    lab: nova.NovaLab
+
+
+def prepare_hosts(shared: SharedNova, base: Path, *, between=None) -> Hosts:
+    """Take the hosts (:meth:`SharedNova.take`), record them installed in a new store in
+    ``base``, harden and audit them (:func:`harden_and_audit`), and wait for the control
+    plane. Call :meth:`SharedNova.give_back` afterwards, also when this raised."""
+    shared.take()
+    store = Store(base / "store.db").open()
+    plan = nova_hosts.lab_plan()
+    for i in HOSTS:
+        node(store, shared.hostlab, i, plan)
+    report = harden_and_audit(shared, store, between=between)
+    return Hosts(store, plan, report, shared.control_plane())
+
+
+def site_data(lab: nova.NovaLab, nova_site: dict | None = None) -> dict:
+    """The hand-off site file's data for this lab's hosts, canary included."""
+    return {"nova": nova_site or nova_hosts.site(lab),
+            "handoff": {"api": nova_hosts.handoff_api(lab),
+                        "register_timeout_s": 90, "verify_timeout_s": 60,
+                        "canary": {"image": lab.canary_image, "timeout_s": 120}}}
 
 
 def harden_and_audit(shared: SharedNova, store: Store, *, between=None):

@@ -86,26 +86,17 @@ def env(shared_nova: novalab.SharedNova, tmp_path_factory: pytest.TempPathFactor
     shared = shared_nova
     base = tmp_path_factory.mktemp("handoff")
     started = time.monotonic()
-    shared.take()
+
+    def break_h2() -> None:
+        out = shared.hostlab.exec(2, f"sed -i '/^listen_tcp/d' {LIBVIRTD_CONF}; "
+                                     f"echo 'listen_tcp = 1' >> {LIBVIRTD_CONF}")
+        assert out.returncode == 0, out.stderr
+
     try:
-        store = Store(base / "store.db").open()
-        plan = nova_hosts.lab_plan()
-        for i in novalab.HOSTS:
-            novalab.node(store, shared.hostlab, i, plan)
-
-        def break_h2() -> None:
-            out = shared.hostlab.exec(2, f"sed -i '/^listen_tcp/d' {LIBVIRTD_CONF}; "
-                                         f"echo 'listen_tcp = 1' >> {LIBVIRTD_CONF}")
-            assert out.returncode == 0, out.stderr
-
-        novalab.harden_and_audit(shared, store, between=break_h2)
-        lab = shared.control_plane()
-        site_data = {"nova": nova_hosts.site(lab),
-                     "handoff": {"api": nova_hosts.handoff_api(lab),
-                                 "register_timeout_s": 90, "verify_timeout_s": 60,
-                                 "canary": {"image": lab.canary_image, "timeout_s": 120}}}
+        got = novalab.prepare_hosts(shared, base, between=break_h2)
         print(f"\nhandoff env up in {time.monotonic() - started:.1f} s")
-        yield Env(shared.hostlab, lab, store, shared.pki, site_data, plan, base)
+        yield Env(shared.hostlab, got.lab, got.store, shared.pki, novalab.site_data(got.lab),
+                  got.plan, base)
     finally:
         shared.give_back()
 

@@ -78,14 +78,9 @@ def env(shared_nova: novalab.SharedNova, tmp_path_factory: pytest.TempPathFactor
     shared = shared_nova
     base = tmp_path_factory.mktemp("migrate")
     started = time.monotonic()
-    shared.take()
     try:
-        store = Store(base / "store.db").open()
-        plan = nova_hosts.lab_plan()
-        for i in novalab.HOSTS:
-            novalab.node(store, shared.hostlab, i, plan)
-        report = novalab.harden_and_audit(shared, store)
-        lab = shared.control_plane()
+        got = novalab.prepare_hosts(shared, base)
+        lab = got.lab
         nova_site = nova_hosts.site(lab)
         # Nova 34 bug, met here first: pre_live_migration fetches a kernel/ramdisk
         # (AMI-style) image through fetch_to_raw's deep inspection, which takes a bzImage's
@@ -94,19 +89,16 @@ def env(shared_nova: novalab.SharedNova, tmp_path_factory: pytest.TempPathFactor
         # without inspection (fetch_raw_image). The canary image is AMI-style; a site's
         # whole-disk images are not concerned. Off for this module's hosts only.
         nova_site["options"]["workarounds"] = {"disable_deep_image_inspection": True}
-        site_data = {"nova": nova_site,
-                     "handoff": {"api": nova_hosts.handoff_api(lab),
-                                 "register_timeout_s": 90, "verify_timeout_s": 60,
-                                 "canary": {"image": lab.canary_image, "timeout_s": 120}}}
-        e = Env(shared.hostlab, lab, store, shared.pki, site_data, base)
-        e.audit = {h.host: h for h in report.hosts}
+        site_data = novalab.site_data(lab, nova_site)
+        e = Env(shared.hostlab, lab, got.store, shared.pki, site_data, base)
+        e.audit = {h.host: h for h in got.audit.hosts}
         inputs = handoff.site.from_dict(site_data, "lab site",
                                         credentials_file=lab.credentials_file)
         opts = handoff.HandoffOptions(pki=shared.pki, canary=True,
                                       key_file=shared.hostlab.client_key,
                                       known_hosts=shared.hostlab.known_hosts)
         results = handoff.handoff([e.spec(i) for i in novalab.HOSTS], inputs, opts,
-                                  store=store)
+                                  store=got.store)
         for res in results:
             assert res.status is handoff.HandoffStatus.HANDED_OFF, \
                 (res.host, res.error, res.evidence.get("canary"))
