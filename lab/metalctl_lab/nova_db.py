@@ -99,7 +99,7 @@ def _copy(src: Path, dst: Path) -> None:
 def _store(lab: Lab, cache: Path) -> None:
     """Placeholders into the cell mappings, stop, copy the cluster into the cache."""
     map_cells(lab, placeholders=True)
-    postgres.stop(data_dir(lab))
+    postgres.shutdown(data_dir(lab))
     staging = cache.with_name(cache.name + f".tmp{os.getpid()}")
     staging.mkdir(parents=True, exist_ok=True)
     _copy(data_dir(lab), staging / "data")
@@ -154,9 +154,5 @@ def sync_all(lab: Lab, manage: Callable[[str, list[str]], None], nova_conf: Path
 def remove(lab: Lab) -> None:
     """Stop the lab's cluster (fast: its clients, Nova's services, are gone), keep its
     log in the lab's ``logs/`` and delete it."""
-    data = data_dir(lab)
-    postgres.stop(data)
-    log = postgres.log_file(data)
-    if log.exists():
-        shutil.copyfile(log, lab.log("postgres"))
+    postgres.stop(data_dir(lab), keep_log=lab.log("postgres"))
     postgres.remove(lab.dir)

@@ -185,7 +185,18 @@ def start(directory: Path, address: str, port: int = PORT) -> tuple[str, Path]:
     return url(data, "ironic", address, port), data
 
 
-def stop(data: Path) -> None:
+def shutdown(data: Path) -> None:
     """Fast shutdown (clients are disconnected) of the cluster in ``data``, if running."""
     if (data / "postmaster.pid").exists():
         _as_postgres([_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+
+
+def stop(data: Path, keep_log: Path | None = None) -> None:
+    """:func:`shutdown`, then the cluster's :func:`runtime_dir` deleted (its log copied
+    to ``keep_log`` first)."""
+    shutdown(data)
+    log = log_file(data)
+    if keep_log and log.exists():
+        shutil.copyfile(log, keep_log)
+    if data.parent.name.startswith("metalctl-pg-"):
+        shutil.rmtree(data.parent, ignore_errors=True)

@@ -30,7 +30,7 @@ from metalctl.pki import SitePKI
 from metalctl.profile.derive import derive
 from metalctl.profile.facts import inband
 from metalctl.profile.library import Profile, ProfileLibrary
-from metalctl_lab import libvirt_lab, nova
+from metalctl_lab import libvirt_lab, nova, nova_db, postgres
 
 from . import novalab
 
@@ -147,6 +147,26 @@ def test_control_plane_answers(nova_lab: Lab):
     reader = {**nova.API_HEADERS, "X-Roles": "reader"}
     assert requests.get(lab.api_url + "/os-services", headers=reader,
                         timeout=10).status_code == 403
+
+
+def test_databases_are_on_a_private_postgresql(nova_lab: Lab):
+    """Nova's and Placement's databases on the lab's own PostgreSQL: socket only, no huge
+    pages (the canary's), cells mapped to this lab, and no lab password in the cache."""
+    lab = nova_lab.lab
+    data = nova_db.data_dir(lab)
+    assert "connection = postgresql+psycopg2://postgres@/nova_cell1?host=" in \
+        (lab.dir / "nova" / "nova.conf").read_text()
+    show = "SHOW huge_pages; SHOW listen_addresses; SELECT current_database();"
+    # listen_addresses is '' (socket only): an empty line
+    assert postgres.psql(data, "placement", show).split("\n") == ["off", "", "placement", ""]
+    cells = dict(line.split("|") for line in postgres.psql(
+        data, "nova_api", "SELECT name, database_connection FROM cell_mappings;").split())
+    assert cells == {"cell0": nova_db.url(lab, "nova_cell0"),
+                     "cell1": nova_db.url(lab, "nova_cell1")}
+    secret = lab.rabbit_password.encode()
+    cached = [p for p in nova_db.cache_dir().rglob("*") if p.is_file()]
+    assert len(cached) > 100
+    assert not [p for p in cached if secret in p.read_bytes()]
 
 
 def _small_dedicated_profile() -> Profile:
