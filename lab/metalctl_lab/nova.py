@@ -3,7 +3,7 @@
 Recipes and versions are the ones verified in ../shared/LAB.md ("Nova and Placement on
 loopback"): nova 34.0.0 and openstack-placement 16 from the Nova venv
 (:mod:`metalctl_lab.nova_venv`), Debian's ``rabbitmq-server`` started without systemd,
-every database on sqlite. Without Keystone:
+every database on a private PostgreSQL (:mod:`metalctl_lab.nova_db`). Without Keystone:
 
 * Placement keeps ``[api] auth_strategy = noauth2``: ``X-Auth-Token: admin`` is admin;
 * Nova 34 has no noauth2, so the lab's api-paste pipeline (nova's own file, with
@@ -16,7 +16,7 @@ on that one address (its own port each): the lab SSH hosts live in network names
 where this machine's 127.x is not reachable, so their nova-compute needs the control
 plane on their bridge's gateway (``HostLab.gateway``, e.g. 10.206.0.1).
 
-Everything lives in the lab directory: configs, sqlite files, RabbitMQ's mnesia and
+Everything lives in the lab directory: configs, the PostgreSQL cluster, RabbitMQ's mnesia and
 cookie, one log per process under ``logs/``, and ``nova-lab.json`` with the process ids
 (:func:`down` stops them, even from another process). A compute's configuration is
 rendered by the hand-off stage from a profile plan and :meth:`NovaLab.site`;
@@ -26,20 +26,16 @@ rendered by the hand-off stage from a profile plan and :meth:`NovaLab.site`;
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import logging
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +44,7 @@ import requests
 import yaml
 
 from metalctl.errors import LabError
-from metalctl_lab import glance, libvirt_lab, nova_venv
+from metalctl_lab import glance, libvirt_lab, nova_db, nova_venv
 from metalctl_lab.procs import alive, http_ready, spawn, wait_ready
 
 LOG = logging.getLogger(__name__)
@@ -295,11 +291,6 @@ def _rabbit_ready(lab: NovaLab, timeout_s: float) -> None:
 # --- configuration and databases ---------------------------------------------------------
 
 
-def _sqlite(lab: NovaLab, name: str) -> str:
-    # pysqlite's busy timeout (default 5 s): a writer waits for another's commit
-    return f"sqlite:///{lab.dir / 'db' / name}.sqlite?timeout=30"
-
-
 def _controller_conf(lab: NovaLab) -> str:
     state = lab.dir / "nova" / "state"
     lines = {
@@ -310,8 +301,8 @@ def _controller_conf(lab: NovaLab) -> str:
                     "periodic_fuzzy_delay": "0", "tempdir": str(lab.dir / "nova" / "tmp"),
                     **SHUTDOWN},
         "api": {"auth_strategy": "keystone"},
-        "api_database": {"connection": _sqlite(lab, "nova_api")},
-        "database": {"connection": _sqlite(lab, "nova_cell1")},
+        "api_database": {"connection": nova_db.url(lab, "nova_api")},
+        "database": {"connection": nova_db.url(lab, "nova_cell1")},
         "conductor": {"workers": "1"},
         # maps new computes into cell1 every 2 s, as a site may choose instead of running
         # `nova-manage cell_v2 discover_hosts` after each
@@ -342,7 +333,7 @@ def _private_paths(d: Path) -> dict[str, dict[str, str]]:
 def placement_conf(lab: NovaLab) -> str:
     """Placement's configuration (pure)."""
     lines = {"api": {"auth_strategy": "noauth2"},
-             "placement_database": {"connection": _sqlite(lab, "placement")},
+             "placement_database": {"connection": nova_db.url(lab, "placement")},
              **_private_paths(lab.dir / "placement")}
     return "".join(f"[{s}]\n" + "".join(f"{k} = {v}\n" for k, v in opts.items()) + "\n"
                    for s, opts in lines.items() if opts)
@@ -358,7 +349,7 @@ def _api_paste(venv: Path) -> str:
 
 
 def _write_configs(lab: NovaLab, venv: Path) -> None:
-    for sub in ("nova/state", "nova/locks", "nova/tmp", "db", "logs", "placement"):
+    for sub in ("nova/state", "nova/locks", "nova/tmp", "logs", "placement"):
         (lab.dir / sub).mkdir(parents=True, exist_ok=True)
     _write_private(lab.dir / "nova" / "nova.conf", _controller_conf(lab))
     (lab.dir / "nova" / "api-paste.ini").write_text(_api_paste(venv))
@@ -387,73 +378,12 @@ def _manage(lab: NovaLab, what: str, argv: list[str], env: dict[str, str] | None
         raise LabError(reason=f"{what} failed (exit {proc.returncode}); see {log}")
 
 
-DATABASES = ("nova_api", "nova_cell0", "nova_cell1", "placement")
-
-
-def db_cache_dir() -> Path:
-    """Synced, empty databases of this Nova venv (keyed by its pinned requirements):
-    ``nova-manage``/``placement-manage`` take 13 s on an idle machine and over 60 s on a
-    busy one, and their result only depends on the installed releases."""
-    key = hashlib.sha256("\n".join(nova_venv.NOVA_REQUIREMENTS).encode()).hexdigest()[:12]
-    return nova_venv.venv_dir().parent / "nova-db" / key
-
-
 def _sync_databases(lab: NovaLab) -> None:
-    """Nova's API, cell0 and cell1 databases and Placement's, all sqlite: copied from
-    :func:`db_cache_dir` when it has them, else synced and then cached."""
-    cache = db_cache_dir()
-    if all((cache / f"{name}.sqlite").exists() for name in DATABASES):
-        for name in DATABASES:
-            shutil.copyfile(cache / f"{name}.sqlite", lab.dir / "db" / f"{name}.sqlite")
-            # (WAL mode was tried for the live migration: it did not cure that lock and
-            # the hand-off tests then met immediate "database is locked" in the conductor)
-        _map_cells(lab, lab.dir / "db" / "nova_api.sqlite")
-        return
-    _sync_fresh(lab)
-    staging = cache.with_name(cache.name + f".tmp{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=True)
-    for name in DATABASES:
-        shutil.copyfile(lab.dir / "db" / f"{name}.sqlite", staging / f"{name}.sqlite")
-    _map_cells(None, staging / "nova_api.sqlite")  # no lab's password in the cache
-    with contextlib.suppress(OSError):  # another run cached it first: theirs is as good
-        staging.rename(cache)
-    shutil.rmtree(staging, ignore_errors=True)
-
-
-def _map_cells(lab: NovaLab | None, api_db: Path) -> None:
-    """Point the API database's cell mappings at ``lab``'s databases and bus (None:
-    placeholders, for the cache)."""
-    cell1_db = _sqlite(lab, "nova_cell1") if lab else "sqlite:///"
-    cell0_db = _sqlite(lab, "nova_cell0") if lab else "sqlite:///"
-    url = lab.transport_url() if lab else "none:///"
-    with contextlib.closing(sqlite3.connect(api_db)) as db, db:
-        db.execute("UPDATE cell_mappings SET database_connection = ?, transport_url = ? "
-                   "WHERE name = 'cell1'", (cell1_db, url))
-        db.execute("UPDATE cell_mappings SET database_connection = ? WHERE name = 'cell0'",
-                   (cell0_db,))
-
-
-def _sync_fresh(lab: NovaLab) -> None:
-    manage = [str(nova_venv.nova_bin("nova-manage")), "--config-file",
-              str(lab.dir / "nova" / "nova.conf")]
-
-    def nova() -> None:
-        _manage(lab, "nova-manage api_db sync", [*manage, "api_db", "sync"])
-        _manage(lab, "nova-manage cell_v2 map_cell0",
-                [*manage, "cell_v2", "map_cell0", "--database_connection",
-                 _sqlite(lab, "nova_cell0")])
-        _manage(lab, "nova-manage cell_v2 create_cell",
-                [*manage, "cell_v2", "create_cell", "--name", "cell1"])
-        _manage(lab, "nova-manage db sync", [*manage, "db", "sync"])
-
-    def placement() -> None:
-        _manage(lab, "placement-manage db sync",
-                [str(nova_venv.nova_bin("placement-manage")), "--config-file",
-                 str(lab.dir / "placement" / "placement.conf"), "db", "sync"])
-
-    with ThreadPoolExecutor(2) as pool:
-        for future in [pool.submit(nova), pool.submit(placement)]:
-            future.result()
+    """The lab's PostgreSQL with Nova's and Placement's databases synced
+    (:mod:`metalctl_lab.nova_db`: from its cache when it has them)."""
+    nova_db.start(lab, lambda: nova_db.sync_all(
+        lab, lambda what, argv: _manage(lab, what, argv), lab.dir / "nova" / "nova.conf",
+        lab.dir / "placement" / "placement.conf"))
 
 
 # --- services ------------------------------------------------------------------------------
@@ -763,28 +693,36 @@ def down(directory: Path, timeout_s: float = 20) -> list[str]:
     """Stop every process of the Nova lab in ``directory``; returns the names stopped.
 
     SIGTERM to each process group in :data:`STOP_ORDER`, then SIGKILL to what is left
-    after ``timeout_s`` (logged at warning level with the process's name).
+    after ``timeout_s`` (logged at warning level with the process's name); then the
+    PostgreSQL cluster is stopped and deleted (:func:`metalctl_lab.nova_db.remove`).
     """
     lab = NovaLab.load(Path(directory))
     if lab is None:
         return []
     stopped = []
-    names = sorted(lab.pids, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1)
+    # PostgreSQL last, by pg_ctl (its SIGTERM would wait for every client to leave)
+    procs = {n: p for n, p in lab.pids.items() if n != "postgres"}
+    names = sorted(procs, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1)
     for name in names:
-        pid = lab.pids[name]
+        pid = procs[name]
         if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
                 stopped.append(name)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(alive(p) for p in lab.pids.values()):
+    while time.monotonic() < deadline and any(alive(p) for p in procs.values()):
         time.sleep(0.1)
-    for name, pid in lab.pids.items():
+    for name, pid in procs.items():
         if alive(pid):
             LOG.warning("lab: %s (pid %d) ignored SIGTERM for %g s; killing", name, pid,
                         timeout_s)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    if "postgres" in lab.pids or (lab.dir / "pgdata").is_symlink():
+        pg = lab.pids.get("postgres")
+        if pg and alive(pg):
+            stopped.append("postgres")
+        nova_db.remove(lab)
     lab.pids = {}
     lab.save()
     return stopped

@@ -2,7 +2,8 @@
 
 One lab for the whole session on 127.20.0.0/16 (the demo uses 127.10.0.0/16), built by
 the same ``metalctl_lab`` code users run: sushy-tools emulators over TLS (fake and
-libvirt drivers), RMCP+ IPMI BMCs, and a standalone Ironic.
+libvirt drivers), RMCP+ IPMI BMCs, and a standalone Ironic; and one lab Nova with its SSH
+hosts for the hand-off modules (:func:`shared_nova`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 from metalctl import credentials
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl_lab import rack
+
+from . import novalab
 
 SPEC = rack.RackSpec(octet=20, redfish_bmcs=2, systems_per_bmc=2, ipmi_bmcs=2,
                      libvirt_domains=1, dead=1)
@@ -48,6 +51,35 @@ def ironic(lab) -> Ironic:
                                            "inspect failed"):
             ir.client.node.delete(node["uuid"])
     return ir
+
+
+#: the session's shared Nova while it runs (see :func:`pytest_runtest_teardown`)
+_SHARED: dict[str, novalab.SharedNova] = {}
+
+
+@pytest.fixture(scope="session")
+def shared_nova(tmp_path_factory: pytest.TempPathFactory):
+    """One lab Nova with hosts h1, h2 and a site PKI for the session's hand-off modules
+    (test_handoff, test_live_migration): see :mod:`.novalab`."""
+    shared = novalab.start(tmp_path_factory.mktemp("nova-shared"))
+    _SHARED["nova"] = shared
+    yield shared
+    if _SHARED.pop("nova", None):
+        novalab.stop(shared)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Stop the shared Nova after the last test that uses it, not at the session's end: a
+    later module may need its ports (test_nova_lab's "machine" RabbitMQ on 0.0.0.0:5672)
+    and the memory (about 1 GiB)."""
+    yield
+    if "nova" not in _SHARED or "shared_nova" not in item.fixturenames:
+        return
+    items = item.session.items
+    later = items[items.index(item) + 1:] if item in items else []
+    if not any("shared_nova" in i.fixturenames for i in later):
+        novalab.stop(_SHARED.pop("nova"))
 
 
 #: what each module starts, as markers (``pytest tests -m "not install"`` and so on; the

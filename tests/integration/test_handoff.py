@@ -15,7 +15,6 @@ import copy
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,28 +25,22 @@ import yaml
 from metalctl import handoff, hosts
 from metalctl.audit import waivers
 from metalctl.audit.run import AuditOptions
-from metalctl.audit.run import audit as run_audit
 from metalctl.data.paths import data_dir
 from metalctl.harden import HardenOptions
-from metalctl.harden import harden as run_harden
-from metalctl.model.node import DiscoveryRecord, Lifecycle, Protocol, Status
+from metalctl.model.node import Lifecycle
 from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
 from metalctl_lab import nova, nova_hosts
 from metalctl_lab.hosts import HostLab
 
-from .test_nova_lab import _ensure_rabbitmq
+from . import novalab
+from .novalab import SITE_OVERRIDES
 
 pytestmark = pytest.mark.peers
 
-NET = 206
-HUGEPAGES = 80  # 2 MiB: the canary takes 64 (128 MiB); the prototype's count (LAB.md)
 LIBVIRTD_CONF = "/etc/libvirt/libvirtd.conf"
 RULES = rules_mod.load()
-SITE_OVERRIDES = {"repositories": {"apt": [{
-    "uri": "http://deb.debian.org/debian",
-    "signed_by": "/usr/share/keyrings/debian-archive-keyring.gpg"}]}}
 
 
 @dataclass
@@ -86,74 +79,26 @@ class Env:
         return out.stdout
 
 
-def _node(store: Store, hostlab: HostLab, i: int, plan: dict) -> str:
-    rec = DiscoveryRecord(address=hostlab.address(i), port=623, protocol=Protocol.IPMI,
-                          status=Status.OK)
-    store.save_discovered(rec)
-    store.set_state(rec.key, Lifecycle.INSTALLED, name=f"h{i}")
-    store.put_data(rec.key, "plan", {"profile": "hpc-lab", "plan": plan})
-    return rec.key
-
-
-def _harden_and_audit(env: Env) -> None:
-    """harden h1 and h2 for real, break one high rule on h2 (plain-TCP libvirt, LVT-002),
-    and audit both with the shipped lab waivers (hardening/waivers.lab.yaml: what the lab
-    kernel cannot give)."""
-    site = hosts.load_site(None)
-    site.update(SITE_OVERRIDES)
-    specs = [env.spec(1), env.spec(2)]
-    ssh = {"key_file": env.hostlab.client_key, "known_hosts": env.hostlab.known_hosts}
-    hardened = run_harden(specs, RULES, HardenOptions(site=site, pki=env.pki, **ssh),
-                          store=env.store)
-    assert all(r.status.ok for r in hardened), [r.error for r in hardened]
-    env.sh(2, f"sed -i '/^listen_tcp/d' {LIBVIRTD_CONF}; echo 'listen_tcp = 1' >> "
-              f"{LIBVIRTD_CONF}")
-    lab_waivers = waivers.load(data_dir("hardening") / "waivers.lab.yaml",
-                               {r.id for r in RULES})
-    report = run_audit(specs, RULES, AuditOptions(site=site, pki=env.pki, waivers=lab_waivers,
-                                                  **ssh), store=env.store)
-    assert not any(h.error for h in report.hosts)
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory):
-    _ensure_rabbitmq()
+def env(shared_nova: novalab.SharedNova, tmp_path_factory: pytest.TempPathFactory):
+    """h1 and h2 of the session's lab (:mod:`.novalab`), hardened and audited, h2 with
+    plain-TCP libvirt switched back on (LVT-002, high) before its audit."""
+    shared = shared_nova
     base = tmp_path_factory.mktemp("handoff")
-    hostlab = HostLab(base / "hosts", net=NET, layers=nova_hosts.LAYERS)
     started = time.monotonic()
-    hugepages = nova_hosts.reserve_hugepages(HUGEPAGES)  # the canary's (this kernel's)
+
+    def break_h2() -> None:
+        out = shared.hostlab.exec(2, f"sed -i '/^listen_tcp/d' {LIBVIRTD_CONF}; "
+                                     f"echo 'listen_tcp = 1' >> {LIBVIRTD_CONF}")
+        assert out.returncode == 0, out.stderr
+
     try:
-        for i in (1, 2):
-            hostlab.start(i)
-            nova_hosts.install(hostlab, i)
-        lab = nova.prepare(base / "nova", hostlab.gateway, bind_address=hostlab.gateway,
-                           image_service=True)
-        starting = threading.Thread(target=nova.start, args=(lab,), daemon=True)
-        starting.start()  # RabbitMQ and the databases take a while: harden + audit meanwhile
-        pki = SitePKI(base / "pki", organization="metalctl handoff test")
-        pki.init()
-        store = Store(base / "store.db").open()
-        plan = nova_hosts.lab_plan()
-        for i in (1, 2):
-            _node(store, hostlab, i, plan)
-        site_data = {"nova": nova_hosts.site(lab),
-                     "handoff": {"api": nova_hosts.handoff_api(lab),
-                                 "register_timeout_s": 90, "verify_timeout_s": 60}}
-        e = Env(hostlab, lab, store, pki, site_data, plan, base)
-        _harden_and_audit(e)
-        starting.join()
-        assert nova.services_up(lab, ("nova-conductor", "nova-scheduler")), \
-            f"control plane did not start; see {lab.dir / 'logs'}"
-        lab = nova.NovaLab.load(lab.dir)  # with the canary image start() uploaded
-        assert lab.canary_image, f"no canary image in Glance; see {lab.dir / 'logs'}"
-        e.lab = lab
-        site_data["handoff"]["canary"] = {"image": lab.canary_image, "timeout_s": 120}
+        got = novalab.prepare_hosts(shared, base, between=break_h2)
         print(f"\nhandoff env up in {time.monotonic() - started:.1f} s")
-        yield e
+        yield Env(shared.hostlab, got.lab, got.store, shared.pki, novalab.site_data(got.lab),
+                  got.plan, base)
     finally:
-        nova.down(base / "nova")
-        hostlab.down()
-        nova_hosts.release_hugepages(hugepages)
+        shared.give_back()
 
 
 def _conf_state(env: Env, i: int) -> str:
@@ -454,7 +399,7 @@ def cli(env: Env, *args: str, verbose: bool = False) -> subprocess.CompletedProc
             "--site", str(site), "--inventory", str(inventory),
             "--ssh-key", str(env.hostlab.client_key),
             "--known-hosts", str(env.hostlab.known_hosts), "--pki-dir", str(env.pki.dir),
-            "--organization", "metalctl handoff test", "--store", str(env.store.path),
+            "--organization", novalab.ORG, "--store", str(env.store.path),
             "--no-canary", *args]
     environ = {**os.environ, "METALCTL_CREDENTIALS_FILE": str(env.lab.credentials_file)}
     return subprocess.run(argv, capture_output=True, text=True, env=environ, timeout=300,

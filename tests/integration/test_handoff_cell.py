@@ -2,8 +2,9 @@
 a controller over SSH, against a control plane whose scheduler never maps computes
 itself (``discover_hosts_in_cells_interval = -1``). The controller is a real sshd on
 127.96.0.1 serving this machine, where the lab's Nova databases live; the compute runs in
-a lab host on net 206 as in test_handoff.py. The gate reads an audit record written
-here (the gate itself is tested in test_handoff.py)."""
+a lab host on net 207 (the shared hand-off lab, which may be up beside it, has 206). The
+gate reads an audit record written here (the gate itself is tested in test_handoff.py).
+It keeps a Nova of its own: the shared one maps computes itself every 2 s."""
 
 from __future__ import annotations
 
@@ -18,16 +19,17 @@ from metalctl.store import Store, now
 from metalctl_lab import nova, nova_hosts, sshd
 from metalctl_lab.hosts import HostLab
 
-from .test_handoff import NET
-from .test_nova_lab import _ensure_rabbitmq
+from . import novalab
 
 pytestmark = pytest.mark.peers
 
 CONTROLLER = "127.96.0.1"
+#: not the shared lab's net (novalab.NET): that lab may be up beside this one
+NET = 207
 
 
 def test_discover_hosts_on_a_controller_maps_the_compute(tmp_path):
-    _ensure_rabbitmq()
+    novalab.ensure_rabbitmq()
     hostlab = HostLab(tmp_path / "hosts", net=NET, layers=nova_hosts.LAYERS)
     peer = None
     try:

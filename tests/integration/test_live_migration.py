@@ -20,7 +20,6 @@ proxy's certificate (the console CA) and to no compute host's certificate.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import ssl
 import struct
@@ -34,33 +33,20 @@ import pytest
 import requests
 
 from metalctl import handoff, hosts
-from metalctl.audit import waivers
-from metalctl.audit.run import AuditOptions
-from metalctl.audit.run import audit as run_audit
-from metalctl.data.paths import data_dir
-from metalctl.harden import HardenOptions
-from metalctl.harden import harden as run_harden
 from metalctl.pki import SitePKI
-from metalctl.rules import catalogue as rules_mod
 from metalctl.store import Store
 from metalctl_lab import nova, nova_hosts
 from metalctl_lab.hosts import HostLab
 
-from .test_handoff import SITE_OVERRIDES, _node
-from .test_nova_lab import _ensure_rabbitmq
+from . import novalab
 
-NET = 206  # the hand-off tests' net: the modules never run at once (the itest lock)
-ORG = "metalctl migration test"
-RULES = rules_mod.load()
 MIGRATION_PORTS = range(49152, 49216)  # qemu.conf migration_port_min..max
 LIBVIRT_TLS_PORT = 16514
 #: in the guest's RAM whatever it runs: the kernel's linux_banner. A migration stream in
 #: clear text carries it
 GUEST_MARKER = b"Linux version "
 # without Keystone nova-api hands the caller's token on to Glance (handoff/site.py)
-COMPUTE = {**nova.API_HEADERS, "Content-Type": "application/json",
-           "X-Auth-Token": "noauth-metalctl-lab",
-           "OpenStack-API-Version": "compute 2.95"}
+COMPUTE = {**novalab.WRITE_HEADERS, "X-Auth-Token": "noauth-metalctl-lab"}
 
 
 @dataclass
@@ -86,45 +72,15 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory):
-    """h1 and h2 hardened, audited and handed off with their canaries (one at a time:
-    the lab Nova's sqlite locks with two canaries at once)."""
-    _ensure_rabbitmq()
+def env(shared_nova: novalab.SharedNova, tmp_path_factory: pytest.TempPathFactory):
+    """h1 and h2 of the session's lab (:mod:`.novalab`) hardened, audited and handed off
+    together, each with its canary."""
+    shared = shared_nova
     base = tmp_path_factory.mktemp("migrate")
-    hostlab = HostLab(base / "hosts", net=NET, layers=nova_hosts.LAYERS)
     started = time.monotonic()
     try:
-        for i in (1, 2):
-            hostlab.start(i)
-            nova_hosts.install(hostlab, i)
-        lab = nova.prepare(base / "nova", hostlab.gateway, bind_address=hostlab.gateway,
-                           image_service=True)
-        starting = threading.Thread(target=nova.start, args=(lab,), daemon=True)
-        starting.start()  # RabbitMQ and the databases take a while: harden + audit meanwhile
-        pki = SitePKI(base / "pki", organization=ORG)
-        pki.init()
-        store = Store(base / "store.db").open()
-        plan = nova_hosts.lab_plan()
-        for i in (1, 2):
-            _node(store, hostlab, i, plan)
-        site = hosts.load_site(None)
-        site.update(SITE_OVERRIDES)
-        specs = [hosts.HostSpec(f"h{i}", f"root@{hostlab.address(i)}", hostlab.address(i))
-                 for i in (1, 2)]
-        ssh = {"key_file": hostlab.client_key, "known_hosts": hostlab.known_hosts}
-        hardened = run_harden(specs, RULES, HardenOptions(site=site, pki=pki, **ssh),
-                              store=store)
-        assert all(r.status.ok for r in hardened), [r.error for r in hardened]
-        lab_waivers = waivers.load(data_dir("hardening") / "waivers.lab.yaml",
-                                   {r.id for r in RULES})
-        report = run_audit(specs, RULES, AuditOptions(site=site, pki=pki, waivers=lab_waivers,
-                                                      **ssh), store=store)
-        assert not any(h.error for h in report.hosts)
-        starting.join()
-        assert nova.services_up(lab, ("nova-conductor", "nova-scheduler")), \
-            f"control plane did not start; see {lab.dir / 'logs'}"
-        lab = nova.NovaLab.load(lab.dir)
-        assert lab.canary_image, f"no canary image in Glance; see {lab.dir / 'logs'}"
+        got = novalab.prepare_hosts(shared, base)
+        lab = got.lab
         nova_site = nova_hosts.site(lab)
         # Nova 34 bug, met here first: pre_live_migration fetches a kernel/ramdisk
         # (AMI-style) image through fetch_to_raw's deep inspection, which takes a bzImage's
@@ -133,44 +89,24 @@ def env(tmp_path_factory: pytest.TempPathFactory):
         # without inspection (fetch_raw_image). The canary image is AMI-style; a site's
         # whole-disk images are not concerned. Off for this module's hosts only.
         nova_site["options"]["workarounds"] = {"disable_deep_image_inspection": True}
-        site_data = {"nova": nova_site,
-                     "handoff": {"api": nova_hosts.handoff_api(lab),
-                                 "register_timeout_s": 90, "verify_timeout_s": 60,
-                                 "canary": {"image": lab.canary_image, "timeout_s": 120}}}
-        e = Env(hostlab, lab, store, pki, site_data, base)
-        e.audit = {h.host: h for h in report.hosts}
+        site_data = novalab.site_data(lab, nova_site)
+        e = Env(shared.hostlab, lab, got.store, shared.pki, site_data, base)
+        e.audit = {h.host: h for h in got.audit.hosts}
         inputs = handoff.site.from_dict(site_data, "lab site",
                                         credentials_file=lab.credentials_file)
-        opts = handoff.HandoffOptions(pki=pki, canary=True, key_file=hostlab.client_key,
-                                      known_hosts=hostlab.known_hosts)
-        for i in (1, 2):
-            e.handed[f"h{i}"] = _hand_off(e, i, inputs, opts)
+        opts = handoff.HandoffOptions(pki=shared.pki, canary=True,
+                                      key_file=shared.hostlab.client_key,
+                                      known_hosts=shared.hostlab.known_hosts)
+        results = handoff.handoff([e.spec(i) for i in novalab.HOSTS], inputs, opts,
+                                  store=got.store)
+        for res in results:
+            assert res.status is handoff.HandoffStatus.HANDED_OFF, \
+                (res.host, res.error, res.evidence.get("canary"))
+            e.handed[res.host] = res
         print(f"\nmigration env up in {time.monotonic() - started:.1f} s")
         yield e
     finally:
-        nova.down(base / "nova")
-        hostlab.down()
-
-
-def _lab_flake(env: Env, i: int) -> str | None:
-    """The lab Nova's own trouble, not the host's: its sqlite databases lock under a
-    guest boot (LAB.md: 1 boot in 3 in the prototype)."""
-    logs = env.sh(i, "cat /var/log/nova/nova-compute.log").stdout + "".join(
-        p.read_text(errors="replace") for p in (env.lab.dir / "logs").glob("nova-*.log"))
-    return "database is locked" if "database is locked" in logs else None
-
-
-def _hand_off(env: Env, i: int, inputs, opts) -> handoff.HandoffResult:
-    """Hand ``h<i>`` off with its canary; once more when the lab's sqlite failed the
-    canary (a later hand-off re-enables what the canary disabled: the product's path)."""
-    for attempt in (1, 2):
-        [res] = handoff.handoff([env.spec(i)], inputs, opts, store=env.store)
-        if res.status is handoff.HandoffStatus.HANDED_OFF:
-            return res
-        print(f"\nh{i} hand-off {attempt}: {res.error}; canary {res.evidence.get('canary')}")
-        if attempt == 1 and not _lab_flake(env, i):
-            break
-    raise AssertionError((res.error, res.evidence.get("canary")))
+        shared.give_back()
 
 
 # --- the wire: every TCP stream to h2 while the guest migrates -----------------------------
@@ -278,16 +214,10 @@ def guest(env: Env):
                        "flavorRef": flavor["id"], "networks": "none", "host": "h1"}}
     ids = []
     try:
-        for attempt in (1, 2):
-            ids.append(_compute(env, "POST", "/servers", body)["server"]["id"])
-            active = _wait("the guest ACTIVE or ERROR", 120, lambda: (
-                s if (s := _server(env, ids[-1]))["status"] in ("ACTIVE", "ERROR") else None))
-            if active["status"] == "ACTIVE":
-                break
-            fault = active.get("fault", {})
-            print(f"\nguest boot {attempt}: ERROR {fault.get('message')}")
-            assert attempt == 1, fault
-            assert _lab_flake(env, 1), fault
+        ids.append(_compute(env, "POST", "/servers", body)["server"]["id"])
+        active = _wait("the guest ACTIVE or ERROR", 120, lambda: (
+            s if (s := _server(env, ids[-1]))["status"] in ("ACTIVE", "ERROR") else None))
+        assert active["status"] == "ACTIVE", active.get("fault")
         assert active["OS-EXT-SRV-ATTR:host"] == "h1"
         yield active
     finally:
@@ -362,7 +292,7 @@ def test_virsh_over_tls_takes_the_sites_certificate_and_no_other(env: Env, tmp_p
         assert out.stdout.strip() == f"h{dst}"
     # another CA, issuing the very DN the allow-list has (C=..,O=..,CN=h1): refused for
     # its CA alone. The client still trusts h2's server certificate (the site CA).
-    foreign = SitePKI(tmp_path / "foreign", organization=ORG)
+    foreign = SitePKI(tmp_path / "foreign", organization=env.pki.organization)
     foreign.init()
     other = foreign.issue("h1", [], [env.hostlab.address(1)])
     assert other.client_dn == env.pki.host("h1").client_dn
@@ -393,15 +323,6 @@ def test_virsh_over_tls_takes_the_sites_certificate_and_no_other(env: Env, tmp_p
 # --- the live migration ----------------------------------------------------------------------
 
 
-# Not run: it is blocked, and an expected failure would only spend the suite's time. The
-# lab Nova's sqlite: the conductor's live-migration task nests RPC calls (conductor ->
-# destination -> source) and the source's instance-action write meets "database is
-# locked" at once (WAL and a busy timeout do not help: SQLite's immediate BUSY); the
-# migration then stays "accepted". Seen 5 of 6 runs. PostgreSQL for the lab's Nova
-# databases is the fix (docs/decisions.md); set METALCTL_TEST_MIGRATION=1 to try it.
-@pytest.mark.skipif(os.environ.get("METALCTL_TEST_MIGRATION") != "1",
-                    reason="blocked: the lab Nova's sqlite locks during a live migration "
-                           "(PostgreSQL for the lab's Nova is the fix)")
 def test_the_guest_live_migrates_over_tls_to_the_other_host(env: Env, guest):
     name = guest["OS-EXT-SRV-ATTR:instance_name"]
     h1, h2 = env.hostlab.address(1), env.hostlab.address(2)

@@ -30,7 +30,9 @@ from metalctl.pki import SitePKI
 from metalctl.profile.derive import derive
 from metalctl.profile.facts import inband
 from metalctl.profile.library import Profile, ProfileLibrary
-from metalctl_lab import libvirt_lab, nova
+from metalctl_lab import libvirt_lab, nova, nova_db, postgres
+
+from . import novalab
 
 pytestmark = pytest.mark.peers
 
@@ -38,19 +40,6 @@ ADDRESS_BASE = "127.99.0.0"
 COMPUTE = "lab-compute-1"
 COMPUTE_IP = "127.99.0.10"
 NOVA_MICROVERSION = {"X-OpenStack-Nova-API-Version": "2.88"}  # hypervisor ids = RP uuids
-
-
-def _ensure_rabbitmq() -> None:
-    """The one reason to skip: rabbitmq-server is absent and apt-get cannot install it."""
-    if nova.RABBIT_SERVER.exists():
-        return
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    proc = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                           "rabbitmq-server"], capture_output=True, text=True, env=env,
-                          check=False, timeout=600)
-    if proc.returncode != 0 or not nova.RABBIT_SERVER.exists():
-        pytest.skip(f"rabbitmq-server is not installed and apt-get failed: "
-                    f"{proc.stderr.strip()[-300:]}")
 
 
 @dataclass
@@ -65,7 +54,7 @@ def machine_rabbitmq(tmp_path_factory: pytest.TempPathFactory):
     """A RabbitMQ as a distribution runs one: node ``rabbit@<hostname>``, epmd on
     0.0.0.0:4369, AMQP on 0.0.0.0:5672, distribution on 0.0.0.0:25672 (state in a test
     folder, nothing of the machine's own). The lab's must start beside it (issue 18)."""
-    _ensure_rabbitmq()
+    novalab.ensure_rabbitmq()
     base = tmp_path_factory.mktemp("machine-rabbitmq")
     (base / "rabbitmq.conf").write_text("listeners.tcp.default = 5672\n")
     (base / "enabled_plugins").write_text("[].\n")
@@ -158,6 +147,26 @@ def test_control_plane_answers(nova_lab: Lab):
     reader = {**nova.API_HEADERS, "X-Roles": "reader"}
     assert requests.get(lab.api_url + "/os-services", headers=reader,
                         timeout=10).status_code == 403
+
+
+def test_databases_are_on_a_private_postgresql(nova_lab: Lab):
+    """Nova's and Placement's databases on the lab's own PostgreSQL: socket only, no huge
+    pages (the canary's), cells mapped to this lab, and no lab password in the cache."""
+    lab = nova_lab.lab
+    data = nova_db.data_dir(lab)
+    assert "connection = postgresql+psycopg2://postgres@/nova_cell1?host=" in \
+        (lab.dir / "nova" / "nova.conf").read_text()
+    show = "SHOW huge_pages; SHOW listen_addresses; SELECT current_database();"
+    # listen_addresses is '' (socket only): an empty line
+    assert postgres.psql(data, "placement", show).split("\n") == ["off", "", "placement", ""]
+    cells = dict(line.split("|") for line in postgres.psql(
+        data, "nova_api", "SELECT name, database_connection FROM cell_mappings;").split())
+    assert cells == {"cell0": nova_db.url(lab, "nova_cell0"),
+                     "cell1": nova_db.url(lab, "nova_cell1")}
+    secret = lab.rabbit_password.encode()
+    cached = [p for p in nova_db.cache_dir().rglob("*") if p.is_file()]
+    assert len(cached) > 100
+    assert not [p for p in cached if secret in p.read_bytes()]
 
 
 def _small_dedicated_profile() -> Profile:
