@@ -201,6 +201,23 @@ def node(store: Store, hostlab: HostLab, i: int, plan: dict) -> str:
 
 
 @dataclass
+class ModuleEnv:
+    """What a Nova test module works with: the session's hosts and PKI, its own store,
+    the control plane and the site file's data (modules add their own fields)."""
+
+    hostlab: HostLab
+    lab: nova.NovaLab
+    store: Store
+    pki: SitePKI
+    site_data: dict
+    dir: Path
+
+    def spec(self, i: int) -> hosts.HostSpec:
+        return hosts.HostSpec(f"h{i}", f"root@{self.hostlab.address(i)}",
+                              self.hostlab.address(i))
+
+
+@dataclass
 class Hosts:
     """What a module starts from: its store, the plan, the audit and the control plane."""
 

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -28,11 +28,8 @@ from metalctl.audit.run import AuditOptions
 from metalctl.data.paths import data_dir
 from metalctl.harden import HardenOptions
 from metalctl.model.node import Lifecycle
-from metalctl.pki import SitePKI
 from metalctl.rules import catalogue as rules_mod
-from metalctl.store import Store
 from metalctl_lab import nova, nova_hosts
-from metalctl_lab.hosts import HostLab
 
 from . import novalab
 from .novalab import SITE_OVERRIDES
@@ -44,18 +41,8 @@ RULES = rules_mod.load()
 
 
 @dataclass
-class Env:
-    hostlab: HostLab
-    lab: nova.NovaLab
-    store: Store
-    pki: SitePKI
-    site_data: dict
-    plan: dict
-    dir: Path
-
-    def spec(self, i: int) -> hosts.HostSpec:
-        return hosts.HostSpec(f"h{i}", f"root@{self.hostlab.address(i)}",
-                              self.hostlab.address(i))
+class Env(novalab.ModuleEnv):
+    plan: dict = field(default_factory=dict)
 
     def site(self, **nova_over) -> handoff.HandoffSite:
         data = copy.deepcopy(self.site_data)
@@ -96,7 +83,7 @@ def env(shared_nova: novalab.SharedNova, tmp_path_factory: pytest.TempPathFactor
         got = novalab.prepare_hosts(shared, base, between=break_h2)
         print(f"\nhandoff env up in {time.monotonic() - started:.1f} s")
         yield Env(shared.hostlab, got.lab, got.store, shared.pki, novalab.site_data(got.lab),
-                  got.plan, base)
+                  base, plan=got.plan)
     finally:
         shared.give_back()
 

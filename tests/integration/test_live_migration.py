@@ -32,11 +32,9 @@ from xml.etree import ElementTree
 import pytest
 import requests
 
-from metalctl import handoff, hosts
+from metalctl import handoff
 from metalctl.pki import SitePKI
-from metalctl.store import Store
-from metalctl_lab import nova, nova_hosts
-from metalctl_lab.hosts import HostLab
+from metalctl_lab import nova_hosts
 
 from . import novalab
 
@@ -50,19 +48,9 @@ COMPUTE = {**novalab.WRITE_HEADERS, "X-Auth-Token": "noauth-metalctl-lab"}
 
 
 @dataclass
-class Env:
-    hostlab: HostLab
-    lab: nova.NovaLab
-    store: Store
-    pki: SitePKI
-    site_data: dict
-    dir: Path
+class Env(novalab.ModuleEnv):
     handed: dict = field(default_factory=dict)  # host -> its HandoffResult
     audit: dict = field(default_factory=dict)  # host -> its HostAudit
-
-    def spec(self, i: int) -> hosts.HostSpec:
-        return hosts.HostSpec(f"h{i}", f"root@{self.hostlab.address(i)}",
-                              self.hostlab.address(i))
 
     def sh(self, i: int, command: str, ok: bool = True):
         out = self.hostlab.exec(i, command)
