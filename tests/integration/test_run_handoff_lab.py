@@ -133,7 +133,9 @@ def _diag(operator, lab, stderr: str) -> str:
     """A failed run's stderr, with what the machine says of itself (if SSH still works)."""
     state = _ssh(operator, lab["net"].pinned_address(0),
                  "uptime; free -m; systemctl --failed --no-legend; nft list ruleset | head -40;"
-                 " journalctl -b --no-pager -n 40 -u ssh -u nova-compute -u nftables")
+                 " journalctl -b --no-pager -n 40 -u ssh -u nova-compute -u nftables;"
+                 " tail -n 60 /var/log/nova/nova-compute.log; mount | grep -i huge;"
+                 " grep -i huge /proc/meminfo; systemctl status libvirtd --no-pager | tail -5")
     console = libvirt_lab.serial_log(Path(lab["state"].directory), 0)
     tail = console.read_text(errors="replace")[-1500:] if console.exists() else ""
     return f"{stderr[-3000:]}\n--- machine:\n{state}\n--- console:\n{tail}"
