@@ -27,7 +27,7 @@ from metalctl.store import Store
 from metalctl_lab import libvirt_lab
 
 from .conftest import SPEC
-from .test_profile import FAST, records
+from .labrun import FAST, records
 
 RULES = [r for r in rules_mod.load() if "bmc" in r.platforms]
 PROFILES = ProfileLibrary()

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from metalctl import discover, enroll
-from metalctl.budget import Budget
+from metalctl import enroll
 from metalctl.errors import HostAuthFailed, HostError, SshHostKeyUnknown
 from metalctl.model.node import Lifecycle
-from metalctl.netaddrs import parse_targets
 from metalctl.profile import bios, stage
 from metalctl.profile.facts import inband
 from metalctl.profile.library import ProfileLibrary
@@ -25,17 +23,11 @@ from metalctl.ssh import SshTarget
 from metalctl.store import Store
 from metalctl_lab import libvirt_lab, sshd
 
+from .clirun import lab_env, run
 from .conftest import SPEC
-from .test_cli import lab_env, run
+from .labrun import FAST, records
 
-FAST = Budget(connect_timeout_s=1, read_timeout_s=10)
 PROFILES = ProfileLibrary()
-
-
-def records(lab, creds, address):
-    opts = discover.DiscoverOptions(verify=lab.ca_bundle, budget=FAST)
-    return [r for r in discover.discover(parse_targets([address]), creds, opts)
-            if r.status.value == "ok"]
 
 
 @pytest.fixture

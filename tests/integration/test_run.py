@@ -15,11 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import yaml
 
 from metalctl.ironic import Ironic, IronicConfig
 from metalctl.store import Store
 from metalctl_lab import rack
+
+from .labrun import env_of, metalctl, rack_file
 
 SPEC = rack.RackSpec(octet=25, redfish_bmcs=2, systems_per_bmc=2, ipmi_bmcs=1,
                      libvirt_domains=0, dead=1)
@@ -41,28 +42,6 @@ def ironic(lab25) -> Ironic:
     for node in ir.nodes():
         ir.client.node.delete(node["uuid"])
     return ir
-
-
-def env_of(lab, tmp_path) -> dict[str, str]:
-    return {**os.environ, **lab.env(), "METALCTL_STORE": str(tmp_path / "store.db"),
-            "COLUMNS": "200"}
-
-
-def rack_file(tmp_path: Path, lab, **over) -> Path:
-    data = {"name": "r25", "bmc": {"ranges": lab.ranges, "credentials": ["lab"]},
-            "ironic": {"url": lab.ironic_url},
-            "profiles": {"default": "compute-general", "bios": "skip",
-                         "rules": [{"when": {"protocol": "ipmi"}, "profile": "hpc"}]},
-            "until": "profile"}
-    data.update(over)
-    path = tmp_path / "rack.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def metalctl(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "metalctl", *args], capture_output=True,
-                          text=True, env=env, timeout=600, check=False)
 
 
 def ironic_keys(ironic: Ironic) -> Counter[str]:

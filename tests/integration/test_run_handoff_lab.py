@@ -43,7 +43,7 @@ from metalctl.provision.bootstate import BootState
 from metalctl.store import Store
 from metalctl_lab import installer, libvirt_lab, nova, nova_site, prov_ironic, rack
 
-from .test_provision_lab import IronicRootAttacker
+from .provattack import IronicRootAttacker
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = rack.RackSpec(octet=29, redfish_bmcs=0, ipmi_bmcs=0, libvirt_domains=1, dead=0,

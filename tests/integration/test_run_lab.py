@@ -11,8 +11,7 @@ from metalctl.store import Store
 from metalctl_lab import libvirt_lab
 
 from .conftest import SPEC
-from .test_profile import FAST, records
-from .test_run import env_of, metalctl, rack_file
+from .labrun import FAST, env_of, metalctl, rack_file, records
 
 
 def test_run_profiles_the_libvirt_machine_through_its_bmc(lab, lab_creds, ironic, tmp_path):

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-import test_kickstart as tk
 import yaml
+from kscases import CALLBACK, KS_SITE, NODE, parse_kickstart, stored_plan
 
 from metalctl.provision import kickstart as ks
 from metalctl.rules.kinds import firewall as fw
@@ -127,10 +127,10 @@ def test_the_rules_open_the_same_ports_and_qemu_is_held_to_them():
 
 @pytest.mark.parametrize("dhcp", [False, True])
 def test_the_kickstart_opens_what_harden_opens(tk_row, dhcp):
-    node = tk.NODE if not dhcp else dataclasses.replace(tk.NODE, address=None, gateway=None)
-    variables = {**ks.variables_for(tk_row, tk.KS_SITE, node, callback=tk.CALLBACK)}
+    node = NODE if not dhcp else dataclasses.replace(NODE, address=None, gateway=None)
+    variables = {**ks.variables_for(tk_row, KS_SITE, node, callback=CALLBACK)}
     text = ks.render("rhel9-kvm", variables).text
-    handler = tk._parse(text)
+    handler = parse_kickstart(text)
     assert handler.firewall.enabled
     assert "ssh" in handler.firewall.services
     assert set(handler.firewall.remove_services) == {"cockpit", "dhcpv6-client"}
@@ -146,5 +146,5 @@ def test_the_kickstart_opens_what_harden_opens(tk_row, dhcp):
 
 @pytest.fixture(scope="module")
 def tk_row(tmp_path_factory):
-    return tk._stored_plan(tmp_path_factory.mktemp("store"), "r750-2s-48c-512g.txt",
+    return stored_plan(tmp_path_factory.mktemp("store"), "r750-2s-48c-512g.txt",
                            "nfv-sriov")

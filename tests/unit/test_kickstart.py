@@ -3,54 +3,29 @@ the plan's kernel arguments on --append, secrets masked, every bad input refused
 
 import re
 import subprocess
-import warnings
-from pathlib import Path
 
 import pytest
 import yaml
-from pykickstart.parser import KickstartParser
-from pykickstart.version import makeVersion
+from kscases import (
+    CALLBACK,
+    CLEAR,
+    KEY,
+    KS_SITE,
+    NODE,
+    PEERS_PYTHON,
+    REPO,
+    SITE,
+    TOKEN,
+    parse_kickstart,
+    stored_plan,
+)
 
 from metalctl.credentials import Secret
 from metalctl.data import data_dir
 from metalctl.data.merge import deep_merge
 from metalctl.errors import InputError
-from metalctl.profile import stage
-from metalctl.profile.facts import inband
-from metalctl.profile.library import ProfileLibrary
 from metalctl.provision import kickstart as ks
 from metalctl.provision import shacrypt
-from metalctl.store import Store
-
-REPO = Path(__file__).resolve().parents[2]
-FACTS = REPO / "tests" / "samples" / "facts"
-PEERS_PYTHON = Path.home() / ".cache" / "metalctl" / "peers" / "bin" / "python"
-
-CLEAR = "Clear-Root-Passw0rd"
-TOKEN = "tok_Zq8vL2mN4pR6sT0uW3yA5cE7gI9kM1oQ"
-KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq0oVlJ9v0vH3xYf0m3XU8y3m2y7wq3n0P3a0bq9w1Z "
-       "operator@example")
-SITE = {
-    "repositories": {"dnf": [
-        {"id": "baseos", "gpgkey": "file:///etc/pki/rpm-gpg/RPM-GPG-KEY-Rocky-9"},
-        {"id": "appstream", "gpgkey": "file:///etc/pki/rpm-gpg/RPM-GPG-KEY-Rocky-9"}]},
-    "kickstart": {
-        "install": {"liveimg": "http://10.0.0.1/images/rocky9.tar.gz"},
-        "repositories": {
-            "baseos": {"baseurl": "https://mirror.example.net/rocky/9/BaseOS/x86_64/os/"},
-            "appstream": {"mirrorlist": "https://mirrors.example.net/list?repo=AppStream-9"}},
-        "root_password": {"env": "KS_TEST_ROOTPW"},
-        "ssh_keys": [{"user": "root", "key": KEY}, {"user": "ops", "key": KEY}],
-        "ntp_servers": ["ntp.example.net"],
-        "nameservers": ["10.0.0.1"],
-        "domain": "lab.example.net",
-        "kernel_args": ["console=ttyS0,115200n8"],
-    },
-}
-KS_SITE = ks.load_site(SITE, label="site.yaml", environ={"KS_TEST_ROOTPW": CLEAR})
-NODE = ks.KickstartNode("r750-01", "52-54-00-AA-BB-01", address="10.0.0.21/24",
-                        gateway="10.0.0.1")
-CALLBACK = ks.Callback("http://10.0.0.1:8080/callback/r750-01", Secret(TOKEN))
 
 PAIRS = [("rhel9-kvm", "RHEL9"), ("rhel9-kvm", "RHEL10"), ("rhel9-kvm", "Rocky 9.4"),
          ("rhel9-kvm", "AlmaLinux 9"), ("rhel9-kvm", "Fedora 40"), ("rhel9-kvm", "F46"),
@@ -58,37 +33,20 @@ PAIRS = [("rhel9-kvm", "RHEL9"), ("rhel9-kvm", "RHEL10"), ("rhel9-kvm", "Rocky 9
          ("ironic-rhel9-kvm", "RHEL9"), ("ironic-rhel9-kvm", "Alma 10")]
 
 
-def _stored_plan(tmp: Path, facts: str, profile: str) -> dict:
-    """Derive through the profile stage into a real store and read it back."""
-    topo = inband.parse((FACTS / facts).read_text())
-    with Store(tmp / "store.db") as store:
-        stage.plan(store, stage.NodeRef(label="r750-01", key="node-1"),
-                   ProfileLibrary().load(profile), topo)
-        return store.get_data("node-1", "plan")
-
-
 @pytest.fixture(scope="module")
 def sriov_row(tmp_path_factory):
     """Two NUMA nodes: IOMMU and per-node hugepages, tuned cpu-partitioning."""
-    return _stored_plan(tmp_path_factory.mktemp("store"), "r750-2s-48c-512g.txt", "nfv-sriov")
+    return stored_plan(tmp_path_factory.mktemp("store"), "r750-2s-48c-512g.txt", "nfv-sriov")
 
 
 @pytest.fixture(scope="module")
 def hpc_row(tmp_path_factory):
     """Kernel isolation: isolcpus, nohz_full, rcu_nocbs, nosmt, low-latency arguments."""
-    return _stored_plan(tmp_path_factory.mktemp("store"), "edge-1s-12c-64g.txt", "hpc")
+    return stored_plan(tmp_path_factory.mktemp("store"), "edge-1s-12c-64g.txt", "hpc")
 
 
 def _vars(row_, **over):
     return {**ks.variables_for(row_, KS_SITE, NODE, callback=CALLBACK), **over}
-
-
-def _parse(text: str, version: str = "RHEL9"):
-    parser = KickstartParser(makeVersion(version))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        parser.readKickstartFromString(text)
-    return parser.handler
 
 
 def test_shipped_templates():
@@ -115,7 +73,7 @@ def _check_template(row, template, os_name):
     assert all(isinstance(w, str) for w in warns)
     text = ks.ironic_preview(rendered.text, "t") if ks.for_ironic(rendered.text) \
         else rendered.text
-    handler = _parse(text, ks.target_os(os_name).version)
+    handler = parse_kickstart(text, ks.target_os(os_name).version)
     # the plan's arguments, in order, then the site's
     assert handler.bootloader.appendLine.split() == [*args, "console=ttyS0,115200n8"]
     assert handler.rootpw.isCrypted
@@ -421,7 +379,7 @@ def test_a_site_file_through_the_site_loader(sriov_row):
                             gateway6="fd00::1")
     variables = ks.variables_for(sriov_row, site, node, callback=CALLBACK)
     rendered, _ = ks.render_checked("rhel9-kvm", variables, "Rocky 9")
-    handler = _parse(rendered.text)
+    handler = parse_kickstart(rendered.text)
     assert handler.repo.dataList() == []  # liveimg: no install-time repositories
     assert handler.liveimg.checksum.startswith("9f86d0")
     assert [(p.mountpoint, p.size, p.grow, p.disk) for p in handler.partition.partitions] == \
@@ -443,7 +401,7 @@ def test_a_site_file_through_the_site_loader(sriov_row):
                                                     "install": {"url": "http://t/os/"}}},
                         environ={"KS_SAMPLE_ROOT_PASSWORD": CLEAR})
     variables = ks.variables_for(sriov_row, tree, node, callback=CALLBACK)
-    handler = _parse(ks.render_checked("rhel9-kvm", variables, "RHEL9")[0].text)
+    handler = parse_kickstart(ks.render_checked("rhel9-kvm", variables, "RHEL9")[0].text)
     assert {(r.name, r.baseurl or None, r.metalink or None)
             for r in handler.repo.dataList()} == {
         ("baseos", "https://mirror.example.net/rocky/9/BaseOS/x86_64/os/", None),
@@ -461,7 +419,7 @@ def load_site():
 
 
 def _script(text: str, needle: str) -> str:
-    return next(s.script for s in _parse(text).scripts if needle in s.script)
+    return next(s.script for s in parse_kickstart(text).scripts if needle in s.script)
 
 
 def test_the_installer_scripts_send_host_keys_and_errors_with_the_token(sriov_row, tmp_path):
